@@ -58,6 +58,10 @@ class FacesConfig:
     smooth_strength: float = 1.0
     min_track_length: int = 3
     max_gap: int = 4  # frames a track may be lost and still be interpolated
+    detect_size: int = 960  # long side (px) of the copy the full detector runs on; 0: full resolution
+    min_frontal: float = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped
+    min_scene_len: int = 8  # frames; cuts closer than this to the previous one are ignored
+    detector_threads: int = 0  # ONNX Runtime threads for the detector; 0: its default
 
 
 @dataclass
@@ -177,9 +181,9 @@ def _coerce(value: Any, annotation: Any, name: str, source: str) -> Any:
     """Check/convert a value to a field's annotated type (bool, int, float, str, or X | None)."""
     args = typing.get_args(annotation)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], name, source)
     try:

@@ -177,7 +177,7 @@ def frame_times(spec: ClipSpec) -> list[int]:
     pts, t = [], Fraction(0)
     rng = np.random.default_rng(7)
     for _ in range(spec.scene.frames):
-        pts.append(int(round(t)))
+        pts.append(round(t))
         step = ticks_per_frame * (Fraction(float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0]))) if spec.vfr else 1)
         t += step
     return pts
@@ -243,7 +243,7 @@ def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, track
     channels = stream.codec_context.layout.nb_channels
     fmt = stream.codec_context.format.name
     chunk = 1024
-    total = int(round(seconds * track.rate))
+    total = round(seconds * track.rate)
     for start in range(0, total, chunk):
         n = min(chunk, total - start)
         t = (np.arange(start, start + n) / track.rate).astype(np.float64)

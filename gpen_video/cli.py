@@ -1,0 +1,252 @@
+"""``gpen-video``: restore, preview, batch, probe, weights.
+
+The CLI turns flags into one ``Config`` (preset + overrides), runs the library, shows a tqdm bar,
+and turns every ``GpenVideoError`` into one line on stderr and exit code 2. ``-v`` adds tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gpen_video import __version__
+from gpen_video.config import load_config, preset_names
+from gpen_video.errors import ConfigError, GpenVideoError
+
+log = logging.getLogger("gpen_video")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_seconds(text: str) -> float:
+    """``90``, ``90.5``, ``01:30``, ``00:01:30.500`` -> seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    match = re.fullmatch(r"(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a time; use seconds (12.5) or HH:MM:SS[.ms]")
+    hours, minutes, seconds = match.groups()
+    if int(minutes) >= 60 or float(seconds) >= 60:
+        raise argparse.ArgumentTypeError(f"'{text}': minutes and seconds must be below 60")
+    return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _positive_seconds(text: str) -> float:
+    value = parse_seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}': the duration must be more than zero")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gpen-video", description="Restore the faces in video and film scans with GPEN.")
+    parser.add_argument("--version", action="version", version=f"gpen-video {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    restore = sub.add_parser("restore", help="restore the faces of a video (the main job)")
+    restore.add_argument("input", type=Path, help="the video to restore (never modified)")
+    restore.add_argument("-o", "--output", type=Path, help="output file (default: NAME.restored.EXT beside the input)")
+    _add_run_options(restore)
+
+    probe = sub.add_parser("probe", help="show what a video holds and what would be done with it")
+    probe.add_argument("input", type=Path)
+    probe.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_verbosity(probe)
+
+    for name, issue in (("preview", "a short before/after clip"), ("batch", "many files with resume")):
+        reserved = sub.add_parser(name, help=f"{issue} (not available yet)")
+        reserved.add_argument("args", nargs=argparse.REMAINDER)
+        _add_verbosity(reserved)
+
+    try:
+        from gpen_video.models import weights_cli
+    except ImportError:
+        weights = sub.add_parser("weights", help="list, fetch and verify model files (not available yet)")
+        weights.add_argument("args", nargs=argparse.REMAINDER)
+        _add_verbosity(weights)
+    else:
+        weights_cli.add_parser(sub)
+        _add_verbosity(sub.choices["weights"])
+    return parser
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail (tracebacks with -v)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress bar")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="default", help=f"preset ({', '.join(preset_names())}) or a YAML file")
+    p.add_argument("--model", help="gpen-bfr-2048 (default), gpen-bfr-1024/512/256, a .pth/.onnx path, or identity")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--batch-size", type=int, help="faces per restore batch (0: from device memory)")
+    p.add_argument("--weights-dir", help="where model files are looked for first")
+    p.add_argument("--start", type=parse_seconds, help="start time: seconds or HH:MM:SS[.ms]")
+    p.add_argument("--duration", type=_positive_seconds, help="how much to process: seconds or HH:MM:SS[.ms]")
+    p.add_argument("--video-codec", help="auto (default), libx264, libx265, prores_ks, ffv1, dnxhd, ...")
+    p.add_argument("--crf", type=int, help="quality for x264/x265 (auto: 16)")
+    p.add_argument("--preset", help="x264/x265 speed preset (auto: slow)")
+    p.add_argument("--pix-fmt", help="output pixel format (auto: the source's)")
+    p.add_argument("--encoder-backend", choices=["pyav", "ffmpeg"], help="ffmpeg: pipe to your own ffmpeg binary")
+    p.add_argument("--detector", help="auto, mtcnn, scrfd, retinaface, or a detector .onnx")
+    p.add_argument("--blend", type=float, help="weight of the restored face, 0..1 (GPEN's alpha; default 0.8)")
+    p.add_argument("--no-smooth", action="store_true", help="no temporal landmark smoothing (to compare)")
+    p.add_argument("--strict", action="store_true", help="fail on damaged packets instead of skipping them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--report", type=Path, help="write a JSON report of the run here")
+    _add_verbosity(p)
+
+
+# flag name -> dotted config field
+_OVERRIDES = {
+    "model": "restore.model",
+    "device": "restore.device",
+    "precision": "restore.precision",
+    "batch_size": "restore.batch_size",
+    "weights_dir": "restore.weights_dir",
+    "start": "start",
+    "duration": "duration",
+    "video_codec": "output.video_codec",
+    "crf": "output.crf",
+    "preset": "output.preset",
+    "pix_fmt": "output.pix_fmt",
+    "encoder_backend": "output.encoder_backend",
+    "detector": "faces.detector",
+    "blend": "compose.blend",
+    "strict": "reader.strict",
+    "overwrite": "output.overwrite",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    overrides: dict[str, Any] = {}
+    for flag, dotted in _OVERRIDES.items():
+        value = getattr(args, flag, None)
+        if value is None or value is False:
+            continue
+        overrides[dotted] = value
+    if getattr(args, "no_smooth", False):
+        overrides["faces.smooth"] = False
+    config = load_config(args.config, overrides)
+    if not 0.0 <= config.compose.blend <= 1.0:
+        raise ConfigError(f"--blend must be between 0 and 1, got {config.compose.blend}")
+    if config.restore.batch_size < 0:
+        raise ConfigError(f"--batch-size must be 0 (auto) or more, got {config.restore.batch_size}")
+    return config
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("gpen-video: %(message)s"))
+    root = logging.getLogger("gpen_video")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    logging.getLogger("libav").setLevel(logging.ERROR)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gpen_video.io.output import default_output_path
+    from gpen_video.io.probe import probe
+    from gpen_video.pipeline import RestoreJob, planned_frames, run_restore
+
+    config = config_from_args(args)
+    output = args.output or default_output_path(args.input)
+    info = probe(args.input)
+    total = planned_frames(info, config)
+    with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
+
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+
+        report = run_restore(RestoreJob(args.input, output, config, progress=progress, info=info))
+    for warning in report.warnings:
+        log.warning("warning: %s", warning)
+    if not args.quiet:
+        print(f"gpen-video: wrote {output}: {report.summary()}", file=sys.stderr)
+    if args.report:
+        report.write(args.report)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from gpen_video.io.probe import probe
+
+    info = probe(args.input)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return 0
+    print(format_probe(info))
+    return 0
+
+
+def format_probe(info: Any) -> str:
+    v = info.video
+    rate = f"{float(v.frame_rate):.3f} fps" if v.frame_rate else "unknown rate"
+    lines = [
+        f"{info.path}: {info.format_name}, {info.size_bytes / 1e6:.1f} MB, {v.duration:.3f}s",
+        f"  video #{v.index}: {v.codec}" + (f" ({v.profile})" if v.profile else "") + f", {v.width}x{v.height}, "
+        f"{rate}{' (VFR)' if v.is_vfr else ''}, {v.frame_count} frames, time base {v.time_base}",
+        f"    colour: {v.colour.describe()}",
+        f"    rotation: {v.rotation}°" + (f", timecode {v.timecode}" if v.timecode else ""),
+    ]
+    for s in info.streams:
+        detail = s.codec or "unknown codec"
+        if s.type == "audio":
+            detail += f", {s.sample_rate} Hz, {s.layout or s.channels}"
+        if s.language and s.language != "und":
+            detail += f", language {s.language}"
+        lines.append(f"  {s.type} #{s.index}: {detail}, {s.packets} packets")
+    if info.damaged_packets:
+        lines.append(f"  damaged: {info.damaged_packets} packet(s) could not be read")
+    return "\n".join(lines)
+
+
+def cmd_reserved(args: argparse.Namespace) -> int:
+    raise ConfigError(f"'gpen-video {args.command}' is not available in this version yet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
+    handlers = {"restore": cmd_restore, "probe": cmd_probe}
+    try:
+        if args.command == "weights" and not hasattr(args, "args"):
+            from gpen_video.models import weights_cli
+
+            return weights_cli.run(args)
+        return handlers.get(args.command, cmd_reserved)(args)
+    except GpenVideoError as exc:
+        if getattr(args, "verbose", 0):
+            log.exception("traceback:")
+        print(f"gpen-video: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gpen-video: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""Streaming decode of the main video stream, keeping source timestamps and the other streams' packets.
+
+One demux pass over the file: video packets are decoded (threaded) into ``Frame`` objects that keep
+the decoded samples, ``pts`` and ``time_base`` exactly as the source had them (VFR stays VFR); every
+other stream's packets are kept, untouched, for the writer to copy. Damaged packets are counted and
+skipped, so a scratched tape still yields every frame that can be decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from gpen_video.config import ReaderConfig
+from gpen_video.errors import DamagedInputError, InputError
+from gpen_video.io.colour import ColourInfo, to_working
+from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """One decoded picture, in presentation order, with its source timing."""
+
+    index: int  # 0-based position among the frames this run processes
+    pts: int  # source presentation timestamp, in time_base units
+    time_base: Fraction
+    source: av.VideoFrame  # the decoded samples, re-encoded as they are when no face is touched
+
+    @property
+    def time(self) -> float:
+        return float(self.pts * self.time_base)
+
+    def upright(self, colour: ColourInfo, rotation: int) -> np.ndarray:
+        """The picture as a player shows it, BGR in the working bit depth."""
+        return to_working(self.source, colour, rotation)
+
+
+@dataclass
+class ReadStats:
+    frames: int = 0
+    damaged_packets: int = 0
+    corrupt_frames: int = 0
+    first_error: str | None = None
+
+
+class VideoReader:
+    """Decodes ``info.video`` from ``path`` between ``start`` and ``start + duration`` (seconds)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        info: MediaInfo,
+        config: ReaderConfig | None = None,
+        start: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.config = config or ReaderConfig()
+        self.container = open_input(self.path)
+        self.video = self.container.streams[info.video.index]
+        self.video.thread_type = "AUTO"
+        if self.config.threads:
+            self.video.codec_context.thread_count = self.config.threads
+        self.side_streams = [
+            s for s in self.container.streams if s.index != self.video.index and s.type in ("audio", "subtitle", "data")
+        ]
+        tb = self.video.time_base
+        self.start = start
+        self.end = None if duration is None else (start or 0.0) + duration
+        self._start_pts = None if start is None else int(Fraction(start).limit_denominator(10**9) / tb)
+        self._end_time = None if self.end is None else Fraction(self.end).limit_denominator(10**9)
+        self.offset: Fraction | None = None if start is not None else Fraction(0)
+        self.stats = ReadStats()
+        self._pending: list[av.Packet] = []
+        self._early: list[av.Packet] = []  # side packets seen before the first kept frame (range starts)
+
+    # -- packets of the other streams -------------------------------------------------------------
+    def take_packets(self) -> list[av.Packet]:
+        """Side-stream packets demuxed since the last call, in file order, inside the processed range."""
+        packets, self._pending = self._pending, []
+        return packets
+
+    def _keep_side_packet(self, packet: av.Packet) -> None:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None or packet.time_base is None:
+            if self.start is None:
+                self._pending.append(packet)
+            return
+        t = ts * packet.time_base
+        if self._end_time is not None and t >= self._end_time:
+            return
+        if self.start is None:  # whole file: every packet, priming packets with negative pts included
+            self._pending.append(packet)
+            return
+        if self.offset is None:  # the first video frame of the range is not decoded yet
+            self._early.append(packet)
+            return
+        if t >= self.offset:
+            self._pending.append(packet)
+
+    def _release_early(self) -> None:
+        for packet in self._early:
+            self._keep_side_packet(packet)
+        self._early = []
+
+    # -- frames -----------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self) -> Iterator[Frame]:
+        if self._start_pts is not None:
+            try:
+                self.container.seek(self._start_pts, stream=self.video, backward=True, any_frame=False)
+            except av.error.FFmpegError as exc:
+                raise InputError(f"{self.path}: cannot seek to {self.start:.3f}s ({exc})") from exc
+        video_done = False
+        last_pts: int | None = None
+        demux = self.container.demux(self.video, *self.side_streams)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:  # damaged or truncated container: stop here
+                self._damaged(f"demuxing stopped: {ffmpeg_reason(exc)}")
+                break
+            if packet.stream.index != self.video.index:
+                self._keep_side_packet(packet)
+                if video_done and self._side_streams_past_end(packet):
+                    break
+                continue
+            if video_done:
+                continue
+            if packet.is_corrupt:
+                self._damaged("corrupt packet")
+            for frame in self._decode(packet):
+                pts = frame.pts
+                if pts is None:
+                    pts = (last_pts + 1) if last_pts is not None else 0
+                if last_pts is not None and pts <= last_pts:
+                    log.debug("%s: dropping frame with non-increasing pts %s", self.path, pts)
+                    continue
+                if self._start_pts is not None and pts < self._start_pts:
+                    continue
+                if self._end_time is not None and pts * self.video.time_base >= self._end_time:
+                    video_done = True
+                    break
+                if self.offset is None:
+                    self.offset = Fraction(pts) * self.video.time_base
+                    self._release_early()
+                last_pts = pts
+                if frame.is_corrupt:
+                    self.stats.corrupt_frames += 1
+                yield Frame(self.stats.frames, pts, self.video.time_base, frame)
+                self.stats.frames += 1
+            if video_done and not self.side_streams:
+                break
+        if self.offset is None:
+            self.offset = Fraction(0)
+            self._release_early()
+        if self.stats.damaged_packets and self.config.strict:
+            raise DamagedInputError(
+                f"{self.path}: {self.stats.damaged_packets} damaged packet(s) ({self.stats.first_error}); "
+                "run without --strict to restore what can be decoded"
+            )
+
+    def _side_streams_past_end(self, packet: av.Packet) -> bool:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if self._end_time is None or ts is None:
+            return False
+        return ts * packet.time_base >= self._end_time + 2  # interleaving slack: 2 s of file time
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        try:
+            return packet.decode()
+        except av.error.FFmpegError as exc:
+            self._damaged(ffmpeg_reason(exc))
+            return []
+
+    def _damaged(self, reason: str) -> None:
+        self.stats.damaged_packets += 1
+        if self.stats.first_error is None:
+            self.stats.first_error = reason
+        log.debug("%s: damaged input: %s", self.path, reason)
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
