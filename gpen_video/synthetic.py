@@ -2,7 +2,8 @@
 
 Used by ``samples/`` (the bundled sample), ``tests/`` and ``bench/``: no large media is committed.
 The faces are the six in insightface's ``data/images/t1.jpg``; every frame is that photo warped by a
-known similarity transform (sub-pixel pan and zoom), so tests can map detected landmarks back to the
+known similarity transform (sub-pixel pan and zoom; black pillarbox where the photo does not
+cover the frame, as 4:3 film in a 16:9 frame), so tests can map detected landmarks back to the
 photo and measure jitter against ground truth. A hard cut switches to a second "shot" (the photo
 mirrored and framed differently), so the faces jump and tracks must restart.
 """
@@ -101,7 +102,7 @@ def render(scene: FaceScene, index: int, photo: np.ndarray | None = None) -> Syn
     photo = faces_image() if photo is None else photo
     affine, shot = trajectory(scene, index)
     image = cv2.warpAffine(
-        photo, affine, (scene.width, scene.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
+        photo, affine, (scene.width, scene.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT
     )
     if scene.degrade > 0:
         image = _degrade(image, scene.degrade, rng)
