@@ -103,6 +103,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="x264/x265 speed preset (auto: slow)")
     p.add_argument("--pix-fmt", help="output pixel format (auto: the source's)")
     p.add_argument("--encoder-backend", choices=["pyav", "ffmpeg"], help="ffmpeg: pipe to your own ffmpeg binary")
+    p.add_argument("--ffmpeg-binary", help="ffmpeg for --encoder-backend ffmpeg (default: PATH, then imageio-ffmpeg's)")
     p.add_argument("--detector", help="auto, mtcnn, scrfd, retinaface, or a detector .onnx")
     p.add_argument("--blend", type=float, help="weight of the restored face, 0..1 (GPEN's alpha; default 0.8)")
     p.add_argument("--no-smooth", action="store_true", help="no temporal landmark smoothing (to compare)")
@@ -126,6 +127,7 @@ _OVERRIDES = {
     "preset": "output.preset",
     "pix_fmt": "output.pix_fmt",
     "encoder_backend": "output.encoder_backend",
+    "ffmpeg_binary": "output.ffmpeg_binary",
     "detector": "faces.detector",
     "blend": "compose.blend",
     "strict": "reader.strict",

@@ -20,6 +20,8 @@ import av
 import cv2
 import numpy as np
 
+from gpen_video.io.rotation import unrotate_image
+
 
 def faces_image_path() -> Path:
     """Path of insightface's ``t1.jpg`` (six faces), shipped inside the insightface wheel."""
@@ -160,7 +162,7 @@ class ClipSpec:
     time_base: Fraction | None = None  # default 1/(rate*1000) for VFR, else 1/rate
     colorspace: str = "ITU709"  # ITU709 | ITU601 | BT2020 (matrix used to make the YUV)
     color_range: str = "MPEG"  # MPEG (limited) | JPEG (full)
-    rotation: int = 0  # display rotation tag, degrees
+    rotation: int = 0  # display rotation tag (degrees); the scene is what the viewer sees upright
     audio: Sequence[AudioTrack] = (AudioTrack(),)
     codec_options: dict[str, str] = field(default_factory=dict)
     profile: str | None = None
@@ -196,9 +198,11 @@ def write_clip(path: str | Path, spec: ClipSpec) -> Path:
     scene = spec.scene
     pts_list = frame_times(spec)
     tb = stream_time_base(spec)
+    # The scene is the upright picture; a rotated clip stores it turned back, as a phone's sensor does.
+    stored_w, stored_h = (scene.height, scene.width) if spec.rotation % 180 else (scene.width, scene.height)
     with av.open(str(path), "w") as out:
         video = out.add_stream(spec.codec, rate=spec.rate, options=dict(spec.codec_options))
-        video.width, video.height = scene.width, scene.height
+        video.width, video.height = stored_w, stored_h
         video.pix_fmt = spec.pix_fmt
         video.time_base = tb
         video.codec_context.time_base = tb
@@ -219,10 +223,11 @@ def write_clip(path: str | Path, spec: ClipSpec) -> Path:
             audio_streams.append(a)
         high_bit = av.VideoFormat(spec.pix_fmt).components[0].bits > 8
         for sframe, pts in zip(frames(scene), pts_list, strict=True):
+            stored = unrotate_image(sframe.image, spec.rotation)
             if high_bit:
-                rgb = av.VideoFrame.from_ndarray(sframe.image.astype(np.uint16) * 257, format="bgr48le")
+                rgb = av.VideoFrame.from_ndarray(stored.astype(np.uint16) * 257, format="bgr48le")
             else:
-                rgb = av.VideoFrame.from_ndarray(sframe.image, format="bgr24")
+                rgb = av.VideoFrame.from_ndarray(stored, format="bgr24")
             frame = rgb.reformat(
                 format=spec.pix_fmt,
                 src_colorspace="ITU709",

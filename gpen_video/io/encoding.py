@@ -9,6 +9,7 @@ become 10-bit libx265. Anything the user names explicitly wins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import av
 
@@ -48,19 +49,49 @@ class EncodeSettings:
         return f"{self.codec} {self.pix_fmt} {opts}".strip()
 
 
-def choose_encoding(video: VideoInfo, config: OutputConfig) -> EncodeSettings:
+class EncoderCatalog(Protocol):
+    """Which encoders exist and which pixel formats each takes (PyAV's FFmpeg, or the user's binary)."""
+
+    name: str
+
+    def has(self, codec: str) -> bool: ...
+
+    def formats(self, codec: str) -> list[str]: ...
+
+
+class PyAVEncoders:
+    name = "PyAV's FFmpeg"
+
+    def has(self, codec: str) -> bool:
+        try:
+            av.codec.Codec(codec, "w")
+        except (ValueError, av.error.FFmpegError):
+            return False
+        return True
+
+    def formats(self, codec: str) -> list[str]:
+        return [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+
+
+PYAV_ENCODERS = PyAVEncoders()
+
+
+def choose_encoding(video: VideoInfo, config: OutputConfig, encoders: EncoderCatalog = PYAV_ENCODERS) -> EncodeSettings:
     """Pick the encoder for ``video`` under the user's ``config`` (codec, crf, preset, pix_fmt)."""
     src_fmt = video.colour.pix_fmt
     if config.video_codec == "auto":
-        settings = _auto(video)
+        settings = _auto(video, encoders)
     else:
         codec = config.video_codec
-        _require_encoder(codec)
-        settings = EncodeSettings(codec, _closest_format(codec, src_fmt), reason="chosen with --video-codec")
+        if not encoders.has(codec):
+            hint = "" if encoders is not PYAV_ENCODERS else "; try --encoder-backend ffmpeg to use your own ffmpeg"
+            raise ConfigError(f"--video-codec: {encoders.name} has no encoder '{codec}'{hint}")
+        fmt = _closest_format(encoders.formats(codec), src_fmt)
+        settings = EncodeSettings(codec, fmt, reason="chosen with --video-codec")
         if codec in _DELIVERY_DEFAULTS:
             settings.options = {k: str(v) for k, v in _DELIVERY_DEFAULTS[codec].items()}
     if config.pix_fmt != "auto":
-        formats = _encoder_formats(settings.codec)
+        formats = encoders.formats(settings.codec)
         try:
             av.VideoFormat(config.pix_fmt)
         except ValueError as exc:
@@ -85,10 +116,10 @@ def choose_encoding(video: VideoInfo, config: OutputConfig) -> EncodeSettings:
     return settings
 
 
-def _auto(video: VideoInfo) -> EncodeSettings:
+def _auto(video: VideoInfo, encoders: EncoderCatalog) -> EncodeSettings:
     src_fmt = video.colour.pix_fmt
     family = INTERMEDIATE_ENCODERS.get(video.codec)
-    if family and _has_encoder(family) and (not _encoder_formats(family) or src_fmt in _encoder_formats(family)):
+    if family and encoders.has(family) and (not encoders.formats(family) or src_fmt in encoders.formats(family)):
         settings = EncodeSettings(family, src_fmt, reason=f"same family as the {video.codec} source")
         if family == "prores_ks":
             settings.options["profile"] = _PRORES_PROFILES.get(video.profile or "", "hq")
@@ -104,41 +135,20 @@ def _auto(video: VideoInfo) -> EncodeSettings:
     if video.colour.bit_depth > 8:
         return EncodeSettings(
             "libx265",
-            _closest_format("libx265", src_fmt, depth=10),
+            _closest_format(encoders.formats("libx265"), src_fmt, depth=10),
             {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx265"].items()},
             reason=f"{video.colour.bit_depth}-bit {video.codec} source: 10-bit HEVC",
         )
     return EncodeSettings(
         "libx264",
-        _closest_format("libx264", src_fmt, depth=8),
+        _closest_format(encoders.formats("libx264"), src_fmt, depth=8),
         {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx264"].items()},
         reason=f"8-bit {video.codec} source: H.264 CRF 16",
     )
 
 
-def _has_encoder(name: str) -> bool:
-    try:
-        av.codec.Codec(name, "w")
-    except (ValueError, av.error.FFmpegError):
-        return False
-    return True
-
-
-def _require_encoder(name: str) -> None:
-    if not _has_encoder(name):
-        raise ConfigError(
-            f"--video-codec: PyAV's FFmpeg has no encoder '{name}'; "
-            "try --encoder-backend ffmpeg to use your own ffmpeg binary"
-        )
-
-
-def _encoder_formats(codec: str) -> list[str]:
-    return [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
-
-
-def _closest_format(codec: str, src_fmt: str, depth: int | None = None) -> str:
+def _closest_format(formats: list[str], src_fmt: str, depth: int | None = None) -> str:
     """The encoder's format nearest the source: same chroma subsampling, then the wanted bit depth."""
-    formats = _encoder_formats(codec)
     if not formats or (src_fmt in formats and depth in (None, _depth(src_fmt))):
         return src_fmt
     want_depth = depth or _depth(src_fmt)

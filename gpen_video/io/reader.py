@@ -43,6 +43,27 @@ class Frame:
         return to_working(self.source, colour, rotation)
 
 
+@dataclass(frozen=True)
+class PacketRange:
+    """Which side-stream packets belong to a run: all of them, or those inside ``[offset, end)``.
+
+    ``offset`` is the time of the first video frame kept; the output timeline starts there.
+    """
+
+    start: float | None
+    end: Fraction | None
+    offset: Fraction
+
+    def keeps(self, packet: av.Packet) -> bool:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None or packet.time_base is None:
+            return self.start is None
+        t = ts * packet.time_base
+        if self.end is not None and t >= self.end:
+            return False
+        return self.start is None or t >= self.offset  # whole file: priming packets (pts < 0) included
+
+
 @dataclass
 class ReadStats:
     frames: int = 0
@@ -89,22 +110,14 @@ class VideoReader:
         packets, self._pending = self._pending, []
         return packets
 
+    def packet_range(self) -> PacketRange:
+        """The side-packet range of this run (valid once the first frame has been read)."""
+        return PacketRange(self.start, self._end_time, self.offset if self.offset is not None else Fraction(0))
+
     def _keep_side_packet(self, packet: av.Packet) -> None:
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None or packet.time_base is None:
-            if self.start is None:
-                self._pending.append(packet)
-            return
-        t = ts * packet.time_base
-        if self._end_time is not None and t >= self._end_time:
-            return
-        if self.start is None:  # whole file: every packet, priming packets with negative pts included
-            self._pending.append(packet)
-            return
-        if self.offset is None:  # the first video frame of the range is not decoded yet
+        if self.offset is None and self.start is not None:  # the range's first frame is not decoded yet
             self._early.append(packet)
-            return
-        if t >= self.offset:
+        elif self.packet_range().keeps(packet):
             self._pending.append(packet)
 
     def _release_early(self) -> None:

@@ -100,11 +100,7 @@ class VideoWriter:
                 "use a .mov or .mkv output or another --video-codec"
             )
         self.video = self._add_video_stream()
-        self.plans: list[StreamPlan] = []
-        self._copy_map: dict[int, av.stream.Stream] = {}
-        self._transcoders: dict[int, _AudioTranscoder] = {}
-        for stream in side_streams:
-            self.plans.append(self._add_side_stream(stream))
+        self.side = SideStreams(self.container, self.family, side_streams, offset)
         self.pts: list[int] = []
         self._tb = info.video.time_base
         self._offset_ticks = round(offset / self._tb)
@@ -122,8 +118,8 @@ class VideoWriter:
         stream.width, stream.height = v.width, v.height
         stream.pix_fmt = s.pix_fmt
         stream.time_base = v.time_base
+        stream.codec_context.time_base = v.time_base
         cc = stream.codec_context
-        cc.time_base = v.time_base
         if s.bit_rate:
             cc.bit_rate = s.bit_rate
         colour = v.colour
@@ -138,53 +134,6 @@ class VideoWriter:
         if v.timecode:
             stream.metadata["timecode"] = v.timecode
         return stream
-
-    def _add_side_stream(self, stream: av.stream.Stream) -> StreamPlan:
-        codec = stream.codec_context.name if stream.codec_context is not None else None
-        plan = StreamPlan(stream.index, stream.type, codec, "copy")
-        if stream.type == "data":
-            if codec is None and stream.metadata.get("handler_name", "").lower().startswith("timecode"):
-                plan.action, plan.reason = "timecode", "timecode track rewritten from the source timecode"
-                return plan
-            if self.family in ("mp4", "mov", "matroska", "webm"):
-                plan.action, plan.reason = "drop", f"a data stream cannot be copied into {self.family}"
-                log.warning("stream #%d (data): left out, %s", stream.index, plan.reason)
-                return plan
-        if stream.type == "audio" and self.family in _CONTAINER_AUDIO and codec not in _CONTAINER_AUDIO[self.family]:
-            target = _AUDIO_FALLBACK[self.family]
-            out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
-            out.layout = stream.codec_context.layout
-            self._copy_metadata(stream, out)
-            self._transcoders[stream.index] = _AudioTranscoder(stream, out)
-            plan.action = "encode"
-            plan.reason = f"{codec} cannot go in {self.family}; re-encoded to {target}"
-            plan.output_index = out.index
-            log.warning("audio stream #%d: %s", stream.index, plan.reason)
-            return plan
-        if stream.type == "subtitle":
-            allowed = _CONTAINER_SUBTITLES.get(self.family)
-            if allowed is not None and codec not in allowed:
-                plan.action, plan.reason = "drop", f"{codec} subtitles cannot go in {self.family}"
-                log.warning("subtitle stream #%d: left out, %s", stream.index, plan.reason)
-                return plan
-        try:
-            out = self.container.add_stream_from_template(stream)
-        except (av.error.FFmpegError, ValueError) as exc:
-            plan.action, plan.reason = "drop", f"cannot be copied ({exc})"
-            log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
-            return plan
-        self._copy_metadata(stream, out)
-        self._copy_map[stream.index] = out
-        plan.output_index = out.index
-        return plan
-
-    @staticmethod
-    def _copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
-        for key, value in src.metadata.items():
-            if key.lower() not in ("duration", "encoder", "_statistics_tags", "number_of_frames"):
-                dst.metadata[key] = value
-        with contextlib.suppress(AttributeError, ValueError):
-            dst.disposition = src.disposition
 
     def copy_container_metadata(self, source: av.container.InputContainer) -> None:
         for key, value in source.metadata.items():
@@ -218,7 +167,96 @@ class VideoWriter:
         )
 
     def write_packets(self, packets: list[av.Packet]) -> None:
-        """Copy (or re-encode) side-stream packets, shifted by the range offset."""
+        self.side.write(packets)
+
+    @property
+    def plans(self) -> list[StreamPlan]:
+        return self.side.plans
+
+    def close(self) -> WriteResult:
+        """Flush the encoder and finish the file."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.container.mux(self.video.encode(None))
+                self.side.flush()
+            finally:
+                self.container.close()
+        return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings)
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(av.error.FFmpegError):
+                self.container.close()
+
+
+class SideStreams:
+    """The input's audio, subtitle and data streams in an output container: copied, re-encoded or left out.
+
+    Packets are shifted by ``offset`` (the range start) and copied bit for bit; only a codec the
+    output container cannot hold is re-encoded (audio) or left out (subtitles, data), with a reason.
+    """
+
+    def __init__(
+        self, container: av.container.OutputContainer, family: str, streams: list[av.stream.Stream], offset: Fraction
+    ) -> None:
+        self.container = container
+        self.family = family
+        self.offset = offset
+        self._copy_map: dict[int, av.stream.Stream] = {}
+        self._transcoders: dict[int, _AudioTranscoder] = {}
+        self.plans = [self._add(stream) for stream in streams]
+
+    def _add(self, stream: av.stream.Stream) -> StreamPlan:
+        codec = stream.codec_context.name if stream.codec_context is not None else None
+        plan = StreamPlan(stream.index, stream.type, codec, "copy")
+        if stream.type == "data":
+            if codec is None and stream.metadata.get("handler_name", "").lower().startswith("timecode"):
+                plan.action, plan.reason = "timecode", "timecode track rewritten from the source timecode"
+                return plan
+            if self.family in ("mp4", "mov", "matroska", "webm"):
+                plan.action, plan.reason = "drop", f"a data stream cannot be copied into {self.family}"
+                log.warning("stream #%d (data): left out, %s", stream.index, plan.reason)
+                return plan
+        if stream.type == "audio" and self.family in _CONTAINER_AUDIO and codec not in _CONTAINER_AUDIO[self.family]:
+            target = _AUDIO_FALLBACK[self.family]
+            out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
+            out.layout = stream.codec_context.layout
+            self._copy_metadata(stream, out)
+            self._transcoders[stream.index] = _AudioTranscoder(stream, out)
+            plan.action = "encode"
+            plan.reason = f"{codec} cannot go in {self.family}; re-encoded to {target}"
+            plan.output_index = out.index
+            log.warning("audio stream #%d: %s", stream.index, plan.reason)
+            return plan
+        if stream.type == "subtitle":
+            allowed = _CONTAINER_SUBTITLES.get(self.family)
+            if allowed is not None and codec not in allowed:
+                plan.action, plan.reason = "drop", f"{codec} subtitles cannot go in {self.family}"
+                log.warning("subtitle stream #%d: left out, %s", stream.index, plan.reason)
+                return plan
+        try:
+            out = copy_stream(self.container, stream)
+        except (av.error.FFmpegError, ValueError) as exc:
+            plan.action, plan.reason = "drop", f"cannot be copied ({exc})"
+            log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
+            return plan
+        self._copy_metadata(stream, out)
+        self._copy_map[stream.index] = out
+        plan.output_index = out.index
+        return plan
+
+    @staticmethod
+    def _copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
+        for key, value in src.metadata.items():
+            if key.lower() not in ("duration", "encoder", "_statistics_tags", "number_of_frames"):
+                dst.metadata[key] = value
+        with contextlib.suppress(AttributeError, ValueError):
+            dst.disposition = src.disposition
+
+    def write(self, packets: list[av.Packet]) -> None:
+        """Copy (or re-encode) packets, shifted by the range offset."""
         for packet in packets:
             index = packet.stream.index
             if index in self._transcoders:
@@ -235,23 +273,37 @@ class VideoWriter:
             packet.stream = out
             self.container.mux(packet)
 
-    def close(self) -> WriteResult:
-        """Flush the encoder and finish the file."""
-        if not self._closed:
-            self._closed = True
-            try:
-                self.container.mux(self.video.encode(None))
-                for transcoder in self._transcoders.values():
-                    transcoder.flush(self.container)
-            finally:
-                self.container.close()
-        return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings)
+    @property
+    def has_streams(self) -> bool:
+        return bool(self._copy_map or self._transcoders)
 
-    def abort(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with contextlib.suppress(av.error.FFmpegError):
-                self.container.close()
+    def flush(self) -> None:
+        for transcoder in self._transcoders.values():
+            transcoder.flush(self.container)
+
+
+def copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
+    for key, value in src.metadata.items():
+        if key.lower() not in ("duration", "encoder", "_statistics_tags", "number_of_frames"):
+            dst.metadata[key] = value
+    with contextlib.suppress(AttributeError, ValueError):
+        dst.disposition = src.disposition
+
+
+def copy_stream(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
+    """A stream-copy output stream with ``template``'s codec parameters.
+
+    PyAV's public ``add_stream_from_template`` needs an *encoder* for the codec; for codecs this FFmpeg
+    can only decode (AV1 via libdav1d, TrueHD, ...) fall back to PyAV's codec-less template copy, which
+    is what a stream copy needs anyway (PyAV 14-18 name it ``_add_stream_without_codec_from_template``).
+    """
+    try:
+        return container.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        without_codec = getattr(container, "_add_stream_without_codec_from_template", None)
+        if without_codec is None:
+            raise
+        return without_codec(template)
 
 
 def _detach(frame: av.VideoFrame) -> av.VideoFrame:

@@ -1,0 +1,238 @@
+"""``--encoder-backend ffmpeg``: encode with the user's own ffmpeg binary, for encoders PyAV lacks.
+
+Frames go to ffmpeg as rawvideo inside NUT through a pipe, so every frame keeps its exact source
+timestamp (a raw pipe would force a constant rate); ffmpeg encodes them into a video-only NUT file.
+Meanwhile the other streams' packets (already cut to the range by the reader, exactly as for the
+PyAV backend: ffmpeg's own ``-ss`` would keep audio back to the previous key frame when copying) go
+through ``SideStreams`` into a sidecar NUT file. At the end ffmpeg joins the two with ``-c copy``,
+taking global metadata and chapters from the input. The commands are built with ffmpeg-python. The
+binary is ``output.ffmpeg_binary``, else ``ffmpeg`` on PATH, else the one inside
+the ``imageio-ffmpeg`` wheel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from gpen_video.errors import DependencyError, OutputError
+from gpen_video.io.colour import tag_frame
+from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.probe import MediaInfo
+from gpen_video.io.writer import SideStreams, StreamPlan, WriteResult
+
+log = logging.getLogger(__name__)
+
+
+def find_ffmpeg(configured: str | None = None) -> str:
+    """The ffmpeg binary to use, or DependencyError saying how to get one."""
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise DependencyError(f"ffmpeg binary not found: {configured}")
+        return found
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise DependencyError(
+            "--encoder-backend ffmpeg needs an ffmpeg binary: install ffmpeg, or pip install 'gpen-video[ffmpeg]'"
+        ) from exc
+
+
+class FfmpegEncoders:
+    """The encoders of an ffmpeg binary and their pixel formats (asked once, then cached)."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.name = f"ffmpeg ({binary})"
+
+    @functools.cached_property
+    def _encoders(self) -> set[str]:
+        out = subprocess.run([self.binary, "-hide_banner", "-encoders"], capture_output=True, text=True, check=False)
+        return {m.group(1) for m in re.finditer(r"^\s*V\S*\s+(\S+)", out.stdout, re.MULTILINE)}
+
+    def has(self, codec: str) -> bool:
+        return codec in self._encoders
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 - a handful of codecs per process
+    def formats(self, codec: str) -> list[str]:
+        if not self.has(codec):
+            return []
+        out = subprocess.run(
+            [self.binary, "-hide_banner", "-h", f"encoder={codec}"], capture_output=True, text=True, check=False
+        )
+        match = re.search(r"Supported pixel formats:(.*)", out.stdout)
+        return match.group(1).split() if match else []
+
+
+class FfmpegWriter:
+    """Same interface as ``VideoWriter``: ``write``, ``write_packets``, ``close``, ``abort``."""
+
+    def __init__(
+        self,
+        path: Path,
+        info: MediaInfo,
+        settings: EncodeSettings,
+        binary: str,
+        side_streams: list[av.stream.Stream],
+        offset: Fraction,
+    ) -> None:
+        import ffmpeg  # ffmpeg-python: only needed for this backend
+
+        self.ffmpeg = ffmpeg
+        self.path = path
+        self.info = info
+        self.settings = settings
+        self.binary = binary
+        self.offset = offset
+        self.colour = info.video.colour
+        self._tb = info.video.time_base
+        self._offset_ticks = round(offset / self._tb)
+        self.pts: list[int] = []
+        self.video_part = path.with_name(f"{path.stem}.video.nut")
+        self.side_part = path.with_name(f"{path.stem}.side.nut")
+        self.sidecar = av.open(str(self.side_part), "w", format="nut")
+        self.side = SideStreams(self.sidecar, family_for_path(path), side_streams, offset)
+        self.proc = self._encoder().run_async(pipe_stdin=True, pipe_stderr=True, cmd=binary, quiet=False)
+        self._stderr: deque[str] = deque(maxlen=20)
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        self.nut = av.open(self.proc.stdin, "w", format="nut")
+        stream = self.nut.add_stream("rawvideo", rate=info.video.frame_rate or 25)
+        stream.width, stream.height, stream.pix_fmt = info.video.width, info.video.height, settings.pix_fmt
+        stream.time_base = self._tb
+        stream.codec_context.time_base = self._tb
+        self.stream = stream
+        self._closed = False
+
+    @property
+    def plans(self) -> list[StreamPlan]:
+        return self.side.plans
+
+    def _encoder(self) -> Any:
+        """ffmpeg reading rawvideo NUT on stdin, writing the encoded video (only) to ``video_part``."""
+        c = self.colour
+        options: dict[str, Any] = {"vcodec": self.settings.codec, "pix_fmt": self.settings.pix_fmt}
+        options.update(self.settings.options)
+        if self.settings.bit_rate:
+            options["video_bitrate"] = self.settings.bit_rate
+        # NUT carries no colour description, so tag the frames themselves (ffmpeg's encoders read them)
+        tags = {"color_primaries": c.primaries, "color_trc": c.transfer}
+        if not c.matrix_guessed:
+            tags["colorspace"] = c.matrix
+        if c.range_id:
+            tags["range"] = c.range
+        stream = self.ffmpeg.input("pipe:", format="nut").video
+        params = {k: v for k, v in tags.items() if v not in ("unknown", "rgb")}
+        if params:
+            stream = stream.filter("setparams", **params)
+        out = stream.output(str(self.video_part), format="nut", fps_mode="passthrough", enc_time_base="demux",
+                            **options)  # fmt: skip
+        return out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").overwrite_output()
+
+    def _joiner(self) -> list[str]:
+        """ffmpeg copying the encoded video, the sidecar streams, and the input's metadata into ``path``."""
+        cmd = [self.binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+        if self.info.video.rotation:  # a display tag on the stored pixels, as the source had
+            cmd += ["-display_rotation", str(self.info.video.rotation)]
+        cmd += ["-i", str(self.video_part)]
+        maps = ["-map", "0:v:0"]
+        if self.side.has_streams:
+            cmd += ["-i", str(self.side_part)]
+            maps += ["-map", "1"]
+        source = "2" if self.side.has_streams else "1"
+        cmd += ["-i", str(self.info.path), *maps, "-map_metadata", source, "-map_chapters", source, "-c", "copy"]
+        if self.info.video.timecode:
+            cmd += ["-timecode", self.info.video.timecode]
+        return [*cmd, str(self.path)]
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    def copy_container_metadata(self, source: av.container.InputContainer) -> None:
+        """ffmpeg copies it from the input when joining (-map_metadata)."""
+
+    def write(self, frame: av.VideoFrame, pts: int) -> None:
+        if frame.format.name != self.settings.pix_fmt:
+            c = self.colour
+            frame = frame.reformat(format=self.settings.pix_fmt, src_colorspace=c.sws_matrix,
+                                   dst_colorspace=c.sws_matrix, src_color_range=c.sws_range,
+                                   dst_color_range=c.sws_range)  # fmt: skip
+        tag_frame(frame, self.colour)
+        frame.pts = pts - self._offset_ticks
+        frame.time_base = self._tb
+        try:
+            self.nut.mux(self.stream.encode(frame))
+        except (BrokenPipeError, av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"ffmpeg stopped: {self._last_error() or exc}") from exc
+        self.pts.append(frame.pts)
+
+    def write_packets(self, packets: list[av.Packet]) -> None:
+        self.side.write(packets)
+
+    def _last_error(self) -> str:
+        return self._stderr[-1] if self._stderr else ""
+
+    def close(self) -> WriteResult:
+        if self._closed:
+            raise RuntimeError("FfmpegWriter closed twice")
+        self._closed = True
+        try:
+            with contextlib.suppress(BrokenPipeError, OSError, av.error.FFmpegError):
+                self.nut.mux(self.stream.encode(None))
+                self.nut.close()
+            with contextlib.suppress(BrokenPipeError, OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            code = self.proc.wait()
+            self._drain.join(timeout=5)
+            self.side.flush()
+            self.sidecar.close()
+            if code != 0:
+                raise OutputError(f"ffmpeg failed (exit {code}): {self._last_error() or 'no message'}")
+            joined = subprocess.run(self._joiner(), capture_output=True, text=True, check=False)
+            if joined.returncode != 0:
+                last = (joined.stderr.strip().splitlines() or ["no message"])[-1]
+                raise OutputError(f"ffmpeg could not mux the output (exit {joined.returncode}): {last}")
+            return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings)
+        finally:
+            self._remove_parts()
+
+    def _remove_parts(self) -> None:
+        self.video_part.unlink(missing_ok=True)
+        self.side_part.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.proc.kill()
+            self.proc.wait()
+            with contextlib.suppress(av.error.FFmpegError):
+                self.sidecar.close()
+            self._remove_parts()
+
+
+def family_for_path(path: Path) -> str:
+    """The container family an output path's extension selects (for what its streams can hold)."""
+    ext = path.suffix.lower().lstrip(".")
+    return {"m4v": "mp4", "mp4": "mp4", "mov": "mov", "mkv": "matroska", "mka": "matroska", "webm": "webm"}.get(
+        ext, ext
+    )
