@@ -49,7 +49,7 @@ class FacesConfig:
 
     detector: str = "auto"  # auto | mtcnn | scrfd | retinaface | PATH.onnx
     score_threshold: float = 0.8
-    min_face: int = 32  # faces whose eye-mouth scale is below this (px) are skipped
+    min_face: int = 20  # faces whose eye-mouth scale is below this (px) are skipped
     max_faces: int = 0  # 0: no limit; else the largest N per frame
     keyframe_interval: int = 8  # full detection at least every N frames
     scene_threshold: float = 27.0  # PySceneDetect ContentDetector threshold

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import numpy as np
 from gpen_video.config import Config
 from gpen_video.errors import InputError
 from gpen_video.io.colour import ColourInfo, from_working
-from gpen_video.io.encoding import choose_encoding
+from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
+from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import Frame, VideoReader
@@ -65,7 +67,8 @@ def run_restore(job: RestoreJob) -> RunReport:
     info = job.info or probe(job.input)
     if config.start is not None and config.start >= info.video.start_time + info.video.duration:
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
-    settings = choose_encoding(info.video, config.output)
+    binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
+    settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS)
     restorer = job.restorer or _load_restorer(config)
     report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
     times = StageTimes()
@@ -74,7 +77,7 @@ def run_restore(job: RestoreJob) -> RunReport:
         frames_iter = iter(reader)
         first = _first_frame(frames_iter, job.input)
         with atomic_output(job.output) as temp:
-            writer = VideoWriter(temp, info, settings, reader.side_streams, offset=reader.offset or 0)
+            writer = _open_writer(temp, info, settings, reader, config, binary)
             writer.copy_container_metadata(reader.container)
             try:
                 for done in _process(first, frames_iter, reader, writer, faces, times):
@@ -89,6 +92,14 @@ def run_restore(job: RestoreJob) -> RunReport:
             times.add("verify", time.perf_counter() - t0)
         report.finish(reader.stats, result, faces.summary(), times)
     return report
+
+
+def _open_writer(
+    temp: Path, info: MediaInfo, settings: EncodeSettings, reader: VideoReader, config: Config, binary: str | None
+) -> VideoWriter | FfmpegWriter:
+    if binary:
+        return FfmpegWriter(temp, info, settings, binary, reader.side_streams, reader.offset or Fraction(0))
+    return VideoWriter(temp, info, settings, reader.side_streams, offset=reader.offset or Fraction(0))
 
 
 def _load_restorer(config: Config) -> Restorer:
@@ -165,9 +176,8 @@ class FacePath:
         image = frame.upright(self.colour, self.rotation)
         self.times.add("convert", time.perf_counter() - t0)
         t0 = time.perf_counter()
-        detect_image = image if image.dtype == np.uint8 else (image >> 8).astype(np.uint8)
         self.pending[frame.index] = (frame, image)
-        finished = self.stage.push(frame.index, detect_image, frame.time)
+        finished = self.stage.push(frame.index, image, frame.time)  # it takes 16-bit frames as they are
         self.times.add("faces", time.perf_counter() - t0)
         return [self._finish(ff) for ff in finished]
 

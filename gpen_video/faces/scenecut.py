@@ -1,0 +1,51 @@
+"""Scene cuts from PySceneDetect's content detector, fed the frames we already decoded.
+
+Tracks and smoothing must restart at a hard cut (a face in the next shot is not the same face, and
+averaging landmarks across the cut would drag the crop). PySceneDetect's ContentDetector scores the
+HSV change between consecutive frames; it is run on a small copy of each frame (its score is an
+average, so resolution barely matters) in SUPPRESS mode, so a cut is reported on the frame it
+happens, never later.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scenedetect.common import FrameTimecode
+from scenedetect.detector import FlashFilter
+from scenedetect.detectors import ContentDetector
+
+_ANALYSIS_WIDTH = 256
+
+
+class SceneCutDetector:
+    """``is_cut(index, image)`` is True on the first frame of a new shot."""
+
+    def __init__(self, threshold: float = 27.0, min_scene_len: int = 8, fps: float = 24.0):
+        self._detector = ContentDetector(
+            threshold=threshold, min_scene_len=int(min_scene_len), filter_mode=FlashFilter.Mode.SUPPRESS
+        )
+        self._fps = fps
+        self.cuts: list[int] = []
+
+    def is_cut(self, index: int, image: np.ndarray) -> bool:
+        small = _analysis_copy(image)
+        found = self._detector.process_frame(FrameTimecode(int(index), fps=self._fps), small)
+        cut = any(int(tc.frame_num) == int(index) for tc in found)
+        if cut:
+            self.cuts.append(int(index))
+        return cut
+
+
+def _analysis_copy(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    if image.dtype != np.uint8:
+        image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else np.clip(image, 0, 255).astype(np.uint8)
+    if width <= _ANALYSIS_WIDTH:
+        return np.ascontiguousarray(image)
+    step = width // _ANALYSIS_WIDTH
+    if step >= 2:  # subsample first: an area filter over a whole 4K frame costs more than the detector's score
+        image = image[step // 2 :: step, step // 2 :: step]
+        height, width = image.shape[:2]
+    new_h = max(2, round(height * _ANALYSIS_WIDTH / width))
+    return cv2.resize(image, (_ANALYSIS_WIDTH, new_h), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,381 @@
+"""Persistent face tracks: full detection on key frames, cheap landmark refinement in between.
+
+Every observation of a tracked face is made the same way: the detector's landmark stage (MTCNN's
+ONet) run on a box placed by a fixed rule around the face's predicted landmarks (see
+``canonical_box``). Because the crop is framed the same way on key frames and in between, the
+landmarks carry no step every N frames, and their remaining jitter is the kind the smoother removes.
+The full detector only finds new faces and re-anchors faces the refinement lost. Detections are
+matched to tracks by IoU plus landmark distance with the Hungarian method.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from gpen_video.config import FacesConfig
+from gpen_video.faces.detectors import Detector
+from gpen_video.faces.types import Detections, face_box, face_scale, frontalness
+
+log = logging.getLogger(__name__)
+
+#: canonical refinement box around 5 landmarks, in units of the eye-to-mouth distance (measured on
+#: MTCNN's own stage-2 boxes for real faces: side 2.7, centre 0.24 above the landmarks' centroid)
+BOX_SIDE = 2.7
+BOX_LIFT = 0.24
+_MATCH_GATE = 1.0  # cost above which a detection and a track are not the same face
+_DUPLICATE_IOU = 0.5
+_PREDICT_FROM = 6  # observations the motion prediction is fitted to
+_REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
+_SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
+
+
+@dataclass
+class Observation:
+    """One measured face in one frame (before smoothing)."""
+
+    index: int
+    landmarks: np.ndarray  # (5, 2) float64 frame pixels
+    box: np.ndarray  # (4,) float64
+    score: float
+
+
+@dataclass
+class Track:
+    """A face followed through one shot."""
+
+    id: int
+    shot: int
+    observations: list[Observation] = field(default_factory=list)  # recent ones (the stage prunes old)
+    framing: Framing | None = None  # where the refinement box goes (from the full detector only)
+    count: int = 0  # observations ever made
+    misses: int = 0  # consecutive frames without an observation
+    active: bool = True
+
+    @property
+    def last(self) -> Observation:
+        return self.observations[-1]
+
+    def add(self, obs: Observation) -> None:
+        self.observations.append(obs)
+        self.count += 1
+        self.misses = 0
+
+    def predict(self, index: int) -> np.ndarray:
+        """Landmarks expected at ``index``: a straight-line fit through the last few observations.
+
+        A fit (not the last two points) keeps the refinement box from chasing per-frame jitter, which
+        would feed back into the next measurement and make the track swing.
+        """
+        recent = [o for o in self.observations[-_PREDICT_FROM:] if index - o.index <= 2 * _PREDICT_FROM]
+        if len(recent) < 3:
+            return self.last.landmarks
+        t = np.array([o.index - index for o in recent], np.float64)
+        values = np.stack([o.landmarks.reshape(-1) for o in recent])
+        design = np.stack([np.ones_like(t), t], axis=1)
+        coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+        return coef[0].reshape(5, 2)
+
+
+@dataclass
+class Framing:
+    """How a track's refinement box sits on its face, in the face's own axes and size.
+
+    Taken from the full detector (its landmark stage's input box, where it has one) and updated only
+    on key frames. Never from the refined landmarks themselves: ONet's answer for the face size follows
+    the size of the box it is given, so feeding it back makes the box grow or shrink away.
+    """
+
+    scale: float  # eye-to-mouth distance (px)
+    offset: np.ndarray  # box centre minus landmark centroid, (across, down) in face scales
+    side: float  # box side in face scales
+
+    @classmethod
+    def from_detection(cls, landmarks: np.ndarray, anchor_box: np.ndarray | None) -> Framing:
+        lm = np.asarray(landmarks, np.float64)
+        scale = max(float(face_scale(lm)), 4.0)
+        if anchor_box is None:
+            return cls(scale, np.array([0.0, -BOX_LIFT]), BOX_SIDE)
+        right, down = _face_axes(lm)
+        centre = 0.5 * (np.asarray(anchor_box[:2], np.float64) + np.asarray(anchor_box[2:], np.float64))
+        delta = centre - lm.mean(axis=0)
+        side = 0.5 * float(anchor_box[2] - anchor_box[0] + anchor_box[3] - anchor_box[1])
+        return cls(scale, np.array([delta @ right, delta @ down]) / scale, side / scale)
+
+    def update(self, other: Framing) -> Framing:
+        """Follow the detector's face size (zooms); keep the box placement of the track's first detection.
+
+        Placement is the detector's noisiest output, and ONet's landmarks shift a little with it: a
+        placement that changes on every key frame would put a small step into the track each time.
+        """
+        return Framing(self.scale + _SCALE_GAIN * (other.scale - self.scale), self.offset, self.side)
+
+
+def _face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    eyes = 0.5 * (lm[0] + lm[1])
+    mouth = 0.5 * (lm[3] + lm[4])
+    down = (mouth - eyes) / max(float(np.linalg.norm(mouth - eyes)), 1e-6)
+    return np.array([-down[1], down[0]]), down
+
+
+def canonical_box(landmarks: np.ndarray, framing: Framing | None = None) -> np.ndarray:
+    """Square box (x0, y0, x1, y1) placed around 5 landmarks as ``framing`` says (default: a fixed rule)."""
+    lm = np.asarray(landmarks, np.float64)
+    if framing is None:
+        framing = Framing.from_detection(lm, None)
+    right, down = _face_axes(lm)
+    centre = lm.mean(axis=0) + framing.scale * (framing.offset[0] * right + framing.offset[1] * down)
+    half = 0.5 * framing.side * framing.scale
+    return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between (N, 4) and (M, 4) boxes."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def association_cost(track_landmarks: np.ndarray, track_boxes: np.ndarray, detections: Detections) -> np.ndarray:
+    """(tracks × detections) cost: (1 − IoU) + mean landmark distance in face scales; inf where gated out."""
+    if len(track_landmarks) == 0 or len(detections) == 0:
+        return np.zeros((len(track_landmarks), len(detections)))
+    iou = box_iou(track_boxes, detections.boxes)
+    scale = np.maximum(face_scale(track_landmarks), 4.0)
+    dist = np.linalg.norm(track_landmarks[:, None] - detections.landmarks[None].astype(np.float64), axis=-1).mean(-1)
+    cost = (1.0 - iou) + dist / scale[:, None]
+    return np.where((iou > 0.1) & (cost < _MATCH_GATE + 1.0) & (dist < scale[:, None]), cost, np.inf)
+
+
+def hungarian(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Minimum-cost one-to-one pairs, leaving out pairs whose cost is infinite."""
+    if cost.size == 0:
+        return []
+    finite = np.isfinite(cost)
+    if not finite.any():
+        return []
+    big = np.where(finite, cost, cost[finite].max() * 10 + 1e6)
+    rows, cols = linear_sum_assignment(big)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if finite[r, c]]
+
+
+class Tracker:
+    """Turns frames into per-track observations; ``update`` once per frame, in order."""
+
+    def __init__(self, detector: Detector, config: FacesConfig):
+        self.detector = detector
+        self.config = config
+        self.tracks: list[Track] = []
+        self.finished: list[Track] = []  # ended tracks the stage has not collected yet
+        self.detector_calls = 0
+        self.skipped_faces = 0
+        self._next_id = 0
+        self._shot = 0
+        self._last_keyframe: int | None = None
+        self._redetect = False
+
+    # -- per frame --------------------------------------------------------------------------------
+
+    def update(self, index: int, image: np.ndarray, cut: bool = False) -> None:
+        if cut:
+            self._end_all()
+            self._shot += 1
+        keyframe = (
+            cut
+            or self._redetect
+            or self._last_keyframe is None
+            or index - self._last_keyframe >= max(1, self.config.keyframe_interval)
+        )
+        self._redetect = False
+        active = [t for t in self.tracks if t.active]
+        refined = self._refine_tracks(index, image, active)
+        if keyframe:
+            self._last_keyframe = index
+            self._keyframe(index, image, active, refined)
+        for track in active:
+            obs = refined.get(track.id)
+            if obs is not None:
+                track.add(obs)
+        self._drop_duplicates(index)
+        for track in [t for t in self.tracks if t.active]:
+            if track.last.index == index:
+                continue
+            track.misses += 1
+            if track.misses == 2:
+                self._redetect = True  # lost: look again with the full detector on the next frame
+            if track.misses > self.config.max_gap:
+                self._end(track)
+
+    def _refine_tracks(self, index: int, image: np.ndarray, tracks: list[Track]) -> dict[int, Observation]:
+        if not tracks:
+            return {}
+        predicted = np.stack([t.predict(index) for t in tracks])
+        found = self._refine(image, predicted, [t.framing for t in tracks])
+        out = {}
+        for k, track in enumerate(tracks):
+            obs = self._accept(index, found, k, predicted[k])
+            if obs is not None:
+                out[track.id] = obs
+        return out
+
+    def _refine(self, image: np.ndarray, landmarks: np.ndarray, framings: list[Framing | None]) -> Detections:
+        """Landmarks measured in canonical boxes around ``landmarks`` (N, 5, 2); score 0 where none."""
+        boxes = np.stack([canonical_box(lm, f) for lm, f in zip(landmarks, framings, strict=True)])
+        result = self.detector.refine(image, boxes)
+        if result is None:
+            result = self._refine_by_detection(image, boxes)
+        return result
+
+    def _refine_by_detection(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+        """For detectors without a landmark stage: run the detector on a crop around each box."""
+        height, width = image.shape[:2]
+        out = Detections(
+            np.zeros((len(boxes), 4), np.float32),
+            np.zeros(len(boxes), np.float32),
+            np.zeros((len(boxes), 5, 2), np.float32),
+        )
+        for k, box in enumerate(boxes):
+            side = box[2] - box[0]
+            x0, y0 = int(max(box[0] - side * 0.5, 0)), int(max(box[1] - side * 0.5, 0))
+            x1, y1 = int(min(box[2] + side * 0.5, width)), int(min(box[3] + side * 0.5, height))
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                continue
+            found = self.detector.detect(image[y0:y1, x0:x1], min_size=int(side * 0.5))
+            if len(found) == 0:
+                continue
+            shift = np.array([x0, y0], np.float32)
+            centres = 0.5 * (found.boxes[:, :2] + found.boxes[:, 2:]) + shift
+            best = int(np.argmin(np.linalg.norm(centres - 0.5 * (box[:2] + box[2:]), axis=1)))
+            out.boxes[k] = found.boxes[best] + np.tile(shift, 2)
+            out.scores[k] = found.scores[best]
+            out.landmarks[k] = found.landmarks[best] + shift
+        return out
+
+    def _accept(self, index: int, found: Detections, k: int, expected: np.ndarray) -> Observation | None:
+        """A refinement result, if it is a face and plausibly the same one."""
+        if found.scores[k] < min(self.config.score_threshold, _REFINE_THRESHOLD):
+            return None
+        lm = found.landmarks[k].astype(np.float64)
+        scale_expected = max(float(face_scale(expected)), 4.0)
+        ratio = float(face_scale(lm)) / scale_expected
+        moved = float(np.linalg.norm(lm.mean(0) - expected.mean(0))) / scale_expected
+        if not (0.6 < ratio < 1.6) or moved > 0.6:
+            return None
+        return Observation(index, lm, face_box(lm), float(found.scores[k]))
+
+    # -- key frames -------------------------------------------------------------------------------
+
+    def _keyframe(self, index: int, image: np.ndarray, active: list[Track], refined: dict[int, Observation]) -> None:
+        detections = self._detect(image)
+        track_lm = (
+            np.stack([refined[t.id].landmarks if t.id in refined else t.predict(index) for t in active])
+            if active
+            else np.zeros((0, 5, 2))
+        )
+        track_boxes = (
+            np.stack([refined[t.id].box if t.id in refined else face_box(track_lm[k]) for k, t in enumerate(active)])
+            if active
+            else np.zeros((0, 4))
+        )
+        pairs = hungarian(association_cost(track_lm, track_boxes, detections))
+        matched_dets = {d for _, d in pairs}
+        # re-anchor tracks the refinement lost but the detector found
+        for t_idx, d_idx in pairs:
+            track = active[t_idx]
+            detected = _framing_of(detections, d_idx)
+            track.framing = detected if track.framing is None else track.framing.update(detected)
+            if track.id not in refined:
+                obs = self._anchor(index, image, detections, d_idx, track.framing)
+                if obs is not None:
+                    refined[track.id] = obs
+        # new faces
+        taken = [o.box for o in refined.values()]
+        for d_idx in range(len(detections)):
+            if d_idx in matched_dets:
+                continue
+            lm = detections.landmarks[d_idx]
+            if face_scale(lm) < self.config.min_face or frontalness(lm) < self.config.min_frontal:
+                self.skipped_faces += 1
+                continue
+            if taken and box_iou(detections.boxes[d_idx], np.stack(taken)).max() > _DUPLICATE_IOU:
+                continue
+            framing = _framing_of(detections, d_idx)
+            obs = self._anchor(index, image, detections, d_idx, framing)
+            if obs is None:
+                continue
+            track = Track(id=self._next_id, shot=self._shot, framing=framing)
+            self._next_id += 1
+            track.add(obs)
+            self.tracks.append(track)
+            taken.append(obs.box)
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        """Full detection on a copy whose long side is about ``detect_size``; frame coordinates out."""
+        self.detector_calls += 1
+        height, width = image.shape[:2]
+        target = self.config.detect_size
+        factor = 1.0 if target <= 0 or max(height, width) <= target else target / max(height, width)
+        # MTCNN boxes are ~2.3 eye-mouth distances wide; ask for a little less than the smallest face kept
+        min_size = max(12, int(1.8 * self.config.min_face * factor))
+        if factor < 1.0:
+            small = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+            found = self.detector.detect(small, min_size=min_size).scaled(1.0 / factor)
+        else:
+            found = self.detector.detect(image, min_size=min_size)
+        keep = found.scores >= self.config.score_threshold
+        return found.select(keep)
+
+    def _anchor(
+        self, index: int, image: np.ndarray, detections: Detections, d_idx: int, framing: Framing
+    ) -> Observation | None:
+        """Observation of a detected face measured the canonical way (so it matches refined frames)."""
+        lm = detections.landmarks[d_idx].astype(np.float64)
+        obs = None
+        for _ in range(2):  # second pass: box from the refined landmarks, as on the following frames
+            candidate = self._accept(index, self._refine(image, lm[None], [framing]), 0, lm)
+            if candidate is None:
+                break
+            obs, lm = candidate, candidate.landmarks
+        if obs is not None:
+            return obs
+        return Observation(index, lm, detections.boxes[d_idx].astype(np.float64), float(detections.scores[d_idx]))
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _drop_duplicates(self, index: int) -> None:
+        """Two tracks on one face (a re-detection that slipped the matching): the younger one ends."""
+        current = [t for t in self.tracks if t.active and t.last.index == index]
+        current.sort(key=lambda t: (-t.count, t.id))
+        kept: list[Track] = []
+        for track in current:
+            if kept and box_iou(track.last.box, np.stack([k.last.box for k in kept])).max() > _DUPLICATE_IOU:
+                track.observations.pop()
+                track.count -= 1
+                self._end(track)
+                continue
+            kept.append(track)
+
+    def _end(self, track: Track) -> None:
+        track.active = False
+        self.tracks.remove(track)
+        self.finished.append(track)
+
+    def _end_all(self) -> None:
+        for track in list(self.tracks):
+            self._end(track)
+
+
+def _framing_of(detections: Detections, d_idx: int) -> Framing:
+    anchor = None if detections.anchor_boxes is None else detections.anchor_boxes[d_idx]
+    return Framing.from_detection(detections.landmarks[d_idx], anchor)

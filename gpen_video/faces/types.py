@@ -1,0 +1,105 @@
+"""Data passed between the detector, tracker, smoother and the rest of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: order of the five landmarks everywhere in the project (image left/right, as seen on screen)
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+
+
+@dataclass
+class Detections:
+    """What a detector found in one image: ``N`` faces, frame pixel coordinates, float32."""
+
+    boxes: np.ndarray  # (N, 4) x0, y0, x1, y1
+    scores: np.ndarray  # (N,)
+    landmarks: np.ndarray  # (N, 5, 2)
+    #: (N, 4) square boxes the landmark stage looked at (MTCNN's ONet input), where the detector has one;
+    #: the tracker reuses their framing so refined landmarks match the detector's
+    anchor_boxes: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def select(self, keep: np.ndarray) -> Detections:
+        anchors = None if self.anchor_boxes is None else self.anchor_boxes[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], anchors)
+
+    def scaled(self, factor: float) -> Detections:
+        """Coordinates multiplied by ``factor`` (detections on a resized copy back to the frame)."""
+        anchors = None if self.anchor_boxes is None else (self.anchor_boxes * factor).astype(np.float32)
+        return Detections(
+            (self.boxes * factor).astype(np.float32),
+            self.scores,
+            (self.landmarks * factor).astype(np.float32),
+            anchors,
+        )
+
+
+@dataclass
+class TrackedFace:
+    """One face in one frame, after tracking and smoothing (what align and the report consume)."""
+
+    track_id: int
+    landmarks5: np.ndarray  # (5, 2) float32 frame pixels: left eye, right eye, nose, left mouth, right mouth
+    box: np.ndarray  # (4,) float32 x0, y0, x1, y1
+    score: float
+    interpolated: bool = False
+
+
+@dataclass
+class FrameFaces:
+    """The final faces of one frame."""
+
+    index: int
+    faces: list[TrackedFace] = field(default_factory=list)
+    pts_seconds: float | None = None
+
+
+def face_scale(landmarks: np.ndarray) -> np.ndarray:
+    """Eye-centre to mouth-centre distance (px): a size measure that ignores box conventions.
+
+    Works on (5, 2) or (N, 5, 2) arrays and returns a scalar array or (N,).
+    """
+    lm = np.asarray(landmarks, np.float64)
+    eyes = 0.5 * (lm[..., 0, :] + lm[..., 1, :])
+    mouth = 0.5 * (lm[..., 3, :] + lm[..., 4, :])
+    return np.linalg.norm(mouth - eyes, axis=-1)
+
+
+def frontalness(landmarks: np.ndarray) -> np.ndarray:
+    """1 for a frontal face, towards 0 in profile: ratio of the nose's distances to the two eyes.
+
+    In profile the nose comes close to one eye (on screen) and far from the other, and can even
+    cross the eye line; the ratio ``min/max`` of the two distances captures both.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    d_left = np.linalg.norm(lm[..., 2, :] - lm[..., 0, :], axis=-1)
+    d_right = np.linalg.norm(lm[..., 2, :] - lm[..., 1, :], axis=-1)
+    ratio = np.minimum(d_left, d_right) / np.maximum(np.maximum(d_left, d_right), 1e-6)
+    # nose outside the eyes' span along the eye line: definitely profile
+    eye_vec = lm[..., 1, :] - lm[..., 0, :]
+    t = np.sum((lm[..., 2, :] - lm[..., 0, :]) * eye_vec, axis=-1) / np.maximum(np.sum(eye_vec**2, axis=-1), 1e-6)
+    return np.where((t < 0) | (t > 1), 0.0, ratio)
+
+
+def face_box(landmarks: np.ndarray) -> np.ndarray:
+    """An axis-aligned face box (x0, y0, x1, y1) from 5 landmarks, proportioned like MTCNN's boxes.
+
+    Boxes built this way move only when the landmarks do, so they carry no extra detector jitter.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    scale = max(float(face_scale(lm)), 1.0)
+    eyes = 0.5 * (lm[0] + lm[1])
+    mouth = 0.5 * (lm[3] + lm[4])
+    down = (mouth - eyes) / max(float(np.linalg.norm(mouth - eyes)), 1e-6)
+    centre = lm.mean(axis=0) - 0.15 * scale * down
+    half = np.array([1.1 * scale, 1.4 * scale])
+    return np.concatenate([centre - half, centre + half])

@@ -1,0 +1,140 @@
+"""Detectors: MTCNN on real faces, the factory, and SCRFD/RetinaFace decoding without the real model."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from faces_helpers import mtcnn, photo_landmarks
+
+from gpen_video.errors import ConfigError, ModelError
+from gpen_video.faces import create_detector
+from gpen_video.faces.insightface_det import InsightFaceDetector, anchor_centres, decode_outputs, letterbox
+from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.types import face_scale, frontalness
+from gpen_video.synthetic import faces_image
+
+
+def test_mtcnn_finds_the_six_faces_with_sub_pixel_landmarks():
+    lm = photo_landmarks()
+    assert lm.shape == (6, 5, 2)
+    assert np.any(lm != np.round(lm))  # float landmarks, not the wheel's rounded ones
+    eyes_y = lm[:, :2, 1].mean(1)
+    mouth_y = lm[:, 3:, 1].mean(1)
+    assert np.all(mouth_y > eyes_y)  # upright faces: mouth below eyes
+    assert np.all(face_scale(lm) > 30) and np.all(frontalness(lm) > 0.3)
+
+
+def test_mtcnn_refine_reproduces_detected_landmarks():
+    image = faces_image()
+    found = mtcnn().detect(image)
+    refined = mtcnn().refine(image, found.anchor_boxes)
+    assert np.all(refined.scores > 0.9)
+    err = np.linalg.norm(refined.landmarks - found.landmarks, axis=-1).mean(1) / face_scale(found.landmarks)
+    assert np.all(err < 0.1)
+    empty = mtcnn().refine(image, np.zeros((0, 4)))
+    assert len(empty) == 0
+
+
+def test_auto_falls_back_to_mtcnn_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="gpen_video.faces.detectors"):
+        detector = create_detector("auto")
+    assert isinstance(detector, MtcnnDetector)
+    assert "mtcnn" in caplog.text
+
+
+def test_factory_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="unknown face detector 'yolo'") as unknown:
+        create_detector("yolo")
+    with pytest.raises(ModelError, match="no scrfd model") as absent:
+        create_detector("scrfd")
+    with pytest.raises(ModelError, match="not found") as missing:
+        create_detector(str(tmp_path / "det_10g.onnx"))
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="not a usable ONNX face detector") as broken:
+        create_detector(str(bad))
+    for err in (unknown, absent, missing, broken):
+        assert "\n" not in str(err.value)
+
+
+def fake_outputs(input_size: int, face_at: tuple[int, int, int], box: np.ndarray, kps: np.ndarray) -> list[np.ndarray]:
+    """Raw SCRFD (9-output, 2 anchors) tensors with one confident face at (level, row, col)."""
+    strides = (8, 16, 32)
+    scores, dists, points = [], [], []
+    for level, stride in enumerate(strides):
+        n = (input_size // stride) ** 2 * 2
+        s, d, p = np.zeros((n, 1), np.float32), np.zeros((n, 4), np.float32), np.zeros((n, 10), np.float32)
+        if level == face_at[0]:
+            k = (face_at[1] * (input_size // stride) + face_at[2]) * 2 + 1  # second anchor of that cell
+            centre = np.array([face_at[2], face_at[1]], np.float32) * stride
+            s[k] = 0.97
+            d[k] = np.concatenate([centre - box[:2], box[2:] - centre]) / stride
+            p[k] = ((kps - centre) / stride).reshape(-1)
+        scores.append(s)
+        dists.append(d)
+        points.append(p)
+    return scores + dists + points
+
+
+def test_scrfd_decoding_of_synthetic_outputs_matches_insightface():
+    from insightface.model_zoo.scrfd import distance2bbox, distance2kps
+
+    box = np.array([100.0, 120.0, 180.0, 220.0], np.float32)
+    kps = np.array([[120, 150], [160, 150], [140, 175], [125, 195], [155, 195]], np.float32)
+    outputs = fake_outputs(320, (1, 10, 8), box, kps)
+    boxes, scores, points = decode_outputs(outputs, 320, 320, 0.5)
+    assert scores.tolist() == pytest.approx([0.97])
+    np.testing.assert_allclose(boxes[0], box, atol=1e-4)
+    np.testing.assert_allclose(points[0], kps, atol=1e-4)
+    # the same anchors and distances through insightface's own helpers
+    centres = anchor_centres(20, 20, 16, 2)
+    k = int(np.argmax(outputs[1][:, 0]))
+    np.testing.assert_allclose(distance2bbox(centres[k : k + 1], outputs[4][k : k + 1] * 16)[0], box, atol=1e-4)
+    np.testing.assert_allclose(
+        distance2kps(centres[k : k + 1], outputs[7][k : k + 1] * 16)[0].reshape(5, 2), kps, atol=1e-4
+    )
+    with pytest.raises(ModelError):
+        decode_outputs(outputs[:6], 320, 320, 0.5)
+
+
+def test_insightface_detector_runs_an_onnx_file_given_by_path(tmp_path):
+    """A stand-in ONNX model with the SCRFD output layout, run end to end through the real code path."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    size = 320
+    box = np.array([64.0, 48.0, 128.0, 136.0], np.float32)
+    kps = np.array([[80, 80], [112, 80], [96, 100], [84, 118], [108, 118]], np.float32)
+    outputs = fake_outputs(size, (0, 12, 12), box, kps)
+    names = [f"out{i}" for i in range(9)]
+    nodes = [
+        helper.make_node("Constant", [], [n], value=numpy_helper.from_array(o, n + "_v"))
+        for n, o in zip(names, outputs, strict=True)
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "scrfd_stub",
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, size, size])],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, list(o.shape))
+            for n, o in zip(names, outputs, strict=True)
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "det_stub.onnx"
+    onnx.save(model, str(path))
+    detector = create_detector(str(path), score_threshold=0.5)
+    assert isinstance(detector, InsightFaceDetector) and detector.input_size == size
+    image = np.zeros((240, 640, 3), np.uint8)  # letterboxed at scale 0.5: model pixels -> image ×2
+    found = detector.detect(image)
+    assert len(found) == 1
+    np.testing.assert_allclose(found.boxes[0], box * 2, atol=1e-3)
+    np.testing.assert_allclose(found.landmarks[0], kps * 2, atol=1e-3)
+    assert len(detector.detect(image, min_size=200)) == 0
+    blob, scale = letterbox(image, size)
+    assert blob.shape == (1, 3, size, size) and scale == pytest.approx(0.5)
