@@ -67,10 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="machine-readable output")
     _add_verbosity(probe)
 
-    for name, issue in (("preview", "a short before/after clip"), ("batch", "many files with resume")):
+    for name, issue in (("preview", "a short before/after clip"),):
         reserved = sub.add_parser(name, help=f"{issue} (not available yet)")
         reserved.add_argument("args", nargs=argparse.REMAINDER)
         _add_verbosity(reserved)
+
+    try:
+        from gpen_video.jobs import batch_cli
+    except ImportError:
+        batch = sub.add_parser("batch", help="many files with resume (not available yet)")
+        batch.add_argument("args", nargs=argparse.REMAINDER)
+        _add_verbosity(batch)
+    else:
+        batch_cli.add_parser(sub, _add_run_options)
 
     try:
         from gpen_video.models import weights_cli
@@ -239,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             from gpen_video.models import weights_cli
 
             return weights_cli.run(args)
+        if args.command == "batch" and not hasattr(args, "args"):
+            from gpen_video.jobs import batch_cli
+
+            return batch_cli.run(args)
         return handlers.get(args.command, cmd_reserved)(args)
     except GpenVideoError as exc:
         if getattr(args, "verbose", 0):

@@ -36,6 +36,26 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int], None]
 
 
+@dataclass(frozen=True)
+class SegmentWindow:
+    """A piece of a long input, restored on its own for later assembly (batch jobs).
+
+    Decoding starts at ``decode_from`` seconds (a key frame some frames before the segment, so tracks
+    and smoothing warm up) and stops at ``decode_until`` (some frames after, for the look-ahead); only
+    frames with ``emit_start <= pts < emit_end`` (source time-base ticks) are restored and written.
+    The segment file holds video only, at the source timestamps (no shift), so segments concatenate
+    exactly; the audio and other streams are muxed once when the segments are assembled.
+    """
+
+    decode_from: float
+    emit_start: int
+    emit_end: int | None
+    decode_until: float | None = None
+
+    def emits(self, pts: int) -> bool:
+        return pts >= self.emit_start and (self.emit_end is None or pts < self.emit_end)
+
+
 @dataclass
 class RestoreJob:
     """One input restored to one output under one configuration."""
@@ -46,6 +66,7 @@ class RestoreJob:
     restorer: Restorer | None = None  # None: load config.restore.model
     progress: ProgressCallback | None = None
     info: MediaInfo | None = None
+    segment: SegmentWindow | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,15 +93,21 @@ def run_restore(job: RestoreJob) -> RunReport:
     restorer = job.restorer or _load_restorer(config)
     report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
     times = StageTimes()
-    with VideoReader(job.input, info, config.reader, config.start, config.duration) as reader:
-        faces = FacePath(restorer, info.video.colour, info.video.rotation, config, times)
+    segment = job.segment
+    start, duration = config.start, config.duration
+    if segment is not None:
+        start = segment.decode_from
+        duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
+    with VideoReader(job.input, info, config.reader, start, duration) as reader:
+        wanted = segment.emits if segment is not None else None
+        faces = FacePath(restorer, info.video.colour, info.video.rotation, config, times, wanted)
         frames_iter = iter(reader)
         first = _first_frame(frames_iter, job.input)
         with atomic_output(job.output) as temp:
-            writer = _open_writer(temp, info, settings, reader, config, binary)
+            writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
             writer.copy_container_metadata(reader.container)
             try:
-                for done in _process(first, frames_iter, reader, writer, faces, times):
+                for done in _process(first, frames_iter, reader, writer, faces, times, wanted):
                     if job.progress:
                         job.progress(done)
                 result = writer.close()
@@ -95,11 +122,19 @@ def run_restore(job: RestoreJob) -> RunReport:
 
 
 def _open_writer(
-    temp: Path, info: MediaInfo, settings: EncodeSettings, reader: VideoReader, config: Config, binary: str | None
+    temp: Path,
+    info: MediaInfo,
+    settings: EncodeSettings,
+    reader: VideoReader,
+    config: Config,
+    binary: str | None,
+    video_only: bool = False,
 ) -> VideoWriter | FfmpegWriter:
+    side = [] if video_only else reader.side_streams
+    offset = Fraction(0) if video_only else (reader.offset or Fraction(0))
     if binary:
-        return FfmpegWriter(temp, info, settings, binary, reader.side_streams, reader.offset or Fraction(0))
-    return VideoWriter(temp, info, settings, reader.side_streams, offset=reader.offset or Fraction(0))
+        return FfmpegWriter(temp, info, settings, binary, side, offset)
+    return VideoWriter(temp, info, settings, side, offset=offset)
 
 
 def _load_restorer(config: Config) -> Restorer:
@@ -120,17 +155,26 @@ def _first_frame(frames: Any, path: Path) -> Frame:
 
 
 def _process(
-    first: Frame, frames: Any, reader: VideoReader, writer: VideoWriter, faces: FacePath, times: StageTimes
+    first: Frame,
+    frames: Any,
+    reader: VideoReader,
+    writer: VideoWriter | FfmpegWriter,
+    faces: FacePath,
+    times: StageTimes,
+    wanted: Callable[[int], bool] | None = None,
 ) -> Any:
     """Drive frames through the face path into the writer; yields the count of frames written."""
     written = 0
 
     def emit(ready: list[tuple[Frame, av.VideoFrame]]) -> int:
         t0 = time.perf_counter()
+        count = 0
         for frame, out in ready:
-            writer.write(out, frame.pts)
+            if wanted is None or wanted(frame.pts):
+                writer.write(out, frame.pts)
+                count += 1
         times.add("encode", time.perf_counter() - t0)
-        return len(ready)
+        return count
 
     def all_frames() -> Any:
         yield first
@@ -156,7 +200,13 @@ class FacePath:
     """Frames in, frames out (same order): detection+tracking with look-ahead, then restore and paste."""
 
     def __init__(
-        self, restorer: Restorer, colour: ColourInfo, rotation: int, config: Config, times: StageTimes
+        self,
+        restorer: Restorer,
+        colour: ColourInfo,
+        rotation: int,
+        config: Config,
+        times: StageTimes,
+        wanted: Callable[[int], bool] | None = None,
     ) -> None:
         from gpen_video.faces import FaceStage
 
@@ -165,6 +215,7 @@ class FacePath:
         self.rotation = rotation
         self.config = config
         self.times = times
+        self.wanted = wanted  # frames outside a segment only warm the tracker up: not restored
         self.stage = FaceStage(config.faces)
         self.pending: dict[int, tuple[Frame, np.ndarray]] = {}
         self.faces_restored = 0
@@ -189,7 +240,7 @@ class FacePath:
 
     def _finish(self, frame_faces: Any) -> tuple[Frame, av.VideoFrame]:
         frame, image = self.pending.pop(frame_faces.index)
-        if not frame_faces.faces:
+        if not frame_faces.faces or (self.wanted is not None and not self.wanted(frame.pts)):
             return frame, frame.source
         from gpen_video.align import align_faces, compose
 
