@@ -8,9 +8,10 @@ matrix; samples outside the paste mask are then copied back from the source so t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,15 +22,17 @@ import numpy as np
 
 from gpen_video.config import Config
 from gpen_video.errors import InputError
-from gpen_video.io.colour import ColourInfo, from_working
+from gpen_video.io.colour import from_working
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import Frame, VideoReader
 from gpen_video.io.writer import VideoWriter
-from gpen_video.report import RunReport, StageTimes
+from gpen_video.report import FlickerMeter, RunReport, StageTimes
+from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.restorer import IdentityRestorer, Restorer
+from gpen_video.stage_threads import Flow
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ def run_restore(job: RestoreJob) -> RunReport:
     binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
     settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS)
     restorer = job.restorer or _load_restorer(config)
+    batch_size = config.restore.batch_size or default_batch_size(restorer)
     report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
     times = StageTimes()
     segment = job.segment
@@ -98,27 +102,52 @@ def run_restore(job: RestoreJob) -> RunReport:
     if segment is not None:
         start = segment.decode_from
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
+    wanted = segment.emits if segment is not None else None
     with VideoReader(job.input, info, config.reader, start, duration) as reader:
-        wanted = segment.emits if segment is not None else None
-        faces = FacePath(restorer, info.video.colour, info.video.rotation, config, times, wanted)
-        frames_iter = iter(reader)
-        first = _first_frame(frames_iter, job.input)
+        frames = _frames_with_packets(reader, job.input)
+        first = next(frames)  # decoded before the writer opens: a range start's offset is then known
+        faces = FaceTrackStage(config, info, restorer.size, wanted)
+        batcher = CrossFrameBatcher(restorer, batch_size)
+        composer = ComposeStage(config, info)
+        flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times)
         with atomic_output(job.output) as temp:
             writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
             writer.copy_container_metadata(reader.container)
             try:
-                for done in _process(first, frames_iter, reader, writer, faces, times, wanted):
-                    if job.progress:
-                        job.progress(done)
+                written = 0
+                for work in flow:
+                    t0 = time.perf_counter()
+                    writer.write_packets(work.packets)
+                    if work.frame is not None and work.emit:
+                        writer.write(work.output, work.frame.pts)
+                        written += 1
+                    times.add("encode", time.perf_counter() - t0)
+                    if job.progress and work.frame is not None:
+                        job.progress(written)
+                t0 = time.perf_counter()
                 result = writer.close()
+                times.add("encode", time.perf_counter() - t0)
             except BaseException:
                 writer.abort()
                 raise
             t0 = time.perf_counter()
             verify_video(temp, result.pts, result.time_base)
             times.add("verify", time.perf_counter() - t0)
-        report.finish(reader.stats, result, faces.summary(), times)
+        summary = faces.summary()
+        summary["faces_restored"] = batcher.faces_restored
+        report.finish(reader.stats, result, summary, times)
+        report.flicker = composer.flicker.summary()
+        report.restore = {"restorer": restorer.name, "batch_size": batch_size, "batches": batcher.batches,
+                          "device": getattr(restorer, "device", "cpu"),
+                          "precision": getattr(restorer, "precision", "fp32")}  # fmt: skip
+        report.faces_per_second = round(batcher.faces_restored / report.wall_seconds, 3) if report.wall_seconds else 0
     return report
+
+
+def default_batch_size(restorer: Restorer) -> int:
+    """Faces per restore call when the user did not say: the restorer's own advice, else 4."""
+    suggest = getattr(restorer, "suggest_batch_size", None)
+    return int(suggest()) if callable(suggest) else 4
 
 
 def _open_writer(
@@ -147,124 +176,125 @@ def _load_restorer(config: Config) -> Restorer:
                          identity_size=r.identity_size)  # fmt: skip
 
 
-def _first_frame(frames: Any, path: Path) -> Frame:
-    try:
-        return next(frames)
-    except StopIteration:
-        raise InputError(f"{path}: no video frame could be decoded in the requested range") from None
+def _frames_with_packets(reader: VideoReader, path: Path) -> Iterator[FrameWork]:
+    """The reader's frames as work items, each carrying the side packets demuxed before it."""
+    decoded = False
+    for frame in reader:
+        decoded = True
+        yield FrameWork(frame=frame, packets=reader.take_packets())
+    if not decoded:
+        raise InputError(f"{path}: no video frame could be decoded in the requested range")
+    yield FrameWork(frame=None, packets=reader.take_packets())  # packets after the last frame
 
 
-def _process(
-    first: Frame,
-    frames: Any,
-    reader: VideoReader,
-    writer: VideoWriter | FfmpegWriter,
-    faces: FacePath,
-    times: StageTimes,
-    wanted: Callable[[int], bool] | None = None,
-) -> Any:
-    """Drive frames through the face path into the writer; yields the count of frames written."""
-    written = 0
+@dataclass(eq=False)
+class FrameWork:
+    """One frame on its way through the flow, and what each stage learnt about it."""
 
-    def emit(ready: list[tuple[Frame, av.VideoFrame]]) -> int:
-        t0 = time.perf_counter()
-        count = 0
-        for frame, out in ready:
-            if wanted is None or wanted(frame.pts):
-                writer.write(out, frame.pts)
-                count += 1
-        times.add("encode", time.perf_counter() - t0)
-        return count
-
-    def all_frames() -> Any:
-        yield first
-        yield from frames
-
-    it = all_frames()
-    while True:
-        t0 = time.perf_counter()
-        try:
-            frame = next(it)
-        except StopIteration:
-            break
-        times.add("decode", time.perf_counter() - t0)
-        writer.write_packets(reader.take_packets())
-        written += emit(faces.push(frame))
-        yield written
-    writer.write_packets(reader.take_packets())
-    written += emit(faces.flush())
-    yield written
+    frame: Frame | None  # None: a last item carrying only side packets
+    packets: list[av.Packet] = field(default_factory=list)
+    emit: bool = True  # False: a segment's warm-up frame, decoded for tracking only
+    image: np.ndarray | None = None  # upright working image, kept only while its faces are needed
+    faces: list[Any] = field(default_factory=list)
+    batch: Any = None  # AlignedBatch
+    crops: np.ndarray | None = None  # (n, S, S, 3) uint8 for the restorer
+    restored: np.ndarray | None = None
+    output: av.VideoFrame | None = None
 
 
-class FacePath:
-    """Frames in, frames out (same order): detection+tracking with look-ahead, then restore and paste."""
+class FaceTrackStage:
+    """Detect, track and smooth faces (with look-ahead), then align the faces of frames to be restored."""
 
-    def __init__(
-        self,
-        restorer: Restorer,
-        colour: ColourInfo,
-        rotation: int,
-        config: Config,
-        times: StageTimes,
-        wanted: Callable[[int], bool] | None = None,
-    ) -> None:
+    name = "faces"
+
+    def __init__(self, config: Config, info: MediaInfo, crop_size: int, wanted: Callable[[int], bool] | None) -> None:
         from gpen_video.faces import FaceStage
 
-        self.restorer = restorer
-        self.colour = colour
-        self.rotation = rotation
         self.config = config
-        self.times = times
-        self.wanted = wanted  # frames outside a segment only warm the tracker up: not restored
+        self.colour = info.video.colour
+        self.rotation = info.video.rotation
+        self.crop_size = crop_size
+        self.wanted = wanted
         self.stage = FaceStage(config.faces)
-        self.pending: dict[int, tuple[Frame, np.ndarray]] = {}
-        self.faces_restored = 0
-        self.frames_with_faces = 0
-        self.pix_fmt: str | None = None
+        self.pending: dict[int, FrameWork] = {}
+        self.passthrough: list[FrameWork] = []  # items without a frame wait behind the frames before them
 
-    def push(self, frame: Frame) -> list[tuple[Frame, av.VideoFrame]]:
-        t0 = time.perf_counter()
-        image = frame.upright(self.colour, self.rotation)
-        self.times.add("convert", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        self.pending[frame.index] = (frame, image)
-        finished = self.stage.push(frame.index, image, frame.time)  # it takes 16-bit frames as they are
-        self.times.add("faces", time.perf_counter() - t0)
-        return [self._finish(ff) for ff in finished]
+    def process(self, work: FrameWork) -> Iterable[FrameWork]:
+        if work.frame is None:
+            if not self.pending:
+                return [work]
+            self.passthrough.append(work)
+            return []
+        frame = work.frame
+        work.emit = self.wanted is None or self.wanted(frame.pts)
+        work.image = frame.upright(self.colour, self.rotation)
+        self.pending[frame.index] = work
+        return self._release(self.stage.push(frame.index, work.image, frame.time))
 
-    def flush(self) -> list[tuple[Frame, av.VideoFrame]]:
-        t0 = time.perf_counter()
-        finished = self.stage.flush()
-        self.times.add("faces", time.perf_counter() - t0)
-        return [self._finish(ff) for ff in finished]
+    def idle(self) -> Iterable[FrameWork]:
+        return ()
 
-    def _finish(self, frame_faces: Any) -> tuple[Frame, av.VideoFrame]:
-        frame, image = self.pending.pop(frame_faces.index)
-        if not frame_faces.faces or (self.wanted is not None and not self.wanted(frame.pts)):
-            return frame, frame.source
-        from gpen_video.align import align_faces, compose
+    def finish(self) -> Iterable[FrameWork]:
+        return [*self._release(self.stage.flush()), *self.passthrough]
 
-        self.frames_with_faces += 1
-        t0 = time.perf_counter()
-        batch = align_faces(image, frame_faces.faces, self.restorer.size, self.config.align.template)
-        crops = batch.crops if batch.crops.dtype == np.uint8 else (batch.crops >> 8).astype(np.uint8)
-        self.times.add("align", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        restored = self.restorer.restore(crops)
-        self.faces_restored += len(restored)
-        self.times.add("restore", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        result = compose(image, restored, batch, self.config.compose)
-        out = from_working(result.image, self.colour, frame.source.format.name, self.rotation)
-        keep_untouched_samples(out, frame.source, result.mask, self.rotation)
-        self.times.add("compose", time.perf_counter() - t0)
-        return frame, out
+    def _release(self, finished: list[Any]) -> list[FrameWork]:
+        from gpen_video.align import align_faces
+
+        out = []
+        for frame_faces in finished:
+            work = self.pending.pop(frame_faces.index)
+            if frame_faces.faces and work.emit:
+                work.faces = frame_faces.faces
+                work.batch = align_faces(work.image, work.faces, self.crop_size, self.config.align.template)
+                crops = work.batch.crops
+                work.crops = crops if crops.dtype == np.uint8 else (crops >> 8).astype(np.uint8)
+            else:
+                work.image = None  # nothing to paste: the source samples go out as they are
+            out.append(work)
+        if not self.pending and self.passthrough:
+            out.extend(self.passthrough)
+            self.passthrough = []
+        return out
 
     def summary(self) -> dict[str, Any]:
-        report = self.stage.report()
-        report["frames_with_faces"] = self.frames_with_faces
-        report["faces_restored"] = self.faces_restored
-        return report
+        return self.stage.report()
+
+
+class ComposeStage:
+    """Paste restored faces back and convert to the encoder's samples; faceless frames pass untouched."""
+
+    name = "compose"
+
+    def __init__(self, config: Config, info: MediaInfo) -> None:
+        self.config = config
+        self.colour = info.video.colour
+        self.rotation = info.video.rotation
+        self.flicker = FlickerMeter()
+        self.frames_with_faces = 0
+
+    def process(self, work: FrameWork) -> Iterable[FrameWork]:
+        from gpen_video.align import compose
+
+        if work.frame is None:
+            return [work]
+        source = work.frame.source
+        if work.restored is None or work.image is None:
+            work.output = source
+            self.flicker.add(None, None, None)
+            return [work]
+        self.frames_with_faces += 1
+        result = compose(work.image, work.restored, work.batch, self.config.compose)
+        work.output = from_working(result.image, self.colour, source.format.name, self.rotation)
+        keep_untouched_samples(work.output, source, result.mask, self.rotation)
+        self.flicker.add(work.image, result.image, result.mask)
+        work.image = work.crops = work.restored = work.batch = None  # free memory early
+        return [work]
+
+    def idle(self) -> Iterable[FrameWork]:
+        return ()
+
+    def finish(self) -> Iterable[FrameWork]:
+        return ()
 
 
 def keep_untouched_samples(out: av.VideoFrame, source: av.VideoFrame, mask: np.ndarray, rotation: int) -> None:

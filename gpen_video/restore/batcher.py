@@ -1,0 +1,70 @@
+"""Batches of faces gathered across frames, so the restorer runs full batches however few faces a frame has.
+
+Frames arrive in order, each with zero or more aligned crops. The batcher holds them back until it
+has ``batch_size`` crops (or its inbox is momentarily empty, or the stream ends), restores them in
+batches, and releases the frames in the order they came. Frames without faces wait their turn but
+are never sent to the restorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import numpy as np
+
+from gpen_video.restore.restorer import Restorer
+
+
+class CarriesCrops(Protocol):
+    crops: np.ndarray | None  # (n, S, S, 3) uint8, or None for a frame with nothing to restore
+    restored: np.ndarray | None
+
+
+class CrossFrameBatcher:
+    """The ``restore`` stage of the flow."""
+
+    name = "restore"
+
+    def __init__(self, restorer: Restorer, batch_size: int, max_held_frames: int = 64) -> None:
+        self.restorer = restorer
+        self.batch_size = max(1, batch_size)
+        self.max_held_frames = max_held_frames
+        self.held: list[Any] = []
+        self.held_crops = 0
+        self.faces_restored = 0
+        self.batches = 0
+
+    def process(self, item: CarriesCrops) -> Iterable[Any]:
+        self.held.append(item)
+        if item.crops is not None:
+            self.held_crops += len(item.crops)
+        if self.held_crops >= self.batch_size or len(self.held) >= self.max_held_frames:
+            return self._release()
+        return ()
+
+    def idle(self) -> Iterable[Any]:
+        """Upstream is slower than us: restore what we have rather than wait for a full batch."""
+        return self._release() if self.held else ()
+
+    def finish(self) -> Iterable[Any]:
+        return self._release()
+
+    def _release(self) -> list[Any]:
+        with_faces = [item for item in self.held if item.crops is not None and len(item.crops)]
+        if with_faces:
+            crops = np.concatenate([item.crops for item in with_faces])
+            restored = np.concatenate(
+                [self._restore(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
+            )
+            start = 0
+            for item in with_faces:
+                item.restored = restored[start : start + len(item.crops)]
+                start += len(item.crops)
+            self.faces_restored += len(crops)
+        released, self.held, self.held_crops = self.held, [], 0
+        return released
+
+    def _restore(self, batch: np.ndarray) -> np.ndarray:
+        self.batches += 1
+        return self.restorer.restore(batch)

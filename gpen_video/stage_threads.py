@@ -1,0 +1,134 @@
+"""Stages in their own threads, joined by bounded queues.
+
+Decode, face tracking, restoring and compositing each run in a thread (PyAV, OpenCV, ONNX Runtime
+and torch release the GIL while they work), so the wall time approaches that of the slowest stage
+rather than the sum, and the bounded queues keep memory flat however long the video is. Each stage
+handles its items in arrival order, so frames stay in order without a reorder buffer; a stage may
+hold items back (look-ahead, batching) and release them later, still in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from gpen_video.report import StageTimes
+
+END = object()  # end of stream marker
+
+
+class Stage(Protocol):
+    """One step of the flow: ``process`` each item, ``idle`` when the inbox is momentarily empty, ``finish``."""
+
+    name: str
+
+    def process(self, item: Any) -> Iterable[Any]: ...
+
+    def idle(self) -> Iterable[Any]: ...
+
+    def finish(self) -> Iterable[Any]: ...
+
+
+class Flow:
+    """A source iterator followed by stages; iterate it to get the last stage's output in order."""
+
+    def __init__(self, source: Iterable[Any], stages: list[Stage], times: StageTimes, queue_size: int = 4) -> None:
+        self.times = times
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
+        self.threads = [threading.Thread(target=self._run_source, args=(source,), name="decode", daemon=True)]
+        for i, stage in enumerate(stages):
+            self.threads.append(threading.Thread(target=self._run_stage, args=(stage, i), name=stage.name, daemon=True))
+
+    def __iter__(self) -> Iterator[Any]:
+        for thread in self.threads:
+            thread.start()
+        out = self.queues[-1]
+        try:
+            while True:
+                item = self._get(out)
+                if item is END:
+                    break
+                yield item
+        finally:
+            self.stop.set()
+            for thread in self.threads:
+                thread.join(timeout=10)
+        if self.errors:
+            raise self.errors[0]
+
+    # -- threads ---------------------------------------------------------------------------------
+    def _run_source(self, source: Iterable[Any]) -> None:
+        outbox = self.queues[0]
+        try:
+            iterator = iter(source)
+            while not self.stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                finally:
+                    self.times.add("decode", time.perf_counter() - t0)
+                self._put(outbox, item)
+        except BaseException as exc:  # handed to the consumer
+            self._fail(exc)
+        finally:
+            self._put(outbox, END, force=True)
+
+    def _run_stage(self, stage: Stage, index: int) -> None:
+        inbox, outbox = self.queues[index], self.queues[index + 1]
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    self._emit(outbox, stage.name, stage.idle)
+                    item = self._get(inbox)
+                if item is END:
+                    self._emit(outbox, stage.name, stage.finish)
+                    break
+                self._emit(outbox, stage.name, lambda item=item: stage.process(item))
+        except BaseException as exc:  # handed to the consumer
+            self._fail(exc)
+        finally:
+            self._put(outbox, END, force=True)
+
+    def _emit(self, outbox: queue.Queue[Any], name: str, produce: Callable[[], Iterable[Any]]) -> None:
+        t0 = time.perf_counter()
+        items = list(produce())
+        self.times.add(name, time.perf_counter() - t0)
+        for item in items:
+            self._put(outbox, item)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+    def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
+        while True:
+            if self.stop.is_set() and not force:
+                return
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    if force:  # make room for the end marker so the consumer wakes up
+                        with contextlib.suppress(queue.Empty):
+                            q.get_nowait()
+                    else:
+                        return
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set() and q.empty():
+                    return END
