@@ -23,7 +23,7 @@ class Restorer(ABC):
     def restore(self, faces: np.ndarray) -> np.ndarray:
         """Restore a batch of aligned BGR crops; the output has the input's shape and dtype."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most restorers hold nothing to release
         """Release device memory; the restorer is not used afterwards."""
 
 
