@@ -67,10 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="machine-readable output")
     _add_verbosity(probe)
 
-    for name, issue in (("preview", "a short before/after clip"),):
-        reserved = sub.add_parser(name, help=f"{issue} (not available yet)")
-        reserved.add_argument("args", nargs=argparse.REMAINDER)
-        _add_verbosity(reserved)
+    preview = sub.add_parser("preview", help="restore a few seconds and write a before/after clip and contact sheet")
+    preview.add_argument("input", type=Path)
+    preview.add_argument("-o", "--output", type=Path, help="prefix of the outputs (default: NAME.preview)")
+    preview.add_argument("--compare", choices=["side", "split", "none"], default="side",
+                         help="comparison clip: side by side, split screen, or none")  # fmt: skip
+    _add_run_options(preview)
 
     try:
         from gpen_video.jobs import batch_cli
@@ -101,7 +103,8 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="default", help=f"preset ({', '.join(preset_names())}) or a YAML file")
     p.add_argument("--model", help="gpen-bfr-2048 (default), gpen-bfr-1024/512/256, a .pth/.onnx path, or identity")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (tensorrt[:N] for .onnx models)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (GPU runs of some length)")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--batch-size", type=int, help="faces per restore batch (0: from device memory)")
     p.add_argument("--weights-dir", help="where model files are looked for first")
@@ -125,6 +128,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 # flag name -> dotted config field
 _OVERRIDES = {
     "model": "restore.model",
+    "compile": "restore.compile",
     "device": "restore.device",
     "precision": "restore.precision",
     "batch_size": "restore.batch_size",
@@ -154,6 +158,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if getattr(args, "no_smooth", False):
         overrides["faces.smooth"] = False
     config = load_config(args.config, overrides)
+    if not re.fullmatch(r"auto|cpu|(cuda|tensorrt)(:\d+)?", config.restore.device):
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or tensorrt[:N], got '{config.restore.device}'")
     if not 0.0 <= config.compose.blend <= 1.0:
         raise ConfigError(f"--blend must be between 0 and 1, got {config.compose.blend}")
     if config.restore.batch_size < 0:
@@ -195,6 +201,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"gpen-video: wrote {output}: {report.summary()}", file=sys.stderr)
     if args.report:
         report.write(args.report)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gpen_video.io.probe import probe
+    from gpen_video.pipeline import planned_frames
+    from gpen_video.preview import preview_config, run_preview
+
+    config = preview_config(config_from_args(args), args.start, args.duration)
+    total = planned_frames(probe(args.input), config)
+    with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
+        result = run_preview(args.input, config, args.compare, args.output, lambda done: bar.update(done - bar.n))
+    for warning in result.report.warnings:
+        log.warning("warning: %s", warning)
+    if args.report:
+        result.report.write(args.report)
+    if not args.quiet:
+        out = result.outputs
+        written = [str(p) for p in (out.restored, out.comparison, out.contact_sheet) if p is not None]
+        print(f"gpen-video: preview {result.report.summary()}\n  " + "\n  ".join(written), file=sys.stderr)
     return 0
 
 
@@ -242,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
-    handlers = {"restore": cmd_restore, "probe": cmd_probe}
+    handlers = {"restore": cmd_restore, "preview": cmd_preview, "probe": cmd_probe}
     try:
         if args.command == "weights" and not hasattr(args, "args"):
             from gpen_video.models import weights_cli

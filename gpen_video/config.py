@@ -93,6 +93,7 @@ class RestoreConfig:
     batch_size: int = 0  # 0: chosen from the device's memory
     weights_dir: str | None = None
     identity_size: int = 512  # crop side of the identity restorer
+    compile: bool = False  # torch.compile the network (slow start, faster long runs on GPU)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import Frame, VideoReader
 from gpen_video.io.writer import VideoWriter
+from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import FlickerMeter, RunReport, StageTimes
 from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.restorer import IdentityRestorer, Restorer
@@ -84,9 +85,13 @@ def planned_frames(info: MediaInfo, config: Config) -> int:
     return max(round(seconds * rate), 0)
 
 
-def run_restore(job: RestoreJob) -> RunReport:
-    """Restore ``job.input`` into ``job.output``; the output appears only if complete and verified."""
+def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
+    """Restore ``job.input`` into ``job.output``; the output appears only if complete and verified.
+
+    ``threaded=False`` runs the same stages one after another in this thread (a baseline for benches).
+    """
     config = job.config
+    pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
     info = job.info or probe(job.input)
     if config.start is not None and config.start >= info.video.start_time + info.video.duration:
@@ -109,7 +114,7 @@ def run_restore(job: RestoreJob) -> RunReport:
         faces = FaceTrackStage(config, info, restorer.size, wanted)
         batcher = CrossFrameBatcher(restorer, batch_size)
         composer = ComposeStage(config, info)
-        flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times)
+        flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
         with atomic_output(job.output) as temp:
             writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
             writer.copy_container_metadata(reader.container)
@@ -172,8 +177,9 @@ def _load_restorer(config: Config) -> Restorer:
         return IdentityRestorer(r.identity_size)
     from gpen_video.models import load_restorer
 
+    options = {"compile": True} if r.compile else {}
     return load_restorer(r.model, device=r.device, precision=r.precision, weights_dir=r.weights_dir,
-                         identity_size=r.identity_size)  # fmt: skip
+                         identity_size=r.identity_size, **options)  # fmt: skip
 
 
 def _frames_with_packets(reader: VideoReader, path: Path) -> Iterator[FrameWork]:

@@ -85,6 +85,7 @@ class RunReport:
     started: float
     host: str = field(default_factory=platform.node)
     frames_read: int = 0
+    frames_decoded: int = 0  # includes the pre-roll decoded from the seek point to the range start
     frames_written: int = 0
     damaged_packets: int = 0
     corrupt_frames: int = 0
@@ -121,6 +122,7 @@ class RunReport:
 
     def finish(self, read: ReadStats, result: WriteResult, faces: dict[str, Any], times: StageTimes) -> None:
         self.frames_read = read.frames
+        self.frames_decoded = read.decoded
         self.frames_written = result.frames
         self.damaged_packets = read.damaged_packets
         self.corrupt_frames = read.corrupt_frames

@@ -36,7 +36,17 @@ class Stage(Protocol):
 class Flow:
     """A source iterator followed by stages; iterate it to get the last stage's output in order."""
 
-    def __init__(self, source: Iterable[Any], stages: list[Stage], times: StageTimes, queue_size: int = 4) -> None:
+    def __init__(
+        self,
+        source: Iterable[Any],
+        stages: list[Stage],
+        times: StageTimes,
+        queue_size: int = 4,
+        threaded: bool = True,
+    ) -> None:
+        self.source = source
+        self.stages = stages
+        self.threaded = threaded  # False: the same stages one after another in the caller's thread
         self.times = times
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
@@ -46,6 +56,9 @@ class Flow:
             self.threads.append(threading.Thread(target=self._run_stage, args=(stage, i), name=stage.name, daemon=True))
 
     def __iter__(self) -> Iterator[Any]:
+        if not self.threaded:
+            yield from self._sequential()
+            return
         for thread in self.threads:
             thread.start()
         out = self.queues[-1]
@@ -61,6 +74,39 @@ class Flow:
                 thread.join(timeout=10)
         if self.errors:
             raise self.errors[0]
+
+    def _sequential(self) -> Iterator[Any]:
+        """Every item through every stage in turn, in this thread: the baseline the threads must beat."""
+
+        def run(level: int, items: Iterable[Any]) -> Iterator[Any]:
+            if level == len(self.stages):
+                yield from items
+                return
+            stage = self.stages[level]
+            for item in items:
+                t0 = time.perf_counter()
+                produced = list(stage.process(item)) if item is not END else list(stage.finish())
+                self.times.add(stage.name, time.perf_counter() - t0)
+                yield from run(level + 1, produced)
+                if item is END:
+                    yield from run(level + 1, [END])
+
+        def source() -> Iterator[Any]:
+            iterator = iter(self.source)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                finally:
+                    self.times.add("decode", time.perf_counter() - t0)
+                yield item
+            yield END
+
+        for item in run(0, source()):
+            if item is not END:
+                yield item
 
     # -- threads ---------------------------------------------------------------------------------
     def _run_source(self, source: Iterable[Any]) -> None:

@@ -62,6 +62,7 @@ class FaceScene:
     degrade: float = 0.0  # 0: clean; 1: noise sigma 6, blur, JPEG q 60 (fresh noise every frame)
     cut_at: int | None = None
     faces: bool = True
+    faces_after_cut: bool = True  # False: the second shot is a faceless texture
     seed: int = 0
 
 
@@ -99,8 +100,9 @@ def trajectory(scene: FaceScene, index: int) -> tuple[np.ndarray, int]:
 def render(scene: FaceScene, index: int, photo: np.ndarray | None = None) -> SyntheticFrame:
     """Render frame ``index`` of ``scene`` (deterministic for a given scene and index)."""
     rng = np.random.default_rng(scene.seed * 100_003 + index)
-    if not scene.faces:
-        return SyntheticFrame(index, _texture(scene, index, rng), np.zeros((2, 3)), 0)
+    after_cut = scene.cut_at is not None and index >= scene.cut_at
+    if not scene.faces or (after_cut and not scene.faces_after_cut):
+        return SyntheticFrame(index, _texture(scene, index, rng), np.zeros((2, 3)), int(after_cut))
     photo = faces_image() if photo is None else photo
     affine, shot = trajectory(scene, index)
     image = cv2.warpAffine(
@@ -112,7 +114,7 @@ def render(scene: FaceScene, index: int, photo: np.ndarray | None = None) -> Syn
 
 
 def frames(scene: FaceScene) -> Iterator[SyntheticFrame]:
-    photo = faces_image() if scene.faces else None
+    photo = faces_image() if scene.faces else None  # loaded once for the whole clip
     for index in range(scene.frames):
         yield render(scene, index, photo)
 

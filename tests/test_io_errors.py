@@ -102,6 +102,7 @@ def test_invalid_input(kind, tmp_path, make_clip, run_cli):
         ["--pix-fmt", "yuv999p"],
         ["--precision", "int3"],
         ["--start", "500"],
+        ["--device", "gpu0"],
     ],
 )
 def test_bad_option_values(args, tmp_path, make_clip, run_cli):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import imageio_ffmpeg
 import pytest
+from media_checks import frame_times, side_packets, video_stream_info
 
 from gpen_video.synthetic import ClipSpec, FaceScene, write_clip
-from media_checks import frame_times, side_packets, video_stream_info
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -41,8 +41,9 @@ def test_ffmpeg_backend_encodes_what_pyav_cannot(run_cli, tmp_path):
 def test_ffmpeg_backend_cut_keeps_audio_in_range(make_clip, run_cli, tmp_path):
     src = make_clip("noface_h264")
     out = tmp_path / "cut.mp4"
-    r = run_cli("restore", src, "-o", out, "--model", "identity", "--encoder-backend", "ffmpeg",
-                "--ffmpeg-binary", FFMPEG, "--start", "0.25", "--duration", "0.5", "--preset", "ultrafast", "-q")  # fmt: skip
+    backend = ["--encoder-backend", "ffmpeg", "--ffmpeg-binary", FFMPEG, "--preset", "ultrafast"]
+    cut = ["--start", "0.25", "--duration", "0.5", "-q"]
+    r = run_cli("restore", src, "-o", out, "--model", "identity", *backend, *cut)
     assert r.returncode == 0, r.stderr
     times_in = [t for t in frame_times(src) if 0.25 <= t < 0.75]
     assert frame_times(out) == [t - times_in[0] for t in times_in]

@@ -66,7 +66,8 @@ class PacketRange:
 
 @dataclass
 class ReadStats:
-    frames: int = 0
+    frames: int = 0  # frames handed on (inside the range)
+    decoded: int = 0  # every frame decoded, pre-roll from the seek point included
     damaged_packets: int = 0
     corrupt_frames: int = 0
     first_error: str | None = None
@@ -156,6 +157,7 @@ class VideoReader:
             if packet.is_corrupt:
                 self._damaged("corrupt packet")
             for frame in self._decode(packet):
+                self.stats.decoded += 1
                 pts = frame.pts
                 if pts is None:
                     pts = (last_pts + 1) if last_pts is not None else 0
