@@ -10,6 +10,7 @@ hold items back (look-ahead, batching) and release them later, still in order.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import threading
 import time
@@ -51,7 +52,7 @@ class Flow:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
-        self.threads = [threading.Thread(target=self._run_source, args=(source,), name="decode", daemon=True)]
+        self.threads = [threading.Thread(target=self._run_source, name="decode", daemon=True)]
         for i, stage in enumerate(stages):
             self.threads.append(threading.Thread(target=self._run_stage, args=(stage, i), name=stage.name, daemon=True))
 
@@ -91,36 +92,30 @@ class Flow:
                 if item is END:
                     yield from run(level + 1, [END])
 
-        def source() -> Iterator[Any]:
-            iterator = iter(self.source)
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    break
-                finally:
-                    self.times.add("decode", time.perf_counter() - t0)
-                yield item
-            yield END
-
-        for item in run(0, source()):
+        for item in run(0, itertools.chain(self._timed_source(), [END])):
             if item is not END:
                 yield item
 
+    def _timed_source(self) -> Iterator[Any]:
+        """The source's items, its time counted as the ``decode`` stage's."""
+        iterator = iter(self.source)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.times.add("decode", time.perf_counter() - t0)
+            yield item
+
     # -- threads ---------------------------------------------------------------------------------
-    def _run_source(self, source: Iterable[Any]) -> None:
+    def _run_source(self) -> None:
         outbox = self.queues[0]
         try:
-            iterator = iter(source)
-            while not self.stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    item = next(iterator)
-                except StopIteration:
+            for item in self._timed_source():
+                if self.stop.is_set():
                     break
-                finally:
-                    self.times.add("decode", time.perf_counter() - t0)
                 self._put(outbox, item)
         except BaseException as exc:  # handed to the consumer
             self._fail(exc)

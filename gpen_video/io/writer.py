@@ -223,7 +223,7 @@ class SideStreams:
             target = _AUDIO_FALLBACK[self.family]
             out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
             out.layout = stream.codec_context.layout
-            self._copy_metadata(stream, out)
+            copy_metadata(stream, out)
             self._transcoders[stream.index] = _AudioTranscoder(stream, out)
             plan.action = "encode"
             plan.reason = f"{codec} cannot go in {self.family}; re-encoded to {target}"
@@ -242,18 +242,10 @@ class SideStreams:
             plan.action, plan.reason = "drop", f"cannot be copied ({exc})"
             log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
             return plan
-        self._copy_metadata(stream, out)
+        copy_metadata(stream, out)
         self._copy_map[stream.index] = out
         plan.output_index = out.index
         return plan
-
-    @staticmethod
-    def _copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
-        for key, value in src.metadata.items():
-            if key.lower() not in ("duration", "encoder", "_statistics_tags", "number_of_frames"):
-                dst.metadata[key] = value
-        with contextlib.suppress(AttributeError, ValueError):
-            dst.disposition = src.disposition
 
     def write(self, packets: list[av.Packet]) -> None:
         """Copy (or re-encode) packets, shifted by the range offset."""
@@ -283,6 +275,7 @@ class SideStreams:
 
 
 def copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
+    """A copied stream keeps its language, title, handler and dispositions (default, forced, ...)."""
     for key, value in src.metadata.items():
         if key.lower() not in ("duration", "encoder", "_statistics_tags", "number_of_frames"):
             dst.metadata[key] = value
