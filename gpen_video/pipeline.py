@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -113,7 +115,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
         faces = FaceTrackStage(config, info, restorer.size, wanted)
         batcher = CrossFrameBatcher(restorer, batch_size)
-        composer = ComposeStage(config, info)
+        composer = ComposeStage(config, info, workers=2 if threaded else 0)
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
         with atomic_output(job.output) as temp:
             writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
@@ -267,40 +269,76 @@ class FaceTrackStage:
 
 
 class ComposeStage:
-    """Paste restored faces back and convert to the encoder's samples; faceless frames pass untouched."""
+    """Paste restored faces back and convert to the encoder's samples; faceless frames pass untouched.
+
+    Frames are composed on a small thread pool (OpenCV and NumPy release the GIL) and released in the
+    order they came; the flicker meter sees them in that order.
+    """
 
     name = "compose"
 
-    def __init__(self, config: Config, info: MediaInfo) -> None:
+    def __init__(self, config: Config, info: MediaInfo, workers: int = 2) -> None:
         self.config = config
         self.colour = info.video.colour
         self.rotation = info.video.rotation
         self.flicker = FlickerMeter()
         self.frames_with_faces = 0
+        # workers=0: compose inline (the sequential baseline)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") if workers else None
+        self.in_flight: deque[tuple[FrameWork, Future[Any]]] = deque()
+        self.max_in_flight = 2 * workers
 
     def process(self, work: FrameWork) -> Iterable[FrameWork]:
+        if work.frame is None or work.restored is None or work.image is None:
+            future: Future[Any] = Future()
+            future.set_result(None)
+        else:
+            self.frames_with_faces += 1
+            if self.pool is not None:
+                future = self.pool.submit(self._compose, work)
+            else:
+                future = Future()
+                future.set_result(self._compose(work))
+        self.in_flight.append((work, future))
+        return self._release(wait=len(self.in_flight) > self.max_in_flight)
+
+    def idle(self) -> Iterable[FrameWork]:
+        return self._release(wait=False)
+
+    def finish(self) -> Iterable[FrameWork]:
+        try:
+            return self._release(wait=True, everything=True)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+    def _release(self, wait: bool, everything: bool = False) -> list[FrameWork]:
+        """Frames whose compositing is done, in order; ``wait`` blocks for the oldest one."""
+        out = []
+        while self.in_flight and (self.in_flight[0][1].done() or wait):
+            work, future = self.in_flight.popleft()
+            composed = future.result()  # re-raises a compositing error here, in order
+            if work.frame is not None:
+                if composed is None:
+                    work.output = work.frame.source
+                    self.flicker.add(None, None, None)
+                else:
+                    result_image, mask = composed
+                    self.flicker.add(work.image, result_image, mask)
+                work.image = work.crops = work.restored = work.batch = None  # free memory early
+            out.append(work)
+            wait = everything
+        return out
+
+    def _compose(self, work: FrameWork) -> tuple[np.ndarray, np.ndarray]:
         from gpen_video.align import compose
 
-        if work.frame is None:
-            return [work]
+        assert work.frame is not None and work.image is not None
         source = work.frame.source
-        if work.restored is None or work.image is None:
-            work.output = source
-            self.flicker.add(None, None, None)
-            return [work]
-        self.frames_with_faces += 1
         result = compose(work.image, work.restored, work.batch, self.config.compose)
         work.output = from_working(result.image, self.colour, source.format.name, self.rotation)
         keep_untouched_samples(work.output, source, result.mask, self.rotation)
-        self.flicker.add(work.image, result.image, result.mask)
-        work.image = work.crops = work.restored = work.batch = None  # free memory early
-        return [work]
-
-    def idle(self) -> Iterable[FrameWork]:
-        return ()
-
-    def finish(self) -> Iterable[FrameWork]:
-        return ()
+        return result.image, result.mask
 
 
 def keep_untouched_samples(out: av.VideoFrame, source: av.VideoFrame, mask: np.ndarray, rotation: int) -> None:
