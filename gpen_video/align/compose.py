@@ -17,7 +17,7 @@ from gpen_video.align.masks import feather_mask, parsing_masker
 from gpen_video.align.templates import invert_affine
 from gpen_video.config import ComposeConfig
 
-_MIN_ALPHA = 1.0 / 1024  # weights below this leave the pixel untouched
+MIN_ALPHA = 1.0 / 1024  # weights below this leave the pixel untouched
 
 
 @dataclass
@@ -62,7 +62,7 @@ def compose(
     if config.color_match:
         faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, batch.crops, crop_masks, strict=True)])
 
-    regions = [_footprint(invert_affine(a), size, width, height) for a in affines]
+    regions = [footprint(invert_affine(a), size, width, height) for a in affines]
     used = [r for r in regions if r is not None]
     if not used:
         return ComposeResult(image.copy(), np.zeros((height, width), np.float32))
@@ -87,7 +87,7 @@ def compose(
         np.maximum(coverage[sl], m, out=coverage[sl])
 
     alpha = coverage * float(np.clip(config.blend, 0.0, 1.0))
-    alpha[alpha < _MIN_ALPHA] = 0.0
+    alpha[alpha < MIN_ALPHA] = 0.0
     changed = alpha > 0
     pasted = face_sum / np.maximum(weight_sum, 1e-12)[..., None]
     source = image[y0:y1, x0:x1]
@@ -151,7 +151,7 @@ def _affines_for(image: np.ndarray, batch: AlignedBatch, size: int) -> np.ndarra
     return affines
 
 
-def _footprint(to_frame: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+def footprint(to_frame: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int] | None:
     """Integer frame rectangle covering the crop's inverse warp, clipped to the frame; None if outside."""
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64)
     pts = corners @ to_frame.T
