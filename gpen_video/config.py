@@ -94,6 +94,7 @@ class RestoreConfig:
     weights_dir: str | None = None
     identity_size: int = 512  # crop side of the identity restorer
     compile: bool = False  # torch.compile the network (slow start, faster long runs on GPU)
+    device_path: str = "auto"  # auto: frames stay on the GPU for align/restore/compose on CUDA | on | off
 
 
 @dataclass

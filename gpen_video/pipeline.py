@@ -23,7 +23,7 @@ import av
 import numpy as np
 
 from gpen_video.config import Config
-from gpen_video.errors import InputError
+from gpen_video.errors import ConfigError, InputError
 from gpen_video.io.colour import from_working
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
@@ -113,7 +113,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     with VideoReader(job.input, info, config.reader, start, duration) as reader:
         frames = _frames_with_packets(reader, job.input)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
-        faces = FaceTrackStage(config, info, restorer.size, wanted)
+        faces = FaceTrackStage(config, info, restorer.size, wanted, device_for_path(restorer, config))
         batcher = CrossFrameBatcher(restorer, batch_size)
         composer = ComposeStage(config, info, workers=2 if threaded else 0)
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
@@ -145,10 +145,36 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         report.finish(reader.stats, result, summary, times)
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "batches": batcher.batches,
-                          "device": getattr(restorer, "device", "cpu"),
-                          "precision": getattr(restorer, "precision", "fp32")}  # fmt: skip
+                          "device": str(getattr(restorer, "device", "cpu")), "precision": _precision_of(restorer),
+                          "device_path": faces.device is not None}  # fmt: skip
         report.faces_per_second = round(batcher.faces_restored / report.wall_seconds, 3) if report.wall_seconds else 0
     return report
+
+
+def device_for_path(restorer: Restorer, config: Config) -> Any:
+    """The torch device frames should stay on for align/restore/compose, or None for the NumPy path.
+
+    ``auto`` keeps frames on the GPU when the restorer runs on CUDA; ``on`` forces the torch path on
+    the restorer's device (on CPU this is the twin the tests compare with the NumPy path).
+    """
+    choice = config.restore.device_path
+    if choice not in ("auto", "on", "off"):
+        raise ConfigError(f"restore.device_path must be auto, on or off, got '{choice}'")
+    if choice == "off" or not hasattr(restorer, "restore_device"):
+        if choice == "on":
+            raise ConfigError(f"restore.device_path on needs a PyTorch restorer; {restorer.name} is not one")
+        return None
+    device = getattr(restorer, "device", None)
+    if choice == "auto":
+        return device if device is not None and getattr(device, "type", "") == "cuda" else None
+    import torch
+
+    return device if device is not None else torch.device("cpu")
+
+
+def _precision_of(restorer: Restorer) -> str:
+    dtype = str(getattr(restorer, "dtype", "float32")).replace("torch.", "")
+    return {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(dtype, dtype)
 
 
 def default_batch_size(restorer: Restorer) -> int:
@@ -205,9 +231,12 @@ class FrameWork:
     image: np.ndarray | None = None  # upright working image, kept only while its faces are needed
     faces: list[Any] = field(default_factory=list)
     batch: Any = None  # AlignedBatch
-    crops: np.ndarray | None = None  # (n, S, S, 3) uint8 for the restorer
-    restored: np.ndarray | None = None
+    crops: Any = None  # (n, S, S, 3) uint8 for the restorer: an array, or a device tensor
+    restored: Any = None  # restored crops: an array, or a device tensor on the device path
     output: av.VideoFrame | None = None
+    device_image: Any = None  # device path: the upright frame as a tensor on the restorer's device
+    affines: np.ndarray | None = None  # device path: frame -> crop transforms
+    source_crops: Any = None  # device path: aligned crops in the frame's bit depth (for colour matching)
 
 
 class FaceTrackStage:
@@ -215,9 +244,17 @@ class FaceTrackStage:
 
     name = "faces"
 
-    def __init__(self, config: Config, info: MediaInfo, crop_size: int, wanted: Callable[[int], bool] | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        info: MediaInfo,
+        crop_size: int,
+        wanted: Callable[[int], bool] | None,
+        device: Any = None,
+    ) -> None:
         from gpen_video.faces import FaceStage
 
+        self.device = device  # a torch device: frames with faces are uploaded once and aligned there
         self.config = config
         self.colour = info.video.colour
         self.rotation = info.video.rotation
@@ -253,9 +290,12 @@ class FaceTrackStage:
             work = self.pending.pop(frame_faces.index)
             if frame_faces.faces and work.emit:
                 work.faces = frame_faces.faces
-                work.batch = align_faces(work.image, work.faces, self.crop_size, self.config.align.template)
-                crops = work.batch.crops
-                work.crops = crops if crops.dtype == np.uint8 else (crops >> 8).astype(np.uint8)
+                if self.device is not None:
+                    self._align_on_device(work)
+                else:
+                    work.batch = align_faces(work.image, work.faces, self.crop_size, self.config.align.template)
+                    crops = work.batch.crops
+                    work.crops = crops if crops.dtype == np.uint8 else (crops >> 8).astype(np.uint8)
             else:
                 work.image = None  # nothing to paste: the source samples go out as they are
             out.append(work)
@@ -263,6 +303,22 @@ class FaceTrackStage:
             out.extend(self.passthrough)
             self.passthrough = []
         return out
+
+    def _align_on_device(self, work: FrameWork) -> None:
+        """Upload the frame once; cut the crops there (16-bit frames travel as int32)."""
+        import torch
+
+        from gpen_video.align import align_faces_torch
+
+        assert work.image is not None
+        host = torch.from_numpy(work.image if work.image.dtype == np.uint8 else work.image.astype(np.int32))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        work.device_image = host.to(self.device, non_blocking=True)
+        crops, work.affines = align_faces_torch(work.device_image, work.faces, self.crop_size,
+                                                self.config.align.template)  # fmt: skip
+        work.source_crops = crops
+        work.crops = crops if crops.dtype == torch.uint8 else torch.bitwise_right_shift(crops, 8).to(torch.uint8)
 
     def summary(self) -> dict[str, Any]:
         return self.stage.report()
@@ -335,10 +391,25 @@ class ComposeStage:
 
         assert work.frame is not None and work.image is not None
         source = work.frame.source
-        result = compose(work.image, work.restored, work.batch, self.config.compose)
-        work.output = from_working(result.image, self.colour, source.format.name, self.rotation)
-        keep_untouched_samples(work.output, source, result.mask, self.rotation)
-        return result.image, result.mask
+        if work.device_image is not None:
+            image, mask = self._compose_on_device(work)
+        else:
+            result = compose(work.image, work.restored, work.batch, self.config.compose)
+            image, mask = result.image, result.mask
+        work.output = from_working(image, self.colour, source.format.name, self.rotation)
+        keep_untouched_samples(work.output, source, mask, self.rotation)
+        work.device_image = work.source_crops = None
+        return image, mask
+
+    def _compose_on_device(self, work: FrameWork) -> tuple[np.ndarray, np.ndarray]:
+        """Paste back on the device; the composed frame comes back to the host once."""
+        from gpen_video.align.torch_compose import compose_torch
+
+        assert work.image is not None
+        image_t, mask_t = compose_torch(work.device_image, work.restored, work.affines, self.config.compose,
+                                        crops=work.source_crops)  # fmt: skip
+        image = image_t.cpu().numpy()
+        return image.astype(work.image.dtype, copy=False), mask_t.cpu().numpy()
 
 
 def keep_untouched_samples(out: av.VideoFrame, source: av.VideoFrame, mask: np.ndarray, rotation: int) -> None:

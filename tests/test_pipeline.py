@@ -178,3 +178,52 @@ def test_threaded_and_sequential_runs_give_identical_output(cut_clip, gpen_64, t
     for x, y in zip(video_planes(threaded), video_planes(sequential), strict=True):
         for a, b in zip(x, y, strict=True):
             assert (a == b).all()
+
+
+def _max_level_difference(a_path: Path, b_path: Path) -> int:
+    pairs = zip(video_planes(a_path), video_planes(b_path), strict=True)
+    return max(int(np.abs(a.astype(int) - b.astype(int)).max()) for x, y in pairs for a, b in zip(x, y, strict=True))
+
+
+@pytest.fixture(scope="module")
+def ten_bit_clip(tmp_path_factory) -> Path:
+    spec = ClipSpec(scene=FaceScene(width=480, height=270, frames=8, zoom=(1.2, 1.3)), codec="ffv1",
+                    pix_fmt="yuv422p10le", audio=())  # fmt: skip
+    return write_clip(tmp_path_factory.mktemp("ten") / "ten.mkv", spec)
+
+
+@pytest.mark.parametrize("clip_name", ["cut_clip", "ten_bit_clip"])
+def test_device_path_twin_matches_numpy_path(clip_name, request, tmp_path):
+    """The torch path (upload once, warp, restore, paste back on the device) run on CPU tensors."""
+    clip = request.getfixturevalue(clip_name)
+    outputs = {}
+    for choice in ("off", "on"):
+        out = tmp_path / f"{choice}.mkv"
+        config = load_config("default", {"restore.model": "identity", "restore.device_path": choice})
+        report = run_restore(RestoreJob(clip, out, config))
+        assert report.faces["faces_restored"] > 0
+        outputs[choice] = out
+    assert frame_times(outputs["on"]) == frame_times(clip)
+    assert _max_level_difference(outputs["off"], outputs["on"]) <= 2
+
+
+def test_device_path_with_gpen(cut_clip, gpen_64, tmp_path):
+    config = load_config("default", {"restore.model": str(gpen_64), "restore.device_path": "on"})
+    out = tmp_path / "gpen.mkv"
+    report = run_restore(RestoreJob(cut_clip, out, config))
+    assert report.restore["device"] == "cpu" and report.faces["faces_restored"] > 0
+    pairs = zip(video_planes(cut_clip), video_planes(out), strict=True)
+    changed = [any((a != b).any() for a, b in zip(x, y, strict=True)) for x, y in pairs]
+    assert all(changed[:12]) and not any(changed[12:])
+
+
+@pytest.mark.gpu
+def test_device_path_on_cuda_matches_cpu(cut_clip, gpen_64, tmp_path):
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.mkv"
+        config = load_config("default", {"restore.model": str(gpen_64), "restore.device": device,
+                                         "restore.precision": "fp32", "restore.device_path": "auto"})  # fmt: skip
+        run_restore(RestoreJob(cut_clip, out, config))
+        outputs[device] = out
+    assert _max_level_difference(outputs["cpu"], outputs["cuda"]) <= 3

@@ -116,6 +116,16 @@ class TorchRestorer(Restorer):
         out = self.backoff.run(self._restore_uint8, batch)
         return out.numpy()
 
+    @torch.inference_mode()
+    def restore_device(self, faces: torch.Tensor) -> torch.Tensor:
+        """(N, S, S, 3) uint8 BGR crops already on this restorer's device -> the same, left on the device.
+
+        The pipeline's device path: crops are cut, restored and pasted back without leaving the GPU.
+        """
+        if faces.shape[0] == 0:
+            return faces.clone()
+        return self.backoff.run(lambda part: postprocess(self._net(preprocess(part))), faces)
+
     def _restore_uint8(self, faces: torch.Tensor) -> torch.Tensor:
         x = faces.to(self.device, non_blocking=True)
         x = preprocess(x)

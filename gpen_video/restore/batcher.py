@@ -17,8 +17,8 @@ from gpen_video.restore.restorer import Restorer
 
 
 class CarriesCrops(Protocol):
-    crops: np.ndarray | None  # (n, S, S, 3) uint8, or None for a frame with nothing to restore
-    restored: np.ndarray | None
+    crops: Any  # (n, S, S, 3) uint8 array or device tensor, or None for a frame with nothing to restore
+    restored: Any
 
 
 class CrossFrameBatcher:
@@ -53,8 +53,8 @@ class CrossFrameBatcher:
     def _release(self) -> list[Any]:
         with_faces = [item for item in self.held if item.crops is not None and len(item.crops)]
         if with_faces:
-            crops = np.concatenate([item.crops for item in with_faces])
-            restored = np.concatenate(
+            crops = _concatenate([item.crops for item in with_faces])
+            restored = _concatenate(
                 [self._restore(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
             )
             start = 0
@@ -65,6 +65,17 @@ class CrossFrameBatcher:
         released, self.held, self.held_crops = self.held, [], 0
         return released
 
-    def _restore(self, batch: np.ndarray) -> np.ndarray:
+    def _restore(self, batch: Any) -> Any:
         self.batches += 1
-        return self.restorer.restore(batch)
+        if isinstance(batch, np.ndarray):
+            return self.restorer.restore(batch)
+        return self.restorer.restore_device(batch)  # type: ignore[attr-defined] - the device path's tensors
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    """NumPy arrays (CPU path) or torch tensors (device path), joined along the batch axis."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat(parts)

@@ -7,6 +7,7 @@ knows this interface; GPEN (PyTorch), GPEN (ONNX Runtime) and identity all imple
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,10 @@ class IdentityRestorer(Restorer):
     def restore(self, faces: np.ndarray) -> np.ndarray:
         check_batch(faces, self.size)
         return faces.copy()
+
+    def restore_device(self, faces: Any) -> Any:
+        """The device-path twin of ``restore``: a torch tensor in, a copy out, on the same device."""
+        return faces.clone()
 
 
 def check_batch(faces: np.ndarray, size: int) -> None:
