@@ -126,7 +126,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 # flag name -> dotted config field
-_OVERRIDES = {
+FLAG_OVERRIDES = {
     "model": "restore.model",
     "compile": "restore.compile",
     "device": "restore.device",
@@ -150,7 +150,7 @@ _OVERRIDES = {
 
 def config_from_args(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
-    for flag, dotted in _OVERRIDES.items():
+    for flag, dotted in FLAG_OVERRIDES.items():
         value = getattr(args, flag, None)
         if value is None or value is False:
             continue

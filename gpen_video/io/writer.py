@@ -20,7 +20,7 @@ import av
 from gpen_video.errors import ConfigError, OutputError
 from gpen_video.io.colour import ColourInfo, tag_frame
 from gpen_video.io.encoding import EncodeSettings
-from gpen_video.io.probe import MediaInfo
+from gpen_video.io.probe import MediaInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _CONTAINER_SUBTITLES = {
     "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle", "text"},
 }
 _AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus"}
-_VIDEO_IN_CONTAINER = {
+VIDEO_IN_CONTAINER = {
     "mp4": {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc", "mpeg4"},
     "webm": {"libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"},
 }
@@ -93,7 +93,7 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{path}: cannot create the output ({exc}); check the extension and folder") from exc
         self.family = container_family(self.container.format.name)
-        if self.family in _VIDEO_IN_CONTAINER and settings.codec not in _VIDEO_IN_CONTAINER[self.family]:
+        if self.family in VIDEO_IN_CONTAINER and settings.codec not in VIDEO_IN_CONTAINER[self.family]:
             self.container.close()
             raise ConfigError(
                 f"{settings.codec} video cannot go in a .{path.suffix.lstrip('.')} file here; "
@@ -119,20 +119,9 @@ class VideoWriter:
         stream.pix_fmt = s.pix_fmt
         stream.time_base = v.time_base
         stream.codec_context.time_base = v.time_base
-        cc = stream.codec_context
         if s.bit_rate:
-            cc.bit_rate = s.bit_rate
-        colour = v.colour
-        cc.colorspace = colour.matrix_id
-        cc.color_range = colour.range_id if colour.range_id else (2 if colour.range == "pc" else 1)
-        cc.color_primaries = colour.primaries_id
-        cc.color_trc = colour.transfer_id
-        if v.sample_aspect_ratio:
-            cc.sample_aspect_ratio = v.sample_aspect_ratio
-        if v.rotation:
-            stream.set_display_rotation(v.rotation)
-        if v.timecode:
-            stream.metadata["timecode"] = v.timecode
+            stream.codec_context.bit_rate = s.bit_rate
+        tag_video_stream(stream, v)
         return stream
 
     def copy_container_metadata(self, source: av.container.InputContainer) -> None:
@@ -281,6 +270,24 @@ def copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
             dst.metadata[key] = value
     with contextlib.suppress(AttributeError, ValueError):
         dst.disposition = src.disposition
+
+
+def tag_video_stream(stream: av.VideoStream, video: VideoInfo) -> None:
+    """The source's colour tags, pixel aspect, display rotation and timecode on an output video stream."""
+    cc = stream.codec_context
+    if cc is not None:
+        colour = video.colour
+        with contextlib.suppress(AttributeError, ValueError):
+            cc.colorspace = colour.matrix_id
+            cc.color_range = colour.range_id if colour.range_id else (2 if colour.range == "pc" else 1)
+            cc.color_primaries = colour.primaries_id
+            cc.color_trc = colour.transfer_id
+            if video.sample_aspect_ratio:
+                cc.sample_aspect_ratio = video.sample_aspect_ratio
+    if video.rotation:
+        stream.set_display_rotation(video.rotation)
+    if video.timecode:
+        stream.metadata["timecode"] = video.timecode
 
 
 def copy_stream(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:

@@ -1,0 +1,262 @@
+"""Join a file's restored segments into the final output, then remux the input's other streams once.
+
+Segment files (NUT, video only, at the source timestamps) are stream-copied in order into one video
+stream, so nothing is re-encoded and every timestamp stays exactly the source's (VFR included). The
+input's audio, subtitle and data streams are copied from the input itself, interleaved by time. The
+result is written under a temporary name, checked frame by frame against the segments' timestamps
+and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import heapq
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from gpen_video.errors import ConfigError, OutputError, VerificationError
+from gpen_video.io import writer as _writer
+from gpen_video.io.output import atomic_output, verify_video
+from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
+from gpen_video.io.reader import PacketRange
+from gpen_video.io.writer import SideStreams, StreamPlan, container_family, copy_stream
+
+log = logging.getLogger(__name__)
+
+_SKIP_CONTAINER_METADATA = ("encoder", "major_brand", "minor_version", "compatible_brands")
+
+
+@dataclass
+class AssembleResult:
+    frames: int
+    pts: list[int]  # video pts written, in the source time base, in presentation order
+    streams: list[StreamPlan] = field(default_factory=list)
+
+
+_FAMILY_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".3gp": "mp4", ".webm": "webm"}
+
+
+def check_container(output: Path, codec: str) -> None:
+    """Refuse before any work a video codec the output's container cannot hold (the writer's own rule)."""
+    family = _FAMILY_BY_SUFFIX.get(output.suffix.lower())
+    allowed = _writer.VIDEO_IN_CONTAINER.get(family) if family else None
+    if allowed is not None and codec not in allowed:
+        raise ConfigError(
+            f"{codec} video cannot go in a .{output.suffix.lstrip('.')} file; "
+            "name the output .mov/.mkv (manifest 'output' column) or choose another --video-codec"
+        )
+
+
+def assemble(
+    info: MediaInfo,
+    segment_files: list[Path],
+    starts: list[int],
+    output: Path,
+    durations: dict[int, int] | None = None,
+    frame_pts: list[int] | None = None,
+) -> AssembleResult:
+    """Write ``output`` from ``segment_files`` (in order; the first frame of each at ``starts``, source
+    pts) plus the side streams of ``info.path``. ``durations`` (source pts -> ticks) gives each frame the
+    source packet's duration, so the last frame and the stream length come out as the source's;
+    ``frame_pts`` (the source's sorted pts) lets missing decode timestamps be rebuilt as the encoder made
+    them."""
+    if not segment_files:
+        raise OutputError(f"{output}: no segments to assemble")
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open_input(info.path))
+        first = stack.enter_context(av.open(str(segment_files[0])))
+        side_in = [s for s in source.streams if s.index != info.video.index and s.type in ("audio", "subtitle", "data")]
+        with atomic_output(output) as temp:
+            try:
+                out = av.open(str(temp), "w")
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise OutputError(f"{output}: cannot create the output ({exc}); check the extension") from exc
+            try:
+                video = _add_video_stream(out, first.streams.video[0], info)
+                side = SideStreams(out, container_family(out.format.name), side_in, Fraction(0))
+                for key, value in source.metadata.items():
+                    if key.lower() not in _SKIP_CONTAINER_METADATA:
+                        out.metadata[key] = value
+                timing = _Timing(durations or {}, sorted(frame_pts or []), _frame_ticks(info, durations or {}))
+                videos = _video_packets(segment_files, starts, info.video.time_base, timing)
+                written = _mux(out, video, side, videos, _side_packets(source, side_in))
+                side.flush()
+            finally:
+                out.close()
+            tb = info.video.time_base
+            verify_video(temp, written, tb)
+    return AssembleResult(len(written), sorted(written), side.plans)
+
+
+def _add_video_stream(out: av.container.OutputContainer, template: av.VideoStream, info: MediaInfo) -> av.VideoStream:
+    """A stream-copy video stream with the source's timing, rotation, timecode and colour tags."""
+    v = info.video
+    stream = copy_stream(out, template)
+    stream.time_base = v.time_base
+    with contextlib.suppress(AttributeError, ValueError):
+        if v.frame_rate:
+            stream.average_rate = v.frame_rate
+    _writer.tag_video_stream(stream, v)
+    return stream
+
+
+def _frame_ticks(info: MediaInfo, durations: dict[int, int]) -> int:
+    """The usual frame duration in source ticks (what an encoder spaces its first decode timestamps by)."""
+    if durations:
+        values = sorted(durations.values())
+        return max(values[len(values) // 2], 1)
+    rate = info.video.frame_rate
+    return max(round(1 / (rate * info.video.time_base)), 1) if rate else 1
+
+
+@dataclass
+class _Timing:
+    """The source's frame timing, for what NUT segment files do not keep (durations, early dts)."""
+
+    durations: dict[int, int]
+    frame_pts: list[int]
+    step: int
+
+    def early_dts(self, start: int, known_dts: int, count: int) -> list[int]:
+        """Decode timestamps of a segment's first ``count`` packets, the ``known_dts`` one's predecessors.
+
+        An encoder with ``count`` frames of reordering delay gives its n-th packet the n-th smallest pts
+        minus the span of the first ``count`` frames; the segment's frames are the source's from ``start``.
+        """
+        i = bisect.bisect_left(self.frame_pts, start)
+        window = self.frame_pts[i : i + count + 1]
+        if len(window) == count + 1 and window[0] == start:
+            delay = window[count] - window[0]
+            return [min(window[j] - delay, known_dts - (count - j)) for j in range(count)]
+        return [known_dts - (count - j) * self.step for j in range(count)]
+
+
+def _video_packets(
+    files: list[Path], starts: list[int], source_tb: Fraction, timing: _Timing
+) -> Iterator[tuple[bool, av.Packet]]:
+    """Every segment's video packets in order, with pts and dts in source time-base ticks.
+
+    A muxer may have shifted a segment's timeline (NUT moves it so that no dts is negative, by the
+    B-frame delay); the first packet of a segment is its key frame at ``starts[i]``, which gives the
+    shift to undo. NUT stores no dts for the first packets of a B-frame stream: those get dts one frame
+    (``step`` ticks) apart below the first known one, as the encoder had them (MP4/MOV store decode
+    durations); ``_Retimer`` keeps dts increasing across segments; presentation times never change.
+    """
+    for path, start in zip(files, starts, strict=True):
+        try:
+            container = av.open(str(path))
+        except av.error.FFmpegError as exc:
+            raise VerificationError(f"{path.name}: a segment file cannot be read ({ffmpeg_reason(exc)})") from exc
+        with container:
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            shift: Fraction | None = None
+            waiting: list[av.Packet] = []  # packets before the first known dts
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                if shift is None:
+                    shift = packet.pts * tb - start * source_tb
+                packet.pts = _ticks(packet.pts * tb - shift, source_tb, path)
+                if packet.dts is not None:
+                    packet.dts = math.floor((packet.dts * tb - shift) / source_tb)
+                packet.time_base = source_tb
+                if packet.pts in timing.durations:
+                    packet.duration = timing.durations[packet.pts]
+                if packet.dts is None:
+                    waiting.append(packet)
+                    continue
+                for early, dts in zip(waiting, timing.early_dts(start, packet.dts, len(waiting)), strict=True):
+                    early.dts = dts
+                for ready in [*waiting, packet]:
+                    yield True, ready
+                waiting = []
+            for j, early in enumerate(waiting):  # a segment of a few frames: no dts known at all
+                early.dts = waiting[0].pts - (len(waiting) - j) * timing.step
+                yield True, early
+
+
+def _ticks(seconds: Fraction, tb: Fraction, path: Path) -> int:
+    ticks = seconds / tb
+    if ticks.denominator != 1:
+        raise VerificationError(f"{path.name}: a timestamp is off the source's time base; the segment is unusable")
+    return int(ticks)
+
+
+class _Retimer:
+    """Moves video packets to the output stream's time base with strictly increasing dts <= pts."""
+
+    def __init__(self, stream: av.VideoStream) -> None:
+        self.stream = stream
+        self.last_dts: int | None = None
+
+    def __call__(self, packet: av.Packet) -> int:
+        """Retime ``packet`` for the output; returns its pts in its original (source) ticks."""
+        source_pts = packet.pts
+        tb, out_tb = packet.time_base, self.stream.time_base
+        pts = _rescale(packet.pts, tb, out_tb)
+        dts = _rescale(packet.dts, tb, out_tb)
+        if packet.duration:
+            packet.duration = _rescale(packet.duration, tb, out_tb)
+        if self.last_dts is not None and dts <= self.last_dts:
+            dts = self.last_dts + 1
+        dts = min(dts, pts)
+        self.last_dts = dts
+        packet.pts, packet.dts = pts, dts
+        packet.time_base = out_tb
+        packet.stream = self.stream
+        return source_pts
+
+
+def _rescale(ticks: int, tb: Fraction, out_tb: Fraction) -> int:
+    """``ticks`` from ``tb`` to ``out_tb`` rounded as FFmpeg's av_rescale_q does (half away from zero)."""
+    value = ticks * tb / out_tb
+    magnitude = math.floor(abs(value) + Fraction(1, 2))
+    return magnitude if value >= 0 else -magnitude
+
+
+def _side_packets(
+    source: av.container.InputContainer, streams: list[av.stream.Stream]
+) -> Iterator[tuple[bool, av.Packet]]:
+    if not streams:
+        return
+    whole = PacketRange(None, None, Fraction(0))
+    try:
+        for packet in source.demux(*streams):
+            if packet.size and whole.keeps(packet):
+                yield False, packet
+    except av.error.FFmpegError as exc:  # damaged tail: what was read is kept, as the restore path does
+        log.warning("%s: side streams end early (%s)", source.name, ffmpeg_reason(exc))
+
+
+def _time(item: tuple[bool, av.Packet]) -> float:
+    packet = item[1]
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return float(ts * packet.time_base) if ts is not None and packet.time_base else 0.0
+
+
+def _mux(
+    out: av.container.OutputContainer,
+    video: av.VideoStream,
+    side: SideStreams,
+    video_packets: Iterator[tuple[bool, av.Packet]],
+    side_packets: Iterator[tuple[bool, av.Packet]],
+) -> list[int]:
+    """Interleave by time; returns the video pts written (source time base)."""
+    out.start_encoding()  # the muxer fixes its time bases here
+    retime = _Retimer(video)
+    written: list[int] = []
+    for is_video, packet in heapq.merge(video_packets, side_packets, key=_time):
+        if is_video:
+            written.append(retime(packet))
+            out.mux(packet)
+        else:
+            side.write([packet])
+    return written

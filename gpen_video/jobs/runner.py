@@ -1,0 +1,461 @@
+"""The batch job: plan each input, run its unfinished segments on an engine, assemble, record.
+
+One driver owns the job folder: it plans files (packets only), decides what earlier work can be
+reused, hands segment tasks to the engine (in-process or Ray), records every finished segment
+atomically, and assembles a file as soon as its last segment is in. A failed file is recorded with
+its reason and the job goes on. Engines only run tasks; they never touch the manifest, so resume
+works the same whichever engine ran the earlier attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import shutil
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+
+from gpen_video.config import Config, load_config
+from gpen_video.errors import GpenVideoError, InputError, OutputError
+from gpen_video.io.encoding import choose_encoding
+from gpen_video.io.output import verify_video
+from gpen_video.io.probe import MediaInfo, probe
+from gpen_video.jobs.assemble import assemble, check_container
+from gpen_video.jobs.inputs import BatchItem
+from gpen_video.jobs.manifest import FileRecord, InputIdentity, JobStore, SegmentRecord, settings_hash
+from gpen_video.jobs.planner import PacketIndex, PlanSettings, Segment, index_packets, plan_segments
+from gpen_video.jobs.summary import FileOutcome, JobSummary
+from gpen_video.jobs.tasks import SegmentDone, SegmentTask
+
+log = logging.getLogger(__name__)
+
+SPACE_MARGIN = 64 << 20  # bytes kept free beyond the estimate
+
+
+@dataclass
+class JobOptions:
+    output_dir: Path
+    job_dir: Path | None = None  # default: OUTPUT_DIR/.gpen-video-job
+    resume: bool = True
+    retry_failed: bool = False
+    segment_seconds: float = 60.0
+    overlap_frames: int | None = None  # None: the faces stage's look-ahead
+    overwrite: bool = False  # replace outputs this job did not write
+
+    @property
+    def job_folder(self) -> Path:
+        return self.job_dir or self.output_dir / ".gpen-video-job"
+
+
+class Engine(Protocol):
+    name: str
+    capacity: int
+
+    def submit(self, task: SegmentTask) -> None: ...
+
+    def in_flight(self) -> int: ...
+
+    def next_done(self) -> SegmentDone: ...
+
+    def reports_frames(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class JobEvents:
+    """Progress hooks (the CLI draws bars with them); every method is optional."""
+
+    def file_started(self, item: BatchItem, frames_total: int, frames_done: int) -> None:
+        """A file's work begins; ``frames_done`` were reused from an earlier run."""
+
+    def frames(self, key: str, count: int) -> None:
+        """``count`` more frames of file ``key`` are restored."""
+
+    def file_finished(self, item: BatchItem, outcome: FileOutcome) -> None:
+        """A file is restored, skipped or failed."""
+
+
+@dataclass
+class _FileRun:
+    item: BatchItem
+    config: Config
+    info: MediaInfo
+    index: PacketIndex
+    segments: list[Segment]
+    record: FileRecord
+    outcome: FileOutcome
+    started: float
+    work_dir: Path
+    tasks: list[SegmentTask] = field(default_factory=list)
+    pending: set[int] = field(default_factory=set)
+    failed: bool = False
+
+
+def config_with(config: Config, overrides: dict[str, Any]) -> Config:
+    """``config`` with a manifest row's per-file settings (dotted names) applied."""
+    if not overrides:
+        return copy.deepcopy(config)
+    flat = _flatten(config.to_dict())
+    flat.update(overrides)
+    return load_config(None, flat)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class BatchJob:
+    """Runs ``items`` under ``config`` with ``engine``; ``run()`` returns the summary."""
+
+    def __init__(
+        self,
+        items: list[BatchItem],
+        config: Config,
+        options: JobOptions,
+        engine: Engine,
+        events: JobEvents | None = None,
+    ) -> None:
+        self.items = items
+        self.config = config
+        self.options = options
+        self.engine = engine
+        self.events = events or JobEvents()
+        self.store = JobStore(options.job_folder)
+        self.summary = JobSummary(engine=engine.name, job_dir=str(options.job_folder))
+        self._runs: dict[str, _FileRun] = {}
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> JobSummary:
+        """Run every file; a file's failure is recorded in the summary, never raised."""
+        with self.store.lock():
+            try:
+                self._loop()
+            finally:
+                self.summary.finished = time.time()
+                self.summary.write(self.store.root / "summary.json")
+        return self.summary
+
+    def _loop(self) -> None:
+        queue: deque[SegmentTask] = deque()
+        items = iter(self.items)
+        exhausted = False
+        while True:
+            while self.engine.in_flight() < self.engine.capacity and (queue or not exhausted):
+                if queue:
+                    task = queue.popleft()
+                    if not self._runs[task.key].failed:
+                        self.engine.submit(task)
+                    continue
+                item = next(items, None)
+                if item is None:
+                    exhausted = True
+                    break
+                run = self._start(item)
+                if run is not None:
+                    queue.extend(run.tasks)
+            if self.engine.in_flight() == 0:
+                return
+            self._segment_done(self.engine.next_done())
+
+    # -- starting a file --------------------------------------------------------------------------
+    def _start(self, item: BatchItem) -> _FileRun | None:
+        outcome = FileOutcome(str(item.input), str(item.output))
+        self.summary.files.append(outcome)
+        started = time.time()
+        try:
+            run = self._plan(item, outcome, started)
+        except GpenVideoError as exc:
+            self._fail(item, outcome, str(exc), started, sticky=not isinstance(exc, OutputError))
+            return None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # an unexpected failure on one file must not end the job
+            log.debug("%s: planning failed", item.input, exc_info=True)
+            self._fail(item, outcome, f"{type(exc).__name__}: {exc}", started)
+            return None
+        if run is None:
+            self.events.file_finished(item, outcome)
+            return None
+        self._runs[item.key] = run
+        if not run.tasks:  # every segment reused from an earlier run
+            self._assemble(run)
+            return None
+        return run
+
+    def _plan(self, item: BatchItem, outcome: FileOutcome, started: float) -> _FileRun | None:
+        """Decide what to do with one input; None when there is nothing to do (skipped)."""
+        options = self.options
+        config = config_with(self.config, item.overrides)
+        plan_settings = PlanSettings.for_faces(config.faces, options.segment_seconds, options.overlap_frames)
+        try:
+            identity = InputIdentity.of(item.input)
+        except OSError as exc:
+            raise InputError(f"{item.input}: cannot be read ({exc.strerror or exc})") from exc
+        settings = settings_hash(config, asdict(plan_settings))
+        old = self.store.load(item.key)
+        current = old is not None and old.matches(identity, settings)
+        if options.resume and current and old is not None:
+            if old.status == "done" and old.output_intact():
+                outcome.status, outcome.reason, outcome.frames = "skipped", "already restored", old.frames
+                return None
+            if old.status == "failed" and old.sticky and not options.retry_failed:
+                outcome.status = "failed"
+                outcome.error = f"failed in an earlier run ({old.error}); pass --retry-failed to try it again"
+                return None
+        work_dir = self.store.work_dir(item.key)
+        reusable = old if (options.resume and current and old is not None) else None
+        ours = old is not None and old.status == "done" and old.output_intact()
+        record = FileRecord(item.key, str(item.input), str(item.output))
+        if reusable is not None:
+            record.segments, record.attempts = reusable.segments, reusable.attempts
+        record.identity, record.settings = asdict(identity), settings
+        info = probe(item.input)
+        index = index_packets(item.input, info)
+        if item.output.exists() and not ours and not options.overwrite:
+            if options.resume and old is None and _complete(item.output, index):
+                outcome.status, outcome.frames = "skipped", len(index.pts)
+                outcome.reason = "output exists and holds every frame (made outside this job; settings unknown)"
+                return None
+            raise OutputError(f"{item.output}: already exists and was not written by this job; pass --overwrite")
+        segments = plan_segments(index, plan_settings)
+        segment_config = _segment_config(config)
+        estimate, codec = self._check_output(item, info, config)
+        suffix = segment_suffix(codec)
+        _remove_stale_temps(item.output)
+        reused = self._reusable_segments(record, segments, work_dir)
+        record.segments = {str(i): record.segments[str(i)] for i in reused}
+        _clean_work_dir(work_dir, {record.segments[str(i)].file for i in reused})
+        todo = [s for s in segments if s.index not in reused]
+        total = sum(s.frames for s in segments)
+        remaining = sum(s.frames for s in todo)
+        self._check_space(item, work_dir, estimate * remaining // max(total, 1), estimate)
+        record.status, record.attempts, record.segments_planned = "running", record.attempts + 1, len(segments)
+        self.store.save(record)
+        outcome.segments, outcome.segments_reused = len(segments), sorted(reused)
+        run = _FileRun(item, config, info, index, segments, record, outcome, started, work_dir)
+        source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
+        for seg in todo:
+            path = work_dir / _segment_name(seg.index, suffix)
+            task = SegmentTask(item.key, seg.index, source, path, segment_config, seg.window, seg.frames)
+            run.tasks.append(task)
+        run.pending = {s.index for s in todo}
+        if reused:
+            log.info("%s: reusing %d of %d segment(s) from an earlier run", item.input, len(reused), len(segments))
+        self.events.file_started(item, total, total - remaining)
+        return run
+
+    def _reusable_segments(self, record: FileRecord, segments: list[Segment], work_dir: Path) -> set[int]:
+        reused = set()
+        for seg in segments:
+            done = record.segments.get(str(seg.index))
+            if done is None:
+                continue
+            planned = (seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until)
+            if (done.emit_start, done.emit_end, done.decode_from, done.decode_until) != planned:
+                continue
+            path = work_dir / done.file
+            if path.is_file() and path.stat().st_size == done.size:
+                reused.add(seg.index)
+        return reused
+
+    def _check_output(self, item: BatchItem, info: MediaInfo, config: Config) -> tuple[int, str | None]:
+        """Refuse a codec the output container cannot hold; return the output's estimated size and codec."""
+        try:
+            item.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{item.output.parent}: cannot create the output folder ({exc})") from exc
+        if config.output.encoder_backend != "pyav":
+            return int(info.size_bytes * 1.5), None
+        settings = choose_encoding(info.video, config.output)
+        check_container(item.output, settings.codec)
+        return estimate_output_bytes(info, settings.codec), settings.codec
+
+    def _check_space(self, item: BatchItem, work_dir: Path, segment_bytes: int, output_bytes: int) -> None:
+        """Fail this file now, not hours later, if its segments and output cannot fit."""
+        work_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = item.output.parent
+        needs = {work_dir: segment_bytes + SPACE_MARGIN}
+        if os.stat(work_dir).st_dev == os.stat(out_dir).st_dev:
+            needs[work_dir] += output_bytes
+        else:
+            needs[out_dir] = output_bytes + SPACE_MARGIN
+        for folder, need in needs.items():
+            free = shutil.disk_usage(folder).free
+            if free < need:
+                raise OutputError(
+                    f"{item.input}: needs about {need / 1e9:.2f} GB free in {folder}, only {free / 1e9:.2f} GB; "
+                    "free some space or put the job folder (--job-dir) or the outputs on another disk"
+                )
+
+    # -- segments coming back ---------------------------------------------------------------------
+    def _segment_done(self, done: SegmentDone) -> None:
+        run = self._runs[done.key]
+        if done.error:
+            if not run.failed:
+                self._fail_run(run, f"segment {done.index}: {done.error}")
+            return
+        seg = run.segments[done.index]
+        run.record.segments[str(done.index)] = SegmentRecord(
+            seg.index, seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until,
+            done.file, done.frames, done.size, done.faces,
+        )  # fmt: skip
+        self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
+        run.pending.discard(done.index)
+        run.outcome.segments_computed.append(done.index)
+        if done.frames != seg.frames:
+            run.outcome.warnings.append(f"segment {done.index}: {done.frames} of {seg.frames} frames could be decoded")
+        if not self.engine.reports_frames():
+            self.events.frames(done.key, done.frames)
+        if not run.pending and not run.failed:
+            self._assemble(run)
+
+    def _assemble(self, run: _FileRun) -> None:
+        record, outcome = run.record, run.outcome
+        try:
+            files = [run.work_dir / record.segments[str(s.index)].file for s in run.segments]
+            starts = [s.emit_start for s in run.segments]
+            result = assemble(run.info, files, starts, run.item.output, run.index.durations, run.index.pts)
+        except GpenVideoError as exc:
+            self._fail_run(run, str(exc), sticky=not isinstance(exc, OutputError))
+            return
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            log.debug("%s: assembly failed", run.item.output, exc_info=True)
+            self._fail_run(run, f"{type(exc).__name__}: {exc}")
+            return
+        stat = run.item.output.stat()
+        record.status, record.error, record.frames = "done", None, result.frames
+        record.output_size, record.output_mtime_ns = stat.st_size, stat.st_mtime_ns
+        self.store.save(record)
+        shutil.rmtree(run.work_dir, ignore_errors=True)  # the output is safe: segments are no longer needed
+        outcome.status, outcome.frames = "done", result.frames
+        outcome.faces_restored = sum(record.segments[str(s.index)].faces for s in run.segments)
+        outcome.reason = "restored"
+        if result.frames != len(run.index.pts):
+            outcome.warnings.append(f"{len(run.index.pts) - result.frames} frame(s) of the input could not be decoded")
+        outcome.warnings += [f"stream #{p.input_index} ({p.type}): {p.reason}" for p in result.streams if p.reason]
+        outcome.segments_computed.sort()
+        outcome.seconds = round(time.time() - run.started, 3)
+        self._runs.pop(run.item.key, None)  # its packet index can go: thousands of files must not pile up
+        self.events.file_finished(run.item, outcome)
+
+    # -- failures ---------------------------------------------------------------------------------
+    def _fail_run(self, run: _FileRun, error: str, sticky: bool = True) -> None:
+        run.failed = True
+        run.record.status, run.record.error, run.record.sticky = "failed", error, sticky
+        self.store.save(run.record)
+        run.outcome.status, run.outcome.error = "failed", error
+        run.outcome.seconds = round(time.time() - run.started, 3)
+        log.warning("%s", _with_path(run.item.input, error))
+        self.events.file_finished(run.item, run.outcome)
+
+    def _fail(self, item: BatchItem, outcome: FileOutcome, error: str, started: float, sticky: bool = True) -> None:
+        """Record a file's failure; a sticky one (the input's fault) is not retried without --retry-failed."""
+        record = self.store.load(item.key) or FileRecord(item.key, str(item.input), str(item.output))
+        with contextlib.suppress(OSError):
+            config = config_with(self.config, item.overrides)
+            plan = PlanSettings.for_faces(config.faces, self.options.segment_seconds, self.options.overlap_frames)
+            record.identity = asdict(InputIdentity.of(item.input))
+            record.settings = settings_hash(config, asdict(plan))
+        record.status, record.error, record.sticky = "failed", error, sticky
+        record.attempts += 1
+        self.store.save(record)
+        outcome.status, outcome.error = "failed", error
+        outcome.seconds = round(time.time() - started, 3)
+        log.warning("%s", _with_path(item.input, error))
+        self.events.file_finished(item, outcome)
+
+
+def _with_path(path: Path, error: str) -> str:
+    return error if error.startswith(str(path)) else f"{path}: {error}"
+
+
+def estimate_output_bytes(info: MediaInfo, codec: str) -> int:
+    """A generous guess of the restored file's size, for the free-space check."""
+    v = info.video
+    pixels = v.width * v.height * max(v.frame_count, 1)
+    if codec in ("rawvideo", "v210"):
+        return int(pixels * 3 * v.colour.bit_depth / 8)
+    if codec == info.video.codec or codec in ("prores_ks", "dnxhd", "ffv1", "huffyuv", "ffvhuff", "utvideo"):
+        return int(max(info.size_bytes * 1.2, pixels * 0.5))
+    return int(max(info.size_bytes * 1.5, pixels * 0.08))  # CRF 16 runs near 0.05 bytes per pixel and frame
+
+
+def _segment_config(config: Config) -> Config:
+    """A segment is restored with the file's settings, to a scratch file it may replace."""
+    segment = copy.deepcopy(config)
+    segment.output.overwrite = True
+    segment.start = segment.duration = None
+    return segment
+
+
+def _segment_name(index: int, suffix: str) -> str:
+    return f"seg-{index:05d}{suffix}"
+
+
+def segment_suffix(codec: str | None) -> str:
+    """NUT keeps every timestamp exactly; codecs it cannot hold (ProRes) go in MOV (intra: no B-frame shift)."""
+    if codec is None:
+        return ".nut"
+    try:
+        name = av.codec.Codec(codec, "w").canonical_name
+    except (ValueError, av.error.FFmpegError):
+        return ".nut"
+    for suffix, muxer in ((".nut", "nut"), (".mov", "mov")):
+        with av.open(io.BytesIO(), "w", format=muxer) as container:
+            if name in container.supported_codecs:
+                return suffix
+    return ".mkv"
+
+
+def _complete(output: Path, index: PacketIndex) -> bool:
+    """An existing output holds exactly the input's frames at its timestamps."""
+    try:
+        verify_video(output, index.pts, index.time_base)
+    except GpenVideoError:
+        return False
+    return True
+
+
+def _clean_work_dir(work_dir: Path, keep: set[str]) -> None:
+    """Remove segment files no record points to (a crash can leave a finished but unrecorded one)."""
+    if not work_dir.is_dir():
+        return
+    for path in work_dir.iterdir():
+        if path.name not in keep:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _remove_stale_temps(output: Path) -> None:
+    """Temporary outputs of killed runs of this job (their process is gone)."""
+    for path in output.parent.glob(f".{output.stem}.partial-*{output.suffix}"):
+        pid = path.name[len(f".{output.stem}.partial-") : -len(output.suffix) or None]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

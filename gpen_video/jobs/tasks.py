@@ -1,0 +1,109 @@
+"""The unit of work an engine runs: restore one segment of one input into one segment file.
+
+Tasks and their results are plain, picklable dataclasses, so the same code runs in-process (local
+engine) and in a Ray worker; a worker keeps its restorers (one per model setting) for its lifetime,
+so a model is loaded once per worker, not once per segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpen_video.config import Config, RestoreConfig
+from gpen_video.errors import GpenVideoError
+from gpen_video.pipeline import RestoreJob, SegmentWindow, run_restore
+from gpen_video.restore.restorer import IdentityRestorer, Restorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    key: str  # the input's job record
+    index: int
+    input: Path
+    output: Path  # the segment file (.nut, in the job folder)
+    config: Config
+    window: SegmentWindow
+    frames: int  # frames the segment emits (for progress)
+
+
+@dataclass(frozen=True)
+class SegmentDone:
+    key: str
+    index: int
+    frames: int = 0
+    size: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    host: str = ""
+    file: str = ""  # the segment file's name
+    faces: int = 0  # faces restored
+
+
+class RestorerCache:
+    """Restorers by model setting: loaded on first use, kept for every later segment."""
+
+    def __init__(self, device_override: str | None = None) -> None:
+        self.device_override = device_override  # a Ray GPU worker sees its one GPU as "cuda"
+        self._restorers: dict[tuple, Restorer] = {}
+
+    def get(self, config: RestoreConfig) -> Restorer:
+        device = self.device_override or config.device
+        compile_model = bool(getattr(config, "compile", False))
+        key = (config.model, device, config.precision, config.weights_dir, config.identity_size, compile_model)
+        if key not in self._restorers:
+            if config.model == "identity":
+                self._restorers[key] = IdentityRestorer(config.identity_size)
+            else:  # as the pipeline loads it, but once per worker instead of once per segment
+                from gpen_video.models import load_restorer
+
+                options = {"compile": True} if compile_model else {}
+                self._restorers[key] = load_restorer(
+                    config.model, device=device, precision=config.precision, weights_dir=config.weights_dir,
+                    identity_size=config.identity_size, **options,
+                )  # fmt: skip
+            log.info("loaded restorer %s", self._restorers[key].name)
+        return self._restorers[key]
+
+    def close(self) -> None:
+        for restorer in self._restorers.values():
+            restorer.close()
+        self._restorers.clear()
+
+
+def execute_segment(
+    task: SegmentTask, restorers: RestorerCache, progress: Callable[[int], None] | None = None
+) -> SegmentDone:
+    """Run one task; a user-facing failure comes back as ``error`` (the job records it and goes on)."""
+    import platform
+
+    t0 = time.perf_counter()
+    try:
+        restorer = restorers.get(task.config.restore)
+        report = run_restore(
+            RestoreJob(task.input, task.output, task.config, restorer=restorer, progress=progress, segment=task.window)
+        )
+    except GpenVideoError as exc:
+        return SegmentDone(task.key, task.index, error=str(exc), host=platform.node())
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a bug or an FFmpeg failure on one file must not stop the job
+        log.debug("segment %s/%d failed", task.key, task.index, exc_info=True)
+        return SegmentDone(task.key, task.index, error=f"{type(exc).__name__}: {exc}", host=platform.node())
+    size = Path(task.output).stat().st_size
+    seconds = round(time.perf_counter() - t0, 3)
+    return SegmentDone(
+        task.key,
+        task.index,
+        report.frames_written,
+        size,
+        seconds,
+        host=platform.node(),
+        file=Path(task.output).name,
+        faces=int(report.faces.get("faces_restored", 0)),
+    )
