@@ -95,6 +95,8 @@ class InsightFaceDetector(Detector):
             raise ModelError(f"detector model not found: {path}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # no busy-waiting between runs: the detector shares the cores with the decoder and the encoder
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())

