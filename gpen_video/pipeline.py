@@ -73,7 +73,6 @@ class RestoreJob:
     progress: ProgressCallback | None = None
     info: MediaInfo | None = None
     segment: SegmentWindow | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def planned_frames(info: MediaInfo, config: Config) -> int:
@@ -142,6 +141,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
             times.add("verify", time.perf_counter() - t0)
         summary = faces.summary()
         summary["faces_restored"] = batcher.faces_restored
+        summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times)
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "batches": batcher.batches,

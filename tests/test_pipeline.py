@@ -67,6 +67,7 @@ def test_faces_are_restored_and_faceless_frames_untouched(cut_clip, restored_cut
 def test_report_counts(restored_cut):
     _, report = restored_cut[5]
     assert report["frames_read"] == report["frames_written"] == 24
+    assert report["faces"]["frames_with_faces"] == 12
     tracks = report["faces"]["tracks"]
     rows = sum(len(t["frames"]) for t in tracks)
     assert report["faces"]["faces_restored"] == rows > 0
