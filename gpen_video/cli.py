@@ -200,9 +200,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from gpen_video.preview import preview_config, run_preview
 
     config = preview_config(config_from_args(args), args.start, args.duration)
-    total = planned_frames(probe(args.input), config)
+    info = probe(args.input)
+    total = planned_frames(info, config)
     with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
-        result = run_preview(args.input, config, args.compare, args.output, lambda done: bar.update(done - bar.n))
+        result = run_preview(args.input, config, args.compare, args.output, lambda done: bar.update(done - bar.n),
+                             info=info)  # fmt: skip
     for warning in result.report.warnings:
         log.warning("warning: %s", warning)
     if args.report:

@@ -23,7 +23,7 @@ from gpen_video.config import Config
 from gpen_video.errors import ConfigError
 from gpen_video.io.colour import ColourInfo, colour_of_frame, to_working
 from gpen_video.io.output import atomic_output, check_output_path
-from gpen_video.io.probe import probe
+from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import VideoReader
 from gpen_video.io.writer import SideStreams, container_family
 from gpen_video.pipeline import ProgressCallback, RestoreJob, run_restore
@@ -66,6 +66,7 @@ def run_preview(
     compare: str = "side",
     prefix: Path | None = None,
     progress: ProgressCallback | None = None,
+    info: MediaInfo | None = None,
 ) -> PreviewResult:
     if compare not in COMPARE_MODES:
         raise ConfigError(f"--compare must be one of {', '.join(COMPARE_MODES)}, got '{compare}'")
@@ -73,7 +74,7 @@ def run_preview(
     for path in (outputs.restored, outputs.comparison, outputs.contact_sheet):
         if path is not None:
             check_output_path(input_path, path, config.output.overwrite)
-    info = probe(input_path)
+    info = info or probe(input_path)
     report = run_restore(RestoreJob(input_path, outputs.restored, config, progress=progress, info=info))
     tracks = report.faces.get("tracks", [])
     wanted = _contact_frames(tracks)

@@ -169,6 +169,19 @@ def from_working(image: np.ndarray, colour: ColourInfo, pix_fmt: str, rotation: 
     return out
 
 
+def to_encoder_format(frame: av.VideoFrame, colour: ColourInfo, pix_fmt: str) -> av.VideoFrame:
+    """Decoded samples in another pixel format (chroma/bit depth), keeping the stream's matrix and range."""
+    if av.VideoFormat(pix_fmt).is_rgb or colour.is_rgb:
+        return frame.reformat(format=pix_fmt)
+    return frame.reformat(
+        format=pix_fmt,
+        src_colorspace=colour.sws_matrix,
+        dst_colorspace=colour.sws_matrix,
+        src_color_range=colour.sws_range,
+        dst_color_range=colour.sws_range,
+    )
+
+
 def tag_frame(frame: av.VideoFrame, colour: ColourInfo) -> None:
     """Carry the source's colour tags (including 'unknown') onto a frame going to the encoder."""
     frame.colorspace = colour.matrix_id if colour.matrix_id in _MATRIX_NAMES else 2

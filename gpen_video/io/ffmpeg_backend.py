@@ -27,7 +27,7 @@ from typing import Any
 import av
 
 from gpen_video.errors import DependencyError, OutputError
-from gpen_video.io.colour import tag_frame
+from gpen_video.io.colour import tag_frame, to_encoder_format
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.writer import SideStreams, StreamPlan, WriteResult
@@ -172,10 +172,7 @@ class FfmpegWriter:
 
     def write(self, frame: av.VideoFrame, pts: int) -> None:
         if frame.format.name != self.settings.pix_fmt:
-            c = self.colour
-            frame = frame.reformat(format=self.settings.pix_fmt, src_colorspace=c.sws_matrix,
-                                   dst_colorspace=c.sws_matrix, src_color_range=c.sws_range,
-                                   dst_color_range=c.sws_range)  # fmt: skip
+            frame = to_encoder_format(frame, self.colour, self.settings.pix_fmt)
         tag_frame(frame, self.colour)
         frame.pts = pts - self._offset_ticks
         frame.time_base = self._tb

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 
 from gpen_video.errors import ConfigError, OutputError
-from gpen_video.io.colour import ColourInfo, tag_frame
+from gpen_video.io.colour import ColourInfo, tag_frame, to_encoder_format
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.probe import MediaInfo, VideoInfo
 
@@ -132,7 +132,10 @@ class VideoWriter:
     # -- writing -----------------------------------------------------------------------------------
     def write(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode ``frame`` at source timestamp ``pts`` (source time_base); converts format if needed."""
-        frame = self._convert(frame) if frame.format.name != self.settings.pix_fmt else _detach(frame)
+        if frame.format.name != self.settings.pix_fmt:
+            frame = to_encoder_format(frame, self.colour, self.settings.pix_fmt)
+        else:
+            frame = _detach(frame)
         tag_frame(frame, self.colour)
         frame.pts = pts - self._offset_ticks
         frame.time_base = self._tb
@@ -142,18 +145,6 @@ class VideoWriter:
             raise OutputError(f"{self.path.name}: the {self.settings.codec} encoder failed ({exc})") from exc
         self.pts.append(frame.pts)
         self.container.mux(packets)
-
-    def _convert(self, frame: av.VideoFrame) -> av.VideoFrame:
-        colour = self.colour
-        if av.VideoFormat(self.settings.pix_fmt).is_rgb or colour.is_rgb:
-            return frame.reformat(format=self.settings.pix_fmt)
-        return frame.reformat(
-            format=self.settings.pix_fmt,
-            src_colorspace=colour.sws_matrix,
-            dst_colorspace=colour.sws_matrix,
-            src_color_range=colour.sws_range,
-            dst_color_range=colour.sws_range,
-        )
 
     def write_packets(self, packets: list[av.Packet]) -> None:
         self.side.write(packets)
