@@ -112,9 +112,10 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     with VideoReader(job.input, info, config.reader, start, duration) as reader:
         frames = _frames_with_packets(reader, job.input)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
-        faces = FaceTrackStage(config, info, restorer.size, wanted, device_for_path(restorer, config))
-        batcher = CrossFrameBatcher(restorer, batch_size)
-        composer = ComposeStage(config, info, workers=2 if threaded else 0)
+        device = device_for_path(restorer, config)
+        faces = FaceTrackStage(config, info, restorer.size, wanted, device)
+        batcher = CrossFrameBatcher(restorer, batch_size, stream=_stage_stream(device))
+        composer = ComposeStage(config, info, workers=2 if threaded else 0, device=device)
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
         with atomic_output(job.output) as temp:
             writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
@@ -170,6 +171,15 @@ def device_for_path(restorer: Restorer, config: Config) -> Any:
     import torch
 
     return device if device is not None else torch.device("cpu")
+
+
+def _stage_stream(device: Any) -> Any:
+    """A CUDA stream for one stage of the device path (a pass-through on CPU); None off the device path."""
+    if device is None:
+        return None
+    from gpen_video.restore.streams import StageStream
+
+    return StageStream(device)
 
 
 def _precision_of(restorer: Restorer) -> str:
@@ -237,6 +247,7 @@ class FrameWork:
     device_image: Any = None  # device path: the upright frame as a tensor on the restorer's device
     affines: np.ndarray | None = None  # device path: frame -> crop transforms
     source_crops: Any = None  # device path: aligned crops in the frame's bit depth (for colour matching)
+    ready: Any = None  # device path: CUDA event after the last GPU work queued for this frame
 
 
 class FaceTrackStage:
@@ -255,6 +266,7 @@ class FaceTrackStage:
         from gpen_video.faces import FaceStage
 
         self.device = device  # a torch device: frames with faces are uploaded once and aligned there
+        self.stream = _stage_stream(device)  # the upload direction
         self.config = config
         self.colour = info.video.colour
         self.rotation = info.video.rotation
@@ -305,20 +317,19 @@ class FaceTrackStage:
         return out
 
     def _align_on_device(self, work: FrameWork) -> None:
-        """Upload the frame once; cut the crops there (16-bit frames travel as int32)."""
+        """Upload the frame once, on the upload stream; cut the crops there (16-bit frames travel as int32)."""
         import torch
 
         from gpen_video.align import align_faces_torch
 
         assert work.image is not None
-        host = torch.from_numpy(work.image if work.image.dtype == np.uint8 else work.image.astype(np.int32))
-        if self.device.type == "cuda":
-            host = host.pin_memory()
-        work.device_image = host.to(self.device, non_blocking=True)
-        crops, work.affines = align_faces_torch(work.device_image, work.faces, self.crop_size,
-                                                self.config.align.template)  # fmt: skip
-        work.source_crops = crops
-        work.crops = crops if crops.dtype == torch.uint8 else torch.bitwise_right_shift(crops, 8).to(torch.uint8)
+        with self.stream.enter():
+            work.device_image = self.stream.upload(work.image)
+            crops, work.affines = align_faces_torch(work.device_image, work.faces, self.crop_size,
+                                                    self.config.align.template)  # fmt: skip
+            work.source_crops = crops
+            work.crops = crops if crops.dtype == torch.uint8 else torch.bitwise_right_shift(crops, 8).to(torch.uint8)
+            work.ready = self.stream.mark()
 
     def summary(self) -> dict[str, Any]:
         return self.stage.report()
@@ -333,8 +344,9 @@ class ComposeStage:
 
     name = "compose"
 
-    def __init__(self, config: Config, info: MediaInfo, workers: int = 2) -> None:
+    def __init__(self, config: Config, info: MediaInfo, workers: int = 2, device: Any = None) -> None:
         self.config = config
+        self.stream = _stage_stream(device)  # the download direction (device path only)
         self.colour = info.video.colour
         self.rotation = info.video.rotation
         self.flicker = FlickerMeter()
@@ -402,14 +414,16 @@ class ComposeStage:
         return image, mask
 
     def _compose_on_device(self, work: FrameWork) -> tuple[np.ndarray, np.ndarray]:
-        """Paste back on the device; the composed frame comes back to the host once."""
+        """Paste back on the device, on the download stream; the composed frame comes back to the host once."""
         from gpen_video.align.torch_compose import compose_torch
 
         assert work.image is not None
-        image_t, mask_t = compose_torch(work.device_image, work.restored, work.affines, self.config.compose,
-                                        crops=work.source_crops)  # fmt: skip
-        image = image_t.cpu().numpy()
-        return image.astype(work.image.dtype, copy=False), mask_t.cpu().numpy()
+        handed_over = (work.device_image, work.restored, work.source_crops)
+        with self.stream.enter([work.ready], handed_over):
+            image_t, mask_t = compose_torch(work.device_image, work.restored, work.affines, self.config.compose,
+                                            crops=work.source_crops)  # fmt: skip
+            image, mask = self.stream.download(image_t), self.stream.download(mask_t)
+        return image.astype(work.image.dtype, copy=False), mask
 
 
 def keep_untouched_samples(out: av.VideoFrame, source: av.VideoFrame, mask: np.ndarray, rotation: int) -> None:

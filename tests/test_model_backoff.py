@@ -99,3 +99,31 @@ def test_suggested_batch_size_on_cpu():
     sd = random_state_dict(64, 2, 0.125, 2, style_dim=32, seed=43)
     restorer = TorchRestorer(load_generator(sd)[0])
     assert restorer.suggest_batch_size() == 64  # the CPU micro-batch at 64 px
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_cuda_oom_shrinks_the_batch_and_keeps_every_face():
+    """GPU twin of test_restorer_backs_off_and_output_is_unchanged, with a real out-of-memory error: the
+    process is capped at what 8 faces need (measured), so a 64-face batch cannot fit and must be split."""
+    sd = random_state_dict(256, 1, 0.5, 2, seed=21)
+    faces = random_faces(64, 256, seed=22)
+    restorer = TorchRestorer(load_generator(sd)[0], device="cuda", precision="fp32", max_batch=None)
+    crops = torch.from_numpy(faces).cuda()
+    expected = restorer.restore_device(crops[::16]).cpu().numpy()  # 4 faces, also the peak measurement
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    restorer.restore_device(crops[:4])
+    per_face = (torch.cuda.max_memory_allocated() - base) / 4
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (base + 8 * per_face) / total))
+    try:
+        got = restorer.restore_device(crops).cpu().numpy()
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert restorer.backoff.max_batch is not None and restorer.backoff.max_batch < 64
+    assert got.shape == faces.shape
+    assert np.abs(got[::16].astype(int) - expected.astype(int)).max() <= 1

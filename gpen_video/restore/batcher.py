@@ -9,6 +9,7 @@ are never sent to the restorer.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +20,7 @@ from gpen_video.restore.restorer import Restorer
 class CarriesCrops(Protocol):
     crops: Any  # (n, S, S, 3) uint8 array or device tensor, or None for a frame with nothing to restore
     restored: Any
+    ready: Any  # device path: the event after which ``crops`` may be read
 
 
 class CrossFrameBatcher:
@@ -26,8 +28,9 @@ class CrossFrameBatcher:
 
     name = "restore"
 
-    def __init__(self, restorer: Restorer, batch_size: int, max_held_frames: int = 64) -> None:
+    def __init__(self, restorer: Restorer, batch_size: int, max_held_frames: int = 64, stream: Any = None) -> None:
         self.restorer = restorer
+        self.stream = stream  # device path: the compute stream (a ``StageStream``)
         self.batch_size = max(1, batch_size)
         self.max_held_frames = max_held_frames
         self.held: list[Any] = []
@@ -56,13 +59,19 @@ class CrossFrameBatcher:
     def _release(self) -> list[Any]:
         with_faces = [item for item in self.held if item.crops is not None and len(item.crops)]
         if with_faces:
-            crops = _concatenate([item.crops for item in with_faces])
-            restored = _concatenate(
-                [self._restore(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
-            )
+            parts = [item.crops for item in with_faces]
+            running = nullcontext() if self.stream is None else self.stream.enter([i.ready for i in with_faces], parts)
+            with running:
+                crops = _concatenate(parts)
+                restored = _concatenate(
+                    [self._restore(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
+                )
+                done = None if self.stream is None else self.stream.mark()
             start = 0
             for item in with_faces:
                 item.restored = restored[start : start + len(item.crops)]
+                if self.stream is not None:
+                    item.ready = done
                 start += len(item.crops)
             self.faces_restored += len(crops)
         released, self.held, self.held_crops = self.held, [], 0
