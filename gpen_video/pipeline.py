@@ -24,12 +24,12 @@ import numpy as np
 
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, InputError
-from gpen_video.io.colour import from_working
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import Frame, VideoReader
+from gpen_video.io.splice import splice_composed
 from gpen_video.io.writer import VideoWriter
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import FlickerMeter, RunReport, StageTimes
@@ -110,7 +110,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     wanted = segment.emits if segment is not None else None
     with VideoReader(job.input, info, config.reader, start, duration) as reader:
-        frames = _frames_with_packets(reader, job.input)
+        frames = _frames_with_packets(reader, job.input, info)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
         device = device_for_path(restorer, config)
         faces = FaceTrackStage(config, info, restorer.size, wanted, device)
@@ -220,12 +220,14 @@ def _load_restorer(config: Config) -> Restorer:
                          identity_size=r.identity_size, **options)  # fmt: skip
 
 
-def _frames_with_packets(reader: VideoReader, path: Path) -> Iterator[FrameWork]:
-    """The reader's frames as work items, each carrying the side packets demuxed before it."""
+def _frames_with_packets(reader: VideoReader, path: Path, info: MediaInfo) -> Iterator[FrameWork]:
+    """The reader's frames as work items, each carrying the side packets demuxed before it and its upright
+    working image (converted here, in the decode thread: at 4K the conversion alone is ~40 ms a frame)."""
     decoded = False
+    colour, rotation = info.video.colour, info.video.rotation
     for frame in reader:
         decoded = True
-        yield FrameWork(frame=frame, packets=reader.take_packets())
+        yield FrameWork(frame=frame, packets=reader.take_packets(), image=frame.upright(colour, rotation))
     if not decoded:
         raise InputError(f"{path}: no video frame could be decoded in the requested range")
     yield FrameWork(frame=None, packets=reader.take_packets())  # packets after the last frame
@@ -284,7 +286,8 @@ class FaceTrackStage:
             return []
         frame = work.frame
         work.emit = self.wanted is None or self.wanted(frame.pts)
-        work.image = frame.upright(self.colour, self.rotation)
+        if work.image is None:
+            work.image = frame.upright(self.colour, self.rotation)
         self.pending[frame.index] = work
         return self._release(self.stage.push(frame.index, work.image, frame.time))
 
@@ -408,8 +411,7 @@ class ComposeStage:
         else:
             result = compose(work.image, work.restored, work.batch, self.config.compose)
             image, mask = result.image, result.mask
-        work.output = from_working(image, self.colour, source.format.name, self.rotation)
-        keep_untouched_samples(work.output, source, mask, self.rotation)
+        work.output = splice_composed(source, image, mask, self.colour, self.rotation)
         work.device_image = work.source_crops = None
         return image, mask
 
@@ -424,30 +426,3 @@ class ComposeStage:
                                             crops=work.source_crops)  # fmt: skip
             image, mask = self.stream.download(image_t), self.stream.download(mask_t)
         return image.astype(work.image.dtype, copy=False), mask
-
-
-def keep_untouched_samples(out: av.VideoFrame, source: av.VideoFrame, mask: np.ndarray, rotation: int) -> None:
-    """Copy the source's samples into ``out`` wherever the upright ``mask`` is zero, plane by plane.
-
-    Chroma planes are subsampled: a chroma sample is kept only if every luma pixel it covers is
-    untouched, so the face edge never mixes old and new chroma. Packed formats are left as converted.
-    """
-    from gpen_video.io.rotation import unrotate_image
-
-    if not out.format.is_planar or out.format.name != source.format.name:
-        return
-    touched = unrotate_image(mask > 0, rotation)
-    height, width = touched.shape
-    dtype = np.uint16 if max(c.bits for c in out.format.components) > 8 else np.uint8
-    for plane_out, plane_src in zip(out.planes, source.planes, strict=True):
-        w, h = plane_src.width, plane_src.height
-        sx, sy = -(-width // w), -(-height // h)  # subsampling factors (ceil: odd sizes round up)
-        if (sx, sy) != (1, 1):
-            padded = np.pad(touched, ((0, h * sy - height), (0, w * sx - width)), mode="edge")
-            block = padded.reshape(h, sy, w, sx).any(axis=(1, 3))
-        else:
-            block = touched
-        src = np.frombuffer(plane_src, dtype=dtype).reshape(h, -1)[:, :w]
-        dst = np.frombuffer(plane_out, dtype=dtype).reshape(plane_out.height, -1)[:, :w]
-        keep = ~block
-        dst[keep] = src[keep]

@@ -64,6 +64,11 @@ class FaceScene:
     faces: bool = True
     faces_after_cut: bool = True  # False: the second shot is a faceless texture
     seed: int = 0
+    photo_region: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the photo filmed; None: all
+
+
+PHOTO_SIZE = (1280, 886)  # width, height of t1.jpg
+TWO_FACES = (200, 60, 640, 480)  # a region of t1.jpg holding exactly two faces (a close two-shot)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,8 @@ def trajectory(scene: FaceScene, index: int) -> tuple[np.ndarray, int]:
     """The 2×3 similarity mapping photo coordinates to frame coordinates at ``index``, and the shot."""
     shot = 1 if scene.cut_at is not None and index >= scene.cut_at else 0
     t = index / max(scene.frames - 1, 1)
-    photo_h, photo_w = 886.0, 1280.0
+    x0, y0, x1, y1 = scene.photo_region or (0, 0, *PHOTO_SIZE)
+    photo_h, photo_w = float(y1 - y0), float(x1 - x0)
     fit = scene.height / photo_h
     z0, z1 = scene.zoom
     scale = fit * (z0 + (z1 - z0) * t)
@@ -94,6 +100,7 @@ def trajectory(scene: FaceScene, index: int) -> tuple[np.ndarray, int]:
     if shot == 1:  # mirrored second shot: x -> W - x after the warp
         a[0] = -a[0]
         a[0, 2] += scene.width
+    a[:, 2] -= a[:, :2] @ np.array([x0, y0], np.float64)  # from the region's to the whole photo's coordinates
     return a, shot
 
 
@@ -105,8 +112,13 @@ def render(scene: FaceScene, index: int, photo: np.ndarray | None = None) -> Syn
         return SyntheticFrame(index, _texture(scene, index, rng), np.zeros((2, 3)), int(after_cut))
     photo = faces_image() if photo is None else photo
     affine, shot = trajectory(scene, index)
+    filmed, region_affine = photo, affine
+    if scene.photo_region is not None:  # only the region is filmed: the rest of the frame stays black
+        x0, y0, x1, y1 = scene.photo_region
+        filmed, region_affine = photo[y0:y1, x0:x1], affine.copy()
+        region_affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)
     image = cv2.warpAffine(
-        photo, affine, (scene.width, scene.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT
+        filmed, region_affine, (scene.width, scene.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT
     )
     if scene.degrade > 0:
         image = _degrade(image, scene.degrade, rng)

@@ -138,3 +138,20 @@ def test_insightface_detector_runs_an_onnx_file_given_by_path(tmp_path):
     assert len(detector.detect(image, min_size=200)) == 0
     blob, scale = letterbox(image, size)
     assert blob.shape == (1, 3, size, size) and scale == pytest.approx(0.5)
+
+
+def test_two_face_region_films_exactly_two_faces_at_known_places():
+    """The bench's 4K two-shot: two faces in frame, and the frame is the photo's region moved by the trajectory."""
+    import cv2
+
+    from gpen_video.synthetic import TWO_FACES, FaceScene, render
+
+    scene = FaceScene(width=960, height=540, frames=10, photo_region=TWO_FACES)
+    frame = render(scene, 6)
+    assert len(mtcnn().detect(frame.image)) == 2
+    x0, y0, x1, y1 = TWO_FACES
+    back = cv2.warpAffine(frame.image, frame.affine, (1280, 886), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+    inner = (slice(y0 + 60, y1 - 60), slice(x0 + 40, x1 - 40))  # zoomed in: the region's edges leave the frame
+    error = np.abs(back[inner].astype(float) - faces_image()[inner].astype(float))
+    assert error.mean() < 2.0  # the same pixels after two resamplings
+    assert back[: y0 - 4].max() == 0 and back[y1 + 4 :].max() == 0  # nothing outside the region is filmed

@@ -167,7 +167,7 @@ def test_truncated_mkv_keeps_what_decodes(mkv_clip, tmp_path, run_cli):
 def test_interrupt_leaves_no_partial_file(tmp_path):
     src = write_clip(
         tmp_path / "long.mkv",
-        ClipSpec(scene=FaceScene(width=640, height=360, frames=150, faces=False), codec="ffv1", audio=()),
+        ClipSpec(scene=FaceScene(width=640, height=360, frames=300, faces=False), codec="ffv1", audio=()),
     )
     out_dir = tmp_path / "out"
     out_dir.mkdir()
