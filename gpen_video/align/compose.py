@@ -63,14 +63,7 @@ def compose(
         faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, batch.crops, crop_masks, strict=True)])
 
     regions = [footprint(invert_affine(a), size, width, height) for a in affines]
-    used = [r for r in regions if r is not None]
-    if not used:
-        return ComposeResult(image.copy(), np.zeros((height, width), np.float32))
-    x0, y0 = min(r[0] for r in used), min(r[1] for r in used)
-    x1, y1 = max(r[2] for r in used), max(r[3] for r in used)
-    weight_sum = np.zeros((y1 - y0, x1 - x0), np.float32)
-    face_sum = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-    coverage = np.zeros((y1 - y0, x1 - x0), np.float32)
+    pieces = []  # (region, warped face, warped mask) of each face that lands in the frame
     for face, crop_mask, affine, region in zip(faces, crop_masks, affines, regions, strict=True):
         if region is None:
             continue
@@ -80,25 +73,66 @@ def compose(
         dsize = (rx1 - rx0, ry1 - ry0)
         warped = cv2.warpAffine(face, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         m = cv2.warpAffine(crop_mask, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        m = np.clip(m, 0.0, 1.0)
+        pieces.append((region, warped, np.clip(m, 0.0, 1.0, out=m)))
+    out = image.copy()
+    full_mask = np.zeros((height, width), np.float32)
+    blend = float(np.clip(config.blend, 0.0, 1.0))
+    for box, members in _separate_groups([p[0] for p in pieces]):
+        x0, y0, x1, y1 = box
+        if len(members) == 1:  # one face: its own warp (box == its region), no overlap weighting
+            _, pasted, coverage = pieces[members[0]]
+        else:
+            pasted, coverage = _mix_overlapping([pieces[k] for k in sorted(members)], box)
+        alpha = coverage * blend
+        alpha[alpha < MIN_ALPHA] = 0.0
+        source = image[y0:y1, x0:x1].astype(np.float32)
+        mixed = pasted - source  # where alpha is 0 this gives back the source exactly (0 * finite = 0)
+        mixed *= alpha[..., None]
+        mixed += source
+        np.rint(mixed, out=mixed)
+        out[y0:y1, x0:x1] = np.clip(mixed, 0.0, top, out=mixed)
+        full_mask[y0:y1, x0:x1] = alpha
+    return ComposeResult(out, full_mask)
+
+
+def _separate_groups(regions: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """Faces whose boxes overlap, grouped until no two groups' boxes overlap: (box, member indices).
+
+    Each group is blended on its own box, so two faces far apart cost their own areas, not the area
+    between them; groups must not overlap, or one group's untouched pixels would overwrite the other's.
+    """
+    groups = [(r, [k]) for k, r in enumerate(regions)]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (a, ka), (b, kb) = groups[i], groups[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    groups[i] = (box, ka + kb)
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _mix_overlapping(
+    pieces: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]], box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Faces sharing pixels: each pixel takes the m²-weighted mean of the faces covering it."""
+    x0, y0, x1, y1 = box
+    weight_sum = np.zeros((y1 - y0, x1 - x0), np.float32)
+    face_sum = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    coverage = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for (rx0, ry0, rx1, ry1), warped, m in pieces:  # in face order, as the torch twin sums
         sl = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
         weight_sum[sl] += m * m
         face_sum[sl] += (m * m)[..., None] * warped
         np.maximum(coverage[sl], m, out=coverage[sl])
-
-    alpha = coverage * float(np.clip(config.blend, 0.0, 1.0))
-    alpha[alpha < MIN_ALPHA] = 0.0
-    changed = alpha > 0
-    pasted = face_sum / np.maximum(weight_sum, 1e-12)[..., None]
-    source = image[y0:y1, x0:x1]
-    mixed = source.astype(np.float32) + alpha[..., None] * (pasted - source.astype(np.float32))
-    mixed = np.clip(np.rint(mixed), 0.0, top).astype(image.dtype)
-    out = image.copy()
-    region_out = out[y0:y1, x0:x1]
-    region_out[changed] = mixed[changed]
-    full_mask = np.zeros((height, width), np.float32)
-    full_mask[y0:y1, x0:x1] = alpha
-    return ComposeResult(out, full_mask)
+    return face_sum / np.maximum(weight_sum, 1e-12)[..., None], coverage
 
 
 def match_colour(face: np.ndarray, source: np.ndarray, mask: np.ndarray, top: float) -> np.ndarray:
