@@ -155,3 +155,27 @@ def test_two_face_region_films_exactly_two_faces_at_known_places():
     error = np.abs(back[inner].astype(float) - faces_image()[inner].astype(float))
     assert error.mean() < 2.0  # the same pixels after two resamplings
     assert back[: y0 - 4].max() == 0 and back[y1 + 4 :].max() == 0  # nothing outside the region is filmed
+
+
+def test_big_face_refinement_crop_matches_full_size_low_pass():
+    """A big face's region is shrunk before its low-pass (fast path): the 48-px crops ONet sees are those of
+    blurring the whole region at full size and sampling it (a wrong transform would shift them by pixels)."""
+    import cv2
+
+    from gpen_video.faces.mtcnn import _crop_float, _region_for
+    from gpen_video.synthetic import TWO_FACES, FaceScene, render
+
+    image = render(FaceScene(width=3840, height=2160, frames=2, photo_region=TWO_FACES), 0).image
+    box = np.array([1100.0, 600.0, 1640.0, 1140.0])  # a 540-px square around the left face
+    region, to_region = _region_for(image, box, 640.0, 48)
+    assert region.shape[0] < 300  # shrunk (from ~650 px)
+    fast, to_frame = _crop_float(region, to_region, box, 48, False)
+
+    scale = 48 / 541.0
+    full = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32), (0, 0), 0.5 * (1 / scale - 1))
+    slow = cv2.warpAffine(full, to_frame, (48, 48), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    assert np.abs(fast - slow).mean() < 1.5
+    shifted = cv2.warpAffine(
+        full, to_frame + np.array([[0, 0, 3.0], [0, 0, 0]]), (48, 48), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+    assert np.abs(shifted - slow).mean() > 2 * np.abs(fast - slow).mean()  # the check can tell a 3-px shift

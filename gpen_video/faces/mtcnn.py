@@ -227,10 +227,10 @@ class MtcnnDetector(Detector):
         for box in boxes:
             side = box[2] - box[0]
             reach = side * (1.0 + 2 * max(abs(v) for d in variants for v in d[:2]))
-            region, origin = _region_for(image, box, reach, 48)
+            region, to_region = _region_for(image, box, reach, 48)
             for dx, dy, mirror in variants:
                 shifted = box + side * np.array([dx, dy, dx, dy])
-                crop, to_frame = _crop_float(region, origin, shifted, 48, mirror)
+                crop, to_frame = _crop_float(region, to_region, shifted, 48, mirror)
                 crops.append(crop)
                 transforms.append((to_frame, mirror))
         batch = (np.stack(crops).astype(np.float32) - 127.5) * 0.0078125
@@ -260,10 +260,14 @@ _TTA_SHIFTS = (
 )
 
 
-def _region_for(
-    image: np.ndarray, box: np.ndarray, reach: float, size: int
-) -> tuple[np.ndarray, tuple[int, int], float]:
-    """RGB float copy of the frame around ``box`` (``reach`` px wide), low-passed if crops will shrink it."""
+def _region_for(image: np.ndarray, box: np.ndarray, reach: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float copy of the frame around ``box`` (``reach`` px wide), low-passed if crops will shrink it,
+    and the 2×3 frame → region transform.
+
+    A big face (crops shrink it over 4×) is first shrunk by an integer factor with area averaging, and
+    the Gaussian that remains is chosen so the total blur is the same: blurring a 1300-px region at
+    full size cost ~12 ms a face at 4K, the shrunk one well under 1 ms.
+    """
     height, width = image.shape[:2]
     cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
     half = 0.5 * reach + 3
@@ -271,18 +275,31 @@ def _region_for(
     x1, y1 = min(int(np.ceil(cx + half)) + 1, width), min(int(np.ceil(cy + half)) + 1, height)
     region = image[y0 : max(y1, y0), x0 : max(x1, x0)]
     scale = size / float(box[2] - box[0] + 1)
+    to_region = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
     if region.size == 0:
-        return np.zeros((1, 1, 3), np.float32), (x0, y0)
-    region = cv2.cvtColor(region, cv2.COLOR_BGR2RGB).astype(np.float32)
-    if scale < 0.7:  # shrinking: low-pass first, as cv2.resize(INTER_AREA) would
-        region = cv2.GaussianBlur(region, (0, 0), 0.5 * (1.0 / scale - 1.0))
-    return region, (x0, y0)
+        return np.zeros((1, 1, 3), np.float32), to_region
+    region = cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
+    if scale >= 0.7:
+        return region.astype(np.float32), to_region
+    sigma = 0.5 * (1.0 / scale - 1.0)  # shrinking: low-pass first, as cv2.resize(INTER_AREA) would
+    k = max(1, int(0.5 / scale))
+    if k > 1:
+        h, w = region.shape[0] // k, region.shape[1] // k
+        region = cv2.resize(region[: h * k, : w * k], (w, h), interpolation=cv2.INTER_AREA)
+        # shrunk pixel j averages region pixels k*j .. k*j+k-1: centre k*j + (k-1)/2
+        to_region = np.array([[1.0 / k, 0.0, (-x0 - 0.5 * (k - 1)) / k], [0.0, 1.0 / k, (-y0 - 0.5 * (k - 1)) / k]])
+        sigma = np.sqrt(max(sigma * sigma - (k * k - 1) / 12.0, 0.0)) / k  # what the box average left to do
+    region = region.astype(np.float32)
+    if sigma > 0.05:
+        region = cv2.GaussianBlur(region, (0, 0), sigma)
+    return region, to_region
 
 
 def _crop_float(
-    region: np.ndarray, origin: tuple[int, int], box: np.ndarray, size: int, mirror: bool
+    region: np.ndarray, to_region: np.ndarray, box: np.ndarray, size: int, mirror: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A float box of the frame resized to size×size (sub-pixel), from ``region`` at ``origin``; and crop→frame.
+    """A float box of the frame resized to size×size (sub-pixel), from ``region`` (frame → region transform
+    ``to_region``); and crop→frame.
 
     MTCNN crops pixel ``x0 - 1`` as the first column (MATLAB heritage); kept so ONet sees what it was trained on.
     """
@@ -291,11 +308,10 @@ def _crop_float(
     x0, y0 = float(box[0]) - 1.0, float(box[1]) - 1.0
     # crop pixel centre c maps to frame x0 + (c + 0.5) / scale - 0.5
     to_frame = np.array([[1 / scale, 0.0, x0 + 0.5 / scale - 0.5], [0.0, 1 / scale, y0 + 0.5 / scale - 0.5]])
-    to_region = to_frame.copy()
-    to_region[:, 2] -= origin
-    crop = cv2.warpAffine(
-        region, to_region, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
-    )
+    crop_to_region = to_region[:, :2] @ to_frame
+    crop_to_region[:, 2] += to_region[:, 2]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    crop = cv2.warpAffine(region, crop_to_region, (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT)
     if mirror:
         crop = crop[:, ::-1]
         flip = np.array([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
