@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: a quarter of the cores)")
     parser.add_argument("--min-face", type=int, default=FacesConfig.min_face, help="smallest eye-mouth distance (px)")
     args = parser.parse_args()
 

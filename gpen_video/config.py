@@ -61,7 +61,7 @@ class FacesConfig:
     detect_size: int = 960  # long side (px) of the copy the full detector runs on; 0: full resolution
     min_frontal: float = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped
     min_scene_len: int = 8  # frames; cuts closer than this to the previous one are ignored
-    detector_threads: int = 0  # ONNX Runtime threads for the detector; 0: its default
+    detector_threads: int = 0  # ONNX Runtime threads for the detector; 0: a quarter of the cores
 
 
 @dataclass
