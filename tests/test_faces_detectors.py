@@ -179,3 +179,20 @@ def test_big_face_refinement_crop_matches_full_size_low_pass():
         full, to_frame + np.array([[0, 0, 3.0], [0, 0, 0]]), (48, 48), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     )
     assert np.abs(shifted - slow).mean() > 2 * np.abs(fast - slow).mean()  # the check can tell a 3-px shift
+
+
+@pytest.mark.parametrize("side", ["left", "top", "right", "bottom"])
+def test_big_face_region_just_beyond_the_frame_edge(side):
+    """A track's predicted box can lie just outside the frame (a face leaving it while undetected): the
+    region left is thinner than the shrink factor, and refining it must give a crop, not an error."""
+    from gpen_video.faces.mtcnn import _crop_float, _region_for
+
+    image = np.full((2160, 3840, 3), 128, np.uint8)
+    reach, side_px = 1200.0, 1000.0
+    beyond = 0.5 * reach + 3 - 2  # the region keeps ~2 px of frame, less than the shrink factor (10)
+    cx = {"left": -beyond, "right": 3840 + beyond}.get(side, 1900.0)
+    cy = {"top": -beyond, "bottom": 2160 + beyond}.get(side, 1000.0)
+    box = np.array([cx - side_px / 2, cy - side_px / 2, cx + side_px / 2, cy + side_px / 2])
+    region, to_region = _region_for(image, box, reach, 48)
+    crop, _ = _crop_float(region, to_region, box, 48, False)
+    assert crop.shape == (48, 48, 3) and np.isfinite(crop).all()

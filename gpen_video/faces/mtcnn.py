@@ -284,8 +284,12 @@ def _region_for(image: np.ndarray, box: np.ndarray, reach: float, size: int) -> 
     sigma = 0.5 * (1.0 / scale - 1.0)  # shrinking: low-pass first, as cv2.resize(INTER_AREA) would
     k = max(1, int(0.5 / scale))
     if k > 1:
-        h, w = region.shape[0] // k, region.shape[1] // k
-        region = cv2.resize(region[: h * k, : w * k], (w, h), interpolation=cv2.INTER_AREA)
+        # pad (edge pixels repeated) to whole k-blocks: a region cut by the frame edge can be narrower than k
+        h, w = -(-region.shape[0] // k), -(-region.shape[1] // k)
+        pad_y, pad_x = h * k - region.shape[0], w * k - region.shape[1]
+        if pad_y or pad_x:
+            region = cv2.copyMakeBorder(region, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+        region = cv2.resize(region, (w, h), interpolation=cv2.INTER_AREA)
         # shrunk pixel j averages region pixels k*j .. k*j+k-1: centre k*j + (k-1)/2
         to_region = np.array([[1.0 / k, 0.0, (-x0 - 0.5 * (k - 1)) / k], [0.0, 1.0 / k, (-y0 - 0.5 * (k - 1)) / k]])
         sigma = np.sqrt(max(sigma * sigma - (k * k - 1) / 12.0, 0.0)) / k  # what the box average left to do
