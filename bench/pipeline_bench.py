@@ -47,7 +47,7 @@ def _clip(path: Path, args: argparse.Namespace, faces: bool) -> Path:
 
 
 class GpuSampler:
-    """Mean GPU utilisation and peak memory while a block runs, from ``nvidia-smi -lms`` (None without it)."""
+    """Mean GPU utilisation and peak memory while a block runs, from ``nvidia-smi --loop-ms`` (None without it)."""
 
     def __init__(self, period_ms: int = 200) -> None:
         self.period_ms = period_ms
@@ -58,8 +58,8 @@ class GpuSampler:
         binary = shutil.which("nvidia-smi")
         if binary:
             query = "--query-gpu=utilization.gpu,memory.used"
-            self.process = subprocess.Popen([binary, query, "--format=csv,noheader,nounits", f"-lms={self.period_ms}",
-                                             "-i", "0"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+            command = [binary, query, "--format=csv,noheader,nounits", f"--loop-ms={self.period_ms}", "-i", "0"]
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
             threading.Thread(target=self._read, daemon=True).start()
         return self
 
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--no-sequential", action="store_true", help="section 3: skip the one-thread baseline")
+    parser.add_argument("--no-sequential", action="store_true", help="sections 2 and 3: skip the one-thread baseline")
     args = parser.parse_args()
     sections = {int(s) for s in args.sections.split(",")}
 

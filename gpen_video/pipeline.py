@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -349,7 +350,8 @@ class ComposeStage:
 
     def __init__(self, config: Config, info: MediaInfo, workers: int = 2, device: Any = None) -> None:
         self.config = config
-        self.stream = _stage_stream(device)  # the download direction (device path only)
+        self.device = device
+        self.worker_streams = threading.local()  # the download direction, one stream per worker (device path)
         self.colour = info.video.colour
         self.rotation = info.video.rotation
         self.flicker = FlickerMeter()
@@ -421,8 +423,12 @@ class ComposeStage:
 
         assert work.image is not None
         handed_over = (work.device_image, work.restored, work.source_crops)
-        with self.stream.enter([work.ready], handed_over):
+        # each worker its own stream, so one frame's paste and download do not queue behind another's
+        stream = getattr(self.worker_streams, "stream", None)
+        if stream is None:
+            stream = self.worker_streams.stream = _stage_stream(self.device)
+        with stream.enter([work.ready], handed_over):
             image_t, mask_t = compose_torch(work.device_image, work.restored, work.affines, self.config.compose,
                                             crops=work.source_crops)  # fmt: skip
-            image, mask = self.stream.download(image_t), self.stream.download(mask_t)
+            image, mask = stream.download(image_t), stream.download(mask_t)
         return image.astype(work.image.dtype, copy=False), mask

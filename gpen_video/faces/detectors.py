@@ -36,7 +36,9 @@ def onnx_session_options(threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads if threads > 0 else max(1, (os.cpu_count() or 1) // 4)
+    # the cores this process may use (a container's or taskset's limit), not the machine's
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    options.intra_op_num_threads = threads if threads > 0 else max(1, cores // 4)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options

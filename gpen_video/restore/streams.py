@@ -69,7 +69,9 @@ class StageStream:
             return tensor.cpu().numpy()
         host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
         host.copy_(tensor, non_blocking=True)
-        done = self.mark()
-        assert done is not None
+        # recorded on the stream the copy was queued on (the current one, also when called outside
+        # ``enter``); a blocking event sleeps the thread instead of spinning a core the encoder could use
+        done = torch.cuda.Event(blocking=True)
+        done.record(torch.cuda.current_stream(tensor.device))
         done.synchronize()
         return host.numpy()
