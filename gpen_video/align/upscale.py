@@ -83,18 +83,8 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            tiles.append(
-                Tile(
-                    y0,
-                    y1,
-                    x0,
-                    x1,
-                    max(y0 - overlap, 0),
-                    min(y1 + overlap, height),
-                    max(x0 - overlap, 0),
-                    min(x1 + overlap, width),
-                )
-            )
+            pad = (max(y0 - overlap, 0), min(y1 + overlap, height), max(x0 - overlap, 0), min(x1 + overlap, width))
+            tiles.append(Tile(y0, y1, x0, x1, *pad))
     return tiles
 
 
