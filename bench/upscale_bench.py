@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         ext = "*" if r.extrapolated else " "
         print(
             f"{r.upscaler:24} {r.scale:2d} {r.input:>10} {r.precision:>8} {r.frames_per_s:9.3f}{ext}"
-            f"{r.ms_per_frame:10.1f} {r.ratio_vs_lanczos:11.4f} {mem}"
+            f"{r.ms_per_frame:10.1f} {r.ratio_vs_lanczos:11.3g} {mem}"
         )
     if any(r.extrapolated for r in rows):
         print("* timed on one 64x64 tile and scaled to the frame by pixel count")
