@@ -274,3 +274,35 @@ def test_faces_restored_at_field_rate_are_not_combed_more_than_the_source(clips)
     assert checked >= 8
     assert analyse_fields(woven_ours).order == "tff"  # the output keeps the source's field order
     assert analyse_fields(woven_wrong).order == "bff"  # and a swapped weave would be seen
+
+
+@pytest.mark.parametrize("name, order", [("tff_h264", "tff"), ("bff_mpeg2", "bff")])
+def test_reader_frames_go_to_field_rate_and_weave_back_with_source_timing(clips, name, order):
+    from gpen_video.io.fields import FieldRateFrames, Weaver
+    from gpen_video.io.probe import probe
+    from gpen_video.io.reader import VideoReader
+
+    reader = VideoReader(clips[name], probe(clips[name]))
+    source = [
+        (f.index, f.pts, f.time_base, f.source.to_ndarray(format="yuv420p"))
+        for f in VideoReader(clips[name], probe(clips[name]))
+    ]
+    fields = FieldRateFrames(reader, reader.video, order)
+    weaver = Weaver(fields)
+    records, woven = [], []
+    for record in fields:
+        records.append(record)
+        if record.index == 4:  # one frame passed on untouched, as a faceless frame is
+            continue
+        if record.index == 5:
+            woven.append(weaver.add_untouched(2))
+            continue
+        out = weaver.add(record.index, record.source)
+        if out is not None:
+            woven.append(out)
+    assert len(records) == 2 * len(source) == 2 * int(_probe(clips[name])["nb_read_frames"])
+    times = [r.pts * r.time_base for r in records]
+    assert all(b > a for a, b in itertools.pairwise(times))  # --deinterlace progressive: field-rate timeline
+    assert [(w.index, w.pts, w.time_base) for w in woven] == [s[:3] for s in source]
+    for w, s in zip(woven, source, strict=True):
+        assert np.array_equal(w.source.to_ndarray(format="yuv420p"), s[3])

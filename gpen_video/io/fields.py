@@ -28,6 +28,7 @@ import av.filter
 import numpy as np
 
 from gpen_video.errors import InputError
+from gpen_video.io.reader import Frame
 
 log = logging.getLogger(__name__)
 
@@ -339,3 +340,75 @@ def weave_frames(first: av.VideoFrame, second: av.VideoFrame, order: Order) -> a
 def _rows(frame: av.VideoFrame, i: int) -> np.ndarray:
     plane = frame.planes[i]
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+
+
+# -- the pipeline's view: field-rate Frame records in, woven Frame records out ---------------------------
+class FieldRateFrames:
+    """The video reader's frames as field-rate ``Frame`` records (``index`` = 2 × frame + field).
+
+    Each record's ``source`` is the ``bwdif`` picture centred on that field, with the field-rate ``pts`` and
+    ``time_base`` (what ``--deinterlace progressive`` writes). ``source_frame(i)`` gives back the interlaced
+    frame a field came from, which ``Weaver`` needs for the woven frame's timing; it is kept only until
+    the frame has been woven (``release``).
+    """
+
+    def __init__(self, frames: Iterable[Frame], stream: av.VideoStream, order: Order) -> None:
+        self.frames = frames
+        self.stream = stream
+        self.order = order
+        self._sources: dict[int, Frame] = {}
+
+    def __iter__(self) -> Iterator[Frame]:
+        deinterlacer = FieldDeinterlacer(self.stream, self.order)
+
+        def records(pictures: list[FieldPicture]) -> Iterator[Frame]:
+            for p in pictures:
+                yield Frame(2 * p.frame_index + p.field, p.pts, p.time_base, p.source)
+
+        for frame in self.frames:
+            self._sources[frame.index] = frame
+            yield from records(deinterlacer.push(frame.source, frame.index))
+        yield from records(deinterlacer.flush())
+
+    def source_frame(self, field_index: int) -> Frame:
+        return self._sources[field_index // 2]
+
+    def release(self, frame_index: int) -> None:
+        self._sources.pop(frame_index, None)
+
+
+class Weaver:
+    """Pairs processed field-rate pictures back into frames with the source frame's index, ``pts`` and ``time_base``.
+
+    ``add`` takes field pictures in order (any pixel format, the same for both fields of a frame) and
+    returns the woven ``Frame`` once a frame's second field is in. A frame whose two fields were not touched
+    can be passed on as the source frame itself, without weaving (``add_untouched``).
+    """
+
+    def __init__(self, fields: FieldRateFrames) -> None:
+        self.fields = fields
+        self._first: dict[int, av.VideoFrame] = {}
+        self.woven = 0
+
+    def add(self, field_index: int, picture: av.VideoFrame) -> Frame | None:
+        frame_index, field = divmod(field_index, 2)
+        if field == 0:
+            self._first[frame_index] = picture
+            return None
+        first = self._first.pop(frame_index, None)
+        if first is None:
+            raise ValueError(f"field {field_index}: its frame's first field never came")
+        source = self.fields.source_frame(field_index)
+        woven = weave_frames(first, picture, self.fields.order)
+        woven.pts, woven.time_base = source.pts, source.time_base
+        for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
+            setattr(woven, attr, getattr(source.source, attr))
+        self.fields.release(frame_index)
+        self.woven += 1
+        return Frame(source.index, source.pts, source.time_base, woven)
+
+    def add_untouched(self, frame_index: int) -> Frame:
+        self._first.pop(frame_index, None)
+        source = self.fields.source_frame(2 * frame_index)
+        self.fields.release(frame_index)
+        return source
