@@ -215,3 +215,23 @@ def test_bad_sequences_say_what_to_do(tmp_path):
     )  # fmt: skip
     with pytest.raises(SequenceError, match="every file must match"):
         list(ImageSequenceReader(find_sequence(tmp_path / "two" / "a_%03d.png")))
+
+
+@pytest.mark.parametrize("pix_fmt", ["rgb48le", "gbrp10le", "gbrp12le", "rgb24"])
+def test_working_space_round_trip_is_exact(tmp_path, pix_fmt):
+    """Through the pipeline's colour path (upright BGR, back with from_working): the samples survive exactly."""
+    from gpen_video.io.colour import colour_of_frame, from_working
+
+    _make(tmp_path / "in", "w_%03d.dpx", pix_fmt, frames=1)
+    sequence = find_sequence(tmp_path / "in" / "w_%03d.dpx")
+    reader = ImageSequenceReader(sequence)
+    (frame,) = list(reader)
+    colour = colour_of_frame(frame.source)
+    bgr = frame.upright(colour, 0)
+    assert bgr.dtype == (np.uint8 if pix_fmt == "rgb24" else np.uint16)
+    if pix_fmt == "rgb48le":
+        assert np.array_equal(bgr[..., ::-1], _raw(tmp_path / "in" / "w_001.dpx"))  # as ffmpeg decodes it
+    writer = ImageSequenceWriter(tmp_path / "out", sequence, reader.format.pix_fmt)
+    writer.write(reader.number_of(frame), from_working(bgr, colour, pix_fmt))
+    raw_fmt = "gbrp10le" if pix_fmt == "gbrp10le" else "gbrp12le" if pix_fmt == "gbrp12le" else "rgb48le"
+    assert np.array_equal(_raw(tmp_path / "out" / "w_001.dpx", raw_fmt), _raw(tmp_path / "in" / "w_001.dpx", raw_fmt))
