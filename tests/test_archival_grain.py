@@ -146,3 +146,12 @@ def test_a_clean_source_gets_no_grain():
     frame, affine = _scene(grain_std=(0.0, 0.0, 0.0))
     grain = grain_for_crops(frame, affine[None], SIZE, frame_index=0, track_ids=[0])
     assert grain.std() < 0.5  # only the rounding noise of the gradient (0.29 levels) is there to match
+
+
+def test_a_small_face_still_gets_grain():
+    frame, _ = _scene()
+    s = SIZE / 40.0  # a 40-px face square in the background's corner (flat gradient + grain)
+    affine = np.array([[s, 0.0, -s * 20], [0.0, s, -s * 180]])
+    smooth = np.full((1, SIZE, SIZE, 3), 120, np.float32)
+    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=0, track_ids=[0], restored=smooth)
+    assert grain.std() > 2.0

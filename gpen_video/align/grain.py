@@ -32,7 +32,7 @@ HIGHPASS_SIGMA = 1.5  # residual = image - blur(image, this): keeps grain, drops
 STRUCTURE_SIGMA = 3.0  # scale at which "flat" is judged
 FLAT_FRACTION = 0.5  # the flattest half of the ring's pixels are measured
 RING = (1.02, 1.35)  # ring between these multiples of the crop square's half side (frame px)
-MIN_PIXELS = 200
+MIN_PIXELS = 120  # fewer flat pixels than this: the level is too uncertain to match (about ±9 % at 120)
 CORE = 0.7  # inside this many half crop sides the paste mask is 1: where the face's own texture is read
 GRAIN_SIZES = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.9, 1.1, 1.3, 1.6, 2.0, 2.5, 3.0])  # blur sigma of white noise
 
@@ -279,7 +279,10 @@ def fit_levels(face: np.ndarray, grain: np.ndarray, where: np.ndarray, target: t
     gains = np.zeros(3, np.float32)
     for c in range(3):
         f, g = rf[..., c][where], rg[..., c][where]
-        if f.size < MIN_PIXELS or target[c] <= robust_std(f):
+        if f.size < MIN_PIXELS:  # too small a face to read its texture: the plain level
+            gains[c] = 1.0
+            continue
+        if target[c] <= robust_std(f):
             continue
         lo, hi = 0.0, 1.0
         while robust_std(f + hi * g) < target[c] and hi < 64:
