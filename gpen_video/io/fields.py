@@ -1,0 +1,414 @@
+"""Interlaced sources: field order (from the stream and from the pictures), field-rate deinterlace, weave.
+
+Restoring a face on a woven frame restores its combing: the two fields were shot 1/50 s apart. So an
+interlaced source is turned into field-rate pictures with FFmpeg's ``bwdif`` (``mode=send_field``, through
+PyAV's filter graph), faces are found, restored and pasted at field rate, and each pair of field-rate
+pictures is woven back into one frame: the first field's lines from the first picture, the second field's
+lines from the second. With no face touched the weave gives back the decoded lines exactly (``bwdif`` keeps
+the lines of the field it is centred on), so frame count, timestamps and field order stay the source's.
+
+Field order comes from the codec (``codec_context.field_order``: MPEG-2's ``top_field_first``, H.264's
+picture structure, the container's ``fiel`` atom) and, because tags lie, from the pictures: a field sits
+in time between its neighbours, so with top field first the bottom field of frame i is nearer in content
+to the top field of frame i+1 than the top field of frame i is to the bottom field of frame i+1; with
+progressive pictures both distances are equal. Telecined 29.97 (3:2 pulldown) shows as a field repeated
+every five frames, once per parity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import av
+import av.filter
+import numpy as np
+
+from gpen_video.errors import InputError
+from gpen_video.io.reader import Frame
+
+log = logging.getLogger(__name__)
+
+Order = Literal["tff", "bff", "progressive", "unknown"]
+DEINTERLACE_MODES = ("keep", "progressive", "frame", "off")
+
+# AVFieldOrder, as PyAV's ``codec_context.field_order`` returns it
+_CODEC_FIELD_ORDER: dict[int, Order] = {0: "unknown", 1: "progressive", 2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+COMB_INTERLACED = 1.2  # median comb_ratio above this: the fields of a frame show different moments
+ORDER_RATIO = 1.15  # one field-distance this much larger than the other decides the order
+REPEAT_LEVEL = 0.25  # a same-parity field difference below this fraction of the median is a repeated field
+
+
+@dataclass(frozen=True)
+class StreamFieldOrder:
+    """What the stream says: ``order`` and whether the decoded pictures are flagged interlaced."""
+
+    order: Order
+    flagged_interlaced: bool | None  # the first decoded frame's ``interlaced_frame``; None when not decoded
+
+    def describe(self) -> str:
+        return {
+            "tff": "interlaced, top field first",
+            "bff": "interlaced, bottom field first",
+            "progressive": "progressive",
+            "unknown": "field order not tagged",
+        }[self.order]
+
+
+def stream_field_order(stream: av.VideoStream, first_frame: av.VideoFrame | None = None) -> StreamFieldOrder:
+    """Field order from the codec context (and the first frame's interlaced flag, when given)."""
+    order = _CODEC_FIELD_ORDER.get(int(stream.codec_context.field_order or 0), "unknown")
+    flagged = None if first_frame is None else bool(first_frame.interlaced_frame)
+    if order == "unknown" and flagged is False:
+        order = "progressive"
+    return StreamFieldOrder(order, flagged)
+
+
+# -- measures on pictures ------------------------------------------------------------------------------
+def _as_luma(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image, np.float32)
+    if a.ndim == 3:  # BGR/RGB: the mean is enough for line statistics
+        a = a.mean(axis=2)
+    return a
+
+
+def line_difference_energy(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> float:
+    """Mean squared difference between each line and the next, inside ``box`` (x0, y0, x1, y1): combing shows here.
+
+    Adjacent lines belong to opposite fields, so motion between the fields raises this; compare it with the
+    same measure on the source (or on a progressive reference) to tell combing from detail.
+    """
+    a = _as_luma(image)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        y0 -= y0 % 2  # whole line pairs, the same fields on both sides of a comparison
+        a = a[y0:y1, x0:x1]
+    if a.shape[0] < 2:
+        raise ValueError("line_difference_energy needs at least two lines")
+    return float(np.mean(np.square(np.diff(a, axis=0))))
+
+
+def comb_ratio(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> float:
+    """How much more each line departs from its opposite-field neighbours than from its same-field ones.
+
+    ≈ 1 or below on progressive pictures and on noise; well above 1 where the two fields show different
+    moments. ``mean |x[y] - (x[y-1] + x[y+1]) / 2| / mean |x[y] - (x[y-2] + x[y+2]) / 2|``.
+    """
+    a = _as_luma(image)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        a = a[y0:y1, x0:x1]
+    if a.shape[0] < 5:
+        raise ValueError("comb_ratio needs at least five lines")
+    mid = a[2:-2]
+    cross = np.abs(mid - 0.5 * (a[1:-3] + a[3:-1])).mean()
+    same = np.abs(mid - 0.5 * (a[:-4] + a[4:])).mean()
+    return float(cross / max(same, 1e-6))
+
+
+def _bottom_at_top_lines(a: np.ndarray) -> np.ndarray:
+    """The bottom field (odd lines) interpolated to the top field's lines (even), edge line repeated."""
+    bottom = a[1::2]
+    n_top = a[0::2].shape[0]
+    out = np.empty((n_top, a.shape[1]), np.float32)
+    out[0] = bottom[0]
+    k = min(n_top - 1, bottom.shape[0] - 1)
+    out[1 : k + 1] = 0.5 * (bottom[:k] + bottom[1 : k + 1])
+    out[k + 1 :] = bottom[-1]
+    return out
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a - b)))
+
+
+@dataclass(frozen=True)
+class FieldAnalysis:
+    """Field order measured on the pictures."""
+
+    order: Order
+    frames: int
+    tff_distance: float  # mean |bottom(i) - top(i+1)|: small when the top field is first
+    bff_distance: float  # mean |top(i) - bottom(i+1)|: small when the bottom field is first
+    median_comb_ratio: float
+
+    @property
+    def confidence(self) -> float:
+        lo, hi = sorted((self.tff_distance, self.bff_distance))
+        return hi / lo if lo > 0 else float("inf") if hi > 0 else 1.0
+
+
+def analyse_fields(pictures: Iterable[np.ndarray], motion_floor: float = 0.5) -> FieldAnalysis:
+    """Decide tff / bff / progressive from consecutive pictures (BGR or luma, any dtype, same size).
+
+    ``unknown`` when nothing moves (static pictures carry no field order) or fewer than two pictures.
+    """
+    tff = bff = 0.0
+    ratios = []
+    frames = 0
+    prev_top = prev_bottom = None
+    for picture in pictures:
+        a = _as_luma(picture)
+        top, bottom = a[0::2], _bottom_at_top_lines(a)  # both on the even lines: no half-line bias
+        if prev_top is not None:
+            tff += _distance(prev_bottom, top)
+            bff += _distance(prev_top, bottom)
+        prev_top, prev_bottom = top, bottom
+        ratios.append(comb_ratio(a))
+        frames += 1
+    pairs = max(frames - 1, 1)
+    tff, bff = tff / pairs, bff / pairs
+    median = float(np.median(ratios)) if ratios else 1.0
+    if frames < 2 or max(tff, bff) < motion_floor:
+        order: Order = "unknown"  # nothing moves: no field order to see
+    elif median < COMB_INTERLACED:
+        order = "progressive"  # the two fields of a frame show one moment
+    elif bff > ORDER_RATIO * tff:
+        order = "tff"
+    elif tff > ORDER_RATIO * bff:
+        order = "bff"
+    else:
+        order = "unknown"
+    return FieldAnalysis(order, frames, tff, bff, median)
+
+
+@dataclass(frozen=True)
+class TelecineReport:
+    """3:2 pulldown found (or not) in interlaced pictures."""
+
+    detected: bool
+    frames: int
+    top_repeats: tuple[int, ...]  # frame i whose top field repeats in frame i+1
+    bottom_repeats: tuple[int, ...]
+    phase: int | None  # position (0-4) of the top-field repeat in each group of five frames
+
+    def describe(self) -> str:
+        if not self.detected:
+            return "no 3:2 pulldown found"
+        return (
+            f"telecined (3:2 pulldown, phase {self.phase}): film at 24000/1001 inside 30000/1001; "
+            "inverse telecine (FFmpeg fieldmatch,decimate) restores the film frames"
+        )
+
+
+def detect_telecine(pictures: Iterable[np.ndarray]) -> TelecineReport:
+    """3:2 pulldown: a top field and a bottom field each repeated once every five frames, at a steady phase."""
+    top_d, bottom_d = [], []
+    prev = None
+    frames = 0
+    for picture in pictures:
+        a = _as_luma(picture)
+        if prev is not None:
+            top_d.append(_distance(prev[0::2], a[0::2]))
+            bottom_d.append(_distance(prev[1::2], a[1::2]))
+        prev = a
+        frames += 1
+    if len(top_d) < 9:
+        return TelecineReport(False, frames, (), (), None)
+    both = np.array(top_d + bottom_d)
+    level = REPEAT_LEVEL * float(np.median(both))
+    if level <= 0:  # nothing moves: no evidence either way
+        return TelecineReport(False, frames, (), (), None)
+    top = tuple(i for i, d in enumerate(top_d) if d < level)
+    bottom = tuple(i for i, d in enumerate(bottom_d) if d < level)
+    groups = len(top_d) // 5
+    phase = None
+    detected = False
+    if len(top) >= max(2, groups - 1) and len(bottom) >= max(2, groups - 1):
+        top_phases = np.bincount([i % 5 for i in top], minlength=5)
+        bottom_phases = np.bincount([i % 5 for i in bottom], minlength=5)
+        steady = top_phases.max() >= 0.8 * len(top) and bottom_phases.max() >= 0.8 * len(bottom)
+        sparse = len(top) <= groups + 1 and len(bottom) <= groups + 1  # not a static shot
+        if steady and sparse and int(top_phases.argmax()) != int(bottom_phases.argmax()):
+            detected = True
+            phase = int(top_phases.argmax())
+    return TelecineReport(detected, frames, top, bottom, phase)
+
+
+# -- field-rate deinterlace -----------------------------------------------------------------------------
+@dataclass
+class FieldPicture:
+    """One field-rate picture from ``bwdif``: ``field`` 0 is the frame's first field in time, 1 its second."""
+
+    frame_index: int  # the source frame it came from
+    field: int
+    pts: int  # field-rate timestamp, in ``time_base`` (half the stream's)
+    time_base: Fraction
+    source: av.VideoFrame  # full-height progressive picture centred on that field
+
+
+class FieldDeinterlacer:
+    """``bwdif`` in PyAV's filter graph: each interlaced frame in, two field-rate pictures out, in order.
+
+    ``mode="send_field"`` gives field rate (two pictures per frame); ``"send_frame"`` one per frame (the
+    ``frame`` deinterlace mode). Parity is set from the order measured or tagged, not left to per-frame
+    flags, so a mistagged file is deinterlaced the way its pictures need.
+    """
+
+    def __init__(self, stream: av.VideoStream, order: Order, mode: str = "send_field") -> None:
+        if order not in ("tff", "bff"):
+            raise InputError(f"cannot deinterlace with field order '{order}'; pass --deinterlace off")
+        if mode not in ("send_field", "send_frame"):
+            raise ValueError(f"bwdif mode must be send_field or send_frame, not {mode}")
+        self.order = order
+        self.mode = mode
+        self.graph = av.filter.Graph()
+        source = self.graph.add_buffer(template=stream)
+        bwdif = self.graph.add("bwdif", f"mode={mode}:parity={order}:deint=all")
+        sink = self.graph.add("buffersink")
+        source.link_to(bwdif)
+        bwdif.link_to(sink)
+        self.graph.configure()
+        self._frame_indices: list[int] = []
+        self._out = 0
+
+    def push(self, frame: av.VideoFrame, index: int) -> list[FieldPicture]:
+        """Feed one decoded frame; returns the field-rate pictures ready so far (bwdif looks one frame ahead)."""
+        self._frame_indices.append(index)
+        self.graph.vpush(frame)
+        return self._drain()
+
+    def flush(self) -> list[FieldPicture]:
+        self.graph.vpush(None)
+        return self._drain()
+
+    def _drain(self) -> list[FieldPicture]:
+        per_frame = 2 if self.mode == "send_field" else 1
+        out = []
+        while True:
+            try:
+                picture = self.graph.vpull()
+            except (av.BlockingIOError, av.EOFError):
+                break
+            k, field = divmod(self._out, per_frame)
+            self._out += 1
+            index = self._frame_indices[k] if k < len(self._frame_indices) else k
+            out.append(FieldPicture(index, field, int(picture.pts), picture.time_base, picture))
+        return out
+
+
+def field_pictures(
+    frames: Iterable[tuple[int, av.VideoFrame]], stream: av.VideoStream, order: Order
+) -> Iterator[FieldPicture]:
+    """(index, decoded frame) pairs → field-rate pictures, two per frame, in presentation order."""
+    deinterlacer = FieldDeinterlacer(stream, order)
+    for index, frame in frames:
+        yield from deinterlacer.push(frame, index)
+    yield from deinterlacer.flush()
+
+
+# -- weave -----------------------------------------------------------------------------------------------
+def first_field_parity(order: Order) -> int:
+    """Line parity of the field shown first: 0 (even lines) for tff, 1 for bff."""
+    if order not in ("tff", "bff"):
+        raise ValueError(f"weave needs tff or bff, not {order}")
+    return 0 if order == "tff" else 1
+
+
+def weave(first: np.ndarray, second: np.ndarray, order: Order) -> np.ndarray:
+    """One frame from two field-rate pictures (lines on axis 0): the first field's lines from ``first``."""
+    if first.shape != second.shape or first.dtype != second.dtype:
+        raise ValueError(f"weave needs two pictures of one shape and dtype, got {first.shape}, {second.shape}")
+    p = first_field_parity(order)
+    out = np.empty_like(first)
+    out[p::2] = first[p::2]
+    out[1 - p :: 2] = second[1 - p :: 2]
+    return out
+
+
+def weave_frames(first: av.VideoFrame, second: av.VideoFrame, order: Order) -> av.VideoFrame:
+    """``weave`` plane by plane on decoded frames (subsampled chroma lines alternate fields too).
+
+    Keeps the samples exactly (no conversion), so 4:2:0/4:2:2 chroma stays with its own field. The result
+    has no timestamp: give it the source frame's ``pts``/``time_base``.
+    """
+    if (first.width, first.height, first.format.name) != (second.width, second.height, second.format.name):
+        raise ValueError("weave_frames needs two frames of one size and format")
+    out = av.VideoFrame(first.width, first.height, first.format.name)
+    for i, plane in enumerate(out.planes):  # rows of bytes: the weave does not care about the sample type
+        woven = weave(_rows(first, i), _rows(second, i), order)
+        rows = np.zeros((plane.height, plane.line_size), np.uint8)
+        width = min(rows.shape[1], woven.shape[1])
+        rows[:, :width] = woven[: plane.height, :width]
+        plane.update(rows.tobytes())
+    return out
+
+
+def _rows(frame: av.VideoFrame, i: int) -> np.ndarray:
+    plane = frame.planes[i]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+
+
+# -- the pipeline's view: field-rate Frame records in, woven Frame records out ---------------------------
+class FieldRateFrames:
+    """The video reader's frames as field-rate ``Frame`` records (``index`` = 2 × frame + field).
+
+    Each record's ``source`` is the ``bwdif`` picture centred on that field, with the field-rate ``pts`` and
+    ``time_base`` (what ``--deinterlace progressive`` writes). ``source_frame(i)`` gives back the interlaced
+    frame a field came from, which ``Weaver`` needs for the woven frame's timing; it is kept only until
+    the frame has been woven (``release``).
+    """
+
+    def __init__(self, frames: Iterable[Frame], stream: av.VideoStream, order: Order) -> None:
+        self.frames = frames
+        self.stream = stream
+        self.order = order
+        self._sources: dict[int, Frame] = {}
+
+    def __iter__(self) -> Iterator[Frame]:
+        deinterlacer = FieldDeinterlacer(self.stream, self.order)
+
+        def records(pictures: list[FieldPicture]) -> Iterator[Frame]:
+            for p in pictures:
+                yield Frame(2 * p.frame_index + p.field, p.pts, p.time_base, p.source)
+
+        for frame in self.frames:
+            self._sources[frame.index] = frame
+            yield from records(deinterlacer.push(frame.source, frame.index))
+        yield from records(deinterlacer.flush())
+
+    def source_frame(self, field_index: int) -> Frame:
+        return self._sources[field_index // 2]
+
+    def release(self, frame_index: int) -> None:
+        self._sources.pop(frame_index, None)
+
+
+class Weaver:
+    """Pairs processed field-rate pictures back into frames with the source frame's index, ``pts`` and ``time_base``.
+
+    ``add`` takes field pictures in order (any pixel format, the same for both fields of a frame) and
+    returns the woven ``Frame`` once a frame's second field is in. A frame whose two fields were not touched
+    can be passed on as the source frame itself, without weaving (``add_untouched``).
+    """
+
+    def __init__(self, fields: FieldRateFrames) -> None:
+        self.fields = fields
+        self._first: dict[int, av.VideoFrame] = {}
+        self.woven = 0
+
+    def add(self, field_index: int, picture: av.VideoFrame) -> Frame | None:
+        frame_index, field = divmod(field_index, 2)
+        if field == 0:
+            self._first[frame_index] = picture
+            return None
+        first = self._first.pop(frame_index, None)
+        if first is None:
+            raise ValueError(f"field {field_index}: its frame's first field never came")
+        source = self.fields.source_frame(field_index)
+        woven = weave_frames(first, picture, self.fields.order)
+        woven.pts, woven.time_base = source.pts, source.time_base
+        for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
+            setattr(woven, attr, getattr(source.source, attr))
+        self.fields.release(frame_index)
+        self.woven += 1
+        return Frame(source.index, source.pts, source.time_base, woven)
+
+    def add_untouched(self, frame_index: int) -> Frame:
+        self._first.pop(frame_index, None)
+        source = self.fields.source_frame(2 * frame_index)
+        self.fields.release(frame_index)
+        return source
