@@ -178,6 +178,7 @@ class OutputConfig:
         EncoderPreset | None, Flag("--preset", "x264/x265 (or SVT-AV1) speed preset; refused for encoders without one")
     ] = None
     x26x_preset: X26xPreset = "slow"  # used when the encoder turns out to be x264/x265 and no --preset is given
+    x26x_crf: Annotated[int, Range(0, 51)] = 16  # likewise, when no --crf is given
     pix_fmt: Annotated[str, Flag("--pix-fmt", "output pixel format (auto: the source's)")] = "auto"
     encoder_backend: Annotated[
         Literal["pyav", "ffmpeg"], Flag("--encoder-backend", "ffmpeg: pipe to your own ffmpeg binary")

@@ -218,8 +218,13 @@ def test_archival_batch_takes_a_prores_source(tmp_path):
          "-profile:v", "3", str(src)],
         check=True,
     )  # fmt: skip
-    settings = choose_encoding(probe(src).video, load_config("archival-batch").output)
+    video = probe(src).video
+    settings = choose_encoding(video, load_config("archival-batch").output)
     assert settings.codec == "prores_ks" and "preset" not in settings.options
+    preview = load_config("preview", {"output.video_codec": "prores_ks"}).output
+    assert choose_encoding(video, preview).codec == "prores_ks"
+    with pytest.raises(ConfigError, match="--preset applies to x264"):  # an explicit --preset still is refused
+        choose_encoding(video, load_config("archival-batch", {"output.preset": "medium"}).output)
 
 
 def test_unread_upscale_is_out_of_the_settings_hash():
