@@ -311,10 +311,20 @@ def test_offline_modelscope_is_one_line(tmp_path, monkeypatch, modelscope):
 # --------------------------------------------------------------------------------- FaceFusion's .hash
 
 
+@pytest.fixture(scope="module")
+def onnx_bytes(tmp_path_factory):
+    """A small GPEN exported to ONNX (input 'input', output 'output'), as FaceFusion's files are."""
+    from gpen_video.models.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    (folder / "small.pth").write_bytes(CKPT)
+    return export_onnx(folder / "small.pth", folder / "small.onnx").path.read_bytes()
+
+
 @pytest.fixture
-def onnx_entry(server, monkeypatch):
-    server.files["/ff/gpen_test.onnx"] = PAYLOAD
-    server.files["/ff/gpen_test.hash"] = format(zlib.crc32(PAYLOAD), "08x").encode()
+def onnx_entry(server, monkeypatch, onnx_bytes):
+    server.files["/ff/gpen_test.onnx"] = onnx_bytes
+    server.files["/ff/gpen_test.hash"] = format(zlib.crc32(onnx_bytes), "08x").encode()
     e = ModelEntry(
         name="gpen-test-onnx",
         filename="gpen_test.onnx",
@@ -330,14 +340,33 @@ def onnx_entry(server, monkeypatch):
     return e
 
 
-def test_crc32_hash_file_is_checked(tmp_path, server, onnx_entry):
+def test_crc32_hash_file_is_checked(tmp_path, server, onnx_entry, onnx_bytes):
     result = fetch_model("gpen-test-onnx", weights_dir=tmp_path)
-    assert result.path.read_bytes() == PAYLOAD and result.verified
-    assert result.checks == ("crc32 matches FaceFusion's .hash",)
+    assert result.path.read_bytes() == onnx_bytes and result.verified
+    assert result.checks == ("crc32 matches FaceFusion's .hash", "a 64-px GPEN restorer in onnxruntime")
     server.files["/ff/gpen_test.hash"] = b"deadbeef\n"
     with pytest.raises(FetchError, match=r"failed its crc32 check \([0-9a-f]{8}, expected deadbeef\)"):
         fetch_model("gpen-test-onnx", weights_dir=tmp_path / "again")
     assert list((tmp_path / "again").iterdir()) == []
+
+
+def test_onnx_of_unknown_hash_must_load_as_a_restorer_of_its_size(
+    tmp_path, server, monkeypatch, onnx_entry, onnx_bytes
+):
+    no_hash = ModelEntry(**{**onnx_entry.__dict__, "crc32_urls": ()})
+    monkeypatch.setitem(REGISTRY.entries, no_hash.name, no_hash)
+    server.files["/ff/gpen_test.onnx"] = PAYLOAD
+    with pytest.raises(FetchError, match=r"was refused and deleted: cannot load .* in onnxruntime"):
+        fetch_model("gpen-test-onnx", weights_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    server.files["/ff/gpen_test.onnx"] = onnx_bytes
+    monkeypatch.setitem(REGISTRY.entries, no_hash.name, ModelEntry(**{**no_hash.__dict__, "size": 128}))
+    with pytest.raises(FetchError, match=r"takes 64×64 crops, but gpen-test-onnx is 128 px"):
+        fetch_model("gpen-test-onnx", weights_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setitem(REGISTRY.entries, no_hash.name, no_hash)
+    result = fetch_model("gpen-test-onnx", weights_dir=tmp_path)
+    assert not result.verified and result.checks == ("a 64-px GPEN restorer in onnxruntime",)
 
 
 def test_hash_file_beside_a_present_file_is_checked(tmp_path, onnx_entry):

@@ -7,7 +7,8 @@ only a complete file that passed every check is renamed to that name, so a file 
 - its size, when known (published, or from ModelScope's file list);
 - its SHA-256: the published one, else the one ModelScope's file list gives at fetch time;
 - its CRC32, where a FaceFusion-style ``.hash`` file is published beside it;
-- for PyTorch checkpoints, the tensors' shapes against the network the entry names (``check_architecture``).
+- for PyTorch checkpoints, the tensors' shapes against the network the entry names (``check_architecture``);
+  for an ONNX file of unknown SHA-256, that onnxruntime loads it as a GPEN restorer of the entry's size.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def download_entry(entry: ModelEntry, dest_dir: Path, progress: bool = False, ti
             checks.append("crc32 matches FaceFusion's .hash")
         if entry.fmt == "torch":
             checks.append(f"tensors match {entry.name}")
+        elif not expected.sha256:
+            checks.append(f"a {entry.size}-px GPEN restorer in onnxruntime")
         return FetchResult(target, sha256_file(target), bool(expected.sha256 or expected.crc32), True, tuple(checks))
     url = entry.urls[0]
     served = served_name(url) if served_name(url) in entry.filenames else entry.filename
@@ -220,13 +223,21 @@ def _acceptance(entry: ModelEntry, expected: ExpectedFile) -> Callable[[Path], N
             got = crc32_file(part)
             if got != expected.crc32:
                 raise _Refused(f"{entry.filename} failed its crc32 check ({got}, expected {expected.crc32})")
-        if entry.fmt == "torch":
-            from gpen_video.models.checkpoint import check_architecture
+        try:
+            if entry.fmt == "torch":
+                from gpen_video.models.checkpoint import check_architecture
 
-            try:
                 check_architecture(part, entry.architecture, entry.name, source=entry.filename)
-            except GpenVideoError as exc:
-                raise _Refused(str(exc)) from exc
+            elif not expected.sha256:  # an ONNX file of unknown hash: it must be a GPEN restorer of the size
+                from gpen_video.models.onnx_backend import OnnxRestorer
+
+                size = OnnxRestorer(part, device="cpu").size
+                if size != entry.size:
+                    raise _Refused(f"{entry.filename} takes {size}×{size} crops, but {entry.name} is {entry.size} px")
+        except _Refused:
+            raise
+        except GpenVideoError as exc:
+            raise _Refused(str(exc)) from exc
 
     return accept
 
