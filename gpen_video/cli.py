@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 from gpen_video import __version__
-from gpen_video.config import load_config, preset_names
-from gpen_video.errors import ConfigError, GpenVideoError
+from gpen_video.config import COMPARE_MODES, Config, add_flags, add_set_flag, config_from_flags, preset_names
+from gpen_video.config import parse_seconds as parse_seconds  # re-exported: times on the command line
+from gpen_video.errors import GpenVideoError
 
 log = logging.getLogger("gpen_video")
 
@@ -29,27 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def parse_seconds(text: str) -> float:
-    """``90``, ``90.5``, ``01:30``, ``00:01:30.500`` -> seconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    match = re.fullmatch(r"(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a time; use seconds (12.5) or HH:MM:SS[.ms]")
-    hours, minutes, seconds = match.groups()
-    if int(minutes) >= 60 or float(seconds) >= 60:
-        raise argparse.ArgumentTypeError(f"'{text}': minutes and seconds must be below 60")
-    return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def _positive_seconds(text: str) -> float:
-    value = parse_seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}': the duration must be more than zero")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", help="restore a few seconds and write a before/after clip and contact sheet")
     preview.add_argument("input", type=Path)
     preview.add_argument("-o", "--output", type=Path, help="prefix of the outputs (default: NAME.preview)")
-    preview.add_argument("--compare", choices=["side", "split", "none"], default="side",
+    preview.add_argument("--compare", choices=COMPARE_MODES, default=COMPARE_MODES[0],
                          help="comparison clip: side by side, split screen, or none")  # fmt: skip
     _add_run_options(preview)
 
@@ -89,70 +68,17 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The flags of a run: the preset, one flag per declared option (``config.py``), the report."""
     p.add_argument("--config", default="default", help=f"preset ({', '.join(preset_names())}) or a YAML file")
-    p.add_argument("--model", help="gpen-bfr-2048 (default), gpen-bfr-1024/512/256, a .pth/.onnx path, or identity")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (tensorrt[:N] for .onnx models)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (GPU runs of some length)")
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--batch-size", type=int, help="faces per restore batch (0: from device memory)")
-    p.add_argument("--weights-dir", help="where model files are looked for first")
-    p.add_argument("--start", type=parse_seconds, help="start time: seconds or HH:MM:SS[.ms]")
-    p.add_argument("--duration", type=_positive_seconds, help="how much to process: seconds or HH:MM:SS[.ms]")
-    p.add_argument("--video-codec", help="auto (default), libx264, libx265, prores_ks, ffv1, dnxhd, ...")
-    p.add_argument("--crf", type=int, help="quality for x264/x265 (auto: 16)")
-    p.add_argument("--preset", help="x264/x265 speed preset (auto: slow)")
-    p.add_argument("--pix-fmt", help="output pixel format (auto: the source's)")
-    p.add_argument("--encoder-backend", choices=["pyav", "ffmpeg"], help="ffmpeg: pipe to your own ffmpeg binary")
-    p.add_argument("--ffmpeg-binary", help="ffmpeg for --encoder-backend ffmpeg (default: PATH, then imageio-ffmpeg's)")
-    p.add_argument("--detector", help="auto, mtcnn, scrfd, retinaface, or a detector .onnx")
-    p.add_argument("--blend", type=float, help="weight of the restored face, 0..1 (GPEN's alpha; default 0.8)")
-    p.add_argument("--no-smooth", action="store_true", help="no temporal landmark smoothing (to compare)")
-    p.add_argument("--strict", action="store_true", help="fail on damaged packets instead of skipping them")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_flags(p, Config)
+    add_set_flag(p)
     p.add_argument("--report", type=Path, help="write a JSON report of the run here")
     _add_verbosity(p)
 
 
-# flag name -> dotted config field
-FLAG_OVERRIDES = {
-    "model": "restore.model",
-    "compile": "restore.compile",
-    "device": "restore.device",
-    "precision": "restore.precision",
-    "batch_size": "restore.batch_size",
-    "weights_dir": "restore.weights_dir",
-    "start": "start",
-    "duration": "duration",
-    "video_codec": "output.video_codec",
-    "crf": "output.crf",
-    "preset": "output.preset",
-    "pix_fmt": "output.pix_fmt",
-    "encoder_backend": "output.encoder_backend",
-    "ffmpeg_binary": "output.ffmpeg_binary",
-    "detector": "faces.detector",
-    "blend": "compose.blend",
-    "strict": "reader.strict",
-    "overwrite": "output.overwrite",
-}
-
-
-def config_from_args(args: argparse.Namespace) -> Any:
-    overrides: dict[str, Any] = {}
-    for flag, dotted in FLAG_OVERRIDES.items():
-        value = getattr(args, flag, None)
-        if value is None or value is False:
-            continue
-        overrides[dotted] = value
-    if getattr(args, "no_smooth", False):
-        overrides["faces.smooth"] = False
-    config = load_config(args.config, overrides)
-    if not re.fullmatch(r"auto|cpu|(cuda|tensorrt)(:\d+)?", config.restore.device):
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or tensorrt[:N], got '{config.restore.device}'")
-    if not 0.0 <= config.compose.blend <= 1.0:
-        raise ConfigError(f"--blend must be between 0 and 1, got {config.compose.blend}")
-    if config.restore.batch_size < 0:
-        raise ConfigError(f"--batch-size must be 0 (auto) or more, got {config.restore.batch_size}")
-    return config
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset named by ``--config``, then the flags given; checked by ``load_config``."""
+    return config_from_flags(args.config, vars(args))
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:

@@ -1,18 +1,31 @@
-"""One typed configuration object.
+"""One typed configuration object, and every option's allowed values, declared once.
 
 A run's settings come from a preset in ``configs/`` (or a YAML file the user names), then CLI flags
-override single fields by dotted name (``output.crf``). Every field is typed and checked here, so
-the stages never see a loose dict or a string where a number belongs. Each stage owns a section.
+override single fields by dotted name (``output.crf``); a batch manifest row does the same per file.
+All three pass one gate, ``load_config``: each field's type annotation says what it takes, and its
+``Annotated`` extras say the limits (``Range``, ``Choice``, ``Match``; a ``Literal`` is a closed set),
+the command-line flag that sets it (``Flag``), and how the batch job treats it (``PerJob``,
+``Neutral``). The CLI builds its flags, ``choices`` and help from the same declaration, so a new option
+with its limits is one line in its section::
+
+    min_face: Annotated[int, Range(1), Flag("--min-face", "smallest face restored (px)")] = 16
+
+The stages never see a loose dict or a string where a number belongs, and nothing downstream needs
+to check a limit again.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
+import re
 import types
 import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -22,79 +35,215 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 PACKAGED_PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
+# ---------------------------------------------------------------------------------------------------
+# The vocabulary of a declaration
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number's limits: ``Range(0, 1)``, ``Range(0)`` (0 or more), ``Range(above=0)`` (more than 0)."""
+
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None  # exclusive lower limit
+
+    def problem(self, value: float) -> str | None:
+        low_ok = (self.low is None or value >= self.low) and (self.above is None or value > self.above)
+        return None if low_ok and (self.high is None or value <= self.high) else f"must be {self.describe()}"
+
+    def describe(self) -> str:
+        if self.above is not None:
+            return f"more than {self.above:g}" + (f" and at most {self.high:g}" if self.high is not None else "")
+        if self.low is not None and self.high is not None:
+            return f"between {self.low:g} and {self.high:g}"
+        if self.low is not None:
+            return f"{self.low:g} or more"
+        return f"{self.high:g} or less" if self.high is not None else "any number"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``names``, or a file path ending in one of ``paths`` (``Choice("auto", "mtcnn", paths=(".onnx",))``)."""
+
+    names: tuple[str, ...]
+    paths: tuple[str, ...] = ()
+
+    def __init__(self, *names: str, paths: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "paths", paths)
+
+    def problem(self, value: str) -> str | None:
+        if value in self.names or (self.paths and value.lower().endswith(self.paths)):
+            return None
+        return f"must be {self.describe()}"
+
+    def describe(self) -> str:
+        files = f" or a {'/'.join(self.paths)} file" if self.paths else ""
+        return f"one of {', '.join(self.names)}{files}"
+
+
+@dataclass(frozen=True)
+class Match:
+    """A string matching ``pattern`` (whole), described to the user as ``description``."""
+
+    pattern: str
+    description: str
+
+    def problem(self, value: str) -> str | None:
+        return None if re.fullmatch(self.pattern, value) else f"must be {self.description}"
+
+    def describe(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
+class Flag:
+    """The command-line flag that sets a field. ``parse`` converts its text (default: the field's own
+    conversion in ``load_config``); ``invert`` makes a flag such as ``--no-smooth`` set a bool to False."""
+
+    name: str
+    help: str = ""
+    parse: Callable[[str], Any] | None = None
+    invert: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+
+class PerJob:
+    """Set once for a whole batch job (``--overwrite``, ``--start``): a manifest row may not set it per file."""
+
+
+class Neutral:
+    """Changes no output byte (or is read by nothing yet): left out of the batch job's settings hash."""
+
+
+Constraint = Range | Choice | Match
+
+
+def parse_seconds(text: str) -> float:
+    """``90``, ``90.5``, ``01:30``, ``00:01:30.500`` -> seconds."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    match = re.fullmatch(r"(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a time; use seconds (12.5) or HH:MM:SS[.ms]")
+    hours, minutes, seconds = match.groups()
+    if int(minutes) >= 60 or float(seconds) >= 60:
+        raise argparse.ArgumentTypeError(f"'{text}': minutes and seconds must be below 60")
+    return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Named sets of values that more than one place needs
+
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")  # fmt: skip
+SVTAV1_PRESETS = tuple(str(n) for n in range(14))
+X26xPreset = Literal[X26X_PRESETS]  # type: ignore[valid-type]
+EncoderPreset = Literal[X26X_PRESETS + SVTAV1_PRESETS]  # type: ignore[valid-type]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+DETECTOR_NAMES = ("auto", "mtcnn", "scrfd", "retinaface")
+CompareMode = Literal["side", "split", "none"]  # `preview --compare`
+COMPARE_MODES: tuple[str, ...] = typing.get_args(CompareMode)
+DEVICE = Match(r"auto|cpu|(cuda|tensorrt)(:\d+)?", "auto, cpu, cuda, cuda:N or tensorrt[:N]")
+Fraction01 = Annotated[float, Range(0, 1)]
+Count = Annotated[int, Range(0)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The options, one line each. Sections are the stages that own them.
+
+
 @dataclass
 class ReaderConfig:
     """Decoding."""
 
-    threads: int = 0  # 0: let FFmpeg choose
-    strict: bool = False  # damaged packets become an error instead of a warning
+    threads: Annotated[Count, Neutral] = 0  # 0: let FFmpeg choose
+    strict: Annotated[bool, Flag("--strict", "fail on damaged packets instead of skipping them")] = False
 
 
 @dataclass
 class OutputConfig:
     """Encoding and muxing."""
 
-    video_codec: str = "auto"  # auto | libx264 | libx265 | prores_ks | ffv1 | ... (any PyAV encoder)
-    crf: int | None = None  # None: the codec's default from `auto` (16 for x264, 18 for x265)
-    preset: str | None = None  # x264/x265 preset; None: "slow"
-    pix_fmt: str = "auto"  # auto keeps the source's chroma layout and bit depth
-    encoder_backend: str = "pyav"  # pyav | ffmpeg (pipe to the user's ffmpeg binary)
-    ffmpeg_binary: str | None = None  # for encoder_backend=ffmpeg; None: PATH, then imageio-ffmpeg's
-    overwrite: bool = False
+    video_codec: Annotated[
+        str, Flag("--video-codec", "auto (default), libx264, libx265, prores_ks, ffv1, dnxhd, ...")
+    ] = "auto"
+    crf: Annotated[int | None, Range(0, 63), Flag("--crf", "quality for x264/x265 (auto: 16), AV1, VP9")] = None
+    preset: Annotated[
+        EncoderPreset | None, Flag("--preset", "x264/x265 (or SVT-AV1) speed preset; refused for encoders without one")
+    ] = None
+    x26x_preset: X26xPreset = "slow"  # used when the encoder turns out to be x264/x265 and no --preset is given
+    x26x_crf: Annotated[int, Range(0, 51)] = 16  # likewise, when no --crf is given
+    pix_fmt: Annotated[str, Flag("--pix-fmt", "output pixel format (auto: the source's)")] = "auto"
+    encoder_backend: Annotated[
+        Literal["pyav", "ffmpeg"], Flag("--encoder-backend", "ffmpeg: pipe to your own ffmpeg binary")
+    ] = "pyav"
+    ffmpeg_binary: Annotated[
+        str | None,
+        Flag("--ffmpeg-binary", "ffmpeg for --encoder-backend ffmpeg (default: PATH, then imageio-ffmpeg's)"),
+    ] = None
+    overwrite: Annotated[bool, Neutral, PerJob, Flag("--overwrite", "replace an existing output")] = False
 
 
 @dataclass
 class FacesConfig:
     """Detection, tracking and landmark smoothing."""
 
-    detector: str = "auto"  # auto | mtcnn | scrfd | retinaface | PATH.onnx
-    score_threshold: float = 0.8
-    min_face: int = 20  # faces whose eye-mouth scale is below this (px) are skipped
-    max_faces: int = 0  # 0: no limit; else the largest N per frame
-    keyframe_interval: int = 8  # full detection at least every N frames
-    scene_threshold: float = 27.0  # PySceneDetect ContentDetector threshold
-    smooth: bool = True
-    smooth_window: int = 9  # frames each side (zero-phase, look-ahead)
-    smooth_strength: float = 1.0
-    min_track_length: int = 3
-    max_gap: int = 4  # frames a track may be lost and still be interpolated
-    detect_size: int = 960  # long side (px) of the copy the full detector runs on; 0: full resolution
-    min_frontal: float = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped
-    min_scene_len: int = 8  # frames; cuts closer than this to the previous one are ignored
-    detector_threads: int = 0  # ONNX Runtime threads for the detector; 0: a quarter of the cores
+    detector: Annotated[str, Choice(*DETECTOR_NAMES, paths=(".onnx",)), Flag("--detector", "face detector")] = "auto"
+    score_threshold: Fraction01 = 0.8
+    min_face: Count = 20  # faces whose eye-mouth scale is below this (px) are skipped
+    max_faces: Count = 0  # 0: no limit; else the largest N per frame
+    keyframe_interval: Annotated[int, Range(1)] = 8  # full detection at least every N frames
+    scene_threshold: Annotated[float, Range(0, 255)] = 27.0  # PySceneDetect ContentDetector threshold; 0: off
+    smooth: Annotated[bool, Flag("--no-smooth", "no temporal landmark smoothing (to compare)", invert=True)] = True
+    smooth_window: Count = 9  # frames each side (zero-phase, look-ahead)
+    smooth_strength: Fraction01 = 1.0
+    min_track_length: Annotated[int, Range(1)] = 3
+    max_gap: Count = 4  # frames a track may be lost and still be interpolated
+    detect_size: Count = 960  # long side (px) of the copy the full detector runs on; 0: full resolution
+    min_frontal: Fraction01 = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped
+    min_scene_len: Count = 8  # frames; cuts closer than this to the previous one are ignored
+    detector_threads: Count = 0  # ONNX Runtime threads for the detector; 0: a quarter of the cores
 
 
 @dataclass
 class AlignConfig:
     """Warping faces to the model's template and back."""
 
-    template: str = "gpen"  # gpen | ffhq
+    template: Literal["gpen", "ffhq"] = "gpen"
 
 
 @dataclass
 class ComposeConfig:
     """Pasting restored faces back into the frame."""
 
-    blend: float = 0.8  # GPEN's alpha: weight of the restored face
+    blend: Annotated[Fraction01, Flag("--blend", "weight of the restored face (GPEN's alpha)")] = 0.8
     color_match: bool = True
-    mask_erode: float = 0.04  # fraction of the crop size
-    mask_blur: float = 0.08  # fraction of the crop size
+    mask_erode: Annotated[float, Range(0, 0.5)] = 0.04  # fraction of the crop size
+    mask_blur: Annotated[float, Range(0, 0.5)] = 0.08  # fraction of the crop size
     parsing_model: str | None = None
-    upscale: int = 1
+    upscale: Annotated[Literal[1, 2, 4], Neutral] = 1  # background upscale; read by nothing yet (issue 15)
 
 
 @dataclass
 class RestoreConfig:
     """The restoring model and where it runs."""
 
-    model: str = "gpen-bfr-2048"  # registry name, path, or identity
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16
-    batch_size: int = 0  # 0: chosen from the device's memory
-    weights_dir: str | None = None
-    identity_size: int = 512  # crop side of the identity restorer
-    compile: bool = False  # torch.compile the network (slow start, faster long runs on GPU)
-    device_path: str = "auto"  # auto: frames stay on the GPU for align/restore/compose on CUDA | on | off
+    model: Annotated[
+        str, Flag("--model", "gpen-bfr-2048 (default), gpen-bfr-1024/512/256, a .pth/.onnx path, or identity")
+    ] = "gpen-bfr-2048"
+    device: Annotated[str, DEVICE, Flag("--device", "where the model runs (tensorrt for .onnx models)")] = "auto"
+    precision: Annotated[Precision, Flag("--precision", "network precision (auto: bf16 on GPUs that have it)")] = "auto"
+    batch_size: Annotated[Count, Flag("--batch-size", "faces per restore batch (0: from device memory)")] = 0
+    weights_dir: Annotated[str | None, Flag("--weights-dir", "where model files are looked for first")] = None
+    identity_size: Annotated[int, Range(8, 4096)] = 512  # crop side of the identity restorer
+    compile: Annotated[bool, Flag("--compile", "torch.compile the network (GPU runs of some length)")] = False
+    device_path: Literal["auto", "on", "off"] = "auto"  # auto: frames stay on the GPU on CUDA
 
 
 @dataclass
@@ -107,11 +256,227 @@ class Config:
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    start: float | None = None  # seconds into the input
-    duration: float | None = None  # seconds
+    start: Annotated[
+        float | None, Range(0), PerJob, Flag("--start", "start time: seconds or HH:MM:SS[.ms]", parse_seconds)
+    ] = None
+    duration: Annotated[
+        float | None,
+        Range(above=0),
+        PerJob,
+        Flag("--duration", "how much to process: seconds or HH:MM:SS[.ms]", parse_seconds),
+    ] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def hashed_dict(self) -> dict[str, Any]:
+        """``to_dict`` less the ``Neutral`` fields: what a batch job's settings hash is made of."""
+        data = self.to_dict()
+        for option in options(Config):
+            if option.neutral:
+                *parents, leaf = option.dotted.split(".")
+                node = data
+                for parent in parents:
+                    node = node[parent]
+                node.pop(leaf, None)
+        return data
+
+
+@dataclass
+class JobSettings:
+    """The options of a whole ``batch`` job (not per file, not part of ``Config``)."""
+
+    engine: Annotated[Literal["local", "ray"], Flag("--engine", "local (default) or a Ray cluster")] = "local"
+    address: Annotated[
+        str | None, Flag("--address", "Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    ] = None
+    workers: Annotated[
+        int | None, Range(1), Flag("--workers", "Ray workers (default: one per GPU, or per CPU on CPU)")
+    ] = None
+    segment_seconds: Annotated[
+        float,
+        Range(0),
+        Flag(
+            "--segment-seconds",
+            "restore long inputs in segments of about this many seconds, cut on key frames (0: whole files)",
+        ),
+    ] = 60.0
+    overlap_frames: Annotated[
+        int | None, Range(0), Flag("--overlap-frames", "warm-up frames before each segment (default: the look-ahead)")
+    ] = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the declaration
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared field: its dotted name, value type, limits and flag."""
+
+    dotted: str
+    base: Any  # bool, int, float, str or a Literal
+    optional: bool  # None is allowed
+    default: Any
+    constraints: tuple[Constraint, ...]
+    flag: Flag | None
+    per_job: bool
+    neutral: bool
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        """The allowed values of a closed set (``Literal``), else ()."""
+        return typing.get_args(self.base) if typing.get_origin(self.base) is Literal else ()
+
+    def describe(self) -> str:
+        """The limits in words, for help text ('' when any value of the type will do)."""
+        parts = [c.describe() for c in self.constraints]
+        if self.choices:
+            parts.append(f"one of {', '.join(map(str, self.choices))}")
+        return "; ".join(parts)
+
+
+def _unpack(annotation: Any) -> tuple[Any, bool, tuple[Any, ...]]:
+    """(base type, optional, Annotated extras) of a field annotation."""
+    extras: tuple[Any, ...] = ()
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *more = typing.get_args(annotation)
+        extras = tuple(more)
+    optional = False
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(inner) < len(typing.get_args(annotation))
+        if len(inner) != 1:
+            raise TypeError(f"a config field takes one type (or it and None), not {annotation}")
+        annotation = inner[0]
+        if typing.get_origin(annotation) is Annotated:  # Optional[Annotated[...]]
+            annotation, *more = typing.get_args(annotation)
+            extras += tuple(more)
+    return annotation, optional, extras
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+@functools.cache
+def _section_options(cls: type) -> dict[str, Option]:
+    result: dict[str, Option] = {}
+    for f in dataclasses.fields(cls):
+        base, optional, extras = _unpack(_hints(cls)[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        result[f.name] = Option(
+            dotted=f.name,
+            base=base,
+            optional=optional,
+            default=default,
+            constraints=tuple(e for e in extras if isinstance(e, (Range, Choice, Match))),
+            flag=next((e for e in extras if isinstance(e, Flag)), None),
+            per_job=any(e is PerJob for e in extras),
+            neutral=any(e is Neutral for e in extras),
+        )
+    return result
+
+
+def options(cls: type = Config, prefix: str = "") -> Iterator[Option]:
+    """Every leaf option of a declaration (``Config`` or ``JobSettings``), in declaration order."""
+    for f in dataclasses.fields(cls):
+        base = _section_options(cls)[f.name]
+        if isinstance(base.base, type) and dataclasses.is_dataclass(base.base):
+            yield from options(base.base, f"{prefix}{f.name}.")
+        else:
+            yield dataclasses.replace(base, dotted=prefix + f.name)
+
+
+def flag_fields(cls: type = Config) -> dict[str, Option]:
+    """Flag destination (``batch_size``) -> option, for the options that have a flag."""
+    return {o.flag.dest: o for o in options(cls) if o.flag is not None}
+
+
+# flag name (argparse dest) -> dotted config field: what manifests may use besides dotted names
+FLAG_OVERRIDES: dict[str, str] = {dest: o.dotted for dest, o in flag_fields(Config).items()}
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type = Config) -> None:
+    """Add one argparse flag per declared option that has one, with choices and limits in its help.
+
+    Every flag defaults to None (not given), so only what the user typed overrides the preset.
+    """
+    for option in options(cls):
+        flag = option.flag
+        if flag is None:
+            continue
+        limits = option.describe() if not option.choices else ""
+        help_text = f"{flag.help} ({limits})" if limits and flag.help else flag.help or limits
+        kwargs: dict[str, Any] = {"default": None, "help": help_text or None, "dest": flag.dest}
+        if option.base is bool:
+            kwargs.update(action="store_const", const=not flag.invert)
+        else:
+            kwargs["type"] = flag.parse or str
+            if option.choices:
+                kwargs["choices"] = [str(c) for c in option.choices]
+                if len(option.choices) > 6:  # a long set: listed in the help, not in the usage line
+                    kwargs["metavar"] = flag.dest.upper()
+                    kwargs["help"] = f"{help_text} (one of {', '.join(kwargs['choices'])})"
+            if flag.metavar:
+                kwargs["metavar"] = flag.metavar
+        parser.add_argument(flag.name, **kwargs)
+
+
+def flag_overrides(values: Mapping[str, Any], cls: type = Config) -> dict[str, Any]:
+    """Dotted overrides from parsed flags (``vars(args)``); flags not given (None) are left out."""
+    fields = flag_fields(cls)
+    return {fields[dest].dotted: value for dest, value in values.items() if dest in fields and value is not None}
+
+
+def add_set_flag(parser: argparse.ArgumentParser) -> None:
+    """``--set NAME=VALUE``: any declared option by its dotted name, for those without a flag of their own."""
+    parser.add_argument("--set", action="append", dest="set", metavar="NAME=VALUE", default=None,
+                        help="any setting by its dotted name, e.g. --set faces.min_face=16 (repeatable)")  # fmt: skip
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """``["faces.min_face=16", ...]`` -> ``{"faces.min_face": "16"}``."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set takes NAME=VALUE (e.g. faces.min_face=16), got '{item}'")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def config_from_flags(preset: str | None, values: Mapping[str, Any]) -> Config:
+    """The run's Config: the preset, then ``--set`` assignments, then the flags the user gave (``vars(args)``)."""
+    return load_config(preset, {**parse_assignments(values.get("set")), **flag_overrides(values)})
+
+
+def job_settings_from_flags(values: Mapping[str, Any]) -> JobSettings:
+    """A batch job's ``JobSettings`` from its parsed flags, through the same checks as ``Config``."""
+    settings = JobSettings()
+    for dotted, value in flag_overrides(values, JobSettings).items():
+        _set_dotted(settings, dotted, value, source="command line")
+    return settings
+
+
+def alias_override(name: str, value: Any, source: str = "manifest") -> tuple[str, Any]:
+    """A manifest column named by flag (``crf``, ``no_smooth``) or dotted name -> (dotted name, value)."""
+    option = flag_fields(Config).get(name.replace("-", "_"))
+    if option is None:
+        return name, value
+    if option.flag is not None and option.flag.invert:
+        return option.dotted, not _coerce(value, bool, f"'{name}'", source)
+    return option.dotted, value
+
+
+def per_job_fields() -> frozenset[str]:
+    """Dotted names a batch manifest row may not set (``PerJob``)."""
+    return frozenset(o.dotted for o in options(Config) if o.per_job)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading: the one gate
 
 
 def preset_names() -> list[str]:
@@ -122,13 +487,19 @@ def _presets_dir() -> Path:
     return PRESETS_DIR if PRESETS_DIR.is_dir() else PACKAGED_PRESETS_DIR
 
 
-def load_config(preset: str | None = "default", overrides: dict[str, Any] | None = None) -> Config:
-    """Build a Config from a preset name or YAML path, then apply dotted-name overrides."""
+def load_config(
+    preset: str | None = "default", overrides: dict[str, Any] | None = None, *, source: str = "command line"
+) -> Config:
+    """Build a Config from a preset name or YAML path, then apply dotted-name overrides.
+
+    Every value is converted to its field's type and checked against its declared limits here; a
+    bad one is a ``ConfigError`` that names where it came from (``source`` for the overrides).
+    """
     config = Config()
     if preset:
         _apply_mapping(config, _read_preset(preset), source=preset)
     for dotted, value in (overrides or {}).items():
-        _set_dotted(config, dotted, value, source="command line")
+        _set_dotted(config, dotted, value, source=source)
     return config
 
 
@@ -151,50 +522,61 @@ def _read_preset(preset: str) -> dict[str, Any]:
 
 
 def _apply_mapping(target: Any, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    declared = _section_options(type(target))
     for key, value in data.items():
         name = f"{prefix}{key}"
-        fields = {f.name: f for f in dataclasses.fields(target)}
         key_attr = str(key).replace("-", "_")
-        if key_attr not in fields:
-            raise ConfigError(f"{source}: unknown setting '{name}'; known here: {', '.join(sorted(fields))}")
+        if key_attr not in declared:
+            raise ConfigError(f"{source}: unknown setting '{name}'; known here: {', '.join(sorted(declared))}")
         current = getattr(target, key_attr)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{name}' is a section; give it a mapping")
             _apply_mapping(current, value, source, prefix=f"{name}.")
         else:
-            setattr(target, key_attr, _coerce(value, _field_type(target, key_attr), name, source))
+            setattr(target, key_attr, _checked(value, declared[key_attr], name, source))
 
 
-def _set_dotted(config: Config, dotted: str, value: Any, source: str) -> None:
+def _set_dotted(target: Any, dotted: str, value: Any, source: str) -> None:
     *parents, leaf = dotted.split(".")
     mapping: dict[str, Any] = {leaf: value}
     for parent in reversed(parents):
         mapping = {parent: mapping}
-    _apply_mapping(config, mapping, source)
+    _apply_mapping(target, mapping, source)
 
 
-def _field_type(target: Any, name: str) -> Any:
-    hints = typing.get_type_hints(type(target))
-    return hints[name]
+def _checked(value: Any, option: Option, name: str, source: str) -> Any:
+    """``value`` converted to the option's type and checked against its limits."""
+    label = f"'{name}' ({option.flag.name})" if option.flag else f"'{name}'"
+    if option.optional and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)):
+        return None
+    converted = _coerce(value, option.base, label, source)
+    for constraint in option.constraints:
+        problem = constraint.problem(converted)
+        if problem:
+            raise ConfigError(f"{source}: {label} {problem}, got {value!r}")
+    return converted
 
 
-def _coerce(value: Any, annotation: Any, name: str, source: str) -> Any:
-    """Check/convert a value to a field's annotated type (bool, int, float, str, or X | None)."""
-    args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
-        if is_none and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], name, source)
+_NONE_WORDS = ("none", "null", "")
+
+
+def _coerce(value: Any, annotation: Any, label: str, source: str) -> Any:
+    """Convert a value to bool, int, float, str or a Literal's member; ConfigError if it is not one."""
+    if typing.get_origin(annotation) is Literal:
+        allowed = typing.get_args(annotation)
+        for choice in allowed:
+            same = value == choice and type(value) is not bool
+            if same or (isinstance(value, str) and value.strip() == str(choice)):
+                return choice
+        raise ConfigError(f"{source}: {label} must be one of {', '.join(map(str, allowed))}, got {value!r}")
     try:
         if annotation is bool:
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
                 return True
-            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
         if annotation is int:
@@ -204,14 +586,17 @@ def _coerce(value: Any, annotation: Any, name: str, source: str) -> Any:
         if annotation is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+            return number
         if annotation is str:
-            if isinstance(value, (dict, list)):
+            if isinstance(value, (dict, list, bool)):
                 raise ValueError
             return str(value)
     except (TypeError, ValueError):
         pass
     else:
-        return value
+        raise TypeError(f"config fields take bool, int, float, str or a Literal, not {annotation}")
     type_name = getattr(annotation, "__name__", str(annotation))
-    raise ConfigError(f"{source}: '{name}' must be {type_name}, got {value!r}")
+    raise ConfigError(f"{source}: {label} must be {type_name}, got {value!r}")

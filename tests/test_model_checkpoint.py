@@ -253,3 +253,41 @@ def test_device_and_precision_resolution():
 def test_path_object_accepted(tmp_path, small_sd):
     path = save_checkpoint(small_sd, Path(tmp_path) / "m.pth")
     assert load_restorer(path).size == 64
+
+
+# ------------------------------------------------------------------ the shape check a download must pass
+
+
+@pytest.mark.parametrize("name", ["gpen-bfr-2048", "gpen-bfr-1024", "gpen-bfr-512", "gpen-bfr-256"])
+def test_registry_counts_match_the_official_network(name):
+    """The registry's known counts (spec: official FullGenerator instantiated) agree with a shape-only build."""
+    from gpen_video.models.checkpoint import GpenConfig, check_architecture
+    from gpen_video.models.registry import get_entry
+
+    entry = get_entry(name)
+    with torch.device("meta"):
+        skeleton = GpenConfig(entry.size, entry.channel_multiplier, entry.narrow).build("meta")
+    facts = check_architecture(skeleton.state_dict(), entry.architecture, name)
+    assert (facts.tensors, facts.params) == (entry.tensors, entry.params)
+    if name == "gpen-bfr-2048":
+        assert (facts.tensors, facts.params) == (201, 71_294_769)
+
+
+def test_check_architecture_names_what_differs(tmp_path):
+    from gpen_video.models.checkpoint import check_architecture
+    from gpen_video.models.registry import Architecture
+
+    sd = random_state_dict(64, 2, 0.125, 2, seed=3, style_dim=32)
+    path = save_checkpoint(sd, tmp_path / "small.pth")
+    facts = check_architecture(path, Architecture(64, 2, 0.125, 2, 32), "small")
+    assert facts.tensors == len(sd) and facts.params == sum(v.numel() for k, v in sd.items() if "kernel" not in k)
+    with pytest.raises(ModelError, match=r"holds GPEN 64 .*but big is GPEN 128 .*misnamed or not big"):
+        check_architecture(path, Architecture(128, 2, 0.125, 2, 32), "big")
+    with pytest.raises(ModelError, match=r"n_mlp=2, .* but other is .*n_mlp=8"):
+        check_architecture(path, Architecture(64, 2, 0.125, 8, 32), "other")
+    with pytest.raises(ModelError, match="but the released small has 12,345"):
+        check_architecture(path, Architecture(64, 2, 0.125, 2, 32, params=12_345), "small")
+    broken = dict(sd)
+    broken["generator.to_rgb1.bias"] = torch.zeros(1, 4, 1, 1)
+    with pytest.raises(ModelError, match="of the wrong shape"):
+        check_architecture(broken, Architecture(64, 2, 0.125, 2, 32), "small")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpen_video.config import JobSettings, add_flags, config_from_flags, job_settings_from_flags
 from gpen_video.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:  # the job's modules load av and the pipeline: not needed to build the CLI's parser
@@ -38,16 +39,7 @@ def add_parser(sub: Any, add_run_options: Callable[[argparse.ArgumentParser], No
         help="reuse finished outputs and segments of an earlier run of this job (default: on)",
     )
     p.add_argument("--retry-failed", action="store_true", help="try again files that failed in an earlier run")
-    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or a Ray cluster")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, or per CPU on CPU)")
-    p.add_argument(
-        "--segment-seconds",
-        type=float,
-        default=60.0,
-        help="restore long inputs in segments of about this many seconds, cut on key frames (0: whole files)",
-    )
-    p.add_argument("--overlap-frames", type=int, help="warm-up frames before each segment (default: the look-ahead)")
+    add_flags(p, JobSettings)  # --engine, --address, --workers, --segment-seconds, --overlap-frames
     p.add_argument("--job-dir", type=Path, help="manifest and segment files (default: OUTPUT_DIR/.gpen-video-job)")
     p.add_argument("--summary", type=Path, help="also write the job summary (JSON) here")
     add_run_options(p)
@@ -56,19 +48,13 @@ def add_parser(sub: Any, add_run_options: Callable[[argparse.ArgumentParser], No
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; 0 all succeeded, 1 some failed."""
-    from gpen_video.cli import config_from_args
     from gpen_video.jobs.inputs import discover
     from gpen_video.jobs.runner import BatchJob, JobOptions
 
-    config = config_from_args(args)
+    config = config_from_flags(args.config, vars(args))
+    settings = job_settings_from_flags(vars(args))
     if config.start is not None or config.duration is not None:
         raise ConfigError("--start/--duration are for restore and preview; a batch job restores whole files")
-    if args.segment_seconds < 0:
-        raise ConfigError(f"--segment-seconds must be 0 (whole files) or more, got {args.segment_seconds}")
-    if args.overlap_frames is not None and args.overlap_frames < 0:
-        raise ConfigError(f"--overlap-frames must be 0 or more, got {args.overlap_frames}")
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be 1 or more, got {args.workers}")
     output_dir: Path = args.output_dir
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: is a file; -o takes a folder")
@@ -77,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         job_dir=args.job_dir,
         resume=args.resume,
         retry_failed=args.retry_failed,
-        segment_seconds=args.segment_seconds,
-        overlap_frames=args.overlap_frames,
+        segment_seconds=settings.segment_seconds,
+        overlap_frames=settings.overlap_frames,
         overwrite=config.output.overwrite,
     )
     items = discover(args.inputs, output_dir, exclude=[options.job_folder])
@@ -87,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OutputError(f"{output_dir}: cannot create the output folder ({exc})") from exc
     bars = _Bars(len(items), disable=True if args.quiet else None)
-    engine = _make_engine(args, config, bars)
+    engine = _make_engine(settings, config, bars)
     job = BatchJob(items, config, options, engine, bars)
     try:
         summary = job.run()
@@ -121,12 +107,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_engine(args: argparse.Namespace, config: Any, bars: _Bars) -> Engine:
-    if args.engine == "ray":
+def _make_engine(settings: JobSettings, config: Any, bars: _Bars) -> Engine:
+    if settings.engine == "ray":
         from gpen_video.jobs.engine_ray import RayEngine, import_ray
 
         import_ray()  # the one-line install hint before anything else happens
-        return RayEngine(config, address=args.address, workers=args.workers)
+        return RayEngine(config, address=settings.address, workers=settings.workers)
     from gpen_video.jobs.engine_local import LocalEngine
 
     return LocalEngine(on_frames=bars.frames)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpen_video.config import load_config
+from gpen_video.config import alias_override, load_config, per_job_fields
 from gpen_video.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -143,35 +143,19 @@ def _read_manifest(manifest: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def flag_aliases() -> dict[str, str]:
-    """Per-file option names a manifest may use besides dotted config names: the CLI's flag names."""
-    from gpen_video import cli
-
-    aliases = dict(cli.FLAG_OVERRIDES)
-    aliases["no_smooth"] = "faces.smooth"
-    return aliases
-
-
 def _overrides(row: dict[str, Any], where: str) -> dict[str, Any]:
-    aliases = flag_aliases()
+    """A row's per-file settings as dotted overrides, checked now (not halfway through the job)."""
     overrides: dict[str, Any] = {}
-    for name, value in row.items():
-        key = name.replace("-", "_")
-        if key in ("start", "duration", "overwrite"):
-            raise InputError(f"{where}: '{name}' cannot be set per file in a batch job")
-        dotted = aliases.get(key, name)
-        if key == "no_smooth":
-            value = not _truthy(value)
-        overrides[dotted] = value
     try:
-        load_config(None, overrides)  # check names and types now, not halfway through the job
+        for name, value in row.items():
+            dotted, value = alias_override(name, value, source=where)  # flag names (crf, no_smooth) or dotted
+            if dotted in per_job_fields():
+                raise InputError(f"{where}: '{name}' cannot be set per file in a batch job")
+            overrides[dotted] = value
+        load_config(None, overrides, source=where)
     except ConfigError as exc:
-        raise InputError(f"{where}: {exc}") from exc
+        raise InputError(str(exc)) from exc
     return overrides
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def output_name(rel: Path) -> Path:

@@ -24,6 +24,7 @@ import torch
 
 from gpen_video.errors import DependencyError, ModelError
 from gpen_video.models.gpen import FullGenerator, channel_table
+from gpen_video.models.registry import Architecture
 
 log = logging.getLogger(__name__)
 
@@ -249,3 +250,46 @@ def load_generator(
         raise ModelError(f"{source}: {len(bad)} tensors hold NaN/inf (first: {bad[0]}); the file is damaged")
     model.eval().requires_grad_(False)
     return model.to(device), config
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What a checkpoint was found to hold."""
+
+    config: GpenConfig
+    tensors: int  # entries of the network's state_dict (blur-kernel buffers included)
+    params: int  # learnable parameters in the file
+
+
+def check_architecture(
+    path_or_state: str | Path | Mapping[str, torch.Tensor], expected: Architecture, name: str, source: str | None = None
+) -> CheckpointFacts:
+    """Check that a checkpoint holds exactly the network ``expected`` describes, from its tensors' shapes.
+
+    Nothing is built but a shape-only (meta) skeleton, so this is cheap even for a 285 MB file: a download
+    is checked before it is accepted. Raises ``ModelError`` naming the difference ("misnamed" when the file
+    holds another GPEN network).
+    """
+    if isinstance(path_or_state, Mapping):
+        source = source or "state_dict"
+        state_dict = normalize_state_dict(path_or_state, source)
+    else:
+        source = source or str(path_or_state)
+        state_dict = read_state_dict(path_or_state)
+    found = infer_config(state_dict, source)
+    want = GpenConfig(expected.size, expected.channel_multiplier, expected.narrow, expected.n_mlp, expected.style_dim)
+    if found != want:
+        raise ModelError(
+            f"{source} holds {found.describe()}, n_mlp={found.n_mlp}, style_dim={found.style_dim}, but {name} is "
+            f"{want.describe()}, n_mlp={want.n_mlp}, style_dim={want.style_dim}; the file is misnamed or not {name}"
+        )
+    with torch.device("meta"):
+        skeleton = want.build("meta")
+    check_state_dict(skeleton, state_dict, source)
+    tensors = len(skeleton.state_dict())
+    params = sum(v.numel() for k, v in state_dict.items() if not k.endswith(".kernel"))
+    counts = (("state_dict entries", tensors, expected.tensors), ("parameters", params, expected.params))
+    for what, got, known in counts:
+        if known is not None and got != known:
+            raise ModelError(f"{source}: {got:,} {what}, but the released {name} has {known:,}; not that file")
+    return CheckpointFacts(found, tensors, params)

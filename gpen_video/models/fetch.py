@@ -1,37 +1,62 @@
-"""Download model files: resumable, hash-checked, and moved into place atomically.
+"""Download model files: resumable, checked, and moved into place atomically.
 
 The download goes to ``<file>.part`` in the destination folder; an interrupted run resumes it with an
-HTTP ``Range`` request. Only a complete file whose SHA-256 matches (when one is known) is renamed to its
-final name, so a file under the final name is always whole.
+HTTP ``Range`` request. The file is saved under the entry's ``filename`` whatever a mirror calls it, and
+only a complete file that passed every check is renamed to that name, so a file under it is always whole:
+
+- its size, when known (published, or from ModelScope's file list);
+- its SHA-256: the published one, else the one ModelScope's file list gives at fetch time;
+- its CRC32, where a FaceFusion-style ``.hash`` file is published beside it;
+- for PyTorch checkpoints, the tensors' shapes against the network the entry names (``check_architecture``);
+  for an ONNX file of unknown SHA-256, that onnxruntime loads it as a GPEN restorer of the entry's size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpen_video.errors import FetchError
+from gpen_video.errors import FetchError, GpenVideoError
 from gpen_video.models.registry import ModelEntry, default_download_dir, find_file, get_entry
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 USER_AGENT = "gpen-video (+https://github.com/)"
+SMALL_LIMIT = 4 << 20  # most bytes read from a file list or a .hash file
+UNVERIFIED = "unverified (no published hash)"
 
 
 @dataclass(frozen=True)
 class FetchResult:
     path: Path
     sha256: str
-    verified: bool  # False: no published hash to check against
+    verified: bool  # False: no hash (published or listed) to check against
     downloaded: bool  # False: the file was already there
+    checks: tuple[str, ...] = ()  # what the file was checked against, in words
+
+    def describe(self) -> str:
+        return "; ".join(self.checks) if self.checks else UNVERIFIED
+
+
+@dataclass(frozen=True)
+class ExpectedFile:
+    """What a download must match: learned from the registry and, at fetch time, from the mirrors."""
+
+    sha256: str | None = None
+    sha256_source: str = ""  # "the registry", "ModelScope's file list"
+    file_bytes: int | None = None
+    crc32: str | None = None  # 8 lowercase hex digits
 
 
 def sha256_file(path: str | Path) -> str:
@@ -42,6 +67,15 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def crc32_file(path: str | Path) -> str:
+    """CRC32 of the whole file as 8 hex digits, as FaceFusion's ``.hash`` files hold it."""
+    value = 0
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            value = zlib.crc32(block, value)
+    return format(value & 0xFFFFFFFF, "08x")
+
+
 def fetch_model(
     name: str, weights_dir: str | Path | None = None, progress: bool = False, timeout: float = 30.0
 ) -> FetchResult:
@@ -49,41 +83,163 @@ def fetch_model(
     entry = get_entry(name)
     existing = find_file(entry.filenames, weights_dir)
     if existing is not None:
-        digest = sha256_file(existing)
-        _check_hash(entry, existing, digest)
-        return FetchResult(existing, digest, entry.verified, downloaded=False)
+        return check_present(entry, existing)
     dest_dir = default_download_dir(weights_dir)
     return download_entry(entry, dest_dir, progress=progress, timeout=timeout)
 
 
+def check_present(entry: ModelEntry, path: Path) -> FetchResult:
+    """Check a file already on disk: the published SHA-256, and a ``.hash`` file beside it if there is one."""
+    digest = sha256_file(path)
+    _check_hash(entry, path, digest)
+    checks = ["sha256 matches the registry"] if entry.sha256 else []
+    sidecar = path.with_suffix(".hash")
+    if sidecar.is_file():
+        want = _parse_crc32(sidecar.read_bytes(), str(sidecar))
+        got = crc32_file(path)
+        if got != want:
+            raise FetchError(
+                f"{path} does not match {sidecar.name} (crc32 {got}, expected {want}); delete both and run: "
+                f"gpen-video weights fetch {entry.name}"
+            )
+        checks.append(f"crc32 matches {sidecar.name}")
+    return FetchResult(path, digest, bool(checks), downloaded=False, checks=tuple(checks))
+
+
 def download_entry(entry: ModelEntry, dest_dir: Path, progress: bool = False, timeout: float = 30.0) -> FetchResult:
-    """Try each of the entry's URLs in turn; the first that completes wins."""
+    """Try each of the entry's URLs in turn; the first that completes and passes every check wins."""
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FetchError(f"cannot create {dest_dir}: {exc.strerror}; pick another --weights-dir") from exc
+    if not entry.urls:
+        raise FetchError(f"no download location is known for {entry.name}; place {entry.filename} in {dest_dir}")
+    target = dest_dir / entry.filename
+    expected = expected_file(entry, timeout)
+    accept = _acceptance(entry, expected)
     errors: list[str] = []
     for url in entry.urls:
-        # a mirror may serve the file under its own name (ModelScope's pytorch_model-2048.pt); keep that name
-        filename = _url_filename(url) if _url_filename(url) in entry.filenames else entry.filename
-        target = dest_dir / filename
         try:
-            download(url, target, entry.sha256 or None, entry.file_bytes, progress=progress, timeout=timeout)
+            download(url, target, expected.sha256, expected.file_bytes, progress=progress, timeout=timeout,
+                     accept=accept)  # fmt: skip
+        except _Refused:
+            raise
         except FetchError as exc:
-            if "checksum" in str(exc):
-                raise
             errors.append(str(exc))
-            log.warning("%s", exc)
+            log.info("%s; trying the next location", exc)
             continue
-        digest = sha256_file(target)
-        return FetchResult(target, digest, entry.verified, downloaded=True)
-    if not errors:
-        raise FetchError(f"no download location is known for {entry.name}; place {entry.filename} in {dest_dir}")
-    raise FetchError(f"{errors[0]}; download {entry.filename} by hand ({entry.urls[0]}) and place it in {dest_dir}")
+        if entry.sha256_lists and not expected.sha256:
+            log.warning("%s: no ModelScope file list could be read; checked by its tensors only", entry.name)
+        checks = [f"sha256 matches {expected.sha256_source}"] if expected.sha256 else []
+        if expected.crc32:
+            checks.append("crc32 matches FaceFusion's .hash")
+        if entry.fmt == "torch":
+            checks.append(f"tensors match {entry.name}")
+        elif not expected.sha256:
+            checks.append(f"a {entry.size}-px GPEN restorer in onnxruntime")
+        return FetchResult(target, sha256_file(target), bool(expected.sha256 or expected.crc32), True, tuple(checks))
+    url = entry.urls[0]
+    served = served_name(url) if served_name(url) in entry.filenames else entry.filename
+    # the most telling failure: a mirror that answered but broke off says more than one that has no such file
+    telling = next((e for e in errors if not e.startswith("cannot reach") and "HTTP 404" not in e), errors[0])
+    raise FetchError(f"{telling}; download {served} by hand ({url}) and place it in {dest_dir}")
 
 
-def _url_filename(url: str) -> str:
-    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+def served_name(url: str) -> str:
+    """The file name a URL serves: ModelScope's ``FilePath=`` query, else the last part of the path."""
+    parts = urllib.parse.urlsplit(url)
+    file_path = urllib.parse.parse_qs(parts.query).get("FilePath")
+    if file_path:
+        return Path(file_path[0]).name
+    return Path(urllib.parse.unquote(parts.path)).name
+
+
+def expected_file(entry: ModelEntry, timeout: float = 30.0) -> ExpectedFile:
+    """The published facts of an entry, completed from ModelScope's file list and FaceFusion's ``.hash``."""
+    sha256, source, size = entry.sha256 or None, "the registry", entry.file_bytes
+    if sha256 is None:
+        for list_url, path in entry.sha256_lists:
+            try:
+                sha256, listed_size = listed_sha256(list_url, path, timeout)
+            except FetchError as exc:
+                log.info("%s", exc)
+                continue
+            source, size = "ModelScope's file list", size or listed_size
+            break
+    crc32 = None
+    for hash_url in entry.crc32_urls:
+        try:
+            crc32 = _parse_crc32(_get_small(hash_url, timeout), hash_url)
+        except FetchError as exc:
+            log.info("%s", exc)
+            continue
+        break
+    return ExpectedFile(sha256, source if sha256 else "", size, crc32)
+
+
+def listed_sha256(list_url: str, path: str, timeout: float = 30.0) -> tuple[str, int | None]:
+    """(SHA-256, size) of ``path`` in a ModelScope file list (``{"Data": {"Files": [{"Path", "Sha256", ...}]}}``)."""
+    host = urllib.parse.urlsplit(list_url).hostname or list_url
+    try:
+        data = json.loads(_get_small(list_url, timeout))
+        files = data["Data"]["Files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FetchError(f"{host}: the file list at {list_url} is not ModelScope's format ({exc})") from exc
+    for item in files:
+        if isinstance(item, dict) and path in (item.get("Path"), item.get("Name")) and item.get("Sha256"):
+            size = item.get("Size")
+            return str(item["Sha256"]).lower(), int(size) if isinstance(size, int) and size > 0 else None
+    raise FetchError(f"{host}: {path} is not in the file list at {list_url}")
+
+
+def _get_small(url: str, timeout: float) -> bytes:
+    host = urllib.parse.urlsplit(url).hostname or url
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read(SMALL_LIMIT)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"{host} answered HTTP {exc.code} {exc.reason} for {url}") from exc
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        raise FetchError(f"cannot reach {host}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def _parse_crc32(data: bytes, where: str) -> str:
+    text = data.decode("ascii", "replace").strip().lower()
+    if len(text) != 8 or any(c not in "0123456789abcdef" for c in text):
+        raise FetchError(f"{where} is not a CRC32 hash file (expected 8 hex digits)")
+    return text
+
+
+class _Refused(FetchError):
+    """A complete download that is not the file it should be: never retried from another mirror."""
+
+
+def _acceptance(entry: ModelEntry, expected: ExpectedFile) -> Callable[[Path], None]:
+    """The checks a complete ``.part`` file must pass, past size and SHA-256, before it is renamed."""
+
+    def accept(part: Path) -> None:
+        if expected.crc32:
+            got = crc32_file(part)
+            if got != expected.crc32:
+                raise _Refused(f"{entry.filename} failed its crc32 check ({got}, expected {expected.crc32})")
+        try:
+            if entry.fmt == "torch":
+                from gpen_video.models.checkpoint import check_architecture
+
+                check_architecture(part, entry.architecture, entry.name, source=entry.filename)
+            elif not expected.sha256:  # an ONNX file of unknown hash: it must be a GPEN restorer of the size
+                from gpen_video.models.onnx_backend import OnnxRestorer
+
+                size = OnnxRestorer(part, device="cpu").size
+                if size != entry.size:
+                    raise _Refused(f"{entry.filename} takes {size}×{size} crops, but {entry.name} is {entry.size} px")
+        except _Refused:
+            raise
+        except GpenVideoError as exc:
+            raise _Refused(str(exc)) from exc
+
+    return accept
 
 
 def download(
@@ -93,8 +249,13 @@ def download(
     expected_bytes: int | None = None,
     progress: bool = False,
     timeout: float = 30.0,
+    accept: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Download ``url`` to ``target`` via ``target.part`` (resumed if present), check, rename atomically."""
+    """Download ``url`` to ``target`` via ``target.part`` (resumed if present), check, rename atomically.
+
+    ``accept`` runs on the complete ``.part`` file after the size and SHA-256 checks; a ``FetchError`` from
+    it deletes the file (it is whole but wrong) and is raised.
+    """
     target = Path(target)
     part = target.with_name(target.name + ".part")
     host = urllib.parse.urlsplit(url).hostname or url
@@ -135,6 +296,9 @@ def download(
                     f"download of {target.name} from {host} broke off ({broke}); run the same command to resume it"
                 )
     size = part.stat().st_size
+    if expected_bytes is not None and size > expected_bytes:  # longer than the file is: wrong, not unfinished
+        part.unlink(missing_ok=True)
+        raise _Refused(f"{target.name} from {host}: got {size} bytes, expected {expected_bytes}; deleted it")
     if expected_bytes is not None and size != expected_bytes:
         raise FetchError(
             f"{target.name}: got {size} bytes, expected {expected_bytes}; run the same command again to resume"
@@ -143,10 +307,16 @@ def download(
         digest = sha256_file(part)
         if digest.lower() != sha256.lower():
             part.unlink(missing_ok=True)
-            raise FetchError(
+            raise _Refused(
                 f"{target.name} from {host} failed its checksum (sha256 {digest}, expected {sha256}); deleted it — "
                 "try again, or download it by hand"
             )
+    if accept is not None:
+        try:
+            accept(part)
+        except FetchError as exc:
+            part.unlink(missing_ok=True)
+            raise _Refused(f"{target.name} from {host} was refused and deleted: {exc}") from exc
     os.replace(part, target)
     return target
 

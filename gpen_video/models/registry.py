@@ -1,9 +1,22 @@
-"""Known GPEN models: file names, sizes, hashes, download locations, and where to look for the files.
+"""Known GPEN models: file names, sizes, hashes, download locations, templates, and where to look for files.
 
 Model files are looked up, in order, in ``--weights-dir``, ``$GPEN_VIDEO_WEIGHTS``, ``./weights`` and the
-user cache (``$XDG_CACHE_HOME/gpen-video/weights``, default ``~/.cache/gpen-video/weights``). No hash has
-been published for any GPEN release, so ``sha256`` is empty (``list`` says "unverified") until someone
-records one from a known-good download.
+user cache (``$XDG_CACHE_HOME/gpen-video/weights``, default ``~/.cache/gpen-video/weights``). Each entry
+names the file ``fetch`` saves (``filename``) and the other names a user may have it under
+(``alt_filenames``: the name a mirror serves it as, the official GPEN name); both are accepted.
+
+Where a file comes from, in the order most likely to work:
+
+- GPEN-BFR-1024 and -2048 are on ModelScope (``iic/cv_gpen_image-portrait-enhancement-hires``, formerly
+  ``damo/...``), served at ``/api/v1/models/<id>/repo?Revision=master&FilePath=<file>`` (the form its own
+  SDK uses; it honours ``Range``) and at ``/models/<id>/resolve/master/<file>``. No hash is published for
+  them, so ``fetch`` asks ModelScope's file list (``/api/v1/models/<id>/repo/files``, each file's
+  ``Sha256``) at fetch time, and checks the checkpoint's tensors against the expected network before the
+  file is accepted.
+- GPEN-BFR-512 and -256 are on the authors' OSS bucket.
+- FaceFusion's ONNX exports are on its GitHub release and Hugging Face mirror; FaceFusion publishes a
+  ``<name>.hash`` beside each file (CRC32 of the whole file), and the 2048 export's size and SHA-256 are
+  known.
 """
 
 from __future__ import annotations
@@ -12,16 +25,55 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from gpen_video.errors import WeightsNotFoundError
 
 DEFAULT_MODEL = "gpen-bfr-2048"
 ENV_WEIGHTS = "GPEN_VIDEO_WEIGHTS"
 
+MODELSCOPE = "https://www.modelscope.cn"
+GPEN_HIRES_IDS = ("iic/cv_gpen_image-portrait-enhancement-hires", "damo/cv_gpen_image-portrait-enhancement-hires")
 _OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
-_MODELSCOPE = "https://modelscope.cn/models/damo/cv_gpen_image-portrait-enhancement-hires/resolve/master"
 _FACEFUSION = "https://github.com/facefusion/facefusion-assets/releases/download/models-3.0.0"
 _FACEFUSION_HF = "https://huggingface.co/facefusion/models-3.0.0/resolve/main"
+
+#: the 5-point alignment a model was trained or exported with (``align/templates.py`` names)
+Template = Literal["gpen", "ffhq", "arcface_128"]
+
+
+def modelscope_urls(path: str, model_ids: Iterable[str] = GPEN_HIRES_IDS, site: str = MODELSCOPE) -> tuple[str, ...]:
+    """Download URLs of a ModelScope file: each model id (current namespace first), the SDK's form first."""
+    urls = []
+    for model_id in model_ids:
+        urls.append(f"{site}/api/v1/models/{model_id}/repo?Revision=master&FilePath={path}")
+        urls.append(f"{site}/models/{model_id}/resolve/master/{path}")
+    return tuple(urls)
+
+
+def modelscope_file_lists(
+    path: str, model_ids: Iterable[str] = GPEN_HIRES_IDS, site: str = MODELSCOPE
+) -> tuple[tuple[str, str], ...]:
+    """(file-list URL, path of the file in it) for each model id: where the file's SHA-256 is listed."""
+    return tuple(
+        (f"{site}/api/v1/models/{model_id}/repo/files?Revision=master&Recursive=True", path) for model_id in model_ids
+    )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The network a checkpoint must hold: ``FullGenerator(size, style_dim, n_mlp, cm, narrow)``.
+
+    ``tensors``/``params`` are the known counts of the released file (checked too when given).
+    """
+
+    size: int
+    channel_multiplier: float = 2
+    narrow: float = 1.0
+    n_mlp: int = 8
+    style_dim: int = 512
+    tensors: int | None = None  # state_dict entries, blur-kernel buffers included
+    params: int | None = None  # learnable parameters
 
 
 @dataclass(frozen=True)
@@ -29,16 +81,23 @@ class ModelEntry:
     """One downloadable GPEN model."""
 
     name: str
-    filename: str
+    filename: str  # the name ``fetch`` saves it under
     size: int  # crop side in pixels
     channel_multiplier: float
     narrow: float
-    urls: tuple[str, ...]
-    sha256: str = ""  # empty: no published hash; the download is not verified
+    urls: tuple[str, ...]  # download locations, in the order they are tried
+    sha256: str = ""  # published SHA-256; empty: none published
     file_bytes: int | None = None  # exact size when known
     approx_mb: int = 0  # for display when the exact size is unknown
-    alt_filenames: tuple[str, ...] = ()
-    fmt: str = "torch"  # torch | onnx
+    alt_filenames: tuple[str, ...] = ()  # other names the file is accepted under
+    fmt: Literal["torch", "onnx"] = "torch"
+    template: Template = "gpen"  # the alignment the model expects its crops in
+    sha256_lists: tuple[tuple[str, str], ...] = ()  # (file-list URL, path): a SHA-256 looked up at fetch time
+    crc32_urls: tuple[str, ...] = ()  # FaceFusion-style ``.hash`` files (CRC32, 8 hex digits)
+    n_mlp: int = 8
+    style_dim: int = 512
+    tensors: int | None = None  # known state_dict entries of the released file
+    params: int | None = None  # known parameter count of the released file
     notes: str = ""
     licence: str = "non-commercial (yangxy/GPEN)"
 
@@ -48,7 +107,14 @@ class ModelEntry:
 
     @property
     def verified(self) -> bool:
+        """A published hash is on record (a looked-up one is only known after ``fetch``)."""
         return bool(self.sha256)
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(
+            self.size, self.channel_multiplier, self.narrow, self.n_mlp, self.style_dim, self.tensors, self.params
+        )
 
 
 @dataclass
@@ -68,6 +134,24 @@ class Registry:
         return iter(self.entries.values())
 
 
+def _facefusion(size: int, cm: float, narrow: float, mb: int, template: Template, **known: object) -> ModelEntry:
+    name = f"gpen_bfr_{size}"
+    return ModelEntry(
+        name=f"gpen-bfr-{size}-onnx",
+        filename=f"{name}.onnx",
+        size=size,
+        channel_multiplier=cm,
+        narrow=narrow,
+        urls=(f"{_FACEFUSION}/{name}.onnx", f"{_FACEFUSION_HF}/{name}.onnx"),
+        crc32_urls=(f"{_FACEFUSION}/{name}.hash", f"{_FACEFUSION_HF}/{name}.hash"),
+        approx_mb=mb,
+        fmt="onnx",
+        template=template,
+        notes="FaceFusion's export (its batch may be fixed at 1)",
+        **known,  # type: ignore[arg-type]
+    )
+
+
 REGISTRY = Registry()
 for _entry in (
     ModelEntry(
@@ -77,20 +161,26 @@ for _entry in (
         size=2048,
         channel_multiplier=2,
         narrow=1,
-        urls=(f"{_MODELSCOPE}/pytorch_model-2048.pt", f"{_OSS}/GPEN-BFR-2048.pth"),
+        urls=(*modelscope_urls("pytorch_model-2048.pt"), f"{_OSS}/GPEN-BFR-2048.pth"),
+        sha256_lists=modelscope_file_lists("pytorch_model-2048.pt"),
         approx_mb=285,
-        notes="official link taken down in 2022; published again on ModelScope (damo/...-hires, 2023-02-15)",
+        tensors=201,
+        params=71_294_769,
+        notes="official link taken down in 2022; on ModelScope (GPEN hires) since 2023-02-15 as pytorch_model-2048.pt",
     ),
     ModelEntry(
         name="gpen-bfr-1024",
-        filename="pytorch_model.pt",
-        alt_filenames=("GPEN-BFR-1024.pth",),
+        filename="GPEN-BFR-1024.pth",
+        alt_filenames=("pytorch_model.pt",),
         size=1024,
         channel_multiplier=2,
         narrow=1,
-        urls=(f"{_MODELSCOPE}/pytorch_model.pt",),
+        urls=modelscope_urls("pytorch_model.pt"),
+        sha256_lists=modelscope_file_lists("pytorch_model.pt"),
         approx_mb=285,
-        notes="ModelScope only (damo/cv_gpen_image-portrait-enhancement-hires)",
+        tensors=182,
+        params=71_210_540,
+        notes="ModelScope only (GPEN hires), as pytorch_model.pt",
     ),
     ModelEntry(
         name="gpen-bfr-512",
@@ -100,6 +190,8 @@ for _entry in (
         narrow=1,
         urls=(f"{_OSS}/GPEN-BFR-512.pth",),
         approx_mb=284,
+        tensors=163,
+        params=71_005_223,
     ),
     ModelEntry(
         name="gpen-bfr-256",
@@ -109,23 +201,29 @@ for _entry in (
         narrow=0.5,
         urls=(f"{_OSS}/GPEN-BFR-256.pth",),
         approx_mb=76,
+        tensors=144,
+        params=18_879_010,
     ),
-    *(
-        ModelEntry(
-            name=f"gpen-bfr-{s}-onnx",
-            filename=f"gpen_bfr_{s}.onnx",
-            size=s,
-            channel_multiplier=cm,
-            narrow=n,
-            urls=(f"{_FACEFUSION}/gpen_bfr_{s}.onnx", f"{_FACEFUSION_HF}/gpen_bfr_{s}.onnx"),
-            approx_mb=mb,
-            fmt="onnx",
-            notes="FaceFusion's export (aligned with the ffhq_512 template in FaceFusion, batch may be fixed at 1)",
-        )
-        for s, cm, n, mb in ((2048, 2, 1, 285), (1024, 2, 1, 285), (512, 2, 1, 284), (256, 1, 0.5, 76))
+    _facefusion(
+        2048,
+        2,
+        1,
+        286,
+        "ffhq",
+        sha256="66d12a637118d71b00f5a290b8dac13c81c1c0326a127a1978799c6e17bb8d1f",
+        file_bytes=285_582_766,
     ),
+    _facefusion(1024, 2, 1, 285, "ffhq"),
+    _facefusion(512, 2, 1, 284, "ffhq"),
+    _facefusion(256, 1, 0.5, 76, "arcface_128"),
 ):
     REGISTRY.add(_entry)
+
+
+def template_for(model: str) -> Template | None:
+    """The alignment template of a registry model (by name or file name), or None when it is not one."""
+    entry = REGISTRY.get(model) or REGISTRY.by_filename(Path(model).name)
+    return entry.template if entry else None
 
 
 def user_cache_dir() -> Path:

@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpen_video.errors import ConfigError, FetchError, ModelError
-from gpen_video.models.registry import REGISTRY, find_file, get_entry, locate, search_dirs
+from gpen_video.errors import ConfigError, ModelError
+from gpen_video.models.fetch import UNVERIFIED
+from gpen_video.models.registry import REGISTRY, ModelEntry, find_file, get_entry, locate, search_dirs
 
 
 def add_parser(subparsers) -> None:
@@ -68,17 +69,32 @@ def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
+def hash_source(entry: ModelEntry) -> str:
+    """How ``fetch`` checks an entry's file, in words for ``list``."""
+    if entry.sha256:
+        return f"sha256 {entry.sha256[:16]}…"
+    if entry.sha256_lists:
+        return "sha256 from ModelScope's list"
+    if entry.crc32_urls:
+        return "crc32 from FaceFusion's .hash"
+    return UNVERIFIED
+
+
 def _list(weights_dir: str | None) -> int:
-    _out(f"{'name':<20} {'file':<24} {'px':>5} {'cm':>3} {'narrow':>6} {'MB':>5}  {'sha256':<34} present")
+    _out(
+        f"{'name':<20} {'file':<24} {'px':>5} {'cm':>3} {'narrow':>6} {'MB':>5} {'template':<11} {'check':<34} present"
+    )
     for entry in REGISTRY:
         path = find_file(entry.filenames, weights_dir)
-        digest = entry.sha256[:16] + "…" if entry.sha256 else "unverified (no published hash)"
         mb = str(round(entry.file_bytes / 1e6)) if entry.file_bytes else f"~{entry.approx_mb}"
         _out(
             f"{entry.name:<20} {entry.filename:<24} {entry.size:>5} {entry.channel_multiplier:>3g} "
-            f"{entry.narrow:>6g} {mb:>5}  {digest:<34} {path if path else 'no'}"
+            f"{entry.narrow:>6g} {mb:>5} {entry.template:<11} {hash_source(entry):<34} {path if path else 'no'}"
         )
     _out()
+    for entry in REGISTRY:
+        if entry.alt_filenames:
+            _out(f"{entry.name} is also found as: {', '.join(entry.alt_filenames)}")
     _out("searched, in order: " + ", ".join(str(d) for d in search_dirs(weights_dir)))
     return 0
 
@@ -89,7 +105,7 @@ def _fetch(name: str, weights_dir: str | None, progress: bool) -> int:
     result = fetch_model(name, weights_dir, progress=progress)
     state = "downloaded to" if result.downloaded else "already present:"
     _out(f"{name}: {state} {result.path}")
-    check = "matches the registry" if result.verified else "unverified (no published hash)"
+    check = result.describe() if result.verified else "; ".join((UNVERIFIED, *result.checks))
     _out(f"sha256 {result.sha256} ({check})")
     return 0
 
@@ -105,21 +121,20 @@ def _resolve(target: str, weights_dir: str | None) -> tuple[Path, str | None]:
 
 
 def _verify(target: str, weights_dir: str | None) -> int:
-    from gpen_video.models.fetch import sha256_file
+    from gpen_video.models.fetch import check_present
 
     path, name = _resolve(target, weights_dir)
     entry = get_entry(name) if name else None
-    digest = sha256_file(path)
+    if entry is not None:
+        result = check_present(entry, path)  # the published sha256, a .hash file beside it
+        digest = result.sha256
+    else:
+        from gpen_video.models.fetch import sha256_file
+
+        result, digest = None, sha256_file(path)
     _out(f"{path}: {path.stat().st_size} bytes, sha256 {digest}")
-    if entry and entry.sha256:
-        if digest.lower() != entry.sha256.lower():
-            raise FetchError(
-                f"{path} does not match the sha256 of {entry.name}; delete it and run: gpen-video weights fetch "
-                f"{entry.name}"
-            )
-        _out(f"hash matches {entry.name}")
-    elif entry:
-        _out(f"{entry.name}: unverified (no published hash)")
+    if result is not None:
+        _out(f"{entry.name}: {result.describe()}")
     if path.suffix.lower() == ".onnx":
         from gpen_video.models.onnx_backend import OnnxRestorer
 
@@ -128,12 +143,15 @@ def _verify(target: str, weights_dir: str | None) -> int:
         _out(f"ONNX GPEN restorer: {restorer.size}×{restorer.size}, batch {batch}, input '{restorer.input_name}'")
         size = restorer.size
     else:
-        from gpen_video.models.checkpoint import load_generator
+        from gpen_video.models.checkpoint import check_architecture, load_generator
 
         model, config = load_generator(path)
         params = sum(p.numel() for p in model.parameters())
         _out(f"{config.describe()}, n_mlp={config.n_mlp}, style_dim={config.style_dim}, {params:,} parameters: OK")
         size = config.size
+        if entry and entry.size == size:
+            check_architecture(path, entry.architecture, entry.name)
+            _out(f"tensors match {entry.name}")
     if entry and entry.size != size:
         raise ModelError(f"{path} is a {size}-px network but {entry.name} is {entry.size} px; the file is misnamed")
     return 0
