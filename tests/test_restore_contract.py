@@ -180,7 +180,8 @@ def test_ort_session_factory_names_a_bad_file(tmp_path):
 def _probes_of_restorers(tree: ast.AST) -> list[int]:
     lines = []
     for node in ast.walk(tree):
-        probe = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+        call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        probe = call and node.func.id in ("getattr", "hasattr")
         if probe and node.args and "restorer" in ast.unparse(node.args[0]).lower():
             lines.append(node.lineno)
     return lines
