@@ -171,8 +171,8 @@ def test_one_eight_bit_rule_on_host_and_device():
 def test_ort_session_factory_names_a_bad_file(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ModelError, match=r"cannot load .*bad\.onnx as the face detector"):
-        ort_session(bad, what="face detector")
+    with pytest.raises(ModelError, match=r"cannot load .*bad\.onnx: not a usable ONNX face detector \("):
+        ort_session(bad, what="ONNX face detector")
     with pytest.raises(ModelError, match="not found"):
         ort_session(tmp_path / "missing.onnx")
 

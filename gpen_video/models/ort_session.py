@@ -39,7 +39,7 @@ def ort_session(
     ``threads``: intra-op threads; 0 means ``default_threads()``, None leaves ONNX Runtime's own choice
     (the restorer: one big network). ``spin``: let idle threads busy-wait for the next operator (the
     restorer keeps ONNX Runtime's default; detectors must not). ``what`` names the model in the error
-    message ("face detector", "GPEN restorer").
+    message ("ONNX face detector", "GPEN restorer").
     """
     try:
         import onnxruntime as ort
@@ -59,4 +59,5 @@ def ort_session(
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ModelError(f"cannot load {path} as the {what} in onnxruntime: {str(exc).splitlines()[0][:200]}") from exc
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelError(f"cannot load {path}: not a usable {what} ({reason})") from exc
