@@ -195,8 +195,11 @@ class DevicePath(FramePath):
     def _download_stream(self) -> StageStream:
         from gpen_video.restore.streams import StageStream
 
+        worker = threading.get_ident()
         with self._lock:
-            return self._download_streams.setdefault(threading.get_ident(), StageStream(self.device))
+            if worker not in self._download_streams:  # made once per worker: a CUDA stream is not free
+                self._download_streams[worker] = StageStream(self.device)
+            return self._download_streams[worker]
 
 
 def choose_path(restorer: Restorer, device_path: str) -> FramePath:
