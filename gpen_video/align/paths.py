@@ -144,9 +144,9 @@ class DevicePath(FramePath):
 
         super().__init__(restorer)
         self.device_restorer = restorer
-        self.device = restorer.device.torch()
-        self.upload_stream = StageStream(self.device)
-        self.compute_stream = StageStream(self.device)
+        self.torch_device = restorer.device.torch()
+        self.upload_stream = StageStream(self.torch_device)
+        self.compute_stream = StageStream(self.torch_device)
         self._download_streams: dict[int, StageStream] = {}  # one per compose worker thread
         self._lock = threading.Lock()
 
@@ -198,7 +198,7 @@ class DevicePath(FramePath):
         worker = threading.get_ident()
         with self._lock:
             if worker not in self._download_streams:  # made once per worker: a CUDA stream is not free
-                self._download_streams[worker] = StageStream(self.device)
+                self._download_streams[worker] = StageStream(self.torch_device)
             return self._download_streams[worker]
 
 
