@@ -63,10 +63,10 @@ def compare(
 
 
 def print_ratios(figures: dict[str, tuple[float, float]], against: str, unit: str) -> None:
-    """One line per figure: new, old, new/old (a figure named ``... ms/face`` is a time: old/new instead)."""
+    """One line per figure: new, old, new/old (a figure named ``... ms/...`` is a time: old/new instead)."""
     print(f"\nnew (this checkout) vs old ({against}), best of each; speed ratio (>1: new is faster)")
     for name, (new, old) in figures.items():
-        is_time = "ms/face" in name
+        is_time = " ms/" in name
         ratio = old / new if is_time else new / old
         shown = "" if is_time else f" {unit}"
         print(f"   {name:52s} new {new:9.3f}  old {old:9.3f}{shown}   ratio {ratio:5.2f}")

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.against:
         raw = sys.argv[1:] if argv is None else argv
-        figures = compare(Path(__file__).resolve(), raw, args.against, args.rounds, lambda name: "ms/face" not in name)
+        figures = compare(Path(__file__).resolve(), raw, args.against, args.rounds, lambda name: " ms/" not in name)
         print_ratios(figures, args.against, "faces/s")
         return 0
     device = resolve_device(args.device)
