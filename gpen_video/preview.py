@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
-from gpen_video.align.samples import to_8bit
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError
 from gpen_video.io.colour import ColourInfo, colour_of_frame, to_working
@@ -30,6 +29,7 @@ from gpen_video.io.reader import VideoReader
 from gpen_video.io.writer import SideStreams, container_family
 from gpen_video.pipeline import ProgressCallback, RestoreJob, run_restore
 from gpen_video.report import RunReport
+from gpen_video.restore.samples import to_8bit
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from model_helpers import random_faces, random_state_dict
 
 from gpen_video.align.paths import DevicePath, HostPath, choose_path
 from gpen_video.align.records import Aligned
-from gpen_video.align.samples import to_8bit
 from gpen_video.config import RestoreConfig
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.models import load_generator
@@ -26,6 +25,7 @@ from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.device import CPU, Device, Precision, parse_device, resolve_device, resolve_precision
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore.restorer import DeviceRestorer, IdentityRestorer, Restorer
+from gpen_video.restore.samples import to_8bit
 from gpen_video.side_packets import SidePackets
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpen_video"
