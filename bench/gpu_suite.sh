@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Everything that needs a CUDA GPU, in one command: the GPU tests, GPEN-2048 timings and the 4K pipeline.
 #
-#   PYTHON=.venv/bin/python OUT=bench-out bash bench/gpu_suite.sh [FRAMES]
+#   PYTHON=.venv/bin/python OUT=bench-out [AGAINST=bc608b2|DIR] bash bench/gpu_suite.sh [FRAMES]
+#
+# AGAINST (a commit, or a folder with an older checkout where there is no .git) adds new/old runs of the
+# model and pipeline benches (bench/baseline.py), so a change's speed is judged on the GPU it runs on.
 #
 # PYTHON must have gpen-video installed with a CUDA PyTorch (scripts/setup.sh --test on a GPU machine keeps
 # pip's default CUDA build). Each step's output goes to $OUT/*.txt as well as the terminal; a failing step
@@ -28,4 +31,10 @@ step model-2048 "$PYTHON" bench/model_bench.py --device cuda --sizes 2048 --batc
 step pipeline-4k "$PYTHON" bench/pipeline_bench.py --sections 3 --scene two --width 3840 --height 2160 \
     --gpen-size 2048 --device cuda --frames "$FRAMES" --preset veryfast --no-sequential
 step pipeline-1080p "$PYTHON" bench/pipeline_bench.py --sections 1,2,3 --gpen-size 512 --device cuda --frames "$FRAMES"
+if [ -n "${AGAINST:-}" ]; then
+    step model-2048-vs-base "$PYTHON" bench/model_bench.py --device cuda --sizes 2048 --batches 1 4 \
+        --precisions bf16 --against "$AGAINST" --rounds 2
+    step pipeline-4k-vs-base "$PYTHON" bench/pipeline_bench.py --sections 3 --scene two --width 3840 --height 2160 \
+        --gpen-size 2048 --device cuda --frames "$FRAMES" --preset veryfast --no-sequential --against "$AGAINST" --rounds 2
+fi
 exit $failed

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,13 +27,15 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the independent per-face reference lives with the tests
+sys.path.insert(0, os.environ.get("GPEN_VIDEO_CODE", str(ROOT)))  # this checkout, or the one --against runs
+sys.path.insert(1, str(ROOT / "tests"))  # the independent per-face reference lives with the tests
+sys.path.insert(2, str(ROOT / "bench"))
 
+from baseline import compare, print_ratios  # noqa: E402
 from model_helpers import random_state_dict, reference_forward  # noqa: E402
 
 from gpen_video.models.checkpoint import load_generator  # noqa: E402
-from gpen_video.models.torch_backend import TorchRestorer, postprocess, resolve_device  # noqa: E402
+from gpen_video.models.torch_backend import TorchRestorer, cpu_micro_batch, postprocess, resolve_device  # noqa: E402
 
 RELEASED = {256: (1, 0.5), 512: (2, 1.0), 1024: (2, 1.0), 2048: (2, 1.0)}
 
@@ -44,7 +47,7 @@ class Row:
     precision: str
     batch: int
     mode: str  # eager | compile | cudagraphs
-    micro_batch: int | None  # faces per forward inside the restorer (CPU default splits big batches)
+    micro_batch: int | None  # a ceiling on faces per forward (--micro-batch on a CPU); None: the whole batch
     ms_per_face: float
     faces_per_s: float
     speedup_vs_reference: float
@@ -53,6 +56,7 @@ class Row:
     max_level_diff: int  # vs the reference, uint8 levels after tensor2img
     mean_level_diff: float
     peak_mem_mib: float | None
+    cpu_ms_per_face: float | None = None  # process CPU time (all threads) per face
 
 
 def sync(device: torch.device) -> None:
@@ -60,21 +64,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timeit(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> float:
-    """Best wall seconds of ``fn`` over ``repeat`` runs after ``warmup`` runs.
+def timeit(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> tuple[float, float]:
+    """Best wall seconds and best process CPU seconds of ``fn`` over ``repeat`` runs after ``warmup`` runs.
 
-    The minimum, not the median: on a shared machine other work only ever adds time.
+    The minimum, not the median: on a shared machine other work only ever adds time. CPU seconds (all
+    threads) are the steadier figure on a crowded CPU: waiting for a core does not count.
     """
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return min(times)
+        cpu.append(time.process_time() - cpu_start)
+    return min(times), min(cpu)
 
 
 def diffs(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, int, float]:
@@ -102,9 +108,11 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> lis
     n_ref = min(args.ref_faces, max_batch)
     with torch.no_grad():
         ref_out = torch.cat([reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)])
-        ref_s = timeit(lambda: [reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)], device, args.repeat, 1)
+        per_face = lambda: [reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)]  # noqa: E731
+        ref_s, ref_cpu = timeit(per_face, device, args.repeat, 1)
     ref_ms = ref_s / n_ref * 1000
-    rows.append(Row(size, "reference", "fp32", 1, "eager", 1, ref_ms, 1000 / ref_ms, 1.0, 0, 0, 0, 0, None))
+    ref_cpu_ms = ref_cpu / n_ref * 1000
+    rows.append(Row(size, "reference", "fp32", 1, "eager", 1, ref_ms, 1000 / ref_ms, 1.0, 0, 0, 0, 0, None, ref_cpu_ms))
     log(rows[-1])
 
     modes = ["eager"]
@@ -115,7 +123,8 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> lis
     for precision in args.precisions:
         for mode in modes:
             try:
-                restorer = make_restorer(sd, device, precision, mode, None if args.no_micro_batch else "auto")
+                ceiling = cpu_micro_batch(size) if args.micro_batch and device.type == "cpu" else None
+                restorer = make_restorer(sd, device, precision, mode, ceiling)
             except Exception as exc:  # a bench reports what did not work and goes on
                 logging.warning("size %d %s %s: cannot build (%s)", size, precision, mode, exc)
                 continue
@@ -127,7 +136,7 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> lis
                 call = step(restorer, xb, mode)
                 try:
                     out = call().clone()  # CUDA-graph outputs are overwritten by the next replay
-                    seconds = timeit(call, device, args.repeat, args.warmup)
+                    seconds, cpu_seconds = timeit(call, device, args.repeat, args.warmup)
                 except Exception as exc:
                     logging.warning("size %d %s %s batch %d failed: %s", size, precision, mode, batch, exc)
                     continue
@@ -151,6 +160,7 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> lis
                         lmax,
                         lmean,
                         peak,
+                        cpu_seconds / batch * 1000,
                     )
                 )
                 log(rows[-1])
@@ -168,7 +178,7 @@ def step(restorer: TorchRestorer, xb: torch.Tensor, mode: str) -> Callable[[], t
 
 
 def make_restorer(
-    sd: dict[str, torch.Tensor], device: torch.device, precision: str, mode: str, max_batch: str | None
+    sd: dict[str, torch.Tensor], device: torch.device, precision: str, mode: str, max_batch: int | None
 ) -> TorchRestorer:
     model, _ = load_generator(sd)
     restorer = TorchRestorer(model, device=device, precision=precision, compile=mode == "compile", max_batch=max_batch)
@@ -212,12 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--ref-faces", type=int, default=4, help="faces the per-face reference is timed on")
     parser.add_argument(
-        "--no-micro-batch", action="store_true", help="run the whole batch in one forward, also on a CPU"
+        "--micro-batch", action="store_true", help="on a CPU, split batches into cpu_micro_batch(size) per forward"
     )
+    parser.add_argument("--against", help="also run an older version (commit or folder) and print new/old ratios")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.against:
+        raw = sys.argv[1:] if argv is None else argv
+        figures = compare(Path(__file__).resolve(), raw, args.against, args.rounds, lambda name: " ms/" not in name)
+        print_ratios(figures, args.against, "faces/s")
+        return 0
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     args.sizes = args.sizes or ([2048] if gpu else [256, 512])
@@ -235,8 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         rows += bench_size(size, args, device)
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "rows": [asdict(r) for r in rows]}, indent=1))
+        figures = {_figure_name(r): r.faces_per_s for r in rows}
+        if not gpu:
+            figures.update({_figure_name(r).replace("faces/s", "CPU ms/face"): r.cpu_ms_per_face for r in rows})
+        Path(args.json).write_text(json.dumps({"device": name, "rows": [asdict(r) for r in rows], "figures": figures},
+                                              indent=1))  # fmt: skip
     return 0
+
+
+def _figure_name(row: Row) -> str:
+    if row.impl == "reference":  # tests/model_helpers: the same code in both versions
+        return f"{row.size}px reference faces/s (same code: noise)"
+    return f"{row.size}px {row.precision} batch {row.batch} {row.mode} faces/s"
 
 
 if __name__ == "__main__":

@@ -13,11 +13,16 @@
 3. The same with a GPEN network: a small random one on CPU (``--gpen-size``), the official architecture
    with random weights from 512 px up (speed does not depend on the weights), or ``--model``. On CUDA
    the GPU's utilisation and memory are sampled with nvidia-smi during the threaded run.
+
+``--against bc608b2`` (a commit or a checkout folder) runs all of it with this checkout and with that code,
+alternating ``--rounds`` times, and prints new/old for every figure (see ``bench/baseline.py``); the bare
+PyAV loop is the same code in both, so its ratio shows the machine's noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +33,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+sys.path.insert(0, os.environ.get("GPEN_VIDEO_CODE", str(Path(__file__).resolve().parent.parent)))  # or --against's
+
 from gpen_video.config import Config, load_config
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.probe import probe
@@ -35,6 +42,7 @@ from gpen_video.pipeline import RestoreJob, run_restore
 from gpen_video.synthetic import TWO_FACES, AudioTrack, ClipSpec, FaceScene, write_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import compare, print_ratios
 from io_bench import bare_loop
 
 SCENES = {"six": None, "two": TWO_FACES}  # faces per frame: the whole photo, or a two-shot from it
@@ -115,13 +123,22 @@ def _random_gpen(path: Path, size: int) -> Path:
     return path
 
 
-def _threads_vs_sequential(title: str, clip: Path, out: Path, config: Config, args: argparse.Namespace) -> None:
+def _threads_vs_sequential(
+    title: str, clip: Path, out: Path, config: Config, args: argparse.Namespace, figures: dict[str, float]
+) -> None:
     sequential, seq = (0.0, None) if args.no_sequential else _fps(clip, out, config, False, args.repeat)
     with GpuSampler() as gpu:
         threaded, report = _fps(clip, out, config, True, args.repeat)
     restore = report["restore"]
-    print(f"\n{title}: {restore['restorer']}, batch {restore['batch_size']}, "
+    forward = restore.get("forward_batch", "not reported")  # the code before the restorer contract has none
+    print(f"\n{title}: {restore['restorer']}, batch {restore['batch_size']} (network ran {forward}), "
           f"{report['faces']['faces_restored']} faces, device path {restore['device_path']}")  # fmt: skip
+    section = title.split(".")[0]
+    figures[f"{section}. threaded frames/s"] = threaded
+    figures[f"{section}. threaded CPU ms/frame"] = 1000 * report["cpu_cores_busy"] / threaded
+    if seq is not None:
+        figures[f"{section}. sequential frames/s"] = sequential
+        figures[f"{section}. sequential CPU ms/frame"] = 1000 * seq["cpu_cores_busy"] / sequential
     wall = report["frames_written"] / threaded
     if seq is not None:
         alone = {k: v for k, v in seq["stage_seconds"].items() if k != "verify"}
@@ -156,8 +173,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-sequential", action="store_true", help="sections 2 and 3: skip the one-thread baseline")
+    parser.add_argument("--against", help="also run an older version (commit or folder) and print new/old ratios")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
+    parser.add_argument("--json", help="write the figures (frames/s) here")
     args = parser.parse_args()
+    if args.against:
+        higher_is_better = lambda name: " ms/" not in name  # noqa: E731 - frames/s up, CPU ms/frame down
+        figures = compare(Path(__file__).resolve(), sys.argv[1:], args.against, args.rounds, higher_is_better)
+        print_ratios(figures, args.against, "frames/s")
+        return
     sections = {int(s) for s in args.sections.split(",")}
+    figures: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
@@ -177,18 +203,23 @@ def main() -> None:
                 t0 = time.perf_counter()
                 n = bare_loop(plain, tmpdir / "bare.mp4", settings.codec, settings.pix_fmt, settings.options)
                 bare = max(bare, n / (time.perf_counter() - t0))
-            piped, _ = _fps(plain, tmpdir / "o.mp4", identity, True, repeat)
+            piped, piped_report = _fps(plain, tmpdir / "o.mp4", identity, True, repeat)
             print("\n1. no faces")
             print(f"   bare PyAV decode→encode        {bare:7.2f} frames/s")
             print(f"   pipeline, identity             {piped:7.2f} frames/s   ratio {piped / bare:5.2f}  (goal >= 0.8)")
+            figures["1. bare PyAV loop frames/s (same code: noise)"] = bare
+            figures["1. pipeline, no faces frames/s"] = piped
+            figures["1. pipeline, no faces CPU ms/frame"] = 1000 * piped_report["cpu_cores_busy"] / piped
         if 2 in sections:
-            _threads_vs_sequential("2. faces, identity restorer", faces, tmpdir / "o.mp4", identity, args)
+            _threads_vs_sequential("2. faces, identity restorer", faces, tmpdir / "o.mp4", identity, args, figures)
         model = args.model
         if 3 in sections and model is None and args.gpen_size:
             model = str(_random_gpen(tmpdir / f"gpen-{args.gpen_size}.pth", args.gpen_size))
         if 3 in sections and model:
             gpen = load_config("default", {**base, "restore.model": model})
-            _threads_vs_sequential("3. faces, GPEN", faces, tmpdir / "o.mp4", gpen, args)
+            _threads_vs_sequential("3. faces, GPEN", faces, tmpdir / "o.mp4", gpen, args, figures)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
 
 
 if __name__ == "__main__":

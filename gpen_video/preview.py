@@ -18,6 +18,7 @@ from typing import Any
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError
@@ -28,6 +29,7 @@ from gpen_video.io.reader import VideoReader
 from gpen_video.io.writer import SideStreams, container_family
 from gpen_video.pipeline import ProgressCallback, RestoreJob, run_restore
 from gpen_video.report import RunReport
+from gpen_video.restore.samples import to_8bit
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,7 @@ def run_preview(
             out_colour = out_colour or colour_of_frame(after_frame)
             before = frame.upright(info.video.colour, info.video.rotation)
             after = to_working(after_frame, out_colour, info.video.rotation)
-            if before.dtype == np.uint16:
-                before, after = (before >> 8).astype(np.uint8), (after >> 8).astype(np.uint8)
+            before, after = to_8bit(before), to_8bit(after)
             if sink is not None:
                 sink.add(before, after, after_frame.pts, out_stream.time_base)
             for track_id, box in wanted.get(frame.index, []):
@@ -167,7 +168,9 @@ class _ComparisonSink:
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         cc = stream.codec_context
-        cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = 1, 1, 1, 1
+        # the clip is converted below with BT.709 limited range: tag it so
+        cc.colorspace, cc.color_range = Colorspace.ITU709, ColorRange.MPEG
+        cc.color_primaries, cc.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
         self.stream = stream
         family = container_family(self.container.format.name)
         self.side = SideStreams(self.container, family, self.audio, Fraction(0))

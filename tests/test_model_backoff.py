@@ -95,10 +95,10 @@ def test_cpu_micro_batches_split_large_batches():
     assert np.abs(restorer.restore(faces).astype(int) - unlimited.restore(faces).astype(int)).max() <= 1
 
 
-def test_suggested_batch_size_on_cpu():
+def test_preferred_batch_on_cpu():
     sd = random_state_dict(64, 2, 0.125, 2, style_dim=32, seed=43)
     restorer = TorchRestorer(load_generator(sd)[0])
-    assert restorer.suggest_batch_size() == 64  # the CPU micro-batch at 64 px
+    assert restorer.preferred_batch() == 64  # the CPU micro-batch at 64 px
 
 
 @pytest.mark.gpu
@@ -110,19 +110,19 @@ def test_real_cuda_oom_shrinks_the_batch_and_keeps_every_face():
     faces = random_faces(64, 256, seed=22)
     restorer = TorchRestorer(load_generator(sd)[0], device="cuda", precision="fp32", max_batch=None)
     crops = torch.from_numpy(faces).cuda()
-    expected = restorer.restore_device(crops[::16]).cpu().numpy()  # 4 faces, also the peak measurement
+    expected = restorer.restore_on_device(crops[::16]).cpu().numpy()  # 4 faces, also the peak measurement
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    restorer.restore_device(crops[:4])
+    restorer.restore_on_device(crops[:4])
     per_face = (torch.cuda.max_memory_allocated() - base) / 4
     torch.cuda.empty_cache()
     held = torch.cuda.memory_reserved()  # the cap counts the allocator's reserved blocks, not just live tensors
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, (held + 8 * per_face) / total))
     try:
-        got = restorer.restore_device(crops).cpu().numpy()
+        got = restorer.restore_on_device(crops).cpu().numpy()
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     assert restorer.backoff.max_batch is not None and restorer.backoff.max_batch < 64

@@ -12,6 +12,7 @@ from gpen_video.errors import ConfigError, DependencyError, ModelError
 from gpen_video.models import load_generator, load_restorer
 from gpen_video.models.onnx_backend import OnnxRestorer, providers_for
 from gpen_video.models.onnx_export import export_onnx
+from gpen_video.restore.device import Precision
 
 # the fixed-batch and non-GPEN files below are made with the legacy exporter directly, which warns a lot
 pytestmark = pytest.mark.filterwarnings(
@@ -45,6 +46,9 @@ def test_onnxruntime_matches_pytorch_and_reference(exported):
     ort_restorer = load_restorer(str(result.path))
     assert isinstance(ort_restorer, OnnxRestorer) and ort_restorer.size == 64
     assert ort_restorer.fixed_batch is None
+    # the contract: a host restorer (no device tensors), in the file's precision, no forward ceiling
+    assert ort_restorer.device is None and ort_restorer.precision is Precision.FP32
+    assert ort_restorer.forward_limit() is None
     got = ort_restorer.restore(faces)
     torch_out = load_restorer(str(ckpt)).restore(faces)
     assert got.shape == faces.shape and got.dtype == np.uint8
@@ -68,7 +72,7 @@ def test_fixed_batch_file_is_fed_in_chunks(tmp_path, exported):
             dynamo=False,
         )
     fixed = OnnxRestorer(path)
-    assert fixed.fixed_batch == 1
+    assert fixed.fixed_batch == 1 and fixed.forward_limit() == 1  # the batch its network really runs
     faces = random_faces(3, 64, seed=5)
     got = fixed.restore(faces)
     want = OnnxRestorer(result.path).restore(faces)

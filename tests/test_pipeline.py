@@ -74,6 +74,7 @@ def test_report_counts(restored_cut):
     assert all(t["last_frame"] < 12 for t in tracks), "no track reaches into the faceless shot"
     assert 12 in report["faces"]["scene_cuts"]
     assert report["restore"]["batch_size"] == 5 and report["restore"]["batches"] >= rows // 5
+    assert report["restore"]["forward_batch"] == 5, "--batch-size is the batch the network really runs"
     assert report["flicker"]["frame_pairs"] == 11
     assert report["flicker"]["input"] is not None and report["flicker"]["output"] is not None
     assert set(report["stage_seconds"]) >= {"decode", "faces", "restore", "compose", "encode"}

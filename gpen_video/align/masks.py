@@ -51,15 +51,12 @@ class ParsingMasker:
     """Face-parsing masks from an ONNX model (input 1×3×512×512 RGB in [-1, 1], output 1×19×512×512 logits)."""
 
     def __init__(self, path: str | Path, excluded: tuple[int, ...] = PARSING_EXCLUDED):
-        import onnxruntime as ort
+        from gpen_video.models.ort_session import CPU_ONLY, ort_session
 
         path = Path(path).expanduser()
         if not path.is_file():
             raise ModelError(f"face-parsing model not found: {path}")
-        try:
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-            raise ModelError(f"{path}: not a usable ONNX face-parsing model ({str(exc).splitlines()[0]})") from exc
+        self._session = ort_session(path, CPU_ONLY, threads=None, spin=True, what="ONNX face-parsing model")
         model_input = self._session.get_inputs()[0]
         self._input = model_input.name
         shape = model_input.shape

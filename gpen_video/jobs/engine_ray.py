@@ -15,6 +15,7 @@ from typing import Any
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, DependencyError
 from gpen_video.jobs.tasks import RestorerCache, SegmentDone, SegmentTask, execute_segment
+from gpen_video.restore.device import parse_device
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,13 @@ class SegmentWorker:
 
 def wants_gpu(device: str, cluster_gpus: float) -> bool:
     """1 GPU per worker when CUDA is requested (or ``auto`` on a cluster that has GPUs), else 0."""
-    if device.startswith("cuda") or device == "tensorrt":
+    tensorrt = device.strip().lower() in ("tensorrt", "trt")
+    parsed = None if tensorrt else parse_device(device)  # the one reading of auto|cpu|cuda|cuda:N
+    if tensorrt or (parsed is not None and parsed.is_cuda):
         if cluster_gpus < 1:
             raise ConfigError(f"--device {device}: the Ray cluster has no GPU; use --device cpu or add GPU nodes")
         return True
-    return device == "auto" and cluster_gpus >= 1
+    return parsed is None and cluster_gpus >= 1
 
 
 class RayEngine:

@@ -16,7 +16,8 @@ from pathlib import Path
 from gpen_video.config import Config, RestoreConfig
 from gpen_video.errors import GpenVideoError
 from gpen_video.pipeline import RestoreJob, SegmentWindow, run_restore
-from gpen_video.restore.restorer import IdentityRestorer, Restorer
+from gpen_video.restore.loader import load_restorer
+from gpen_video.restore.restorer import Restorer
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,9 @@ class RestorerCache:
 
     def get(self, config: RestoreConfig) -> Restorer:
         device = self.device_override or config.device
-        compile_model = bool(getattr(config, "compile", False))
-        key = (config.model, device, config.precision, config.weights_dir, config.identity_size, compile_model)
-        if key not in self._restorers:
-            if config.model == "identity":
-                self._restorers[key] = IdentityRestorer(config.identity_size)
-            else:  # as the pipeline loads it, but once per worker instead of once per segment
-                from gpen_video.models import load_restorer
-
-                options = {"compile": True} if compile_model else {}
-                self._restorers[key] = load_restorer(
-                    config.model, device=device, precision=config.precision, weights_dir=config.weights_dir,
-                    identity_size=config.identity_size, **options,
-                )  # fmt: skip
+        key = (config.model, device, config.precision, config.weights_dir, config.identity_size, config.compile)
+        if key not in self._restorers:  # the pipeline's loader, but once per worker instead of once per segment
+            self._restorers[key] = load_restorer(config, device=device)
             log.info("loaded restorer %s", self._restorers[key].name)
         return self._restorers[key]
 

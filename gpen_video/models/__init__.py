@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.models.registry import DEFAULT_MODEL, REGISTRY, ModelEntry, get_entry, locate
-from gpen_video.restore.restorer import IdentityRestorer, Restorer
+from gpen_video.restore.restorer import Restorer
 
 if TYPE_CHECKING:
     from gpen_video.models.checkpoint import GpenConfig, infer_config, load_generator, read_state_dict
@@ -31,6 +31,7 @@ __all__ = [
     "infer_config",
     "load_generator",
     "load_restorer",
+    "open_model",
     "read_state_dict",
 ]
 
@@ -63,16 +64,26 @@ def load_restorer(
     identity_size: int = 512,
     **options: object,
 ) -> Restorer:
-    """A ready restorer from a registry name, a model file path, or ``identity``.
+    """A ready restorer from a registry name, a model file path, or ``identity`` (for scripts).
 
+    The same loader the pipeline uses (``gpen_video.restore.loader``), with the settings as arguments.
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N`` (``tensorrt`` for ``.onnx``).
     ``precision``: ``auto`` (bf16 on CUDA GPUs that support it, else fp32), ``fp32``, ``fp16``, ``bf16``;
     ``.onnx`` files run in the precision they were exported in. Extra ``options`` go to the PyTorch restorer
     (``compile``, ``channels_last``, ``max_batch``).
     """
+    from gpen_video.config import RestoreConfig
+    from gpen_video.restore.loader import load_restorer as load
+
+    compile_model = bool(options.pop("compile", False))
+    config = RestoreConfig(model=str(spec), device=device, precision=precision, weights_dir=weights_dir,
+                           identity_size=identity_size, compile=compile_model)  # fmt: skip
+    return load(config, **options)
+
+
+def open_model(spec: str, device: str, precision: str, weights_dir: str | None = None, **options: object) -> Restorer:
+    """The restorer for a registry name or a model file (``.onnx``: ONNX Runtime, else PyTorch)."""
     spec = str(spec).strip()
-    if spec.lower() == "identity":
-        return IdentityRestorer(identity_size)
     path = Path(spec).expanduser()
     name = None
     if REGISTRY.get(spec) is not None:
@@ -95,8 +106,10 @@ def load_restorer(
             )
         return OnnxRestorer(path, device=device, name=name)
     from gpen_video.models.torch_backend import load_torch_restorer
+    from gpen_video.restore.device import resolve_device, resolve_precision
 
-    restorer = load_torch_restorer(path, device=device, precision=precision, name=name, **options)
+    resolved = resolve_device(device)
+    restorer = load_torch_restorer(path, resolved, resolve_precision(precision, resolved), name=name, **options)
     if name is not None and get_entry(name).size != restorer.size:
         raise ModelError(
             f"{path} holds a {restorer.size}-px network, but {name} is {get_entry(name).size} px; the file is misnamed"

@@ -3,6 +3,14 @@
 All of them take ``input`` (N, 3, S, S) RGB in [-1, 1] and give ``output`` of the same shape. Files with a
 fixed batch (FaceFusion's are 1) are fed chunks of that size. Pre/post-processing is the official GPEN one
 (truncation to uint8), the same as the PyTorch restorer, so the two backends agree.
+
+Why ``OnnxRestorer`` is a host ``Restorer``, not a ``DeviceRestorer``: ONNX Runtime can take device
+buffers (IOBinding with ``buffer_ptr=tensor.data_ptr()``), but its CUDA provider then runs on a stream of
+its own, unordered with the device path's upload/compute/download streams (``restore.streams``). Joining
+them needs the provider's ``user_compute_stream`` option set per session to the compute stage's stream,
+pre/post-processing in torch, and an output buffer bound per batch; none of that can be verified on this
+project's CPU-only test machines, so the ONNX backend stays on the host path (``restore.device_path: on``
+with an ``.onnx`` model is refused with that reason) until it can be tested on a GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from gpen_video.errors import ConfigError, DependencyError, ModelError
+from gpen_video.models.ort_session import ort_session
+from gpen_video.restore.device import Precision, parse_device
 from gpen_video.restore.restorer import Restorer, check_batch
 
 log = logging.getLogger(__name__)
@@ -20,20 +30,23 @@ log = logging.getLogger(__name__)
 
 def providers_for(device: str, available: list[str]) -> list[str | tuple[str, dict]]:
     """Execution providers for ``--device``: ``cpu``, ``cuda[:N]``, ``tensorrt[:N]`` or ``auto``."""
-    kind, _, index = device.partition(":")
-    if index and not index.isdigit():
+    kind, _, index = device.strip().lower().partition(":")
+    tensorrt = kind in ("tensorrt", "trt")
+    if tensorrt and index and not index.isdigit():
         raise ConfigError(f"bad device '{device}'; use auto, cpu, cuda, cuda:N or tensorrt[:N]")
-    options = {"device_id": int(index)} if index else {}
-    if kind == "auto":
-        kind = "cuda" if "CUDAExecutionProvider" in available else "cpu"
-    if kind == "cpu":
-        return ["CPUExecutionProvider"]
-    if kind in ("tensorrt", "trt"):
+    if tensorrt:
+        gpu = int(index) if index else None
         wanted: list[str] = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
-    elif kind == "cuda":
-        wanted = ["CUDAExecutionProvider"]
     else:
-        raise ConfigError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or tensorrt[:N]")
+        parsed = parse_device(device)  # the project's one reading of auto|cpu|cuda|cuda:N
+        if parsed is None:
+            parsed = parse_device("cuda" if "CUDAExecutionProvider" in available else "cpu")
+        assert parsed is not None
+        if not parsed.is_cuda:
+            return ["CPUExecutionProvider"]
+        gpu = parsed.index
+        wanted = ["CUDAExecutionProvider"]
+    options = {"device_id": gpu} if gpu is not None else {}
     missing = [p for p in wanted if p not in available]
     if missing:
         raise DependencyError(
@@ -44,7 +57,10 @@ def providers_for(device: str, available: list[str]) -> list[str | tuple[str, di
 
 
 class OnnxRestorer(Restorer):
-    """GPEN through onnxruntime; batch chunks follow the file's batch dimension when it is fixed."""
+    """GPEN through onnxruntime; batch chunks follow the file's batch dimension when it is fixed.
+
+    A host restorer (``device`` None): see the module docstring for why it takes no device tensors.
+    """
 
     def __init__(self, path: str | Path, device: str = "cpu", name: str | None = None, threads: int = 0) -> None:
         try:
@@ -54,14 +70,8 @@ class OnnxRestorer(Restorer):
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         providers = providers_for(device, ort.get_available_providers())
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise ModelError(f"cannot load {path} in onnxruntime: {str(exc).splitlines()[0][:200]}") from exc
+        self.session = ort_session(path, providers, threads=threads or None, spin=True, what="GPEN restorer")
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         self.input_name = next((i.name for i in inputs if i.name == "input"), inputs[0].name)
@@ -79,9 +89,13 @@ class OnnxRestorer(Restorer):
         self.size = int(h)
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self.input_dtype = np.float16 if spec.type == "tensor(float16)" else np.float32
+        self.precision = Precision.FP16 if self.input_dtype == np.float16 else Precision.FP32
         used = self.session.get_providers()[0].replace("ExecutionProvider", "").lower()
         self.name = f"{name or path.stem} onnx {used}"
         log.info("loaded %s (input %s, batch %s)", path, shape, self.fixed_batch or "dynamic")
+
+    def forward_limit(self) -> int | None:
+        return self.fixed_batch
 
     def run_tensor(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, S, S) float RGB in [-1, 1] → network output (float32), chunked to the file's batch."""

@@ -15,6 +15,7 @@ import torch
 
 from gpen_video.errors import DependencyError, ModelError
 from gpen_video.models.checkpoint import GpenConfig, load_generator
+from gpen_video.models.ort_session import ort_session
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,11 @@ def _check(model: torch.nn.Module, path: Path, size: int) -> float:
     Batch 2 (checks the dynamic batch) up to 512 px; batch 1 above, where a CPU forward costs GBs and tens of s.
     """
     import numpy as np
-    import onnxruntime as ort
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2 if size <= 512 else 1, 3, size, size, generator=g) * 2 - 1
     with torch.no_grad():
         expected = model(x).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads=None, spin=True, what="exported GPEN")
     got = session.run(["output"], {"input": x.numpy()})[0]
     return float(np.abs(got - expected).max())

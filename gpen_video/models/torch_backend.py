@@ -13,71 +13,55 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpen_video.errors import ConfigError, DependencyError
 from gpen_video.models.checkpoint import GpenConfig, load_generator
 from gpen_video.models.gpen import FullGenerator
+from gpen_video.restore import device as devices
 from gpen_video.restore.backoff import OomBackoff
-from gpen_video.restore.restorer import Restorer, check_batch
+from gpen_video.restore.device import Device, Precision
+from gpen_video.restore.restorer import DeviceRestorer, check_batch
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → the first CUDA device if there is one, else the CPU; ``cuda``/``cuda:N``/``cpu`` as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DependencyError(
-            f"device '{device}' asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu"
-        )
-    if resolved.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device '{device}'; use auto, cpu, cuda or cuda:N")
-    return resolved
+    """``restore.device.resolve_device`` as a ``torch.device`` (for callers already holding torch objects)."""
+    return devices.resolve_device(device).torch()
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` → bf16 on CUDA GPUs that support it, else fp32."""
-    if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision '{precision}'; use auto, fp32, fp16 or bf16")
-    return PRECISIONS[precision]
+    """``restore.device.resolve_precision`` as a ``torch.dtype``."""
+    return devices.resolve_precision(precision, Device.of(device)).torch_dtype
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return next(name for name, value in PRECISIONS.items() if value == dtype)
-
-
-class TorchRestorer(Restorer):
+class TorchRestorer(DeviceRestorer):
     """GPEN in PyTorch. ``restore`` for uint8 BGR crops, ``restore_tensor`` for [-1, 1] RGB on the device.
 
-    ``max_batch``: at most this many faces per forward (``"auto"``: ``cpu_micro_batch`` on a CPU, no limit on
-    a GPU; ``None``: no limit). Out-of-memory errors lower it further (see ``OomBackoff``).
+    A batch runs as one forward (the batch the caller chose is the batch the network runs). ``max_batch``:
+    a ceiling on faces per forward (None: none). Out-of-memory errors lower it (see ``OomBackoff``), and
+    ``forward_limit`` reports it.
     """
 
     def __init__(
         self,
         model: FullGenerator,
-        device: str | torch.device = "cpu",
-        precision: str | torch.dtype = "fp32",
+        device: Device | str | torch.device = "cpu",
+        precision: Precision | str | torch.dtype = "fp32",
         name: str | None = None,
         channels_last: bool | None = None,
         compile: bool = False,
-        max_batch: int | str | None = "auto",
+        max_batch: int | None = None,
     ) -> None:
-        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-        self.dtype = resolve_precision(precision, self.device) if isinstance(precision, str) else precision
+        if isinstance(device, str):
+            device = devices.resolve_device(device)
+        self.device = device if isinstance(device, Device) else Device.of(device)
+        if isinstance(precision, str):
+            precision = devices.resolve_precision(precision, self.device)
+        self.precision = precision if isinstance(precision, Precision) else Precision.of(precision)
+        self.torch_device = self.device.torch()
+        self.dtype = self.precision.torch_dtype
         self.size = model.size
-        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
-        model = model.to(self.device).to_precision(self.dtype).eval().requires_grad_(False)
+        self.channels_last = self.device.is_cuda if channels_last is None else channels_last
+        model = model.to(self.torch_device).to_precision(self.dtype).eval().requires_grad_(False)
         if self.channels_last:  # 4-D weights only: the modulated weights are 5-D (1, out, in, k, k)
             for param in model.parameters():
                 if param.ndim == 4:
@@ -85,14 +69,10 @@ class TorchRestorer(Restorer):
         self.model = model
         self._forward = model
         if compile:
-            if not hasattr(torch, "compile"):  # pragma: no cover - torch>=2.1 is required
-                raise DependencyError("torch.compile needs PyTorch 2.x")
             self._forward = torch.compile(model, dynamic=False)
-        if max_batch == "auto":
-            max_batch = cpu_micro_batch(self.size) if self.device.type == "cpu" else None
         self.backoff = OomBackoff(max_batch=max_batch, what=f"GPEN-{self.size}")
         base = name or f"gpen-{self.size}"
-        self.name = f"{base} torch {self.device} {dtype_name(self.dtype)}"
+        self.name = f"{base} torch {self.device} {self.precision}"
 
     @torch.inference_mode()
     def restore_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +82,7 @@ class TorchRestorer(Restorer):
         return self.backoff.run(lambda part: self._net(part).to(x.dtype), x)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, self.dtype, non_blocking=True)
+        x = x.to(self.torch_device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward(x)
@@ -117,36 +97,39 @@ class TorchRestorer(Restorer):
         return out.numpy()
 
     @torch.inference_mode()
-    def restore_device(self, faces: torch.Tensor) -> torch.Tensor:
+    def restore_on_device(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, S, S, 3) uint8 BGR crops already on this restorer's device -> the same, left on the device.
 
         The pipeline's device path: crops are cut, restored and pasted back without leaving the GPU.
         """
-        if faces.shape[0] == 0:
-            return faces.clone()
-        return self.backoff.run(lambda part: postprocess(self._net(preprocess(part))), faces)
+        if batch.shape[0] == 0:
+            return batch.clone()
+        return self.backoff.run(lambda part: postprocess(self._net(preprocess(part))), batch)
 
     def _restore_uint8(self, faces: torch.Tensor) -> torch.Tensor:
-        x = faces.to(self.device, non_blocking=True)
+        x = faces.to(self.torch_device, non_blocking=True)
         x = preprocess(x)
         y = self._net(x)
         return postprocess(y).cpu()
 
-    def suggest_batch_size(self, cap: int = 16) -> int:
+    def forward_limit(self) -> int | None:
+        return self.backoff.max_batch
+
+    def preferred_batch(self, cap: int = 16) -> int:
         """A starting batch size for ``RestoreConfig.batch_size = 0``; the OOM back-off corrects it if too big.
 
         CPU: the micro-batch. CUDA: 70 % of the free memory over an estimate of ~1.6 kB per pixel per face in
         fp32 (the official 2048 forward peaks at ~6.8 GB, spec 1.6), half that in fp16/bf16.
         """
-        if self.device.type != "cuda":
+        if not self.device.is_cuda:
             return cpu_micro_batch(self.size)
-        free, _ = torch.cuda.mem_get_info(self.device)
+        free, _ = torch.cuda.mem_get_info(self.torch_device)
         per_face = 1600 * self.size * self.size * (2 if self.dtype == torch.float32 else 1) // 2
         return max(1, min(cap, int(free * 0.7) // per_face))
 
     def close(self) -> None:
         self.model = self._forward = None  # type: ignore[assignment]
-        if self.device.type == "cuda":
+        if self.device.is_cuda:
             torch.cuda.empty_cache()
 
 
@@ -155,7 +138,8 @@ def cpu_micro_batch(size: int) -> int:
 
     On CPUs a bigger batch does not compute faster, and past a few hundred MB of activations it gets much
     slower: every fresh large tensor is new pages from the kernel (page faults and zeroing dominate; measured
-    4× slower per face at 256 px, batch 8 vs 4). The caller's batch is split into these micro-batches.
+    4× slower per face at 256 px, batch 8 vs 4). It is the CPU's ``preferred_batch``: a ``--batch-size`` the
+    user gives is run as given.
     """
     return max(1, (4 * 256 * 256) // (size * size))
 
@@ -175,8 +159,8 @@ def postprocess(y: torch.Tensor) -> torch.Tensor:
 
 def load_torch_restorer(
     path: str | Path,
-    device: str = "cpu",
-    precision: str = "fp32",
+    device: Device | str = "cpu",
+    precision: Precision | str = "fp32",
     name: str | None = None,
     **options: object,
 ) -> TorchRestorer:

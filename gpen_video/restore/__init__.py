@@ -1,5 +1,8 @@
-"""Restorers: the contract (``Restorer``), the identity restorer; out-of-memory back-off in ``backoff``."""
+"""Restorers: the contract (``restorer``), device and precision (``device``), the one loader (``loader``),
+cross-frame batching (``batcher``), out-of-memory back-off (``backoff``), CUDA stage streams (``streams``)
+and the one 16→8-bit rule (``samples.to_8bit``)."""
 
-from gpen_video.restore.restorer import IdentityRestorer, Restorer, check_batch
+from gpen_video.restore.device import Device, Precision
+from gpen_video.restore.restorer import DeviceRestorer, IdentityRestorer, Restorer, check_batch
 
-__all__ = ["IdentityRestorer", "Restorer", "check_batch"]
+__all__ = ["Device", "DeviceRestorer", "IdentityRestorer", "Precision", "Restorer", "check_batch"]

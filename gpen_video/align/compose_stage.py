@@ -1,0 +1,91 @@
+"""The ``compose`` stage of the flow: paste restored faces back on the run's frame path, then splice the
+result into the encoder's samples; faceless frames pass untouched (their decoded samples are encoded).
+
+Frames are composed on a small thread pool (OpenCV, NumPy and torch release the GIL) and released in the
+order they came; the flicker meter sees them in that order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import av
+import numpy as np
+
+from gpen_video.align.paths import FramePath
+from gpen_video.align.records import Composed, Restored
+from gpen_video.config import ComposeConfig
+from gpen_video.io.probe import MediaInfo
+from gpen_video.io.splice import splice_composed
+from gpen_video.report import FlickerMeter
+
+#: a composed frame: the encoder's frame, and the upright image and paste mask (for the flicker meter)
+Result = tuple[av.VideoFrame, np.ndarray, np.ndarray] | None
+
+
+class ComposeStage:
+    """``Restored`` in, ``Composed`` out, in order; ``workers=0`` composes inline (the sequential baseline)."""
+
+    name = "compose"
+
+    def __init__(self, config: ComposeConfig, info: MediaInfo, path: FramePath, workers: int = 2) -> None:
+        self.config = config
+        self.path = path
+        self.colour = info.video.colour
+        self.rotation = info.video.rotation
+        self.flicker = FlickerMeter()
+        self.frames_with_faces = 0
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") if workers else None
+        self.in_flight: deque[tuple[Restored, Future[Result]]] = deque()
+        self.max_in_flight = 2 * workers
+
+    def process(self, item: Restored) -> Iterable[Composed]:
+        future: Future[Result]
+        if item.crops is None:
+            future = Future()
+            future.set_result(None)
+        else:
+            self.frames_with_faces += 1
+            if self.pool is not None:
+                future = self.pool.submit(self._compose, item)
+            else:
+                future = Future()
+                future.set_result(self._compose(item))
+        self.in_flight.append((item, future))
+        return self._release(wait=len(self.in_flight) > self.max_in_flight)
+
+    def idle(self) -> Iterable[Composed]:
+        return self._release(wait=False)
+
+    def finish(self) -> Iterable[Composed]:
+        try:
+            return self._release(wait=True, everything=True)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+    def _release(self, wait: bool, everything: bool = False) -> list[Composed]:
+        """Frames whose compositing is done, in order; ``wait`` blocks for the oldest one."""
+        out = []
+        while self.in_flight and (self.in_flight[0][1].done() or wait):
+            item, future = self.in_flight.popleft()
+            composed = future.result()  # re-raises a compositing error here, in order
+            aligned = item.aligned
+            if composed is None:
+                self.flicker.add(None, None, None)
+                out.append(Composed(aligned.frame, aligned.emit, aligned.frame.source))
+            else:
+                output, image, mask = composed
+                self.flicker.add(aligned.image, image, mask)
+                out.append(Composed(aligned.frame, aligned.emit, output))
+            wait = everything
+        return out
+
+    def _compose(self, item: Restored) -> Result:
+        aligned = item.aligned
+        assert aligned.image is not None and aligned.faces is not None and item.crops is not None
+        image, mask = self.path.compose(aligned.image, aligned.faces, item.crops, item.ready, self.config)
+        output = splice_composed(aligned.frame.source, image, mask, self.colour, self.rotation)
+        return output, image, mask

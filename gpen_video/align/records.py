@@ -1,0 +1,57 @@
+"""What travels between the stages of a restore run, one typed record per hand-over.
+
+``Decoded`` (decode → faces) → ``Aligned`` (faces → restore) → ``Restored`` (restore → compose) →
+``Composed`` (compose → writer). Records are frozen: a stage makes its own record instead of filling in
+fields of a shared one, and what a later stage no longer needs is simply not carried on. The side
+streams' packets do not ride on these: they go to the writer on their own channel (``side_packets``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import av
+import numpy as np
+
+from gpen_video.align.paths import FaceCrops
+from gpen_video.io.reader import Frame
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """A decoded frame and its upright working image (converted in the decode thread)."""
+
+    frame: Frame
+    image: np.ndarray  # (H, W, 3) uint8, or uint16 above 8 bits
+
+
+@dataclass(frozen=True, eq=False)
+class Aligned:
+    """A frame after the faces stage: its faces aligned, or nothing to restore (``faces`` None)."""
+
+    frame: Frame
+    emit: bool  # False: a segment's warm-up frame, decoded for tracking only
+    image: np.ndarray | None  # kept only when there are faces to paste back
+    faces: FaceCrops | None
+
+
+@dataclass(frozen=True, eq=False)
+class Restored:
+    """A frame after the restore stage: the restored crops of its faces (None: none)."""
+
+    aligned: Aligned
+    crops: np.ndarray | torch.Tensor | None  # (N, S, S, 3) uint8 BGR, on the side of the path
+    ready: torch.cuda.Event | None = None  # CUDA: recorded after the restore that made ``crops``
+
+
+@dataclass(frozen=True, eq=False)
+class Composed:
+    """A frame ready for the encoder."""
+
+    frame: Frame
+    emit: bool
+    output: av.VideoFrame

@@ -1,0 +1,55 @@
+"""The ``faces`` stage of the flow: detect, track and smooth faces (``faces.FaceStage``, with look-ahead),
+then align the faces of each frame to be restored, on the run's frame path (host or device)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gpen_video.align.paths import FramePath
+from gpen_video.align.records import Aligned, Decoded
+from gpen_video.config import Config
+from gpen_video.faces.types import FrameFaces
+
+
+class AlignStage:
+    """``Decoded`` in, ``Aligned`` out, in order; frames wait here while the tracker looks ahead."""
+
+    name = "faces"
+
+    def __init__(
+        self, config: Config, path: FramePath, crop_size: int, wanted: Callable[[int], bool] | None = None
+    ) -> None:
+        from gpen_video.faces import FaceStage
+
+        self.path = path
+        self.template = config.align.template
+        self.crop_size = crop_size
+        self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
+        self.stage = FaceStage(config.faces)
+        self.pending: dict[int, Decoded] = {}
+
+    def process(self, item: Decoded) -> Iterable[Aligned]:
+        self.pending[item.frame.index] = item
+        return self._release(self.stage.push(item.frame.index, item.image, item.frame.time))
+
+    def idle(self) -> Iterable[Aligned]:
+        return ()
+
+    def finish(self) -> Iterable[Aligned]:
+        return self._release(self.stage.flush())
+
+    def _release(self, finished: list[FrameFaces]) -> list[Aligned]:
+        out = []
+        for frame_faces in finished:
+            item = self.pending.pop(frame_faces.index)
+            emit = self.wanted is None or self.wanted(item.frame.pts)
+            if frame_faces.faces and emit:
+                crops = self.path.align(item.image, frame_faces.faces, self.crop_size, self.template)
+                out.append(Aligned(item.frame, emit, item.image, crops))
+            else:  # nothing to paste: the source samples go out as they are
+                out.append(Aligned(item.frame, emit, None, None))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return self.stage.report()

@@ -1,0 +1,58 @@
+"""What a restore run is asked to do: one input, one output, one configuration (and, for batch jobs, one
+segment of the input). ``gpen_video.pipeline.run_restore`` carries it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpen_video.config import Config
+from gpen_video.io.probe import MediaInfo
+from gpen_video.restore.restorer import Restorer
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class SegmentWindow:
+    """A piece of a long input, restored on its own for later assembly (batch jobs).
+
+    Decoding starts at ``decode_from`` seconds (a key frame some frames before the segment, so tracks
+    and smoothing warm up) and stops at ``decode_until`` (some frames after, for the look-ahead); only
+    frames with ``emit_start <= pts < emit_end`` (source time-base ticks) are restored and written.
+    The segment file holds video only, at the source timestamps (no shift), so segments concatenate
+    exactly; the audio and other streams are muxed once when the segments are assembled.
+    """
+
+    decode_from: float
+    emit_start: int
+    emit_end: int | None
+    decode_until: float | None = None
+
+    def emits(self, pts: int) -> bool:
+        return pts >= self.emit_start and (self.emit_end is None or pts < self.emit_end)
+
+
+@dataclass
+class RestoreJob:
+    """One input restored to one output under one configuration."""
+
+    input: Path
+    output: Path
+    config: Config
+    restorer: Restorer | None = None  # None: load config.restore.model
+    progress: ProgressCallback | None = None
+    info: MediaInfo | None = None
+    segment: SegmentWindow | None = None
+
+
+def planned_frames(info: MediaInfo, config: Config) -> int:
+    """Frames a run over ``info`` with ``config``'s range will process (for progress bars)."""
+    total = info.video.frame_count
+    if config.start is None and config.duration is None:
+        return total
+    rate = float(info.video.frame_count / info.video.duration) if info.video.duration else 25.0
+    remaining = max(info.video.duration - (config.start or 0.0), 0.0)
+    seconds = remaining if config.duration is None else min(config.duration, remaining)
+    return max(round(seconds * rate), 0)
