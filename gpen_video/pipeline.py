@@ -111,6 +111,8 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     wanted = segment.emits if segment is not None else None
     with VideoReader(job.input, info, config.reader, start, duration) as reader:
+        if segment is not None:  # issue 13: a segment file is video only; demuxing audio read 2 s past its end
+            reader.side_streams = []
         frames = _frames_with_packets(reader, job.input, info)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
         device = device_for_path(restorer, config)

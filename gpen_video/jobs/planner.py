@@ -52,6 +52,7 @@ class PacketIndex:
     source: str = "scan"  # index | scan | cues | seek
     frame_ticks: Fraction | None = None  # nominal frame duration, in ticks (cues / seek only)
     end: int | None = None  # pts just past the last frame (cues / seek only)
+    seek_margin: int = 0  # ticks to start decoding earlier: a seek without index may land past a key frame
 
     @property
     def exact(self) -> bool:
@@ -180,14 +181,13 @@ def _from_cues_or_seeks(
             source = "cues"
         else:
             keyframes = []
+    margin = 0
     if not keyframes:
-        keyframes = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds)
-    if not keyframes:
-        return None
+        keyframes, margin = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds)
     keyframes = [k for k in keyframes if k < end]
     if not keyframes:
         return None
-    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end)
+    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, margin)
 
 
 def _keyframes_by_seeking(
@@ -197,30 +197,40 @@ def _keyframes_by_seeking(
     end: int,
     time_base: Fraction,
     segment_seconds: float,
-) -> list[int]:
-    """One key frame near every ``segment_seconds`` boundary: a seek and a few packets each, no scan."""
+) -> tuple[list[int], int]:
+    """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), and
+    the decode margin: twice the widest key-frame interval seen, since a seek in a container without
+    index (TS, PS) lands on any packet before the target, possibly just past a key frame."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
     targets = [start]
     while step is not None and targets[-1] + step < end:
         targets.append(targets[-1] + step)
     found: list[int] = []
+    gop = 0
     for target in targets:
         try:
             container.seek(int(target), stream=stream, backward=True, any_frame=False)
+            seen: list[int] = []  # key frames after this seek: the first new one is the boundary
             for packet in container.demux(stream):
                 if packet.pts is None or not packet.is_keyframe:
                     if packet.pts is not None and step is not None and packet.pts > target + step:
                         break  # no key frame within a segment of this boundary: the next one covers it
                     continue
+                seen.append(packet.pts)
+                if len(seen) > 1:
+                    gop = max(gop, seen[-1] - seen[-2])
                 if packet.pts >= end:
                     break
                 if not found or packet.pts > found[-1]:
                     found.append(packet.pts)
-                    break
+                    if len(seen) > 1 or target != start:
+                        break  # the first seek reads on to a second key frame: the interval
         except av.error.FFmpegError as exc:
             log.warning("%s: seeking to plan segments failed (%s)", container.name, ffmpeg_reason(exc))
             break
-    return found
+    if found and found[0] > start:
+        found[0] = start  # the first segment starts at the first frame (decoded from the file's start)
+    return found, 2 * gop
 
 
 def _ticks(seconds: float, time_base: Fraction) -> int:
@@ -289,8 +299,10 @@ def _plan_by_rate(index: PacketIndex, starts: list[int], settings: PlanSettings)
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
-        warm_from = max(start - (settings.warmup_frames + 1) * ticks, index.first)
+        warm_from = max(start - (settings.warmup_frames + 1) * ticks - index.seek_margin, index.first)
         decode_from = float((warm_from - Fraction(1, 4)) * tb)
+        if i == 0:
+            decode_from = min(decode_from, 0.0)  # from the file's start: a seek there lands on its first frame
         after = None if end is None else end + (settings.lookahead_frames + 1) * ticks
         decode_until = None if after is None or after >= last else float((after - Fraction(1, 2)) * tb)
         frames = max(round(((end if end is not None else last) - start) / ticks), 0)
