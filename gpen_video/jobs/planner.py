@@ -229,7 +229,7 @@ def _keyframes_by_seeking(
             log.warning("%s: seeking to plan segments failed (%s)", container.name, ffmpeg_reason(exc))
             break
     if found and found[0] > start:
-        found[0] = start  # the first segment starts at the first frame (decoded from the file's start)
+        found.insert(0, start)  # the first segment starts at the first frame (decoded from the file's start)
     return found, 2 * gop
 
 
