@@ -170,3 +170,7 @@ def test_batch_of_segments_reads_its_input_about_once(tmp_path, monkeypatch):
     assert log.ratio() <= 1 + overlap + 0.2, (log.ratio(), log.opens)
     assert log.opens == 2 + 3 + 1  # probe, plan, one per segment (none probes again), assembly (header only)
     assert frame_times(tmp_path / "out" / "reel.mov") == frame_times(path)
+    (record,) = (tmp_path / "out" / ".gpen-video-job" / "files").glob("*.json")
+    kept = json.loads(record.read_text())
+    assert kept["index_source"] == "index" and kept["frames_planned"] == 300
+    assert kept["media"]["video"]["frame_count"] == 300 and kept["media"]["video"]["frame_count_source"] == "index"

@@ -1,6 +1,8 @@
 """The batch job: plan each input, run its unfinished segments on an engine, assemble, record.
 
-One driver owns the job folder: it plans files (packets only), decides what earlier work can be
+One driver owns the job folder: it probes and plans each file once (from the container's index, cues
+or seeks: the file is not read through), keeps the media info in the file's record and hands it to
+every segment task (no segment probes again), decides what earlier work can be
 reused, hands segment tasks to the engine (in-process or Ray), records every finished segment
 atomically, and assembles a file as soon as its last segment is in. A failed file is recorded with
 its reason and the job goes on. Engines only run tasks; they never touch the manifest, so resume
@@ -244,6 +246,7 @@ class BatchJob:
         remaining = sum(s.frames for s in todo)
         self._check_space(item, work_dir, estimate * remaining // max(total, 1), estimate)
         record.status, record.attempts, record.segments_planned = "running", record.attempts + 1, len(segments)
+        record.media, record.index_source, record.frames_planned = info.to_dict(), index.source, index.frame_count
         self.store.save(record)
         outcome.segments, outcome.segments_reused = len(segments), sorted(reused)
         run = _FileRun(item, config, info, index, segments, record, outcome, started, work_dir)
