@@ -28,7 +28,7 @@ from gpen_video.errors import ConfigError, InputError
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
-from gpen_video.io.probe import MediaInfo, probe
+from gpen_video.io.probe import MediaInfo, frame_count_warnings, probe
 from gpen_video.io.reader import Frame, VideoReader
 from gpen_video.io.splice import splice_composed
 from gpen_video.io.writer import VideoWriter
@@ -147,6 +147,8 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         summary["faces_restored"] = batcher.faces_restored
         summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times)
+        if segment is None and config.start is None and config.duration is None:  # issue 13: a short decode
+            report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "batches": batcher.batches,
                           "device": str(getattr(restorer, "device", "cpu")), "precision": _precision_of(restorer),

@@ -95,7 +95,7 @@ def test_probe_estimates_without_index_and_exact_scans(clips, run_cli):
     assert "50 frames (estimated)" in text
 
 
-def test_truncated_tail_is_caught_by_the_index(clips, tmp_path, caplog):
+def test_truncated_tail_is_caught_by_the_index(clips, tmp_path, caplog, capsys):
     source = clips["faststart"]
     data = source.read_bytes()
     cut = int(len(data) * 0.6)
@@ -110,11 +110,13 @@ def test_truncated_tail_is_caught_by_the_index(clips, tmp_path, caplog):
     assert info.video.frame_count == complete and info.missing_frames == len(whole) - complete
     assert "truncated" in caplog.text
     output = tmp_path / "cut.restored.mov"
-    assert main(["restore", str(path), "-o", str(output), "--model", "identity", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["restore", str(path), "-o", str(output), "--model", "identity"]) == 0
+    assert "the input is truncated" in capsys.readouterr().err
     assert len(frame_times(output)) == len(frame_times(path)) >= complete - 1
 
 
-def test_truncated_tail_is_caught_by_the_scan_and_by_the_decode(clips, tmp_path):
+def test_truncated_tail_is_caught_by_the_scan_and_by_the_decode(clips, tmp_path, capsys):
     # MPEG-TS: no index; the exact scan counts the packets that are there
     ts = tmp_path / "cut.ts"
     ts.write_bytes(clips["ts"].read_bytes()[: int(clips["ts"].stat().st_size * 0.5)])
@@ -125,6 +127,11 @@ def test_truncated_tail_is_caught_by_the_scan_and_by_the_decode(clips, tmp_path)
     mkv.parent.mkdir()
     mkv.write_bytes(clips["mkv"].read_bytes()[: int(clips["mkv"].stat().st_size * 0.5)])
     assert probe(mkv).video.frame_count == 50  # the estimate, from the header's duration
+    restored = tmp_path / "cut.restored.mkv"
+    capsys.readouterr()
+    assert main(["restore", str(mkv), "-o", str(restored), "--model", "identity"]) == 0
+    assert "may be truncated" in capsys.readouterr().err
+    assert frame_times(restored) == frame_times(mkv)
     summary = tmp_path / "s.json"
     args = ["batch", str(mkv), "-o", str(tmp_path / "out"), "--model", "identity", "-q", "--summary", str(summary)]
     assert main([*args, "--segment-seconds", "0.5"]) == 0

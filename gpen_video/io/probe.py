@@ -392,6 +392,22 @@ def _describe(
     )
 
 
+def frame_count_warnings(info: MediaInfo, decoded: int) -> list[str]:
+    """What a whole-file decode of ``decoded`` frames says about the input, against what probing found.
+
+    The index shows a truncated tail before any decode (``missing_frames``); where the count is an
+    estimate (no index), a decode that ends well short of the container's duration shows it.
+    """
+    warnings = []
+    if info.missing_frames:
+        warnings.append(f"the input is truncated: its index lists {info.missing_frames} frame(s) past its end")
+    expected = info.video.frame_count
+    if info.video.frame_count_source == "estimate" and decoded < expected - max(2, expected // 100):
+        warnings.append(f"the input holds {decoded} frames where its duration implies about {expected}; "
+                        "it may be truncated or damaged")  # fmt: skip
+    return warnings
+
+
 def _field_order(cc: Any) -> str | None:
     try:
         order = cc.field_order
