@@ -229,6 +229,10 @@ def _side_packets(
 ) -> Iterator[tuple[bool, av.Packet]]:
     if not streams:
         return
+    wanted = {s.index for s in streams}
+    for stream in source.streams:  # demux() alone still reads them: the video would be read a second time
+        if stream.index not in wanted:
+            stream.discard = av.stream.Discard.all
     whole = PacketRange(None, None, Fraction(0))
     try:
         for packet in source.demux(*streams):
