@@ -156,7 +156,10 @@ def run_child(code_root: Path, input_path: Path, args: list[str], soak: bool = F
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "process_wall": time.perf_counter() - t0}
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if result["code"] != 0:
+        result["error"] = f"exit status {result['code']}: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return result
 
 
 def commands(src: Path, work: Path, duration: float, extra: list[str]) -> dict[str, list[str]]:
@@ -230,8 +233,6 @@ def main() -> None:
                 for label, root in roots.items():
                     result = run_child(root, src, command)
                     clean(work)
-                    if "error" not in result and result["code"] != 0:
-                        result["error"] = f"exit status {result['code']}"
                     if "error" in result:
                         print(f"  {name:<13} {label:<8} failed: {result['error']}")
                         continue
