@@ -183,7 +183,8 @@ def _from_cues_or_seeks(
             keyframes = []
     margin = 0
     if not keyframes:
-        keyframes, margin = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds)
+        keyframes, gop = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds)
+        margin = gop + int(4 * frame_ticks)  # and a few frames for reordering (a landing compares dts)
     keyframes = [k for k in keyframes if k < end]
     if not keyframes:
         return None
@@ -199,8 +200,9 @@ def _keyframes_by_seeking(
     segment_seconds: float,
 ) -> tuple[list[int], int]:
     """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), and
-    the decode margin: twice the widest key-frame interval seen, since a seek in a container without
-    index (TS, PS) lands on any packet before the target, possibly just past a key frame."""
+    the decode margin: the widest key-frame interval seen, since a seek in a container without index
+    (TS, PS) lands on any packet before the target, possibly just past a key frame, and decoding then
+    starts at the next one."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
     targets = [start]
     while step is not None and targets[-1] + step < end:
@@ -230,7 +232,7 @@ def _keyframes_by_seeking(
             break
     if found and found[0] > start:
         found.insert(0, start)  # the first segment starts at the first frame (decoded from the file's start)
-    return found, 2 * gop
+    return found, gop
 
 
 def _ticks(seconds: float, time_base: Fraction) -> int:
