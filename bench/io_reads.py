@@ -263,7 +263,7 @@ def soak(tmp: Path, minutes: float, fps: int) -> None:
         return
     rss = result["rss"]
     print(
-        f"\nsoak: {minutes:g} min of 360p at {fps} fps with faces, {rss.get('frames')} frames, "
+        f"\nsoak: {minutes:g} min of 360p at {fps} fps, {rss.get('frames')} frames, {rss.get('faces')} faces restored, "
         f"{result['wall']:.0f} s; RSS MB at 10 % {rss.get('10%')}, 50 % {rss.get('50%')}, 100 % {rss.get('100%')}"
     )
 
