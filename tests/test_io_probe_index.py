@@ -185,3 +185,20 @@ def test_batch_of_segments_reads_its_input_about_once(tmp_path, monkeypatch):
     kept = json.loads(record.read_text())
     assert kept["index_source"] == "index" and kept["frames_planned"] == 300
     assert kept["media"]["video"]["frame_count"] == 300 and kept["media"]["video"]["frame_count_source"] == "index"
+
+
+def test_plan_from_the_index_only_where_key_frames_open_closed_gops(tmp_path):
+    """With B-frames the index holds decode times; a segment may start on a key frame only where its
+    presentation time follows from them (closed GOP); open GOPs are scanned instead."""
+    made = {}
+    for name, params in (("closed", []), ("open", ["-x264-params", "open-gop=1:keyint=25:min-keyint=25:scenecut=0"])):
+        made[name] = tmp_path / f"{name}.mov"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "4", "-c:v", "libx264", "-g", "25",
+               "-bf", "3", *params, made[name])  # fmt: skip
+    for name, source in (("closed", "index"), ("open", "scan")):
+        path = made[name]
+        index = index_packets(path, probe(path), 1.0)
+        assert index.source == source
+        truth = [int(p["pts"]) for p in video_packets(path) if "K" in p["flags"]]
+        assert index.keyframes == sorted(truth)
+        assert index.pts == sorted(int(p["pts"]) for p in video_packets(path))

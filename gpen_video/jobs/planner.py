@@ -116,7 +116,7 @@ def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, ex
         stream = container.streams[info.video.index]
         time_base = stream.time_base or info.video.time_base
         if not exact:
-            index = _from_sample_index(container, stream, info, time_base)
+            index = _from_sample_index(container, stream, info, time_base, segment_seconds)
             if index is None:
                 index = _from_cues_or_seeks(container, stream, info, time_base, segment_seconds)
             if index is not None:
@@ -125,7 +125,11 @@ def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, ex
 
 
 def _from_sample_index(
-    container: av.container.InputContainer, stream: av.VideoStream, info: MediaInfo, time_base: Fraction
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    info: MediaInfo,
+    time_base: Fraction,
+    segment_seconds: float,
 ) -> PacketIndex | None:
     if container.format.name.split(",")[0] in CUE_FORMATS:
         return None
@@ -141,10 +145,40 @@ def _from_sample_index(
         return _scan_packets(info.path, info)
     pts = sorted(t + shift for t in entries.timestamps)
     keyframes = sorted(t + shift for t in entries.key_timestamps)
+    if shift and not _starts_confirmed(container, stream, keyframes, time_base, segment_seconds):
+        log.info("%s: key frames shown out of decode order (open GOPs); reading the packets to plan", info.path)
+        return _scan_packets(info.path, info)
     durations = {a: b - a for a, b in itertools.pairwise(pts)}
     if len(pts) > 1:
         durations[pts[-1]] = min(durations.values())
     return PacketIndex(pts, keyframes, time_base, durations, "index")
+
+
+def _starts_confirmed(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    keyframes: list[int],
+    time_base: Fraction,
+    segment_seconds: float,
+) -> bool:
+    """With reordering, a key frame is shown at its decode time + the delay only in a closed GOP: seek to each
+    key frame a segment would start on and read its packet (one packet a segment, not a scan) to check."""
+    if segment_seconds <= 0:
+        return True
+    limit = Fraction(segment_seconds).limit_denominator(10**6) / time_base
+    starts = [keyframes[0]]
+    for kf in keyframes:
+        if kf - starts[-1] >= limit:
+            starts.append(kf)
+    try:
+        for start in starts[1:]:
+            container.seek(start, stream=stream, backward=True, any_frame=False)
+            packet = next((p for p in container.demux(stream) if p.pts is not None), None)
+            if packet is None or not packet.is_keyframe or packet.pts != start:
+                return False
+    except av.error.FFmpegError:
+        return False
+    return True
 
 
 def _first_packet(container: av.container.InputContainer, stream: av.VideoStream) -> av.Packet | None:
