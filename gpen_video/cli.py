@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="show what a video holds and what would be done with it")
     probe.add_argument("input", type=Path)
     probe.add_argument("--json", action="store_true", help="machine-readable output")
+    probe.add_argument("--exact", action="store_true", help="count every packet (reads the whole file)")  # issue 13
     _add_verbosity(probe)
 
     preview = sub.add_parser("preview", help="restore a few seconds and write a before/after clip and contact sheet")
@@ -145,12 +146,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from gpen_video.io.probe import probe
 
-    info = probe(args.input)
+    info = probe(args.input, exact=args.exact)  # issue 13: --exact scans; else the container's index
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0
     print(format_probe(info))
     return 0
+
+
+_ESTIMATED = {"estimate": " (estimated)"}  # issue 13: a frame count from duration × rate
 
 
 def format_probe(info: Any) -> str:
@@ -159,7 +163,8 @@ def format_probe(info: Any) -> str:
     lines = [
         f"{info.path}: {info.format_name}, {info.size_bytes / 1e6:.1f} MB, {v.duration:.3f}s",
         f"  video #{v.index}: {v.codec}" + (f" ({v.profile})" if v.profile else "") + f", {v.width}x{v.height}, "
-        f"{rate}{' (VFR)' if v.is_vfr else ''}, {v.frame_count} frames, time base {v.time_base}",
+        f"{rate}{' (VFR)' if v.is_vfr else ''}, {v.frame_count} frames{_ESTIMATED.get(v.frame_count_source, '')}, "
+        f"time base {v.time_base}",
         f"    colour: {v.colour.describe()}",
         f"    rotation: {v.rotation}°" + (f", timecode {v.timecode}" if v.timecode else ""),
     ]

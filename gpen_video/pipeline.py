@@ -26,7 +26,7 @@ from gpen_video.errors import InputError
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
-from gpen_video.io.probe import MediaInfo, probe
+from gpen_video.io.probe import MediaInfo, frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
 from gpen_video.io.writer import VideoWriter
 from gpen_video.memory import pin_malloc_mmap_threshold
@@ -65,6 +65,8 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     side = SidePackets()
     with VideoReader(job.input, info, config.reader, start, duration) as reader:
+        if segment is not None:  # a segment file is video only; demuxing audio would read 2 s past its end
+            reader.side_streams = []
         frames = _decoded(reader, side, job.input, info)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
         path = choose_path(restorer, config.restore.device_path)
@@ -100,6 +102,8 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         summary["faces_restored"] = batcher.faces_restored
         summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times)
+        if segment is None and config.start is None and config.duration is None:  # issue 13: a short decode
+            report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,
                           "batches": batcher.batches, "device": str(restorer.device or "host"),

@@ -184,3 +184,22 @@ def test_batch_refuses_a_time_range(tmp_path: Path, capsys) -> None:
     clip = write(tmp_path, "c.mp4", longer(LONG, 12))
     assert batch(clip, "-o", tmp_path / "out", "--start", "1") == 2
     assert "whole files" in capsys.readouterr().err
+
+
+def test_assembled_matroska_keeps_the_source_frame_rate(tmp_path: Path) -> None:
+    """Issue 12's bug: batch-assembled MKV files said 1000 fps (the segment files' guessed rate)."""
+    import subprocess
+
+    from read_counting import FFPROBE, ffmpeg
+
+    src = tmp_path / "in" / "clip.mkv"
+    src.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "3", "-c:v", "libx264", "-g", "25", src)
+    assert batch(src, "-o", tmp_path / "out", "--segment-seconds", "1") == 0
+    rates = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=r_frame_rate,avg_frame_rate",
+         "-of", "csv=p=0", str(tmp_path / "out" / "clip.mkv")],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert rates == "25/1,25/1"
+    assert frame_times(tmp_path / "out" / "clip.mkv") == frame_times(src)

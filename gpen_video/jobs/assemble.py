@@ -100,9 +100,11 @@ def _add_video_stream(out: av.container.OutputContainer, template: av.VideoStrea
     v = info.video
     stream = copy_stream(out, template)
     stream.time_base = v.time_base
-    with contextlib.suppress(AttributeError, ValueError):
-        if v.frame_rate:
-            stream.average_rate = v.frame_rate
+    if v.frame_rate:
+        # The segment files' template (NUT) carries a frame rate guessed from their 1/1000-like time base;
+        # PyAV 18 has no stream.average_rate setter (it raised AttributeError, silently suppressed), and the
+        # muxer takes the stream's rate from the codec context's: without this an MKV said 1000 fps.
+        stream.codec_context.framerate = v.frame_rate
     _writer.tag_video_stream(stream, v)
     return stream
 
@@ -227,6 +229,10 @@ def _side_packets(
 ) -> Iterator[tuple[bool, av.Packet]]:
     if not streams:
         return
+    wanted = {s.index for s in streams}
+    for stream in source.streams:  # demux() alone still reads them: the video would be read a second time
+        if stream.index not in wanted:
+            stream.discard = av.stream.Discard.all
     whole = PacketRange(None, None, Fraction(0))
     try:
         for packet in source.demux(*streams):

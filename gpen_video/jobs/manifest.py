@@ -101,6 +101,9 @@ class FileRecord:
     sticky: bool = True  # the failure is the input's (not retried without --retry-failed), not the disk's
     attempts: int = 0
     version: int = MANIFEST_VERSION
+    media: dict[str, Any] | None = None  # the input's probe (MediaInfo.to_dict()), taken once per job
+    index_source: str | None = None  # where the plan's frames came from: index | scan | cues | seek
+    frames_planned: int = 0  # exact with index/scan, estimated (duration × rate) with cues/seek
 
     def matches(self, identity: InputIdentity, settings: str) -> bool:
         return self.identity == asdict(identity) and self.settings == settings

@@ -1,7 +1,12 @@
 """Cut a long input into segments that start on key frames, each restorable on its own.
 
-The plan reads packets only (no decoding): every video packet's pts, and which are key frames. Key
-frames are grouped into segments of about ``segment_seconds``; each segment emits the frames from
+The plan never reads the input through. MOV/MP4/AVI list every sample in their header
+(``stream.index_entries``): every frame's pts and the key frames come from there. Matroska's cues give
+the key frames (or cluster starts) only, and TS, PS, MXF and elementary streams have no index: there
+the plan seeks to every segment boundary and takes the first key frame it finds, and the frames in
+between are counted from the frame rate (an estimate: segments still tile the file exactly, since a
+segment emits the frames ``emit_start <= pts < emit_end``, whatever their number). Key frames are
+grouped into segments of about ``segment_seconds``; each segment emits the frames from
 its key frame up to the next segment's, after decoding some frames before it (warm-up: tracks and
 landmark smoothing settle, then those frames are dropped) and some after it (the faces stage's
 look-ahead). The plan depends only on the input and the settings, so a resumed job gets exactly
@@ -11,6 +16,8 @@ the segments an uninterrupted one would, and their files can be reused.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import itertools
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,20 +27,48 @@ import av
 
 from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
-from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
+from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, open_input, reorder_shift, sample_index
 from gpen_video.pipeline import SegmentWindow
 
 log = logging.getLogger(__name__)
 
 
+INDEX_SOURCES = ("index", "scan", "cues", "seek")  # the first two list every frame; the others key frames only
+
+
 @dataclass(frozen=True)
 class PacketIndex:
-    """The video stream's packet timestamps (sorted pts), its key frames' pts, and each frame's duration."""
+    """The video stream's packet timestamps (sorted pts), its key frames' pts, and each frame's duration.
+
+    ``pts`` lists every frame where the container has a sample index (or the file was scanned); with
+    cues or seeks it is empty and ``frame_ticks`` (the nominal frame duration) and ``end`` (the pts past
+    the last frame, from the container's duration) stand in for it.
+    """
 
     pts: list[int]
     keyframes: list[int]
     time_base: Fraction
     durations: dict[int, int] = field(default_factory=dict)  # pts -> the source packet's duration (ticks)
+    source: str = "scan"  # index | scan | cues | seek
+    frame_ticks: Fraction | None = None  # nominal frame duration, in ticks (cues / seek only)
+    end: int | None = None  # pts just past the last frame (cues / seek only)
+    seek_margin: int = 0  # ticks to start decoding earlier: a seek without index may land past a key frame
+
+    @property
+    def exact(self) -> bool:
+        """Every frame's pts is known (not estimated from the rate)."""
+        return bool(self.pts)
+
+    @property
+    def first(self) -> int:
+        return self.pts[0] if self.pts else self.keyframes[0]
+
+    @property
+    def frame_count(self) -> int:
+        """Frames in the input: exact, or estimated from the duration and the rate."""
+        if self.pts:
+            return len(self.pts)
+        return max(round((self.end - self.first) / self.frame_ticks), 1) if self.end and self.frame_ticks else 1
 
 
 @dataclass(frozen=True)
@@ -69,7 +104,176 @@ class PlanSettings:
         return cls(float(segment_seconds), int(warmup), int(lookahead))
 
 
-def index_packets(path: Path, info: MediaInfo) -> PacketIndex:
+def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, exact: bool = False) -> PacketIndex:
+    """The main video stream's frames and key frames, from the container's index where it has one.
+
+    MOV/MP4/AVI: the sample index (nothing read but the header and the first packet; B-frames at a
+    variable rate, whose presentation times the index does not give, are scanned). Matroska: the cues, or seeks where
+    they hold too few key frames to cut on. Others: a seek every ``segment_seconds``. ``exact`` (or a
+    file without duration or rate) demuxes every packet instead, as ``probe --exact`` does.
+    """
+    with open_input(path) as container:
+        stream = container.streams[info.video.index]
+        time_base = stream.time_base or info.video.time_base
+        if not exact:
+            index = _from_sample_index(container, stream, info, time_base, segment_seconds)
+            if index is None:
+                index = _from_cues_or_seeks(container, stream, info, time_base, segment_seconds)
+            if index is not None:
+                return index
+    return _scan_packets(path, info)
+
+
+def _from_sample_index(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    info: MediaInfo,
+    time_base: Fraction,
+    segment_seconds: float,
+) -> PacketIndex | None:
+    if container.format.name.split(",")[0] in CUE_FORMATS:
+        return None
+    entries = sample_index(stream, info.size_bytes)
+    if entries is None:
+        return None
+    first_packet = _first_packet(container, stream)
+    shift = reorder_shift(first_packet)
+    if shift and len({b - a for a, b in itertools.pairwise(entries.timestamps)}) > 1:
+        # B-frames at a variable rate: the index holds decode times only, and the presentation times
+        # (a segment's first frame, each frame's duration) cannot be derived from them: scan instead
+        log.info("%s: reordered frames at a variable rate; reading the packets to plan", info.path)
+        return _scan_packets(info.path, info)
+    pts = sorted(t + shift for t in entries.timestamps)
+    keyframes = sorted(t + shift for t in entries.key_timestamps)
+    if shift and not _starts_confirmed(container, stream, keyframes, time_base, segment_seconds):
+        log.info("%s: key frames shown out of decode order (open GOPs); reading the packets to plan", info.path)
+        return _scan_packets(info.path, info)
+    durations = {a: b - a for a, b in itertools.pairwise(pts)}
+    if len(pts) > 1:
+        durations[pts[-1]] = min(durations.values())
+    return PacketIndex(pts, keyframes, time_base, durations, "index")
+
+
+def _starts_confirmed(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    keyframes: list[int],
+    time_base: Fraction,
+    segment_seconds: float,
+) -> bool:
+    """With reordering, a key frame is shown at its decode time + the delay only in a closed GOP: seek to each
+    key frame a segment would start on and read its packet (one packet a segment, not a scan) to check."""
+    if segment_seconds <= 0:
+        return True
+    limit = Fraction(segment_seconds).limit_denominator(10**6) / time_base
+    starts = [keyframes[0]]
+    for kf in keyframes:
+        if kf - starts[-1] >= limit:
+            starts.append(kf)
+    try:
+        for start in starts[1:]:
+            container.seek(start, stream=stream, backward=True, any_frame=False)
+            packet = next((p for p in container.demux(stream) if p.pts is not None), None)
+            if packet is None or not packet.is_keyframe or packet.pts != start:
+                return False
+    except av.error.FFmpegError:
+        return False
+    return True
+
+
+def _first_packet(container: av.container.InputContainer, stream: av.VideoStream) -> av.Packet | None:
+    """The first video packet with both timestamps (its pts - dts is the reordering delay)."""
+    with contextlib.suppress(av.error.FFmpegError):
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.dts is not None:
+                return packet
+    return None
+
+
+def _from_cues_or_seeks(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    info: MediaInfo,
+    time_base: Fraction,
+    segment_seconds: float,
+) -> PacketIndex | None:
+    rate = info.video.frame_rate
+    if not rate or not info.video.duration:
+        return None
+    frame_ticks = 1 / (Fraction(rate) * time_base)
+    start = _ticks(info.video.start_time, time_base)
+    end = _ticks(info.video.start_time + info.video.duration, time_base)
+    source = "seek"
+    keyframes: list[int] = []
+    if container.format.name.split(",")[0] in CUE_FORMATS:
+        with contextlib.suppress(av.error.FFmpegError):
+            container.seek(0, stream=stream, backward=True)  # loads the cues
+        keyframes = sorted({e.timestamp for e in stream.index_entries if e.is_keyframe})
+        gaps = [b - a for a, b in itertools.pairwise([*keyframes, end])]
+        limit = Fraction(max(segment_seconds, 0)) / time_base
+        if keyframes and (segment_seconds <= 0 or max(gaps) <= 2 * limit):
+            source = "cues"
+        else:
+            keyframes = []
+    margin = 0
+    if not keyframes:
+        keyframes, gop = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds)
+        margin = gop + int(4 * frame_ticks)  # and a few frames for reordering (a landing compares dts)
+    keyframes = [k for k in keyframes if k < end]
+    if not keyframes:
+        return None
+    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, margin)
+
+
+def _keyframes_by_seeking(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    start: int,
+    end: int,
+    time_base: Fraction,
+    segment_seconds: float,
+) -> tuple[list[int], int]:
+    """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), and
+    the decode margin: the widest key-frame interval seen, since a seek in a container without index
+    (TS, PS) lands on any packet before the target, possibly just past a key frame, and decoding then
+    starts at the next one."""
+    step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
+    targets = [start]
+    while step is not None and targets[-1] + step < end:
+        targets.append(targets[-1] + step)
+    found: list[int] = []
+    gop = 0
+    for target in targets:
+        try:
+            container.seek(int(target), stream=stream, backward=True, any_frame=False)
+            seen: list[int] = []  # key frames after this seek: the first new one is the boundary
+            for packet in container.demux(stream):
+                if packet.pts is None or not packet.is_keyframe:
+                    if packet.pts is not None and step is not None and packet.pts > target + step:
+                        break  # no key frame within a segment of this boundary: the next one covers it
+                    continue
+                seen.append(packet.pts)
+                if len(seen) > 1:
+                    gop = max(gop, seen[-1] - seen[-2])
+                if packet.pts >= end:
+                    break
+                if not found or packet.pts > found[-1]:
+                    found.append(packet.pts)
+                    if len(seen) > 1 or target != start:
+                        break  # the first seek reads on to a second key frame: the interval
+        except av.error.FFmpegError as exc:
+            log.warning("%s: seeking to plan segments failed (%s)", container.name, ffmpeg_reason(exc))
+            break
+    if found and found[0] > start:
+        found.insert(0, start)  # the first segment starts at the first frame (decoded from the file's start)
+    return found, gop
+
+
+def _ticks(seconds: float, time_base: Fraction) -> int:
+    return round(Fraction(seconds).limit_denominator(10**9) / time_base)
+
+
+def _scan_packets(path: Path, info: MediaInfo) -> PacketIndex:
     """Demux (no decode) the main video stream: all pts, and the key frames' pts."""
     pts: list[int] = []
     keyframes: list[int] = []
@@ -92,18 +296,21 @@ def index_packets(path: Path, info: MediaInfo) -> PacketIndex:
         raise InputError(f"{path}: no video packets with timestamps; it cannot be restored")
     pts.sort()
     keyframes.sort()
-    return PacketIndex(pts, keyframes, time_base, durations)
+    return PacketIndex(pts, keyframes, time_base, durations, "scan")
 
 
 def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     """Group key frames into segments of about ``settings.segment_seconds`` (short inputs: one segment)."""
-    pts, tb = index.pts, index.time_base
-    starts = [pts[0]]
+    tb = index.time_base
+    starts = [index.first]
     if settings.segment_seconds > 0:  # 0: the whole file is one segment
         limit = Fraction(settings.segment_seconds).limit_denominator(10**6) / tb  # in ticks
         for kf in index.keyframes:
             if kf - starts[-1] >= limit:
                 starts.append(kf)
+    if not index.exact:
+        return _plan_by_rate(index, starts, settings)
+    pts = index.pts
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
@@ -117,7 +324,29 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     return segments
 
 
+def _plan_by_rate(index: PacketIndex, starts: list[int], settings: PlanSettings) -> list[Segment]:
+    """Segments where only key frames are known: warm-up, look-ahead and frame counts from the frame rate.
+
+    One frame more of warm-up and look-ahead than asked covers rounding; the emitted frames are exact
+    whatever the rate says (they are the decoded frames with ``emit_start <= pts < emit_end``).
+    """
+    tb, ticks = index.time_base, index.frame_ticks or Fraction(1)
+    last = index.end if index.end is not None else starts[-1] + ticks
+    segments = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        warm_from = max(start - (settings.warmup_frames + 1) * ticks - index.seek_margin, index.first)
+        decode_from = float((warm_from - Fraction(1, 4)) * tb)
+        if i == 0:
+            decode_from = min(decode_from, 0.0)  # from the file's start: a seek there lands on its first frame
+        after = None if end is None else end + (settings.lookahead_frames + 1) * ticks
+        decode_until = None if after is None or after >= last else float((after - Fraction(1, 2)) * tb)
+        frames = max(round(((end if end is not None else last) - start) / ticks), 0)
+        segments.append(Segment(i, start, end, decode_from, decode_until, frames))
+    return segments
+
+
 def expected_pts(index: PacketIndex, segments: list[Segment]) -> list[int]:
-    """The source pts the assembled output must hold (every frame the segments emit)."""
+    """The source pts the assembled output must hold (every frame the segments emit; exact indexes only)."""
     first = segments[0].emit_start
     return [p for p in index.pts if p >= first]

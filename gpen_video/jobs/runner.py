@@ -1,6 +1,8 @@
 """The batch job: plan each input, run its unfinished segments on an engine, assemble, record.
 
-One driver owns the job folder: it plans files (packets only), decides what earlier work can be
+One driver owns the job folder: it probes and plans each file once (from the container's index, cues
+or seeks: the file is not read through), keeps the media info in the file's record and hands it to
+every segment task (no segment probes again), decides what earlier work can be
 reused, hands segment tasks to the engine (in-process or Ray), records every finished segment
 atomically, and assembles a file as soon as its last segment is in. A failed file is recorded with
 its reason and the job goes on. Engines only run tasks; they never touch the manifest, so resume
@@ -224,10 +226,10 @@ class BatchJob:
             record.segments, record.attempts = reusable.segments, reusable.attempts
         record.identity, record.settings = asdict(identity), settings
         info = probe(item.input)
-        index = index_packets(item.input, info)
+        index = index_packets(item.input, info, options.segment_seconds)
         if item.output.exists() and not ours and not options.overwrite:
             if options.resume and old is None and _complete(item.output, index):
-                outcome.status, outcome.frames = "skipped", len(index.pts)
+                outcome.status, outcome.frames = "skipped", index.frame_count
                 outcome.reason = "output exists and holds every frame (made outside this job; settings unknown)"
                 return None
             raise OutputError(f"{item.output}: already exists and was not written by this job; pass --overwrite")
@@ -244,13 +246,14 @@ class BatchJob:
         remaining = sum(s.frames for s in todo)
         self._check_space(item, work_dir, estimate * remaining // max(total, 1), estimate)
         record.status, record.attempts, record.segments_planned = "running", record.attempts + 1, len(segments)
+        record.media, record.index_source, record.frames_planned = info.to_dict(), index.source, index.frame_count
         self.store.save(record)
         outcome.segments, outcome.segments_reused = len(segments), sorted(reused)
         run = _FileRun(item, config, info, index, segments, record, outcome, started, work_dir)
         source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
         for seg in todo:
             path = work_dir / _segment_name(seg.index, suffix)
-            task = SegmentTask(item.key, seg.index, source, path, segment_config, seg.window, seg.frames)
+            task = SegmentTask(item.key, seg.index, source, path, segment_config, seg.window, seg.frames, info)
             run.tasks.append(task)
         run.pending = {s.index for s in todo}
         if reused:
@@ -316,7 +319,7 @@ class BatchJob:
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
         run.outcome.segments_computed.append(done.index)
-        if done.frames != seg.frames:
+        if done.frames != seg.frames and run.index.exact:  # with cues or seeks the count is an estimate
             run.outcome.warnings.append(f"segment {done.index}: {done.frames} of {seg.frames} frames could be decoded")
         if not self.engine.reports_frames():
             self.events.frames(done.key, done.frames)
@@ -346,8 +349,9 @@ class BatchJob:
         outcome.status, outcome.frames = "done", result.frames
         outcome.faces_restored = sum(record.segments[str(s.index)].faces for s in run.segments)
         outcome.reason = "restored"
-        if result.frames != len(run.index.pts):
-            outcome.warnings.append(f"{len(run.index.pts) - result.frames} frame(s) of the input could not be decoded")
+        outcome.warnings += _frame_count_warnings(run.index, result.frames)
+        if run.info.missing_frames:
+            outcome.warnings.append(f"the input is truncated: its index lists {run.info.missing_frames} more frame(s)")
         outcome.warnings += [f"stream #{p.input_index} ({p.type}): {p.reason}" for p in result.streams if p.reason]
         outcome.segments_computed.sort()
         outcome.seconds = round(time.time() - run.started, 3)
@@ -379,6 +383,18 @@ class BatchJob:
         outcome.seconds = round(time.time() - started, 3)
         log.warning("%s", _with_path(item.input, error))
         self.events.file_finished(item, outcome)
+
+
+def _frame_count_warnings(index: PacketIndex, decoded: int) -> list[str]:
+    """What the decode found against the plan: frames the index lists but the file lacks, or, where the
+    count was estimated from the duration, a file that ends well before its container says (truncated)."""
+    expected = index.frame_count
+    if index.exact:
+        return [f"{expected - decoded} frame(s) of the input could not be decoded"] if decoded != expected else []
+    if decoded < expected - max(2, expected // 100):
+        return [f"the input holds {decoded} frames where its duration implies about {expected}; "
+                "it may be truncated or damaged"]  # fmt: skip
+    return []
 
 
 def _with_path(path: Path, error: str) -> str:
@@ -424,7 +440,9 @@ def segment_suffix(codec: str | None) -> str:
 
 
 def _complete(output: Path, index: PacketIndex) -> bool:
-    """An existing output holds exactly the input's frames at its timestamps."""
+    """An existing output holds exactly the input's frames at its timestamps (known only with an exact index)."""
+    if not index.exact:
+        return False
     try:
         verify_video(output, index.pts, index.time_base)
     except GpenVideoError:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gpen_video.config import Config, RestoreConfig
 from gpen_video.errors import GpenVideoError
+from gpen_video.io.probe import MediaInfo
 from gpen_video.pipeline import RestoreJob, SegmentWindow, run_restore
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore.restorer import Restorer
@@ -30,7 +31,8 @@ class SegmentTask:
     output: Path  # the segment file (.nut, in the job folder)
     config: Config
     window: SegmentWindow
-    frames: int  # frames the segment emits (for progress)
+    frames: int  # frames the segment emits (for progress; an estimate where the container has no index)
+    info: MediaInfo | None = None  # the input's media info, probed once per job: a segment never probes again
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,15 @@ def execute_segment(
     try:
         restorer = restorers.get(task.config.restore)
         report = run_restore(
-            RestoreJob(task.input, task.output, task.config, restorer=restorer, progress=progress, segment=task.window)
+            RestoreJob(
+                task.input,
+                task.output,
+                task.config,
+                restorer=restorer,
+                progress=progress,
+                info=task.info,
+                segment=task.window,
+            )
         )
     except GpenVideoError as exc:
         return SegmentDone(task.key, task.index, error=str(exc), host=platform.node())

@@ -1,0 +1,272 @@
+"""Archive-scale I/O: how much of the input each command reads, against main at bc608b2, in the same run.
+
+    python bench/io_reads.py [--baseline /tmp/probe-base] [--size 960x540] [--mov-frames 3200]
+                             [--ts-frames 1500] [--soak-minutes 10] [--soak-fps 10] [--no-soak]
+
+Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
+audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
+checkout, and the baseline: ``git worktree add /tmp/probe-base bc608b2``) it runs, each in a fresh
+process: ``probe``, a 1-second ``preview`` from the middle, a whole-file ``restore --model identity``
+and a ``batch`` of 10 segments, and prints for each:
+
+- ``input×``: bytes read from the input through ``av.open`` (a counting file object), / its size;
+- ``rchar×`` / ``read_bytes×``: the process's own ``/proc/self/io`` around the command, / the input's
+  size (rchar includes reading back its own output for verification; read_bytes is what came from
+  the disk: the input's pages are dropped from the cache before each command);
+- the wall time.
+
+Goals (issue 13): probe <= 1 % on MOV/MP4/AVI/MKV, preview <= 5 %, restore and batch <= 1.1×.
+
+The soak restores a >= 10-minute 360p clip with faces (insightface's t1.jpg) with ``identity`` and
+prints the RSS at 10 %, 50 % and 100 % of it; the goal is no growth past warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[1]
+
+
+# -- the child: one command, counted ------------------------------------------------------------
+def _proc_io() -> dict[str, int]:
+    values = {}
+    with open("/proc/self/io") as handle:
+        for line in handle:
+            key, value = line.split(":")
+            values[key.strip()] = int(value)
+    return values
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _CountingFile(io.RawIOBase):
+    def __init__(self, path: str, tally: list[int]) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
+        self._tally = tally
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = self._file.readinto(buffer)
+        self._tally[0] += n or 0
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def child(input_path: str, args: list[str], soak: bool) -> None:
+    """Run ``gpen-video ARGS`` in this process; print one JSON line with what it read."""
+    import av
+
+    import gpen_video.cli as cli
+    import gpen_video.jobs.batch_cli  # imported before counting: module files are not the input
+    import gpen_video.pipeline
+    import gpen_video.preview
+
+    tally = [0]
+    real_open = av.open
+    target = os.path.realpath(input_path)
+
+    def counting_open(file, mode="r", **kwargs):  # type: ignore[no-untyped-def]
+        if mode == "r" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
+            return real_open(_CountingFile(str(file), tally), mode, **kwargs)
+        return real_open(file, mode, **kwargs)
+
+    av.open = counting_open
+    rss: dict[str, float] = {}
+    if soak:
+        from gpen_video.config import load_config
+        from gpen_video.io.probe import probe
+
+        info = probe(input_path)
+        total = info.video.frame_count
+        marks = {max(int(total * f), 1): f"{int(f * 100)}%" for f in (0.1, 0.5, 1.0)}
+
+        def progress(done: int) -> None:
+            if done in marks:
+                rss[marks[done]] = round(_rss_mb(), 1)
+
+        config = load_config(None, {"restore.model": "identity", "output.overwrite": True})
+        before, t0 = _proc_io(), time.perf_counter()
+        report = gpen_video.pipeline.run_restore(
+            gpen_video.pipeline.RestoreJob(Path(input_path), Path(args[0]), config, progress=progress, info=info)
+        )
+        rss.setdefault("100%", round(_rss_mb(), 1))
+        rss["frames"] = report.frames_written
+        rss["faces"] = int(report.faces.get("faces_restored", 0))
+        code = 0
+    else:
+        before, t0 = _proc_io(), time.perf_counter()
+        code = cli.main(args)
+    wall = time.perf_counter() - t0
+    after = _proc_io()
+    print(json.dumps({"code": code, "input": tally[0], "rchar": after["rchar"] - before["rchar"],
+                      "read_bytes": after["read_bytes"] - before["read_bytes"], "wall": wall, "rss": rss}))  # fmt: skip
+
+
+# -- the driver ---------------------------------------------------------------------------------
+def ffmpeg(*args: str | Path) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def drop_cache(path: Path) -> None:
+    """Drop the file's clean pages, so read_bytes shows what a cold read costs."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def run_child(code_root: Path, input_path: Path, args: list[str], soak: bool = False) -> dict:
+    drop_cache(input_path)
+    env = dict(os.environ, PYTHONPATH=str(code_root))
+    command = [sys.executable, str(HERE), "--child", str(input_path), *(["--soak"] if soak else []), "--", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "process_wall": time.perf_counter() - t0}
+    result = json.loads(lines[-1])
+    if result["code"] != 0:
+        result["error"] = f"exit status {result['code']}: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return result
+
+
+def commands(src: Path, work: Path, duration: float, extra: list[str]) -> dict[str, list[str]]:
+    return {
+        "probe": ["probe", str(src), "--json"],
+        "preview 1 s": ["preview", str(src), "--start", f"{duration / 2:.3f}", "--duration", "1", "--compare",
+                        "none", "-o", str(work / "pv"), "--model", "identity", "-q", "--overwrite", *extra],
+        "restore": ["restore", str(src), "-o", str(work / f"restored{src.suffix}"), "--model", "identity", "-q",
+                    "--overwrite", *extra],
+        "batch 10 seg": ["batch", str(src), "-o", str(work / "batch"), "--model", "identity", "-q",
+                         "--segment-seconds", f"{duration / 10:.3f}", *extra],
+    }  # fmt: skip
+
+
+def clean(work: Path) -> None:
+    for path in work.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--soak", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, default=Path("/tmp/probe-base"), help="a checkout of bc608b2")
+    parser.add_argument("--size", default="960x540")
+    parser.add_argument("--mov-frames", type=int, default=3200)
+    parser.add_argument("--ts-frames", type=int, default=1500)
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--soak-fps", type=int, default=10)
+    parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
+    args, rest = parser.parse_known_args()
+    if args.child:
+        child(args.child, rest[1:] if rest[:1] == ["--"] else rest, args.soak)
+        return
+
+    roots = {"this": ROOT}
+    if (args.baseline / "gpen_video").is_dir():
+        roots["bc608b2"] = args.baseline.resolve()
+    else:
+        print(f"(no baseline at {args.baseline}: git worktree add {args.baseline} bc608b2)")
+    tmp = Path(tempfile.mkdtemp(prefix="io-reads-", dir=args.workdir))
+    try:
+        inputs = {}
+        rate = 25
+        if args.only in (None, "mov"):
+            mov = tmp / "reel.mov"
+            ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
+                   "sine=frequency=440:sample_rate=48000", "-frames:v", str(args.mov_frames),
+                   "-t", f"{args.mov_frames / rate}", "-c:v", "rawvideo", "-pix_fmt", "uyvy422",
+                   "-c:a", "pcm_s24le", mov)  # fmt: skip
+            inputs[mov] = []
+        if args.only in (None, "ts"):
+            ts = tmp / "reel.ts"
+            ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
+                   "sine=frequency=440", "-frames:v", str(args.ts_frames), "-t", f"{args.ts_frames / rate}",
+                   "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "2", "-c:a", "aac", ts)  # fmt: skip
+            inputs[ts] = ["--preset", "ultrafast"]
+        for src, extra in inputs.items():
+            size = src.stat().st_size
+            frames = args.mov_frames if src.suffix == ".mov" else args.ts_frames
+            print(f"\n{src.name}: {size / 1e9:.2f} GB, {frames} frames {args.size}")
+            print(f"  {'command':<13} {'code':<8} {'input×':>8} {'rchar×':>8} {'read_bytes×':>12} {'wall s':>8}")
+            work = tmp / "work"
+            work.mkdir(exist_ok=True)
+            for name, command in commands(src, work, frames / rate, extra).items():
+                for label, root in roots.items():
+                    result = run_child(root, src, command)
+                    clean(work)
+                    if "error" in result:
+                        print(f"  {name:<13} {label:<8} failed: {result['error']}")
+                        continue
+                    print(f"  {name:<13} {label:<8} {result['input'] / size:>8.4f} {result['rchar'] / size:>8.3f} "
+                          f"{result['read_bytes'] / size:>12.4f} {result['wall']:>8.1f}")  # fmt: skip
+            src.unlink()
+        if not args.no_soak:
+            soak(tmp, args.soak_minutes, args.soak_fps)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def soak(tmp: Path, minutes: float, fps: int) -> None:
+    import insightface
+
+    face = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+    src = tmp / "soak.mp4"
+    seconds = minutes * 60
+    # the group photo, scaled to 360p, panning slowly so the faces move; fast x264
+    ffmpeg("-loop", "1", "-framerate", str(fps), "-i", face, "-t", f"{seconds}",
+           "-vf", "scale=720:-2,crop=640:360:(iw-640)/2+20*sin(t/3):(ih-360)/2+10*cos(t/5)",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", src)  # fmt: skip
+    out = tmp / "soak.restored.mp4"
+    result = run_child(ROOT, src, [str(out)], soak=True)
+    if "error" in result:
+        print(f"\nsoak failed: {result['error']}")
+        return
+    rss = result["rss"]
+    print(
+        f"\nsoak: {minutes:g} min of 360p at {fps} fps, {rss.get('frames')} frames, {rss.get('faces')} faces restored, "
+        f"{result['wall']:.0f} s; RSS MB at 10 % {rss.get('10%')}, 50 % {rss.get('50%')}, 100 % {rss.get('100%')}"
+    )
+
+
+if __name__ == "__main__":
+    main()

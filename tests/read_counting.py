@@ -1,0 +1,118 @@
+"""Count what the code under test reads from a file: every ``av.open`` of it goes through a counting file object.
+
+The truth about where each frame's bytes lie comes from the ffprobe CLI, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+FFMPEG = "/usr/bin/ffmpeg"
+FFPROBE = "/usr/bin/ffprobe"
+
+
+class CountingFile(io.RawIOBase):
+    """A read-only file that records every (offset, length) read through it."""
+
+    def __init__(self, path: Path, reads: list[tuple[int, int]]) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
+        self.reads = reads
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        offset = self._file.tell()
+        n = self._file.readinto(buffer)
+        if n:
+            self.reads.append((offset, n))
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+@dataclass
+class ReadLog:
+    path: Path
+    reads: list[tuple[int, int]] = field(default_factory=list)
+    opens: int = 0
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(n for _, n in self.reads)
+
+    @property
+    def distinct_bytes(self) -> int:
+        """Bytes of the file read at least once (a demuxer may read its first buffer again after a seek)."""
+        covered, end = 0, 0
+        for offset, n in sorted(self.reads):
+            start = max(offset, end)
+            if offset + n > start:
+                covered += offset + n - start
+            end = max(end, offset + n)
+        return covered
+
+    def ratio(self) -> float:
+        return self.bytes_read / self.path.stat().st_size
+
+    def touched(self, spans: list[tuple[int, int]]) -> list[int]:
+        """Indexes of the ``(pos, size)`` spans any read overlapped."""
+        return [i for i, (pos, size) in enumerate(spans) if any(a < pos + size and pos < a + n for a, n in self.reads)]
+
+
+@contextmanager
+def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignore[no-untyped-def]
+    """While active, every ``av.open(path)`` for reading goes through a CountingFile."""
+    log = ReadLog(path)
+    real_open = av.open
+    target = os.path.realpath(path)
+
+    def counting_open(file, mode="r", **kwargs):  # type: ignore[no-untyped-def]
+        if mode == "r" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
+            log.opens += 1
+            return real_open(CountingFile(Path(file), log.reads), mode, **kwargs)
+        return real_open(file, mode, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    try:
+        yield log
+    finally:
+        monkeypatch.setattr(av, "open", real_open)
+
+
+def ffmpeg(*args: str | Path) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def video_packets(path: Path) -> list[dict]:
+    """ffprobe's video packets: pos, size, pts, flags (in file order)."""
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size,pts,flags",
+         "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)["packets"]
+
+
+def packet_spans(path: Path) -> list[tuple[int, int]]:
+    return [(int(p["pos"]), int(p["size"])) for p in video_packets(path)]
