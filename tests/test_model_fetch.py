@@ -356,7 +356,7 @@ def test_onnx_of_unknown_hash_must_load_as_a_restorer_of_its_size(
     no_hash = ModelEntry(**{**onnx_entry.__dict__, "crc32_urls": ()})
     monkeypatch.setitem(REGISTRY.entries, no_hash.name, no_hash)
     server.files["/ff/gpen_test.onnx"] = PAYLOAD
-    with pytest.raises(FetchError, match=r"was refused and deleted: cannot load .* in onnxruntime"):
+    with pytest.raises(FetchError, match=r"was refused and deleted: cannot load .*not a usable GPEN restorer"):
         fetch_model("gpen-test-onnx", weights_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
     server.files["/ff/gpen_test.onnx"] = onnx_bytes
