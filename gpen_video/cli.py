@@ -184,7 +184,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
         report = run_restore(RestoreJob(args.input, output, config, progress=progress, info=info))
     for warning in report.warnings:
-        log.warning("warning: %s", warning)
+        print(f"gpen-video: warning: {warning}", file=sys.stderr)  # issue 12: warnings survive -q
     if not args.quiet:
         print(f"gpen-video: wrote {output}: {report.summary()}", file=sys.stderr)
     if args.report:
@@ -206,7 +206,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         result = run_preview(args.input, config, args.compare, args.output, lambda done: bar.update(done - bar.n),
                              info=info)  # fmt: skip
     for warning in result.report.warnings:
-        log.warning("warning: %s", warning)
+        print(f"gpen-video: warning: {warning}", file=sys.stderr)  # issue 12: warnings survive -q
     if args.report:
         result.report.write(args.report)
     if not args.quiet:

@@ -35,6 +35,7 @@ from conformance_cases import (
     video_codec_in,
     video_field,
     video_is,
+    video_is_one_of,
     video_src,
 )
 
@@ -63,7 +64,8 @@ CASES = [
                                              same_frame_times]),
     Case("mov_prores4444_alpha", ".mov", [*video_src(), "-vf", "format=yuva444p10le", "-c:v", "prores_ks",
                                           "-profile:v", "4444", "-pix_fmt", "yuva444p10le"],
-         "ProRes 4444 with its alpha plane", [video_field("codec_name", "profile"), video_is("pix_fmt", "yuva444p10le")]),
+         "ProRes 4444 with its alpha plane", [video_field("codec_name", "profile"), video_is_one_of(
+             "pix_fmt", "yuva444p10le", "yuva444p12le")]),
     Case("mxf_dnxhr_pcm16", ".mxf", [*video_src("256x144"), *tone(), *A, "-c:v", "dnxhd", "-profile:v", "dnxhr_sq",
                                      "-pix_fmt", "yuv422p", "-c:a", "pcm_s16le"],
          "DNxHR SQ in MXF, PCM 16, frames in order", [video_field("codec_name", "profile"), same_frame_times,
@@ -93,10 +95,10 @@ CASES = [
     Case("mkv_av1", ".mkv", [*video_src(), "-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "40"],
          "AV1 source restored, frame times", [same_frame_times]),
     Case("dv_pal", ".dv", [*video_src("720x576"), *tone(rate=48000), *A, "-c:v", "dvvideo", "-pix_fmt", "yuv420p",
-                           "-c:a", "pcm_s16le", "-ar", "48000", "-s", "720x576", "-r", "25", "-f", "dv"],
+                           "-c:a", "pcm_s16le", "-ar", "48000", "-ac", "2", "-r", "25", "-f", "dv"],
          "DV stays DV in .dv", [video_codec_in("dvvideo"), video_field("width", "height")]),
     Case("dv_into_mov", ".dv", [*video_src("720x576"), *tone(rate=48000), *A, "-c:v", "dvvideo", "-pix_fmt", "yuv420p",
-                                "-c:a", "pcm_s16le", "-ar", "48000", "-r", "25", "-f", "dv"],
+                                "-c:a", "pcm_s16le", "-ar", "48000", "-ac", "2", "-r", "25", "-f", "dv"],
          "raw DV into MOV: one line or a MOV with the audio", [stream_count("audio", 1)], out_ext=".mov"),
     Case("mov_pcm_to_mp4", ".mov", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "pcm_s16le"],
          "PCM audio into MP4 is kept or re-encoded (no traceback), said so", [stream_count("audio", 1)],
@@ -142,8 +144,8 @@ CASES = [
          "interlaced ProRes stays flagged interlaced", [video_field("field_order")]),
     Case("mp4_chroma_location", ".mp4", [*video_src(), "-c:v", "libx264", "-chroma_sample_location", "topleft"],
          "chroma location", [video_field("chroma_location")]),
-    Case("mp4_rotation", ".mp4", [*video_src(), "-c:v", "libx264", "-metadata:s:v:0", "rotate=90"],
-         "display rotation", [rotation_kept]),
+    Case("mp4_rotation", ".mp4", [*video_src(), "-c:v", "libx264"],
+         "display rotation", [rotation_kept], remux=["-metadata:s:v:0", "rotate=90"]),
     Case("mkv_vfr", ".mkv", [*video_src(rate="50", seconds=0.6), "-vf", "select='not(mod(n\\,3))+eq(mod(n\\,5)\\,1)'",
                              "-fps_mode", "vfr", "-c:v", "libx264"],
          "variable frame rate: every frame at its own time", [same_frame_times, is_vfr]),
@@ -167,7 +169,8 @@ CASES = [
          "a real face through the faced path: frame times and audio", [same_frame_times, same_streams("audio")],
          faces=True),
     Case("mov_faces_prores4444", ".mov", ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le"],
-         "a real face in ProRes 4444 keeps alpha and depth", [video_is("pix_fmt", "yuva444p10le"), same_frame_times],
+         "a real face in ProRes 4444 keeps alpha and depth",
+         [video_is_one_of("pix_fmt", "yuva444p10le", "yuva444p12le"), same_frame_times],
          faces=True),
 ]  # fmt: skip
 
@@ -213,10 +216,16 @@ def build_input(case: Case, folder: Path, assets: dict[str, str]) -> Path:
     path = folder / f"{case.name}{case.ext}"
     args = [a.format(**assets) if a.startswith("{") else a for a in case.build]
     if case.faces:
-        args = ["-loop", "1", "-framerate", "25", "-t", "0.4", "-i", assets["face"], "-vf", "scale=320:240", *args]
-        if "-shortest" in args:
-            args = [*args[: args.index("-shortest")], "-map", "0:v", "-map", "1:a", "-shortest"]
+        inputs = ["-loop", "1", "-framerate", "25", "-t", "0.4", "-i", assets["face"]]
+        if "-shortest" in args:  # a tone as a second input, mapped with the picture
+            inputs += args[: args.index("-c:v")]
+            args = [*args[args.index("-c:v") : args.index("-shortest")], "-map", "0:v", "-map", "1:a", "-shortest"]
+        args = [*inputs, "-vf", "scale=320:240", *args]
     ffmpeg(*args, path)
+    if case.remux is not None:
+        first = path.with_name(f"{case.name}.first{case.ext}")
+        path.rename(first)
+        ffmpeg("-i", first, "-map", "0", "-c", "copy", *case.remux, path)
     if case.damage is not None:
         case.damage(path)
     path.chmod(0o444)

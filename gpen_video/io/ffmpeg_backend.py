@@ -142,7 +142,7 @@ class FfmpegWriter:
         params = {k: v for k, v in tags.items() if v not in ("unknown", "rgb")}
         if params:
             stream = stream.filter("setparams", **params)
-        out = stream.output(str(self.video_part), format="nut", fps_mode="passthrough", enc_time_base="demux",
+        out = stream.output(str(self.video_part), format="nut", fps_mode="passthrough", enc_time_base="-1",
                             **options)  # fmt: skip
         return out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").overwrite_output()
 

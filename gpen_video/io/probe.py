@@ -18,6 +18,7 @@ import av
 
 from gpen_video.errors import InputError
 from gpen_video.io.colour import ColourInfo, colour_info, colour_of_frame
+from gpen_video.io.metadata import VideoMetadata, video_metadata
 from gpen_video.io.rotation import normalize_rotation
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class VideoInfo:
     field_order: str | None
     timecode: str | None
     keyframe_count: int = 0
+    metadata: VideoMetadata = field(default_factory=VideoMetadata)  # aspect, field order, HDR, chapters (io/metadata.py)
 
 
 @dataclass
@@ -138,6 +140,8 @@ def probe(path: str | Path) -> MediaInfo:
         vstream = _main_video_stream(container)
         first = _first_frame(container, vstream, path)
         info = _describe(container, vstream, first, path)
+        info.video.metadata = video_metadata(container, vstream, first)  # issue 12: io/metadata.py
+        info.video.field_order = info.video.metadata.field_order  # in words, not FFmpeg's number
     return info
 
 
