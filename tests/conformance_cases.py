@@ -57,7 +57,8 @@ class Probed:
 
     def frame_times(self) -> list[Fraction]:
         tb = Fraction(self.video["time_base"])
-        return [int(f["pts"]) * tb for f in self.frames if f.get("pts") is not None]
+        stamps = [f.get("pts", f.get("best_effort_timestamp")) for f in self.frames]
+        return [int(t) * tb for t in stamps if t is not None]
 
 
 def ffprobe(path: Path) -> Probed:
@@ -67,7 +68,7 @@ def ffprobe(path: Path) -> Probed:
     meta = json.loads(subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout)
     fargs = [exe, "-v", "error", "-of", "json", "-select_streams", "V:0", "-show_frames",
              "-show_entries", "frame=pts,best_effort_timestamp,width,height,side_data_list,interlaced_frame,"
-             "top_field_first,pix_fmt,sample_aspect_ratio"]  # fmt: skip
+             "top_field_first,pix_fmt,sample_aspect_ratio,pict_type"]  # fmt: skip
     frames = json.loads(subprocess.run([*fargs, str(path)], capture_output=True, text=True, check=True).stdout)
     return Probed(meta.get("streams", []), meta.get("format", {}), meta.get("chapters", []), frames.get("frames", []))
 
@@ -88,6 +89,7 @@ class Case:
     faces: bool = False  # build from a real face picture instead of testsrc2
     damage: Callable[[Path], None] | None = None  # applied to the built input (truncation, corruption)
     strict_fails: bool = False  # with --strict the run must fail with one line, exit 2
+    known_gap: str | None = None  # an xfail(strict) reason: a loss this PyAV cannot yet avoid (listed in the report)
     remux: list[str] | None = None  # a second ffmpeg pass, ``-i built -c copy REMUX`` (tags 5.1 sets only then)
 
 
@@ -146,7 +148,9 @@ def video_codec_in(*codecs: str) -> Check:
 
 
 def no_b_frames(src: Probed, out: Probed) -> None:
-    assert int(out.video.get("has_b_frames", 0)) == 0, out.video.get("has_b_frames")
+    """No B-frames in a container that stores no presentation order (decode order is display order)."""
+    kinds = [f.get("pict_type") for f in out.frames]
+    assert kinds and "B" not in kinds, kinds
 
 
 def same_streams(kind: str, *keys: str) -> Check:

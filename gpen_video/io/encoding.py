@@ -183,8 +183,18 @@ def _intermediate_options(settings: EncodeSettings, video: VideoInfo) -> None:
         settings.bit_rate = video.bit_rate * 2 if video.bit_rate else _intra_bit_rate(video)
 
 
+def frame_rate(video: VideoInfo) -> Fraction | None:
+    """The stream's frame rate, or the one its frames show where the header's is absurd (DV says 60000 fps)."""
+    rate = Fraction(video.frame_rate) if video.frame_rate else None
+    if video.frame_count > 1 and video.duration > 0:
+        measured = Fraction(video.frame_count) / Fraction(video.duration).limit_denominator(100000)
+        if rate is None or abs(rate - measured) > measured / 2:
+            return measured.limit_denominator(1001)
+    return rate
+
+
 def _intra_bit_rate(video: VideoInfo) -> int:
-    rate = float(video.frame_rate or 25)
+    rate = float(frame_rate(video) or 25)
     return int(video.width * video.height * rate * 2)  # ~2 bits a pixel: near-transparent intra coding
 
 
@@ -231,7 +241,9 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
         return settings
     if caps is not None:
         delivery = "libx265" if video.colour.bit_depth > 8 else "libx264"
-        if not caps.holds(delivery) or caps.family in ("mpeg", "vob", "dv", "mxf", "webm"):
+        # the muxer's own codec where H.264/HEVC cannot be timed or held (AVI: even without B-frames, FFmpeg's
+        # H.264 decoder guesses a reorder delay there and shows every frame one late)
+        if not caps.holds(delivery) or caps.family in ("mpeg", "vob", "dv", "mxf", "webm", "avi"):
             return _container_default(video, encoders, caps)
     if video.colour.bit_depth > 8:
         settings = EncodeSettings(
@@ -269,8 +281,9 @@ def _container_default(video: VideoInfo, encoders: EncoderCatalog, caps: Contain
     settings = EncodeSettings(codec, fmt, reason=f"{caps.format_name} output: {codec}, its muxer's default")
     if codec == "libvpx-vp9":
         settings.options.update({"crf": "20", "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"})
-    elif codec in ("mpeg2video", "mjpeg"):
-        _intermediate_options(settings, video)
+    elif codec in ("mpeg2video", "mjpeg", "mpeg4"):
+        settings.bit_rate = video.bit_rate * 2 if video.bit_rate else _intra_bit_rate(video)
+        settings.options["bf"] = "0"
     elif codec in ("libaom-av1", "libsvtav1"):
         settings.options.update({"crf": "24"})
     return settings

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 
 from gpen_video.errors import ConfigError, DependencyError
-from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings
+from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings, frame_rate
 from gpen_video.io.formats import ContainerCaps
 from gpen_video.io.output import check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, open_input
@@ -64,9 +64,10 @@ def check_encoder_opens(info: MediaInfo, settings: EncodeSettings) -> None:
         ctx = av.CodecContext.create(settings.codec, "w")
         ctx.width, ctx.height = v.width, v.height
         ctx.pix_fmt = settings.pix_fmt
-        ctx.time_base = v.time_base if v.frame_rate is None else 1 / Fraction(v.frame_rate)
-        if v.frame_rate:
-            ctx.framerate = Fraction(v.frame_rate)
+        rate = frame_rate(v)
+        ctx.time_base = v.time_base if rate is None else 1 / rate
+        if rate:
+            ctx.framerate = rate
         if settings.bit_rate:
             ctx.bit_rate = settings.bit_rate
         ctx.options = picture_options(settings, v)

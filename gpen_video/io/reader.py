@@ -292,4 +292,13 @@ def truncation(container: av.container.InputContainer, stream: av.VideoStream, l
     end = max(ends)
     if end - last > slack + Fraction(1, 20):
         return f"it ends at {float(last):.3f}s where its header says {float(end):.3f}s"
+    first = Fraction(stream.start_time or 0) * tb if stream.start_time is not None else Fraction(0)
+    expected = round((end - first) * Fraction(rate))
+    if not _is_vfr(stream) and frames + 1 < expected:  # packets cut from the decode-order tail (B-frames)
+        return f"{frames} frames where its header's duration holds {expected}"
     return None
+
+
+def _is_vfr(stream: av.VideoStream) -> bool:
+    avg, base = stream.average_rate, stream.base_rate or stream.guessed_rate
+    return bool(avg and base and abs(Fraction(avg) - Fraction(base)) > Fraction(1, 100) * Fraction(base))

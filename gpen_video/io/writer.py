@@ -23,7 +23,7 @@ import av
 
 from gpen_video.errors import ConfigError, OutputError
 from gpen_video.io.colour import ColourInfo, tag_frame, to_encoder_format
-from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.encoding import EncodeSettings, frame_rate
 from gpen_video.io.formats import ContainerCaps, container_caps, container_family
 from gpen_video.io.metadata import chapters_for_output, offset_timecode
 from gpen_video.io.probe import MediaInfo, VideoInfo
@@ -117,7 +117,7 @@ class VideoWriter:
     def _add_video_stream(self) -> av.VideoStream:
         v = self.info.video
         s = self.settings
-        rate = v.frame_rate if v.frame_rate else None
+        rate = frame_rate(v)
         try:
             stream = self.container.add_stream(s.codec, rate=rate, options=picture_options(s, v))
         except (av.error.FFmpegError, ValueError) as exc:
@@ -127,10 +127,10 @@ class VideoWriter:
         stream.time_base = v.time_base
         # encoders tied to a standard frame rate (MPEG-1/2, DV) count time in frames; PyAV rescales the pts
         # and AVI counts frames, so its time base must be one frame too
-        fixed_rate = (s.codec in _FRAME_RATE_ENCODERS or self.family == "avi") and v.frame_rate and not v.is_vfr
+        fixed_rate = (s.codec in _FRAME_RATE_ENCODERS or self.family == "avi") and rate and not v.is_vfr
         if fixed_rate and self.family == "avi":
-            stream.time_base = 1 / Fraction(v.frame_rate)
-        stream.codec_context.time_base = 1 / Fraction(v.frame_rate) if fixed_rate else v.time_base
+            stream.time_base = 1 / rate
+        stream.codec_context.time_base = 1 / rate if fixed_rate and rate else v.time_base
         if s.bit_rate:
             stream.codec_context.bit_rate = s.bit_rate
         tag_video_stream(stream, v, self.offset)
@@ -159,11 +159,11 @@ class VideoWriter:
         tag_frame(frame, self.colour)
         frame.pts = pts - self._offset_ticks
         frame.time_base = self._tb
+        self.pts.append(frame.pts)  # before encode(): PyAV rebases the frame to the encoder's time base
         try:
             packets = self.video.encode(frame)
         except av.error.FFmpegError as exc:
             raise OutputError(f"{self.path.name}: the {self.settings.codec} encoder failed ({exc})") from exc
-        self.pts.append(frame.pts)
         self.container.mux(packets)
 
     def write_packets(self, packets: list[av.Packet]) -> None:
@@ -183,8 +183,10 @@ class VideoWriter:
             except av.error.FFmpegError as exc:
                 raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc
             finally:
-                with contextlib.suppress(av.error.FFmpegError):
+                try:
                     self.container.close()
+                except av.error.FFmpegError as exc:  # the trailer (MOV moov, MKV cues) could not be written
+                    raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc
         return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings, self.warnings,
                            self.side.starts)  # fmt: skip
 
