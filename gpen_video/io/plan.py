@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 
+from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError, DependencyError
 from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings, frame_rate
 from gpen_video.io.formats import ContainerCaps
@@ -113,3 +114,13 @@ def restore_plan(info: MediaInfo, settings: EncodeSettings, caps: ContainerCaps)
         plan.warnings.append(f"{len(meta.chapters)} chapter(s) may be lost: {caps.format_name} may not hold chapters")
     return plan
 
+
+
+def plan_for(info: MediaInfo, output: Path, config: OutputConfig) -> RestorePlan:
+    """``probe --plan``: the encode settings ``restore`` would choose for ``output``, and every stream's fate."""
+    from gpen_video.io.encoding import choose_encoding
+    from gpen_video.io.formats import output_caps
+
+    caps = output_caps(output)
+    settings = choose_encoding(info.video, config, caps=caps)
+    return restore_plan(info, settings, caps)
