@@ -8,6 +8,7 @@ project's own reader or writer, so the matrix does not share their assumptions.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -118,7 +119,9 @@ def same_frame_times(src: Probed, out: Probed) -> None:
 def video_field(*keys: str) -> Check:
     def check(src: Probed, out: Probed) -> None:
         for key in keys:
-            assert out.video.get(key) == src.video.get(key), f"video {key}: {out.video.get(key)} != {src.video.get(key)}"
+            assert out.video.get(key) == src.video.get(key), (
+                f"video {key}: {out.video.get(key)} != {src.video.get(key)}"
+            )
 
     check.__name__ = f"video_{'_'.join(keys)}"
     return check
@@ -250,7 +253,7 @@ def rotation_kept(src: Probed, out: Probed) -> None:
 
 def is_vfr(src: Probed, out: Probed) -> None:
     times = out.frame_times()
-    deltas = {b - a for a, b in zip(times, times[1:], strict=False)}
+    deltas = {b - a for a, b in itertools.pairwise(times)}
     assert len(deltas) > 1, deltas
 
 
@@ -293,8 +296,9 @@ def cut_before_last_packets(count: int) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         exe = ffprobe_exe()
         assert exe
-        out = subprocess.run([exe, "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries",
-                              "packet=pos", "-show_packets", str(path)], capture_output=True, text=True, check=True)  # fmt: skip
+        args = [exe, "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries", "packet=pos",
+                "-show_packets", str(path)]  # fmt: skip
+        out = subprocess.run(args, capture_output=True, text=True, check=True)
         positions = sorted(int(p["pos"]) for p in json.loads(out.stdout)["packets"] if p.get("pos", "N/A") != "N/A")
         cut = positions[-count]
         if path.suffix == ".ts":

@@ -139,7 +139,7 @@ def choose_encoding(
 
 def _encoder_name(name: str, encoders: EncoderCatalog) -> str:
     """``h264`` -> ``libx264``, ``hevc`` -> ``libx265``: the encoder FFmpeg picks for a codec's short name."""
-    if encoders is not PYAV_ENCODERS or encoders.has(name) and name not in ("h264", "hevc", "av1", "vp9"):
+    if encoders is not PYAV_ENCODERS or (encoders.has(name) and name not in ("h264", "hevc", "av1", "vp9")):
         return {"h264": "libx264", "hevc": "libx265", "h265": "libx265"}.get(name, name)
     try:
         return av.codec.Codec({"h265": "hevc"}.get(name, name), "w").name

@@ -102,7 +102,9 @@ class VideoMetadata:
         if self.content_light:
             lines.append(f"HDR: MaxCLL {self.content_light.max_cll}, MaxFALL {self.content_light.max_fall} cd/m²")
         for chapter in self.chapters:
-            lines.append(f"chapter {float(chapter.start):.3f}-{float(chapter.end):.3f}s: {chapter.title or ''}".rstrip())
+            lines.append(
+                f"chapter {float(chapter.start):.3f}-{float(chapter.end):.3f}s: {chapter.title or ''}".rstrip()
+            )
         for a in self.attachments:
             lines.append(f"attachment #{a.index}: {a.filename or '?'} ({a.mimetype or 'unknown type'}, {a.size} bytes)")
         return lines
@@ -113,7 +115,9 @@ _STREAM_TAGS_NOT_COPIED = {"duration", "encoder", "_statistics_tags", "number_of
                            "vendor_id", "creation_time"}  # fmt: skip
 
 
-def video_metadata(container: av.container.InputContainer, stream: av.VideoStream, first: av.VideoFrame) -> VideoMetadata:
+def video_metadata(
+    container: av.container.InputContainer, stream: av.VideoStream, first: av.VideoFrame
+) -> VideoMetadata:
     """Read ``stream``'s metadata; ``first`` is its first decoded frame (for HDR side data)."""
     cc = stream.codec_context
     sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio

@@ -21,6 +21,7 @@ import av
 from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError, DependencyError
 from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings, frame_rate
+from gpen_video.io.ffmpeg_backend import demux_time_base
 from gpen_video.io.formats import ContainerCaps
 from gpen_video.io.output import check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, open_input
@@ -85,7 +86,8 @@ def check_ffmpeg_backend(binary: str, info: MediaInfo, settings: EncodeSettings)
     v = info.video
     cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
            f"color=c=black:s={v.width}x{v.height}:d=0.1", "-frames:v", "1", "-c:v", settings.codec,
-           "-pix_fmt", settings.pix_fmt, "-fps_mode", "passthrough", "-enc_time_base", "-1"]  # fmt: skip
+           "-pix_fmt", settings.pix_fmt, "-fps_mode", "passthrough",
+           "-enc_time_base", demux_time_base(binary)]  # fmt: skip
     for key, value in settings.options.items():
         cmd += [f"-{key}", str(value)]
     if settings.bit_rate:
@@ -113,7 +115,6 @@ def restore_plan(info: MediaInfo, settings: EncodeSettings, caps: ContainerCaps)
     if meta.chapters and caps.family not in ("matroska", "webm", "mov", "mp4", "nut", "ogg", "ffmetadata"):
         plan.warnings.append(f"{len(meta.chapters)} chapter(s) may be lost: {caps.format_name} may not hold chapters")
     return plan
-
 
 
 def plan_for(info: MediaInfo, output: Path, config: OutputConfig) -> RestorePlan:

@@ -48,7 +48,9 @@ class VideoInfo:
     field_order: str | None
     timecode: str | None
     keyframe_count: int = 0
-    metadata: VideoMetadata = field(default_factory=VideoMetadata)  # aspect, field order, HDR, chapters (io/metadata.py)
+    metadata: VideoMetadata = field(
+        default_factory=VideoMetadata
+    )  # aspect, field order, HDR, chapters (io/metadata.py)
 
 
 @dataclass

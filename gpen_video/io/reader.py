@@ -24,8 +24,6 @@ from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
 
 log = logging.getLogger(__name__)
 
-_DECODE_RATHER_THAN_SEEK_S = 5.0
-
 
 @dataclass
 class Frame:
@@ -166,10 +164,25 @@ class VideoReader:
         return self.frames()
 
     def frames(self) -> Iterator[Frame]:
-        # a start within the first seconds is reached by decoding from the top: seeking there buys nothing,
-        # and some demuxers (MPEG-TS with a large start offset) land past it
-        near = self.start is not None and self.start - self.info.video.start_time < _DECODE_RATHER_THAN_SEEK_S
-        if self._start_pts is not None and not near:
+        if self._start_pts is None:
+            yield from self._frames(seek=False)
+            return
+        yield from self._frames(seek=True)
+        if self.stats.decoded == 0:
+            # some demuxers (MPEG-TS with a large start offset, short files) seek past the target: decode from the top
+            log.debug("%s: the seek to %.3fs found no frame; decoding from the start", self.path, self.start)
+            self.container.close()
+            self.container = open_input(self.path)
+            self.video = self.container.streams[self.info.video.index]
+            self.video.thread_type = "AUTO"
+            self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
+            self._pending, self._early = [], []
+            self.offset = None
+            self.stats = ReadStats()
+            yield from self._frames(seek=False)
+
+    def _frames(self, seek: bool) -> Iterator[Frame]:
+        if seek:
             try:
                 self.container.seek(self._start_pts, stream=self.video, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
@@ -222,7 +235,7 @@ class VideoReader:
         if self.offset is None:
             self.offset = Fraction(0)
             self._release_early()
-        if not video_done and self._end_time is None:
+        if not video_done and self._end_time is None and self.start is None:
             self.stats.truncated = truncation(self.container, self.video, last_pts, self.stats.frames)
         damage = self.stats.damage_summary
         if damage and self.config.strict:
@@ -265,7 +278,9 @@ class VideoReader:
         self.close()
 
 
-def truncation(container: av.container.InputContainer, stream: av.VideoStream, last_pts: int | None, frames: int) -> str | None:
+def truncation(
+    container: av.container.InputContainer, stream: av.VideoStream, last_pts: int | None, frames: int
+) -> str | None:
     """Why a file that decoded to its end looks cut short, or None: the header or index promised more.
 
     Matroska and MP4 write the duration (and MP4 the sample count) in their header; a tail cut between

@@ -70,6 +70,10 @@ class WriteResult:
 
 def check_video_codec(caps: ContainerCaps, codec: str, suffix: str) -> None:
     """ConfigError (before any work) when FFmpeg says the output container cannot hold ``codec`` video."""
+    try:
+        av.codec.Codec(codec, "w")
+    except (ValueError, av.error.FFmpegError):
+        return  # an encoder only the user's ffmpeg binary has: its muxer decides when joining
     if not caps.holds(codec):
         raise ConfigError(
             f"{codec} video cannot go in a {suffix or caps.format_name} file ({caps.format_name} muxer); "
@@ -228,8 +232,10 @@ class SideStreams:
     def _add(self, stream: av.stream.Stream) -> StreamPlan:
         codec = stream.codec_context.name if stream.codec_context is not None else None
         plan = StreamPlan(stream.index, stream.type, codec, "copy")
-        if stream.type == "data" and codec is None and stream.metadata.get("handler_name", "").lower().startswith(
-            "timecode"
+        if (
+            stream.type == "data"
+            and codec is None
+            and stream.metadata.get("handler_name", "").lower().startswith("timecode")
         ):
             plan.action, plan.reason = "timecode", "timecode track rewritten from the source timecode"
             return plan
@@ -259,8 +265,8 @@ class SideStreams:
 
     def _refusal(self, stream: av.stream.Stream) -> str | None:
         """Why FFmpeg will not put ``stream`` (copied) in this container, or None when it will."""
-        with contextlib.ExitStack() as stack:
-            trial = stack.enter_context(av.open(io.BytesIO(), "w", format=self.caps.format_name))
+        trial = av.open(io.BytesIO(), "w", format=self.caps.format_name)
+        try:
             try:
                 if self._video is not None:
                     v, settings = self._video
@@ -275,6 +281,9 @@ class SideStreams:
                 trial.start_encoding()
             except (av.error.FFmpegError, ValueError) as exc:
                 return f"the muxer refuses it: {exc}"
+        finally:
+            with contextlib.suppress(av.error.FFmpegError, ValueError):  # a trailer on an empty trial file
+                trial.close()
         return None
 
     def _audio_target(self, stream: av.stream.Stream) -> str | None:
