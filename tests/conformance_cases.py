@@ -309,6 +309,17 @@ def cut_before_last_packets(count: int) -> Callable[[Path], None]:
     return damage
 
 
+def append_ts(size: str) -> Callable[[Path], None]:
+    """Join a second TS recording (``size`` pictures, timestamps from zero again) after the first, as ``cat`` does."""
+
+    def damage(path: Path) -> None:
+        second = path.with_name(f"{path.stem}.second.ts")
+        ffmpeg(*video_src(size), "-c:v", "libx264", "-g", "5", second)
+        path.write_bytes(path.read_bytes() + second.read_bytes())
+
+    return damage
+
+
 def corrupt_inside_packet(index: int) -> Callable[[Path], None]:
     """Overwrite bytes in the middle of the ``index``-th video packet's payload (headers intact)."""
 

@@ -48,9 +48,7 @@ class VideoInfo:
     field_order: str | None
     timecode: str | None
     keyframe_count: int = 0
-    metadata: VideoMetadata = field(
-        default_factory=VideoMetadata
-    )  # aspect, field order, HDR, chapters (io/metadata.py)
+    metadata: VideoMetadata = field(default_factory=VideoMetadata)  # issue 12: aspect, HDR, chapters
 
 
 @dataclass

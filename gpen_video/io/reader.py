@@ -212,11 +212,11 @@ class VideoReader:
                 pts = frame.pts
                 if pts is None:
                     pts = (last_pts + 1) if last_pts is not None else 0
+                self._check_size(frame, pts)
                 if last_pts is not None and pts <= last_pts:
                     self.stats.repeated_timestamps += 1
                     log.debug("%s: frame with non-increasing pts %s left out", self.path, pts)
                     continue
-                self._check_size(frame, pts)
                 if self._start_pts is not None and pts < self._start_pts:
                     continue
                 if self._end_time is not None and pts * self.video.time_base >= self._end_time:
