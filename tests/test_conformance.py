@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conformance_cases import (
     Case,
+    append_ts,
     audio_codec_in,
     audio_starts_with_video,
-    append_ts,
     corrupt_inside_packet,
     cut_before_last_packets,
     ffmpeg,
