@@ -145,3 +145,22 @@ def test_timecode_offset_and_8bit_rule() -> None:
     assert offset_timecode("01:00:00:00", Fraction(25), Fraction(2)) == "01:00:02:00"
     assert offset_timecode("00:59:59;29", Fraction(30000, 1001), Fraction(1, 30)) == "01:00:00;00"
     assert to_8bit(np.array([0, 255, 65535, 32896], np.uint16)).tolist() == [0, 0, 255, 128]
+
+
+def test_batch_assembled_mkv_keeps_its_frame_rate(tmp_path: Path) -> None:
+    """Segments stream-copied into an MKV keep the source's rate (copy_stream), not Matroska's 1000 fps."""
+    import json
+
+    from conformance_cases import ffprobe_exe
+
+    src = tmp_path / "in"
+    src.mkdir()
+    ffmpeg(*video_src(seconds=2.0), *tone(seconds=2.0), "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-c:a",
+           "aac", src / "c.mkv")  # fmt: skip
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "gpen_video", "batch", str(src), "-o", str(out), "--model",
+                           "identity", "--segment-seconds", "1", "-q"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    probe = subprocess.run([ffprobe_exe(), "-v", "error", "-of", "json", "-select_streams", "v", "-show_entries",
+                            "stream=avg_frame_rate", str(out / "c.mkv")], capture_output=True, text=True)  # fmt: skip
+    assert json.loads(probe.stdout)["streams"][0]["avg_frame_rate"] == "25/1"
