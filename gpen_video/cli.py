@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="show what a video holds and what would be done with it")
     probe.add_argument("input", type=Path)
     probe.add_argument("--json", action="store_true", help="machine-readable output")
-    probe.add_argument("--exact", action="store_true", help="count every packet (reads the whole file)")  # issue 13
+    probe.add_argument("--exact", action="store_true", help="count every packet (reads the whole file)")
+    probe.add_argument("--plan", action="store_true", help="also show what restore would do with each stream")
+    probe.add_argument("-o", "--output", type=Path, help="with --plan: the output restore would write")
+    probe.add_argument("--config", default="default", help="with --plan: the preset or YAML restore would use")
     _add_verbosity(probe)
 
     preview = sub.add_parser("preview", help="restore a few seconds and write a before/after clip and contact sheet")
@@ -102,6 +105,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     output = args.output or default_output_path(args.input)
+    if args.report:  # issue 12: an unwritable report path fails now, not after the run
+        from gpen_video.io.output import check_writable
+
+        check_writable(args.report)
     info = probe(args.input)
     total = planned_frames(info, config)
     with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
@@ -111,7 +118,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
         report = run_restore(RestoreJob(args.input, output, config, progress=progress, info=info))
     for warning in report.warnings:
-        log.warning("warning: %s", warning)
+        print(f"gpen-video: warning: {warning}", file=sys.stderr)  # issue 12: warnings survive -q
     if not args.quiet:
         print(f"gpen-video: wrote {output}: {report.summary()}", file=sys.stderr)
     if args.report:
@@ -133,7 +140,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         result = run_preview(args.input, config, args.compare, args.output, lambda done: bar.update(done - bar.n),
                              info=info)  # fmt: skip
     for warning in result.report.warnings:
-        log.warning("warning: %s", warning)
+        print(f"gpen-video: warning: {warning}", file=sys.stderr)  # issue 12: warnings survive -q
     if args.report:
         result.report.write(args.report)
     if not args.quiet:
@@ -146,11 +153,23 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from gpen_video.io.probe import probe
 
-    info = probe(args.input, exact=args.exact)  # issue 13: --exact scans; else the container's index
+    info = probe(args.input, exact=args.exact)  # --exact scans; else the container's index
+    plan = None
+    if args.plan:  # issue 12: the logic is io/plan.py
+        from gpen_video.io.output import default_output_path
+        from gpen_video.io.plan import plan_for
+
+        plan = plan_for(info, args.output or default_output_path(args.input), load_config(args.config).output)
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2))
+        data = info.to_dict()
+        if plan is not None:
+            data["plan"] = {"format": plan.output_format, "video": plan.video.describe(), "reason": plan.video.reason,
+                            "streams": [vars(p) for p in plan.streams], "warnings": plan.warnings}  # fmt: skip
+        print(json.dumps(data, indent=2, default=str))
         return 0
     print(format_probe(info))
+    if plan is not None:
+        print("\n".join(plan.describe()))
     return 0
 
 
@@ -167,6 +186,7 @@ def format_probe(info: Any) -> str:
         f"time base {v.time_base}",
         f"    colour: {v.colour.describe()}",
         f"    rotation: {v.rotation}°" + (f", timecode {v.timecode}" if v.timecode else ""),
+        *(f"    {line}" for line in v.metadata.describe()),  # issue 12: aspect, field order, HDR, chapters
     ]
     for s in info.streams:
         detail = s.codec or "unknown codec"
@@ -188,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
     handlers = {"restore": cmd_restore, "preview": cmd_preview, "probe": cmd_probe}
+    from gpen_video.io.output import install_termination_handlers
+
+    install_termination_handlers()  # issue 12: SIGTERM/SIGHUP clean up like Ctrl-C
     try:
         if args.command == "weights":
             from gpen_video.models import weights_cli

@@ -25,7 +25,9 @@ from gpen_video.config import Config
 from gpen_video.errors import InputError
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
+from gpen_video.io.formats import output_caps
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
+from gpen_video.io.plan import preflight
 from gpen_video.io.probe import MediaInfo, frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
 from gpen_video.io.writer import VideoWriter
@@ -51,10 +53,13 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
     info = job.info or probe(job.input)
-    if config.start is not None and config.start >= info.video.start_time + info.video.duration:
+    # --start counts from the stream's start (the reader adds it)
+    if config.start is not None and config.start >= info.video.duration:
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
     binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
-    settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS)
+    caps = output_caps(job.output)  # what the output container holds, asked of FFmpeg
+    settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS, caps)
+    preflight(job.output, info, settings, caps, binary)  # encoder options, container, free space: before any work
     restorer = job.restorer or load_restorer(config.restore)
     batch_size = config.restore.batch_size or restorer.preferred_batch()
     report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
@@ -96,13 +101,13 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
                 writer.abort()
                 raise
             t0 = time.perf_counter()
-            verify_video(temp, result.pts, result.time_base)
+            verify_video(temp, result.pts, result.time_base, result.side_starts)
             times.add("verify", time.perf_counter() - t0)
         summary = faces.summary()
         summary["faces_restored"] = batcher.faces_restored
         summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times)
-        if segment is None and config.start is None and config.duration is None:  # issue 13: a short decode
+        if segment is None and config.start is None and config.duration is None:  # a short decode
             report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,

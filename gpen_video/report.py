@@ -137,6 +137,8 @@ class RunReport:
                 f"{read.damaged_packets} damaged packet(s) skipped in the input ({read.first_error}); "
                 "the frames they held are missing"
             )
+        self.warnings.extend(read.warnings())  # truncation, corrupt frames, repeated pts, size changes
+        self.warnings.extend(result.warnings)  # video metadata the output could not keep
         for plan in result.streams:
             if plan.action in ("encode", "drop"):
                 self.warnings.append(f"stream #{plan.input_index} ({plan.type}, {plan.codec}): {plan.reason}")

@@ -24,6 +24,17 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   pip install -q -e ".[test]"
+  # The conformance tests check outputs with ffprobe, which only Debian's ffmpeg package has (the
+  # imageio-ffmpeg wheel ships ffmpeg alone). CI runs as root on a fresh Debian machine.
+  if ! command -v ffprobe >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      echo "setup: installing Debian's ffmpeg (for ffprobe)"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+    else
+      echo "setup: ffprobe is missing; install your system's ffmpeg package for the conformance tests" >&2
+    fi
+  fi
 else
   pip install -q -e .
 fi

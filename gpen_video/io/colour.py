@@ -53,6 +53,14 @@ class ColourInfo:
         return self.matrix == "rgb" or av.VideoFormat(self.pix_fmt).is_rgb
 
     @property
+    def has_alpha(self) -> bool:
+        """Whether the samples carry an alpha plane (ProRes 4444, FFV1 yuva, PNG RGBA, ...)."""
+        try:
+            return any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components)
+        except ValueError:
+            return False
+
+    @property
     def working_format(self) -> str:
         """BGR at 8 bits for 8-bit sources, at 16 bits for anything deeper."""
         return "bgr48le" if self.bit_depth > 8 else "bgr24"
@@ -75,6 +83,13 @@ class ColourInfo:
             f"{self.pix_fmt}, {self.bit_depth}-bit, matrix {self.matrix}{guessed}, range {self.range}, "
             f"primaries {self.primaries}, transfer {self.transfer}"
         )
+
+
+def to_8bit(samples: np.ndarray) -> np.ndarray:
+    """16-bit working samples -> 8 bits by dropping the low byte (the one rule used everywhere); 8-bit as is."""
+    if samples.dtype == np.uint8:
+        return samples
+    return (samples >> 8).astype(np.uint8)
 
 
 def pixel_bit_depth(pix_fmt: str) -> int:

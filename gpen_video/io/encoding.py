@@ -1,21 +1,30 @@
 """Which encoder, pixel format and settings the output gets.
 
 ``auto`` follows what a finishing house expects: intermediate and lossless sources (ProRes, DNxHD/HR,
-FFV1, rawvideo, v210, ...) come back in the same codec family, profile and pixel format; 8-bit delivery
-codecs become libx264 CRF 16 (preset slow) with the source's chroma layout; deeper delivery codecs
-become 10-bit libx265. Anything the user names explicitly wins.
+FFV1, rawvideo, v210, MJPEG, DV, ...) come back in the same codec family, profile and pixel format
+(alpha and 12 bits kept where the encoder has them); 8-bit delivery codecs become libx264 CRF 16
+(preset slow) with the source's chroma layout; deeper delivery codecs become 10-bit libx265 (HDR10
+metadata passed to x265). Given the output container (``ContainerCaps``), ``auto`` only picks what
+FFmpeg says the container holds and times correctly: no B-frames where presentation order is not
+stored (AVI, MXF, ...), the muxer's own default codec where it holds neither (VP9 for WebM, MPEG-2
+for MPEG-PS and MXF, DV for .dv). Anything the user names explicitly wins.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Protocol
 
 import av
 
 from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError
+from gpen_video.io.formats import ContainerCaps
 from gpen_video.io.probe import VideoInfo
+
+log = logging.getLogger(__name__)
 
 # decoder name -> encoder name, for codecs kept in their own family by `auto`
 INTERMEDIATE_ENCODERS = {
@@ -29,7 +38,10 @@ INTERMEDIATE_ENCODERS = {
     "utvideo": "utvideo",
     "png": "png",
     "qtrle": "qtrle",
+    "mjpeg": "mjpeg",
+    "dvvideo": "dvvideo",
 }
+_X26X = ("libx264", "libx265")
 _PRORES_PROFILES = {"Proxy": "proxy", "LT": "lt", "Standard": "standard", "HQ": "hq", "4444": "4444", "XQ": "4444xq"}
 _DNX_PROFILES = {"DNXHD": "dnxhd", "DNXHR LB": "dnxhr_lb", "DNXHR SQ": "dnxhr_sq", "DNXHR HQ": "dnxhr_hq",
                  "DNXHR HQX": "dnxhr_hqx", "DNXHR 444": "dnxhr_444"}  # fmt: skip
@@ -76,20 +88,27 @@ class PyAVEncoders:
 PYAV_ENCODERS = PyAVEncoders()
 
 
-def choose_encoding(video: VideoInfo, config: OutputConfig, encoders: EncoderCatalog = PYAV_ENCODERS) -> EncodeSettings:
-    """Pick the encoder for ``video`` under the user's ``config`` (codec, crf, preset, pix_fmt)."""
+def choose_encoding(
+    video: VideoInfo, config: OutputConfig, encoders: EncoderCatalog = PYAV_ENCODERS, caps: ContainerCaps | None = None
+) -> EncodeSettings:
+    """Pick the encoder for ``video`` under the user's ``config`` (codec, crf, preset, pix_fmt), for the output
+    container ``caps`` when known (what it holds and whether it times B-frames)."""
     src_fmt = video.colour.pix_fmt
     if config.video_codec == "auto":
-        settings = _auto(video, encoders)
+        settings = _auto(video, encoders, caps)
     else:
-        codec = config.video_codec
+        codec = _encoder_name(config.video_codec, encoders)
         if not encoders.has(codec):
             hint = "" if encoders is not PYAV_ENCODERS else "; try --encoder-backend ffmpeg to use your own ffmpeg"
-            raise ConfigError(f"--video-codec: {encoders.name} has no encoder '{codec}'{hint}")
-        fmt = _closest_format(encoders.formats(codec), src_fmt)
+            raise ConfigError(f"--video-codec: {encoders.name} has no encoder '{config.video_codec}'{hint}")
+        fmt = _closest_format(encoders.formats(codec), src_fmt, alpha=video.colour.has_alpha)
         settings = EncodeSettings(codec, fmt, reason="chosen with --video-codec")
         if codec in _DELIVERY_DEFAULTS:
             settings.options = {k: str(v) for k, v in _DELIVERY_DEFAULTS[codec].items()}
+        elif codec in INTERMEDIATE_ENCODERS.values():
+            _intermediate_options(settings, video)
+        if caps is not None and not caps.reorders and codec in _X26X:
+            settings.options["bf"] = "0"
     if config.pix_fmt != "auto":
         formats = encoders.formats(settings.codec)
         try:
@@ -107,59 +126,184 @@ def choose_encoding(video: VideoInfo, config: OutputConfig, encoders: EncoderCat
         if not 0 <= config.crf <= 63:
             raise ConfigError(f"--crf must be between 0 and 51 (63 for AV1), got {config.crf}")
         settings.options["crf"] = str(config.crf)
-    if config.preset is not None:
-        if settings.codec not in ("libx264", "libx265", "libsvtav1"):
-            raise ConfigError(f"--preset applies to x264/x265/SVT-AV1, not {settings.codec}")
-        settings.options["preset"] = config.preset
+    if config.preset is not None:  # None: not given (a preset file or flag that leaves it out)
+        if settings.codec in _X26X:
+            settings.options["preset"] = config.preset
+        else:
+            log.info("preset %s not applied: it is an x264/x265 option and the encoder is %s", config.preset,
+                     settings.codec)  # fmt: skip
     if settings.codec == "libx265":
-        settings.options.setdefault("x265-params", "log-level=error")
+        settings.options["x265-params"] = _x265_params(settings.options.get("x265-params"), video)
     return settings
 
 
-def _auto(video: VideoInfo, encoders: EncoderCatalog) -> EncodeSettings:
+def _encoder_name(name: str, encoders: EncoderCatalog) -> str:
+    """``h264`` -> ``libx264``, ``hevc`` -> ``libx265``: the encoder FFmpeg picks for a codec's short name."""
+    if encoders is not PYAV_ENCODERS or (encoders.has(name) and name not in ("h264", "hevc", "av1", "vp9")):
+        return {"h264": "libx264", "hevc": "libx265", "h265": "libx265"}.get(name, name)
+    try:
+        return av.codec.Codec({"h265": "hevc"}.get(name, name), "w").name
+    except (ValueError, av.error.FFmpegError):
+        return name
+
+
+def _x265_params(given: str | None, video: VideoInfo) -> str:
+    params = [p for p in (given or "").split(":") if p]
+    keys = {p.split("=")[0] for p in params}
+    if "log-level" not in keys:
+        params.insert(0, "log-level=error")
+    meta = video.metadata
+    if meta.mastering_display is not None and "master-display" not in keys:
+        params.append(f"master-display={meta.mastering_display.x265()}")
+    if meta.content_light is not None and "max-cll" not in keys:
+        params.append(f"max-cll={meta.content_light.max_cll},{meta.content_light.max_fall}")
+    if meta.is_hdr10 and "hdr10" not in keys:
+        params.append("hdr10=1")
+    return ":".join(params)
+
+
+def _intermediate_options(settings: EncodeSettings, video: VideoInfo) -> None:
+    family = settings.codec
+    if family == "prores_ks":
+        profile = _PRORES_PROFILES.get(video.profile or "", "hq")
+        if video.colour.has_alpha or "444" in settings.pix_fmt:
+            profile = profile if profile in ("4444", "4444xq") else "4444"
+        settings.options["profile"] = profile
+        settings.options["vendor"] = "apl0"
+        if video.colour.has_alpha:
+            settings.options["alpha_bits"] = "16"
+    elif family == "dnxhd":
+        profile = _DNX_PROFILES.get(video.profile or "", "dnxhr_hq")
+        settings.options["profile"] = profile
+        if profile == "dnxhd":  # fixed-rate DNxHD needs a bit rate that names its CID
+            settings.bit_rate = _dnxhd_bit_rate(video)
+    elif family == "ffv1":
+        settings.options.update({"level": "3", "slicecrc": "1", "g": "1"})
+    elif family in ("mjpeg", "mpeg2video"):
+        settings.bit_rate = video.bit_rate * 2 if video.bit_rate else _intra_bit_rate(video)
+
+
+def frame_rate(video: VideoInfo) -> Fraction | None:
+    """The stream's frame rate, or the one its frames show where the header's is absurd (DV says 60000 fps)."""
+    rate = Fraction(video.frame_rate) if video.frame_rate else None
+    if video.frame_count > 1 and video.duration > 0:
+        measured = Fraction(video.frame_count) / Fraction(video.duration).limit_denominator(100000)
+        if rate is None or abs(rate - measured) > measured / 2:
+            return measured.limit_denominator(1001)
+    return rate
+
+
+def _intra_bit_rate(video: VideoInfo) -> int:
+    rate = float(frame_rate(video) or 25)
+    return int(video.width * video.height * rate * 2)  # ~2 bits a pixel: near-transparent intra coding
+
+
+_DNXHD_RATES_MBPS = (36, 45, 60, 75, 90, 110, 115, 120, 145, 175, 180, 185, 220, 240, 290, 365, 440)
+
+
+def _dnxhd_bit_rate(video: VideoInfo) -> int | None:
+    """A bit rate naming a DNxHD CID for this picture: the source's when FFmpeg takes it, else the valid rate
+    nearest it (the highest valid one when the source's is unknown), found by opening the encoder."""
+    valid = [r * 1_000_000 for r in _DNXHD_RATES_MBPS if _dnxhd_opens(video, r * 1_000_000)]
+    if video.bit_rate and (not valid or _dnxhd_opens(video, video.bit_rate)):
+        return video.bit_rate
+    if not valid:
+        return video.bit_rate
+    if not video.bit_rate:
+        return valid[-1]
+    return min(valid, key=lambda r: abs(r - video.bit_rate))
+
+
+def _dnxhd_opens(video: VideoInfo, bit_rate: int) -> bool:
+    ctx = av.CodecContext.create("dnxhd", "w")
+    ctx.width, ctx.height = video.width, video.height
+    ctx.pix_fmt = video.colour.pix_fmt if video.colour.pix_fmt in ("yuv422p", "yuv422p10le") else "yuv422p"
+    ctx.time_base = 1 / Fraction(video.frame_rate or 25)
+    ctx.framerate = Fraction(video.frame_rate or 25)
+    ctx.bit_rate = bit_rate
+    ctx.options = {"profile": "dnxhd"}
+    try:
+        ctx.open()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None = None) -> EncodeSettings:
     src_fmt = video.colour.pix_fmt
+    alpha = video.colour.has_alpha
     family = INTERMEDIATE_ENCODERS.get(video.codec)
-    if family and encoders.has(family) and (not encoders.formats(family) or src_fmt in encoders.formats(family)):
-        settings = EncodeSettings(family, src_fmt, reason=f"same family as the {video.codec} source")
-        if family == "prores_ks":
-            settings.options["profile"] = _PRORES_PROFILES.get(video.profile or "", "hq")
-            settings.options["vendor"] = "apl0"
-        elif family == "dnxhd":
-            profile = _DNX_PROFILES.get(video.profile or "", "dnxhr_hq")
-            settings.options["profile"] = profile
-            if profile == "dnxhd":  # fixed-rate DNxHD needs the source's bit rate to pick its CID
-                settings.bit_rate = video.bit_rate
-        elif family == "ffv1":
-            settings.options.update({"level": "3", "slicecrc": "1", "g": "1"})
+    if family and encoders.has(family) and (caps is None or caps.holds(family)):
+        formats = encoders.formats(family)
+        fmt = src_fmt if not formats or src_fmt in formats else _closest_format(formats, src_fmt, alpha=alpha)
+        settings = EncodeSettings(family, fmt, reason=f"same family as the {video.codec} source")
+        _intermediate_options(settings, video)
         return settings
+    if caps is not None:
+        delivery = "libx265" if video.colour.bit_depth > 8 else "libx264"
+        # the muxer's own codec where H.264/HEVC cannot be timed or held (AVI: even without B-frames, FFmpeg's
+        # H.264 decoder guesses a reorder delay there and shows every frame one late)
+        if not caps.holds(delivery) or caps.family in ("mpeg", "vob", "dv", "mxf", "webm", "avi"):
+            return _container_default(video, encoders, caps)
     if video.colour.bit_depth > 8:
-        return EncodeSettings(
+        settings = EncodeSettings(
             "libx265",
             _closest_format(encoders.formats("libx265"), src_fmt, depth=10),
             {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx265"].items()},
             reason=f"{video.colour.bit_depth}-bit {video.codec} source: 10-bit HEVC",
         )
-    return EncodeSettings(
-        "libx264",
-        _closest_format(encoders.formats("libx264"), src_fmt, depth=8),
-        {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx264"].items()},
-        reason=f"8-bit {video.codec} source: H.264 CRF 16",
-    )
+    else:
+        settings = EncodeSettings(
+            "libx264",
+            _closest_format(encoders.formats("libx264"), src_fmt, depth=8),
+            {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx264"].items()},
+            reason=f"8-bit {video.codec} source: H.264 CRF 16",
+        )
+    if caps is not None and not caps.reorders:
+        settings.options["bf"] = "0"
+        settings.reason += f", no B-frames ({caps.format_name} stores no presentation order)"
+    return settings
 
 
-def _closest_format(formats: list[str], src_fmt: str, depth: int | None = None) -> str:
-    """The encoder's format nearest the source: same chroma subsampling, then the wanted bit depth."""
+def _container_default(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps) -> EncodeSettings:
+    """The output muxer's own default video codec (VP9 for WebM, MPEG-2 for MPEG-PS/MXF, DV for .dv)."""
+    name = {"mpeg1video": "mpeg2video"}.get(caps.default_video, caps.default_video)
+    for candidate in (f"lib{name}", f"libvpx-{name}", name):
+        try:
+            codec = av.codec.Codec(candidate, "w").name
+        except (ValueError, av.error.FFmpegError):
+            continue
+        if encoders.has(codec):
+            break
+    else:
+        raise ConfigError(f"{caps.format_name}: no encoder here for its {name} video; choose another output type")
+    fmt = _closest_format(encoders.formats(codec), video.colour.pix_fmt, depth=min(video.colour.bit_depth, 10))
+    settings = EncodeSettings(codec, fmt, reason=f"{caps.format_name} output: {codec}, its muxer's default")
+    if codec == "libvpx-vp9":
+        settings.options.update({"crf": "20", "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"})
+    elif codec in ("mpeg2video", "mjpeg", "mpeg4"):
+        settings.bit_rate = video.bit_rate * 2 if video.bit_rate else _intra_bit_rate(video)
+        settings.options["bf"] = "0"
+    elif codec in ("libaom-av1", "libsvtav1"):
+        settings.options.update({"crf": "24"})
+    return settings
+
+
+def _closest_format(formats: list[str], src_fmt: str, depth: int | None = None, alpha: bool = False) -> str:
+    """The encoder's format nearest the source: same alpha, same chroma subsampling, then the wanted bit depth."""
     if not formats or (src_fmt in formats and depth in (None, _depth(src_fmt))):
         return src_fmt
     want_depth = depth or _depth(src_fmt)
     chroma = _chroma_shift(src_fmt)
 
-    def score(name: str) -> tuple[int, int, int]:
+    def score(name: str) -> tuple[int, int, int, int]:
         f = av.VideoFormat(name)
         if f.is_rgb or len(f.components) < 3 or name.startswith(("yuvj", "nv")):
-            return (9, 9, 9)
+            return (9, 9, 9, 9)
         has_alpha = any(c.is_alpha for c in f.components)
-        return (0 if _chroma_shift(name) == chroma else 1, abs(_depth(name) - want_depth), int(has_alpha))
+        deficit = max(want_depth - _depth(name), 0)
+        return (int(has_alpha != alpha), 0 if _chroma_shift(name) == chroma else 1, deficit * 2 +
+                int(_depth(name) > want_depth), abs(_depth(name) - want_depth))  # fmt: skip
 
     return min(formats, key=score)
 

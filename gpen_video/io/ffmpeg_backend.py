@@ -55,6 +55,21 @@ def find_ffmpeg(configured: str | None = None) -> str:
         ) from exc
 
 
+@functools.lru_cache(maxsize=8)
+def demux_time_base(binary: str) -> str:
+    """How this ffmpeg spells "the demuxer's time base" for ``-enc_time_base``: ``demux`` (6.1+) or ``-1`` (5.1)."""
+    for value in ("demux", "-1"):
+        cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=s=16x16:d=0.04",
+               "-frames:v", "1", "-c:v", "rawvideo", "-fps_mode", "passthrough", "-enc_time_base", value, "-f", "null",
+               "-"]  # fmt: skip
+        try:
+            if subprocess.run(cmd, capture_output=True, timeout=30, check=False).returncode == 0:
+                return value
+        except (OSError, subprocess.TimeoutExpired):
+            break
+    raise DependencyError(f"{binary}: cannot run a one-frame test encode; is it an ffmpeg 5.1 or later binary?")
+
+
 class FfmpegEncoders:
     """The encoders of an ffmpeg binary and their pixel formats (asked once, then cached)."""
 
@@ -142,7 +157,8 @@ class FfmpegWriter:
         params = {k: v for k, v in tags.items() if v not in ("unknown", "rgb")}
         if params:
             stream = stream.filter("setparams", **params)
-        out = stream.output(str(self.video_part), format="nut", fps_mode="passthrough", enc_time_base="demux",
+        time_base = demux_time_base(self.binary)
+        out = stream.output(str(self.video_part), format="nut", fps_mode="passthrough", enc_time_base=time_base,
                             **options)  # fmt: skip
         return out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").overwrite_output()
 

@@ -30,6 +30,7 @@ import av
 
 from gpen_video.errors import InputError
 from gpen_video.io.colour import ColourInfo, colour_info, colour_of_frame
+from gpen_video.io.metadata import VideoMetadata, video_metadata
 from gpen_video.io.rotation import normalize_rotation
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class VideoInfo:
     timecode: str | None
     keyframe_count: int = 0  # from an index or scan; with cues: the cue points (a lower bound); else 0
     frame_count_source: str = "scan"  # index | estimate | scan (see FRAME_COUNT_SOURCES)
+    metadata: VideoMetadata = field(default_factory=VideoMetadata)  # aspect, field order, HDR, chapters
 
 
 @dataclass
@@ -161,6 +163,8 @@ def probe(path: str | Path, exact: bool = False) -> MediaInfo:
         if timing is None:
             timing = _timing_from_scan(container, vstream, path)
         info = _describe(container, vstream, first, path, timing)
+        info.video.metadata = video_metadata(container, vstream, first)
+        info.video.field_order = info.video.metadata.field_order  # in words, not FFmpeg's number
     return info
 
 

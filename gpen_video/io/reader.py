@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -71,6 +71,36 @@ class ReadStats:
     damaged_packets: int = 0
     corrupt_frames: int = 0
     first_error: str | None = None
+    repeated_timestamps: int = 0  # frames whose pts did not increase (duplicates, overlapping joins): left out
+    size_changes: list[str] = field(default_factory=list)  # "WxH -> WxH at 1.240s", scaled to the first size
+    truncated: str | None = None  # why the file looks cut short (its header promised more)
+
+    def warnings(self) -> list[str]:
+        """What the run must say about the input even with -q (damaged packets are reported by the caller)."""
+        out = []
+        if self.truncated:
+            out.append(f"the input looks truncated: {self.truncated}; the output ends where the input does")
+        if self.corrupt_frames:
+            out.append(f"{self.corrupt_frames} frame(s) decoded with damaged (concealed) macroblocks")
+        if self.repeated_timestamps:
+            out.append(f"{self.repeated_timestamps} frame(s) repeated an earlier timestamp and were left out")
+        for change in self.size_changes:
+            out.append(f"the picture size changes mid-stream ({change}); later frames were scaled to the first size")
+        return out
+
+    @property
+    def damage_summary(self) -> str | None:
+        """Damage ``--strict`` refuses: damaged packets, corrupt frames, a cut tail, a size change."""
+        parts = []
+        if self.damaged_packets:
+            parts.append(f"{self.damaged_packets} damaged packet(s) ({self.first_error})")
+        if self.corrupt_frames:
+            parts.append(f"{self.corrupt_frames} frame(s) with damaged macroblocks")
+        if self.truncated:
+            parts.append(f"truncated ({self.truncated})")
+        if self.size_changes:
+            parts.append(f"picture size changes ({self.size_changes[0]})")
+        return "; ".join(parts) or None
 
 
 class VideoReader:
@@ -92,18 +122,21 @@ class VideoReader:
         self.video.thread_type = "AUTO"
         if self.config.threads:
             self.video.codec_context.thread_count = self.config.threads
-        self.side_streams = [
-            s for s in self.container.streams if s.index != self.video.index and s.type in ("audio", "subtitle", "data")
-        ]
+        # every other stream: audio, subtitles, data, attachments, extra video (cover art, a second angle)
+        self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         tb = self.video.time_base
+        # --start and --duration count from the stream's own start (a TS at 10:00:00 is cut with --start 1)
+        origin = info.video.start_time if start is not None else 0.0
+        start = None if start is None else origin + start
         self.start = start
-        self.end = None if duration is None else (start or 0.0) + duration
+        self.end = None if duration is None else (start if start is not None else origin) + duration
         self._start_pts = None if start is None else int(Fraction(start).limit_denominator(10**9) / tb)
         self._end_time = None if self.end is None else Fraction(self.end).limit_denominator(10**9)
         self.offset: Fraction | None = None if start is not None else Fraction(0)
         self.stats = ReadStats()
         self._pending: list[av.Packet] = []
         self._early: list[av.Packet] = []  # side packets seen before the first kept frame (range starts)
+        self._size: tuple[int, int] | None = None
 
     # -- packets of the other streams -------------------------------------------------------------
     def take_packets(self) -> list[av.Packet]:
@@ -131,7 +164,25 @@ class VideoReader:
         return self.frames()
 
     def frames(self) -> Iterator[Frame]:
-        if self._start_pts is not None:
+        if self._start_pts is None:
+            yield from self._frames(seek=False)
+            return
+        yield from self._frames(seek=True)
+        if self.stats.decoded == 0:
+            # some demuxers (MPEG-TS with a large start offset, short files) seek past the target: decode from the top
+            log.debug("%s: the seek to %.3fs found no frame; decoding from the start", self.path, self.start)
+            self.container.close()
+            self.container = open_input(self.path)
+            self.video = self.container.streams[self.info.video.index]
+            self.video.thread_type = "AUTO"
+            self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
+            self._pending, self._early = [], []
+            self.offset = None
+            self.stats = ReadStats()
+            yield from self._frames(seek=False)
+
+    def _frames(self, seek: bool) -> Iterator[Frame]:
+        if seek:
             try:
                 self.container.seek(self._start_pts, stream=self.video, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
@@ -161,8 +212,10 @@ class VideoReader:
                 pts = frame.pts
                 if pts is None:
                     pts = (last_pts + 1) if last_pts is not None else 0
+                self._check_size(frame, pts)
                 if last_pts is not None and pts <= last_pts:
-                    log.debug("%s: dropping frame with non-increasing pts %s", self.path, pts)
+                    self.stats.repeated_timestamps += 1
+                    log.debug("%s: frame with non-increasing pts %s left out", self.path, pts)
                     continue
                 if self._start_pts is not None and pts < self._start_pts:
                     continue
@@ -182,11 +235,19 @@ class VideoReader:
         if self.offset is None:
             self.offset = Fraction(0)
             self._release_early()
-        if self.stats.damaged_packets and self.config.strict:
-            raise DamagedInputError(
-                f"{self.path}: {self.stats.damaged_packets} damaged packet(s) ({self.stats.first_error}); "
-                "run without --strict to restore what can be decoded"
-            )
+        if not video_done and self._end_time is None and self.start is None:
+            self.stats.truncated = truncation(self.container, self.video, last_pts, self.stats.frames)
+        damage = self.stats.damage_summary
+        if damage and self.config.strict:
+            raise DamagedInputError(f"{self.path}: {damage}; run without --strict to restore what can be decoded")
+
+    def _check_size(self, frame: av.VideoFrame, pts: int) -> None:
+        want = (self.info.video.width, self.info.video.height)
+        last = self._size or want
+        if (frame.width, frame.height) != last:
+            change = f"{last[0]}x{last[1]} -> {frame.width}x{frame.height} at {float(pts * self.video.time_base):.3f}s"
+            self.stats.size_changes.append(change)
+            self._size = (frame.width, frame.height)
 
     def _side_streams_past_end(self, packet: av.Packet) -> bool:
         ts = packet.pts if packet.pts is not None else packet.dts
@@ -215,3 +276,44 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def truncation(
+    container: av.container.InputContainer, stream: av.VideoStream, last_pts: int | None, frames: int
+) -> str | None:
+    """Why a file that decoded to its end looks cut short, or None: the header or index promised more.
+
+    Matroska and MP4 write the duration (and MP4 the sample count) in their header; a tail cut between
+    packets leaves those promises unkept. A stream without such a header (TS, PS, elementary) is cut
+    mid-packet in practice, which the demuxer flags as a damaged packet instead.
+    """
+    if last_pts is None:
+        return None
+    tb = stream.time_base
+    last = last_pts * tb
+    declared = int(stream.frames or 0)
+    if declared and frames + 1 < declared and container.format.name.startswith("mov"):
+        return f"{frames} of the {declared} frames its index lists"
+    ends = []
+    if stream.duration and stream.start_time is not None:
+        ends.append((stream.start_time + stream.duration) * tb)
+    if container.duration and not container.format.name.startswith(("mpegts", "mpeg")):
+        start = Fraction(container.start_time or 0, av.time_base)
+        ends.append(start + Fraction(container.duration, av.time_base))
+    if not ends:
+        return None
+    rate = stream.average_rate or stream.guessed_rate or 25
+    slack = 2 / Fraction(rate)  # the last frame's own duration, and rounding
+    end = max(ends)
+    if end - last > slack + Fraction(1, 20):
+        return f"it ends at {float(last):.3f}s where its header says {float(end):.3f}s"
+    first = Fraction(stream.start_time or 0) * tb if stream.start_time is not None else Fraction(0)
+    expected = round((end - first) * Fraction(rate))
+    if not _is_vfr(stream) and frames + 1 < expected:  # packets cut from the decode-order tail (B-frames)
+        return f"{frames} frames where its header's duration holds {expected}"
+    return None
+
+
+def _is_vfr(stream: av.VideoStream) -> bool:
+    avg, base = stream.average_rate, stream.base_rate or stream.guessed_rate
+    return bool(avg and base and abs(Fraction(avg) - Fraction(base)) > Fraction(1, 100) * Fraction(base))

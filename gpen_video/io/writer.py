@@ -2,14 +2,18 @@
 
 The writer gets decoded frames (the source's own samples when no face changed, converted pictures
 otherwise) with their source ``pts``; it encodes them in the source ``time_base`` so VFR stays VFR
-and the frame count cannot drift. Audio, subtitle and data packets are copied bit for bit; only a
-codec the output container cannot hold is re-encoded (audio) or left out (subtitles, data), and the
-writer says which in ``StreamPlan.reason``. Colour tags, bit depth, rotation and timecode are kept.
+and the frame count cannot drift. Every other stream (audio, subtitles, data, attachments, extra
+video) is copied packet for packet with ``add_stream_from_template(opaque=True)``. What the output
+container can hold is asked of FFmpeg (``io/formats.py`` and a trial header on an in-memory file),
+never kept in tables: a stream it cannot hold is re-encoded (audio) or left out (anything else), and
+``StreamPlan.reason`` says which. Colour tags, bit depth, pixel aspect, field order, HDR10,
+rotation, timecode (offset to a range's start), stream tags and chapters are kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -19,35 +23,26 @@ import av
 
 from gpen_video.errors import ConfigError, OutputError
 from gpen_video.io.colour import ColourInfo, tag_frame, to_encoder_format
-from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.encoding import EncodeSettings, frame_rate
+from gpen_video.io.formats import ContainerCaps, container_caps, container_family
+from gpen_video.io.metadata import chapters_for_output, offset_timecode
 from gpen_video.io.probe import MediaInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
-# What common delivery containers can hold by stream copy; anything else is assumed to be fine.
-_CONTAINER_AUDIO = {
-    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac", "mp2", "dts", "truehd"},
-    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "mp2", "flac", "opus", "pcm_s16le", "pcm_s16be", "pcm_s24le",
-            "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f32be", "pcm_u8", "pcm_alaw", "pcm_mulaw"},
-    "webm": {"opus", "vorbis"},
-}  # fmt: skip
-_CONTAINER_SUBTITLES = {
-    "mp4": {"mov_text"},
-    "mov": {"mov_text"},
-    "webm": {"webvtt"},
-    "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle", "text"},
-}
-_AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus"}
+__all__ = ["SideStreams", "StreamPlan", "VideoWriter", "WriteResult", "container_family", "copy_stream"]
+
+# Kept only for jobs/assemble.py's check_container (not the writer's rule any more: see check_video_codec).
 VIDEO_IN_CONTAINER = {
     "mp4": {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc", "mpeg4"},
     "webm": {"libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"},
 }
-
-
-def container_family(format_name: str) -> str:
-    """Collapse FFmpeg muxer names (``mov,mp4,m4a,...``, ``ipod``) to the families above."""
-    name = format_name.split(",")[0]
-    return {"ipod": "mp4", "m4v": "mp4", "3gp": "mp4", "matroska": "matroska", "webm": "webm"}.get(name, name)
+# Encoders tried, in order, when an audio codec cannot be copied into the output (after the muxer's default).
+_AUDIO_TARGETS = ("aac", "libopus", "flac", "pcm_s16le", "mp2", "ac3")
+# Encoders whose time base must be one frame (they reject 1/90000 and the like)
+_FRAME_RATE_ENCODERS = ("mpeg2video", "mpeg1video", "dvvideo")
+# Stream types whose payload is carried in the header (no packets)
+_HEADER_ONLY = ("attachment",)
 
 
 @dataclass
@@ -69,6 +64,21 @@ class WriteResult:
     time_base: Fraction
     streams: list[StreamPlan] = field(default_factory=list)
     video: EncodeSettings | None = None
+    warnings: list[str] = field(default_factory=list)  # video metadata the output could not keep
+    side_starts: dict[int, Fraction] = field(default_factory=dict)  # output stream index -> first packet (s)
+
+
+def check_video_codec(caps: ContainerCaps, codec: str, suffix: str) -> None:
+    """ConfigError (before any work) when FFmpeg says the output container cannot hold ``codec`` video."""
+    try:
+        av.codec.Codec(codec, "w")
+    except (ValueError, av.error.FFmpegError):
+        return  # an encoder only the user's ffmpeg binary has: its muxer decides when joining
+    if not caps.holds(codec):
+        raise ConfigError(
+            f"{codec} video cannot go in a {suffix or caps.format_name} file ({caps.format_name} muxer); "
+            f"use --video-codec auto, or a .mov or .mkv output"
+        )
 
 
 class VideoWriter:
@@ -93,14 +103,15 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{path}: cannot create the output ({exc}); check the extension and folder") from exc
         self.family = container_family(self.container.format.name)
-        if self.family in VIDEO_IN_CONTAINER and settings.codec not in VIDEO_IN_CONTAINER[self.family]:
+        self.caps = container_caps(self.container.format.name)
+        self.warnings: list[str] = []
+        try:
+            check_video_codec(self.caps, settings.codec, path.suffix)
+            self.video = self._add_video_stream()
+        except BaseException:
             self.container.close()
-            raise ConfigError(
-                f"{settings.codec} video cannot go in a .{path.suffix.lstrip('.')} file here; "
-                "use a .mov or .mkv output or another --video-codec"
-            )
-        self.video = self._add_video_stream()
-        self.side = SideStreams(self.container, self.family, side_streams, offset)
+            raise
+        self.side = SideStreams(self.container, self.family, side_streams, offset, video=(info.video, settings))
         self.pts: list[int] = []
         self._tb = info.video.time_base
         self._offset_ticks = round(offset / self._tb)
@@ -110,24 +121,35 @@ class VideoWriter:
     def _add_video_stream(self) -> av.VideoStream:
         v = self.info.video
         s = self.settings
-        rate = v.frame_rate if v.frame_rate else None
+        rate = frame_rate(v)
         try:
-            stream = self.container.add_stream(s.codec, rate=rate, options=dict(s.options))
+            stream = self.container.add_stream(s.codec, rate=rate, options=picture_options(s, v))
         except (av.error.FFmpegError, ValueError) as exc:
             raise ConfigError(f"cannot use encoder {s.codec}: {exc}") from exc
         stream.width, stream.height = v.width, v.height
         stream.pix_fmt = s.pix_fmt
         stream.time_base = v.time_base
-        stream.codec_context.time_base = v.time_base
+        # encoders tied to a standard frame rate (MPEG-1/2, DV) count time in frames; PyAV rescales the pts
+        # and AVI counts frames, so its time base must be one frame too
+        fixed_rate = (s.codec in _FRAME_RATE_ENCODERS or self.family == "avi") and rate and not v.is_vfr
+        if fixed_rate and self.family == "avi":
+            stream.time_base = 1 / rate
+        stream.codec_context.time_base = 1 / rate if fixed_rate and rate else v.time_base
         if s.bit_rate:
             stream.codec_context.bit_rate = s.bit_rate
-        tag_video_stream(stream, v)
+        tag_video_stream(stream, v, self.offset)
+        if v.metadata.is_hdr10 and "master-display" not in s.options.get("x265-params", ""):
+            self.warnings.append(f"HDR10 mastering/light-level metadata left out: {s.codec} here cannot carry it")
         return stream
 
     def copy_container_metadata(self, source: av.container.InputContainer) -> None:
+        """Global tags, and the chapters (shifted to a range's start)."""
         for key, value in source.metadata.items():
-            if key.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
+            if key.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands", "timecode"):
                 self.container.metadata[key] = value
+        chapters = chapters_for_output(self.info.video.metadata.chapters, self.offset, None)
+        if chapters:
+            self.container.set_chapters(chapters)
 
     # -- writing -----------------------------------------------------------------------------------
     def write(self, frame: av.VideoFrame, pts: int) -> None:
@@ -136,14 +158,16 @@ class VideoWriter:
             frame = to_encoder_format(frame, self.colour, self.settings.pix_fmt)
         else:
             frame = _detach(frame)
+        if (frame.width, frame.height) != (self.video.width, self.video.height):  # a mid-stream size change
+            frame = frame.reformat(self.video.width, self.video.height, self.settings.pix_fmt)
         tag_frame(frame, self.colour)
         frame.pts = pts - self._offset_ticks
         frame.time_base = self._tb
+        self.pts.append(frame.pts)  # before encode(): PyAV rebases the frame to the encoder's time base
         try:
             packets = self.video.encode(frame)
         except av.error.FFmpegError as exc:
             raise OutputError(f"{self.path.name}: the {self.settings.codec} encoder failed ({exc})") from exc
-        self.pts.append(frame.pts)
         self.container.mux(packets)
 
     def write_packets(self, packets: list[av.Packet]) -> None:
@@ -160,9 +184,15 @@ class VideoWriter:
             try:
                 self.container.mux(self.video.encode(None))
                 self.side.flush()
+            except av.error.FFmpegError as exc:
+                raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc
             finally:
-                self.container.close()
-        return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings)
+                try:
+                    self.container.close()
+                except av.error.FFmpegError as exc:  # the trailer (MOV moov, MKV cues) could not be written
+                    raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc
+        return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings, self.warnings,
+                           self.side.starts)  # fmt: skip
 
     def abort(self) -> None:
         if not self._closed:
@@ -172,60 +202,100 @@ class VideoWriter:
 
 
 class SideStreams:
-    """The input's audio, subtitle and data streams in an output container: copied, re-encoded or left out.
+    """The input's other streams in an output container: copied, re-encoded or left out, with a reason.
 
-    Packets are shifted by ``offset`` (the range start) and copied bit for bit; only a codec the
-    output container cannot hold is re-encoded (audio) or left out (subtitles, data), with a reason.
+    Packets are shifted by ``offset`` (the range start) and copied bit for bit. Whether the container
+    holds a stream is asked of FFmpeg: the codec query behind ``add_stream_from_template`` and a trial
+    header on an in-memory file of the same format (with the output's video stream when ``video`` is
+    given). Audio it cannot hold is re-encoded to the muxer's own default (PyAV's encoder resamples and
+    re-frames); other streams are left out.
     """
 
     def __init__(
-        self, container: av.container.OutputContainer, family: str, streams: list[av.stream.Stream], offset: Fraction
+        self,
+        container: av.container.OutputContainer,
+        family: str,
+        streams: list[av.stream.Stream],
+        offset: Fraction,
+        video: tuple[VideoInfo, EncodeSettings] | None = None,
     ) -> None:
         self.container = container
         self.family = family
         self.offset = offset
+        self.caps = container_caps(container.format.name)
+        self._video = video
         self._copy_map: dict[int, av.stream.Stream] = {}
         self._transcoders: dict[int, _AudioTranscoder] = {}
+        self.starts: dict[int, Fraction] = {}
         self.plans = [self._add(stream) for stream in streams]
 
     def _add(self, stream: av.stream.Stream) -> StreamPlan:
         codec = stream.codec_context.name if stream.codec_context is not None else None
         plan = StreamPlan(stream.index, stream.type, codec, "copy")
-        if stream.type == "data":
-            if codec is None and stream.metadata.get("handler_name", "").lower().startswith("timecode"):
-                plan.action, plan.reason = "timecode", "timecode track rewritten from the source timecode"
-                return plan
-            if self.family in ("mp4", "mov", "matroska", "webm"):
-                plan.action, plan.reason = "drop", f"a data stream cannot be copied into {self.family}"
-                log.warning("stream #%d (data): left out, %s", stream.index, plan.reason)
-                return plan
-        if stream.type == "audio" and self.family in _CONTAINER_AUDIO and codec not in _CONTAINER_AUDIO[self.family]:
-            target = _AUDIO_FALLBACK[self.family]
-            out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
-            out.layout = stream.codec_context.layout
-            copy_metadata(stream, out)
-            self._transcoders[stream.index] = _AudioTranscoder(stream, out)
-            plan.action = "encode"
-            plan.reason = f"{codec} cannot go in {self.family}; re-encoded to {target}"
-            plan.output_index = out.index
-            log.warning("audio stream #%d: %s", stream.index, plan.reason)
+        if (
+            stream.type == "data"
+            and codec is None
+            and stream.metadata.get("handler_name", "").lower().startswith("timecode")
+        ):
+            plan.action, plan.reason = "timecode", "timecode track rewritten from the source timecode"
             return plan
-        if stream.type == "subtitle":
-            allowed = _CONTAINER_SUBTITLES.get(self.family)
-            if allowed is not None and codec not in allowed:
-                plan.action, plan.reason = "drop", f"{codec} subtitles cannot go in {self.family}"
-                log.warning("subtitle stream #%d: left out, %s", stream.index, plan.reason)
-                return plan
-        try:
+        refused = self._refusal(stream)
+        if refused is None:
             out = copy_stream(self.container, stream)
-        except (av.error.FFmpegError, ValueError) as exc:
-            plan.action, plan.reason = "drop", f"cannot be copied ({exc})"
-            log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
+            copy_metadata(stream, out)
+            if stream.type not in _HEADER_ONLY:
+                self._copy_map[stream.index] = out
+            plan.output_index = out.index
             return plan
-        copy_metadata(stream, out)
-        self._copy_map[stream.index] = out
-        plan.output_index = out.index
+        if stream.type == "audio":
+            target = self._audio_target(stream)
+            if target is not None:
+                out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
+                with contextlib.suppress(AttributeError, ValueError):
+                    out.layout = stream.codec_context.layout
+                copy_metadata(stream, out)
+                self._transcoders[stream.index] = _AudioTranscoder(stream, out)
+                plan.action, plan.output_index = "encode", out.index
+                plan.reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); re-encoded to {target}"
+                log.warning("audio stream #%d: %s", stream.index, plan.reason)
+                return plan
+        plan.action, plan.reason = "drop", f"{self.caps.format_name} cannot hold {codec or stream.type} ({refused})"
+        log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
         return plan
+
+    def _refusal(self, stream: av.stream.Stream) -> str | None:
+        """Why FFmpeg will not put ``stream`` (copied) in this container, or None when it will."""
+        trial = av.open(io.BytesIO(), "w", format=self.caps.format_name)
+        try:
+            try:
+                if self._video is not None:
+                    v, settings = self._video
+                    vs = trial.add_stream(settings.codec, rate=v.frame_rate or 25, options=dict(settings.options))
+                    vs.width, vs.height, vs.pix_fmt = v.width, v.height, settings.pix_fmt
+                    if settings.bit_rate:
+                        vs.codec_context.bit_rate = settings.bit_rate
+                copy_stream(trial, stream)
+            except (av.error.FFmpegError, ValueError, TypeError) as exc:
+                return str(exc).split(";")[0]
+            try:
+                trial.start_encoding()
+            except (av.error.FFmpegError, ValueError) as exc:
+                return f"the muxer refuses it: {exc}"
+        finally:
+            with contextlib.suppress(av.error.FFmpegError, ValueError):  # a trailer on an empty trial file
+                trial.close()
+        return None
+
+    def _audio_target(self, stream: av.stream.Stream) -> str | None:
+        default = self.caps.default_audio
+        for name in (f"lib{default}", default, *_AUDIO_TARGETS):
+            try:
+                encoder = av.codec.Codec(name, "w")
+            except (ValueError, av.error.FFmpegError):
+                continue
+            if self.caps.holds(encoder.name) and name != "none":
+                return encoder.name
+        return None
 
     def write(self, packets: list[av.Packet]) -> None:
         """Copy (or re-encode) packets, shifted by the range offset."""
@@ -242,8 +312,23 @@ class SideStreams:
                 packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None and ts < 0 and not self.caps.reorders:
+                # AVI-like muxers would shift the whole file to start the audio's priming at 0
+                self._note_skipped_priming(index)
+                continue
+            if out.index not in self.starts and ts is not None:
+                self.starts[out.index] = ts * packet.time_base
             packet.stream = out
             self.container.mux(packet)
+
+    def _note_skipped_priming(self, index: int) -> None:
+        for plan in self.plans:
+            if plan.input_index == index and "before the video's start" not in plan.reason:
+                plan.reason = (plan.reason + "; " if plan.reason else "") + (
+                    f"packets before the video's start left out ({self.caps.format_name} cannot start earlier)"
+                )
+                log.warning("stream #%d: %s", index, plan.reason)
 
     @property
     def has_streams(self) -> bool:
@@ -255,7 +340,7 @@ class SideStreams:
 
 
 def copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
-    """A copied stream keeps its language, title, handler and dispositions (default, forced, ...)."""
+    """A copied stream keeps its language, title, handler, file name and dispositions (default, forced, ...)."""
     for key, value in src.metadata.items():
         if key.lower() not in ("duration", "encoder", "_statistics_tags", "number_of_frames"):
             dst.metadata[key] = value
@@ -263,8 +348,20 @@ def copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
         dst.disposition = src.disposition
 
 
-def tag_video_stream(stream: av.VideoStream, video: VideoInfo) -> None:
-    """The source's colour tags, pixel aspect, display rotation and timecode on an output video stream."""
+def picture_options(settings: EncodeSettings, video: VideoInfo) -> dict[str, str]:
+    """Encoder options plus what the codec context must carry for the muxer: field order, interlaced coding."""
+    options = dict(settings.options)
+    meta = video.metadata
+    if meta.field_order_id:
+        options.setdefault("field_order", str(meta.field_order_id))
+        if meta.interlaced and settings.codec in ("prores_ks", "mpeg2video", "dnxhd", "libx264", "dvvideo"):
+            options.setdefault("flags", "+ildct+ilme")
+            options.setdefault("top", "1" if meta.field_order_id in (2, 4) else "0")
+    return options
+
+
+def tag_video_stream(stream: av.VideoStream, video: VideoInfo, offset: Fraction = Fraction(0)) -> None:
+    """The source's colour tags, pixel aspect, display rotation, tags and timecode on an output video stream."""
     cc = stream.codec_context
     if cc is not None:
         colour = video.colour
@@ -273,28 +370,35 @@ def tag_video_stream(stream: av.VideoStream, video: VideoInfo) -> None:
             cc.color_range = colour.range_id if colour.range_id else (2 if colour.range == "pc" else 1)
             cc.color_primaries = colour.primaries_id
             cc.color_trc = colour.transfer_id
-            if video.sample_aspect_ratio:
-                cc.sample_aspect_ratio = video.sample_aspect_ratio
+        sar = video.metadata.sample_aspect_ratio or video.sample_aspect_ratio
+        if sar:
+            with contextlib.suppress(AttributeError, ValueError):
+                cc.sample_aspect_ratio = sar
+            with contextlib.suppress(AttributeError, ValueError):  # Matroska's display size comes from the stream's
+                stream.sample_aspect_ratio = sar
+    for key, value in video.metadata.tags.items():
+        if key.lower() not in ("timecode", "rotate"):
+            stream.metadata[key] = value
     if video.rotation:
         stream.set_display_rotation(video.rotation)
     if video.timecode:
-        stream.metadata["timecode"] = video.timecode
+        stream.metadata["timecode"] = offset_timecode(video.timecode, video.frame_rate, offset)
 
 
 def copy_stream(container: av.container.OutputContainer, template: av.stream.Stream) -> av.stream.Stream:
-    """A stream-copy output stream with ``template``'s codec parameters.
+    """A stream-copy output stream with ``template``'s codec parameters (FFmpeg's query decides if it fits).
 
-    PyAV's public ``add_stream_from_template`` needs an *encoder* for the codec; for codecs this FFmpeg
-    can only decode (AV1 via libdav1d, TrueHD, ...) fall back to PyAV's codec-less template copy, which
-    is what a stream copy needs anyway (PyAV 14-18 name it ``_add_stream_without_codec_from_template``).
+    ``opaque=True`` copies the codec parameters as they are, so codecs this FFmpeg can only decode
+    (AV1 via libdav1d, TrueHD, ...) copy as well as any; codec-less streams (attachments, data) are
+    handled by PyAV the same way. A video template keeps its frame rate (else Matroska says 1000 fps).
     """
-    try:
-        return container.add_stream_from_template(template)
-    except av.codec.codec.UnknownCodecError:
-        without_codec = getattr(container, "_add_stream_without_codec_from_template", None)
-        if without_codec is None:
-            raise
-        return without_codec(template)
+    stream = container.add_stream_from_template(template, opaque=True)
+    if template.type == "video" and stream.codec_context is not None:
+        rate = template.average_rate or template.guessed_rate
+        if rate:
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.codec_context.framerate = rate
+    return stream
 
 
 def _detach(frame: av.VideoFrame) -> av.VideoFrame:
@@ -308,7 +412,11 @@ def _detach(frame: av.VideoFrame) -> av.VideoFrame:
 
 
 class _AudioTranscoder:
-    """Decode one copied-stream's packets and re-encode them for a container that cannot hold the codec."""
+    """Decode one side stream's packets and re-encode them for a container that cannot hold the codec.
+
+    The timestamps are the source's (shifted by the range offset), made contiguous in samples; PyAV's
+    encoder resamples to its own format, layout and rate and re-frames to its frame size.
+    """
 
     def __init__(self, source: av.stream.Stream, out: av.AudioStream) -> None:
         self.decoder = av.CodecContext.create(source.codec_context.name, "r")
@@ -317,27 +425,35 @@ class _AudioTranscoder:
         self.decoder.layout = source.codec_context.layout
         self.decoder.format = source.codec_context.format
         self.out = out
-        self.resampler = av.AudioResampler(
-            format=out.codec_context.format, layout=out.codec_context.layout, rate=out.codec_context.sample_rate
-        )
+        self.rate = source.codec_context.sample_rate
         self.next_pts: int | None = None
+        self._flushed = False
 
     def push(self, packet: av.Packet, offset: Fraction, container: av.container.OutputContainer) -> None:
-        for frame in self.decoder.decode(packet):
+        if packet.size == 0:  # the demuxer's end-of-stream packet: flush() does that once
+            return
+        try:
+            frames = self.decoder.decode(packet)
+        except av.error.FFmpegError as exc:
+            log.debug("audio re-encode: a damaged packet skipped (%s)", exc)
+            return
+        for frame in frames:
             self._encode(frame, offset, container)
 
-    def _encode(self, frame: av.AudioFrame | None, offset: Fraction, container: av.container.OutputContainer) -> None:
-        if frame is not None and frame.pts is not None and self.next_pts is None:
-            self.next_pts = round((frame.pts * frame.time_base - offset) * self.out.codec_context.sample_rate)
-        frames = self.resampler.resample(frame) if frame is not None else self.resampler.resample(None)
-        for resampled in frames:
-            resampled.pts = self.next_pts or 0
-            resampled.time_base = Fraction(1, self.out.codec_context.sample_rate)
-            self.next_pts = (self.next_pts or 0) + resampled.samples
-            container.mux(self.out.encode(resampled))
+    def _encode(self, frame: av.AudioFrame, offset: Fraction, container: av.container.OutputContainer) -> None:
+        if self.next_pts is None:
+            start = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else Fraction(0)
+            self.next_pts = round((start - offset) * self.rate)
+        frame.pts = self.next_pts
+        frame.time_base = Fraction(1, self.rate)
+        self.next_pts += frame.samples
+        container.mux(self.out.encode(frame))
 
     def flush(self, container: av.container.OutputContainer) -> None:
-        for frame in self.decoder.decode(None):
-            self._encode(frame, Fraction(0), container)
-        self._encode(None, Fraction(0), container)
+        if self._flushed:
+            return
+        self._flushed = True
+        with contextlib.suppress(EOFError, av.error.FFmpegError):
+            for frame in self.decoder.decode(None):
+                self._encode(frame, Fraction(0), container)
         container.mux(self.out.encode(None))

@@ -1,0 +1,127 @@
+"""What ``restore`` would do with an input, found before any frame is decoded.
+
+``preflight`` refuses, in one line and before the work starts, what would otherwise fail after it:
+a codec the output container cannot hold, encoder options the encoder refuses (DNxHD without a
+profile or a CID bit rate, ...), an ffmpeg binary that cannot run the backend's command, too little
+free space. ``restore_plan`` is what ``gpen-video probe --plan`` prints: the encode settings and each
+stream's action (copy / encode / drop / timecode) with its reason, decided by the same code the
+writer runs, on an in-memory file of the output's format.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from gpen_video.config import OutputConfig
+from gpen_video.errors import ConfigError, DependencyError
+from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings, frame_rate
+from gpen_video.io.ffmpeg_backend import demux_time_base
+from gpen_video.io.formats import ContainerCaps
+from gpen_video.io.output import check_free_space, estimate_output_bytes
+from gpen_video.io.probe import MediaInfo, open_input
+from gpen_video.io.writer import SideStreams, StreamPlan, check_video_codec, picture_options
+
+
+@dataclass
+class RestorePlan:
+    """The encode plan and every other stream's fate, for ``probe --plan`` and the report."""
+
+    output_format: str
+    video: EncodeSettings
+    streams: list[StreamPlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        lines = [f"plan: {self.output_format} output, video {self.video.describe()} ({self.video.reason})"]
+        for p in self.streams:
+            reason = f": {p.reason}" if p.reason else ""
+            lines.append(f"  {p.type} #{p.input_index} ({p.codec or 'no codec'}): {p.action}{reason}")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return lines
+
+
+def preflight(
+    output: Path, info: MediaInfo, settings: EncodeSettings, caps: ContainerCaps, binary: str | None = None
+) -> None:
+    """Raise a one-line GpenVideoError now for what would fail later in the run."""
+    check_video_codec(caps, settings.codec, output.suffix)
+    if binary:
+        check_ffmpeg_backend(binary, info, settings)
+    else:
+        check_encoder_opens(info, settings)
+    same_family = INTERMEDIATE_ENCODERS.get(info.video.codec) == settings.codec
+    check_free_space(output, estimate_output_bytes(info.size_bytes, same_family))
+
+
+def check_encoder_opens(info: MediaInfo, settings: EncodeSettings) -> None:
+    """Open the encoder with the run's settings (no frame encoded): bad options fail here, in one line."""
+    v = info.video
+    try:
+        ctx = av.CodecContext.create(settings.codec, "w")
+        ctx.width, ctx.height = v.width, v.height
+        ctx.pix_fmt = settings.pix_fmt
+        rate = frame_rate(v)
+        ctx.time_base = v.time_base if rate is None else 1 / rate
+        if rate:
+            ctx.framerate = rate
+        if settings.bit_rate:
+            ctx.bit_rate = settings.bit_rate
+        ctx.options = picture_options(settings, v)
+        ctx.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        hint = ""
+        if settings.codec == "dnxhd":
+            hint = "; DNxHD needs a profile (dnxhr_lb/sq/hq/hqx/444) or a bit rate that names a CID for the picture"
+        raise ConfigError(f"the {settings.codec} encoder refuses {settings.describe()} ({exc}){hint}") from exc
+
+
+def check_ffmpeg_backend(binary: str, info: MediaInfo, settings: EncodeSettings) -> None:
+    """Run the backend's encode options on one black frame through ``binary``: it fails now, not after the run."""
+    v = info.video
+    cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+           f"color=c=black:s={v.width}x{v.height}:d=0.1", "-frames:v", "1", "-c:v", settings.codec,
+           "-pix_fmt", settings.pix_fmt, "-fps_mode", "passthrough",
+           "-enc_time_base", demux_time_base(binary)]  # fmt: skip
+    for key, value in settings.options.items():
+        cmd += [f"-{key}", str(value)]
+    if settings.bit_rate:
+        cmd += ["-b:v", str(settings.bit_rate)]
+    cmd += ["-f", "null", "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DependencyError(f"{binary}: cannot run it ({exc})") from exc
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise DependencyError(f"{binary} cannot encode with {settings.describe()}: {last}")
+
+
+def restore_plan(info: MediaInfo, settings: EncodeSettings, caps: ContainerCaps) -> RestorePlan:
+    """The writer's own decisions for ``info``'s streams in a ``caps`` output, made on an in-memory file."""
+    plan = RestorePlan(caps.format_name, settings)
+    with open_input(info.path) as source, av.open(io.BytesIO(), "w", format=caps.format_name) as trial:
+        streams = [s for s in source.streams if s.index != info.video.index]
+        side = SideStreams(trial, caps.family, streams, Fraction(0), video=(info.video, settings))
+        plan.streams = side.plans
+    meta = info.video.metadata
+    if meta.is_hdr10 and "master-display" not in settings.options.get("x265-params", ""):
+        plan.warnings.append(f"HDR10 metadata left out: {settings.codec} here cannot carry it")
+    if meta.chapters and caps.family not in ("matroska", "webm", "mov", "mp4", "nut", "ogg", "ffmetadata"):
+        plan.warnings.append(f"{len(meta.chapters)} chapter(s) may be lost: {caps.format_name} may not hold chapters")
+    return plan
+
+
+def plan_for(info: MediaInfo, output: Path, config: OutputConfig) -> RestorePlan:
+    """``probe --plan``: the encode settings ``restore`` would choose for ``output``, and every stream's fate."""
+    from gpen_video.io.encoding import choose_encoding
+    from gpen_video.io.formats import output_caps
+
+    caps = output_caps(output)
+    settings = choose_encoding(info.video, config, caps=caps)
+    return restore_plan(info, settings, caps)

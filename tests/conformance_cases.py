@@ -1,0 +1,340 @@
+"""The conformance matrix: inputs built with the ffmpeg CLI, outputs checked with ffprobe.
+
+Each ``Case`` says how its input is made (ffmpeg arguments), how it is restored (extra ``restore``
+flags, the output extension) and what must survive (``keeps``, checked by ``Check`` functions that
+compare ffprobe's view of the input with ffprobe's view of the output). Nothing here uses the
+project's own reader or writer, so the matrix does not share their assumptions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg CLI: on PATH (Debian's package), else the binary inside the imageio-ffmpeg wheel."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffprobe_exe() -> str | None:
+    return shutil.which("ffprobe")
+
+
+def ffmpeg(*args: str | Path) -> None:
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{done.stderr}")
+
+
+@dataclass
+class Probed:
+    """ffprobe's view of a file: streams, format, chapters, and the video frames' timing and side data."""
+
+    streams: list[dict[str, Any]]
+    format: dict[str, Any]
+    chapters: list[dict[str, Any]]
+    frames: list[dict[str, Any]]  # video frames in presentation order as decoded
+
+    @property
+    def video(self) -> dict[str, Any]:
+        return next(s for s in self.streams if s["codec_type"] == "video" and not s["disposition"]["attached_pic"])
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [s for s in self.streams if s["codec_type"] == kind]
+
+    def frame_times(self) -> list[Fraction]:
+        tb = Fraction(self.video["time_base"])
+        stamps = [f.get("pts", f.get("best_effort_timestamp")) for f in self.frames]
+        return [int(t) * tb for t in stamps if t is not None]
+
+
+def ffprobe(path: Path) -> Probed:
+    exe = ffprobe_exe()
+    assert exe, "ffprobe is needed (scripts/setup.sh --test installs Debian's ffmpeg)"
+    args = [exe, "-v", "error", "-of", "json", "-show_streams", "-show_format", "-show_chapters"]
+    meta = json.loads(subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout)
+    fargs = [exe, "-v", "error", "-of", "json", "-select_streams", "V:0", "-show_frames",
+             "-show_entries", "frame=pts,best_effort_timestamp,width,height,side_data_list,interlaced_frame,"
+             "top_field_first,pix_fmt,sample_aspect_ratio,pict_type"]  # fmt: skip
+    frames = json.loads(subprocess.run([*fargs, str(path)], capture_output=True, text=True, check=True).stdout)
+    return Probed(meta.get("streams", []), meta.get("format", {}), meta.get("chapters", []), frames.get("frames", []))
+
+
+Check = Callable[[Probed, Probed], None]
+
+
+@dataclass
+class Case:
+    name: str
+    ext: str  # input extension
+    build: list[str]  # ffmpeg arguments between the tool and the output path (inputs, codecs, tags)
+    keeps: str  # what must survive, in words
+    checks: list[Check]
+    out_ext: str | None = None  # output extension (default: the input's)
+    restore_args: list[str] = field(default_factory=list)
+    expect_warning: str | None = None  # a substring stderr must hold (survives -q)
+    faces: bool = False  # build from a real face picture instead of testsrc2
+    damage: Callable[[Path], None] | None = None  # applied to the built input (truncation, corruption)
+    strict_fails: bool = False  # with --strict the run must fail with one line, exit 2
+    known_gap: str | None = None  # an xfail(strict) reason: a loss this PyAV cannot yet avoid (listed in the report)
+    remux: list[str] | None = None  # a second ffmpeg pass, ``-i built -c copy REMUX`` (tags 5.1 sets only then)
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def video_src(size: str = "64x48", rate: str = "25", seconds: float = 0.4) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+
+
+def tone(seconds: float = 0.4, rate: int = 48000, freq: int = 440) -> list[str]:
+    return ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate={rate}:duration={seconds}"]
+
+
+# -- checks: each compares ffprobe's input and output ----------------------------------------------
+
+
+def same_frame_times(src: Probed, out: Probed) -> None:
+    """Every frame at the input's time, in the input's order (no sorting), relative to the first."""
+    a, b = src.frame_times(), out.frame_times()
+    assert len(b) == len(a), f"{len(b)} frames out, {len(a)} in"
+    tol = Fraction(1, 1000)
+    assert all(abs((x - a[0]) - (y - b[0])) <= tol for x, y in zip(a, b, strict=True)), (a, b)
+
+
+def video_field(*keys: str) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        for key in keys:
+            assert out.video.get(key) == src.video.get(key), (
+                f"video {key}: {out.video.get(key)} != {src.video.get(key)}"
+            )
+
+    check.__name__ = f"video_{'_'.join(keys)}"
+    return check
+
+
+def video_is(key: str, value: Any) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        assert out.video.get(key) == value, f"video {key}: {out.video.get(key)} != {value}"
+
+    check.__name__ = f"video_{key}_is_{value}"
+    return check
+
+
+def video_is_one_of(key: str, *values: Any) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        assert out.video.get(key) in values, f"video {key}: {out.video.get(key)} not in {values}"
+
+    check.__name__ = f"video_{key}_in"
+    return check
+
+
+def video_codec_in(*codecs: str) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        assert out.video["codec_name"] in codecs, out.video["codec_name"]
+
+    return check
+
+
+def no_b_frames(src: Probed, out: Probed) -> None:
+    """No B-frames in a container that stores no presentation order (decode order is display order)."""
+    kinds = [f.get("pict_type") for f in out.frames]
+    assert kinds and "B" not in kinds, kinds
+
+
+def same_streams(kind: str, *keys: str) -> Check:
+    """Every stream of ``kind`` is in the output, with the same codec (and ``keys``), tags and dispositions."""
+
+    def check(src: Probed, out: Probed) -> None:
+        a, b = src.of_type(kind), out.of_type(kind)
+        assert len(b) == len(a), f"{len(b)} {kind} streams out, {len(a)} in"
+        for x, y in zip(a, b, strict=True):
+            assert y.get("codec_name") == x.get("codec_name"), (y.get("codec_name"), x.get("codec_name"))
+            for key in keys:
+                assert y.get(key) == x.get(key), (kind, key, y.get(key), x.get(key))
+            for tag in ("language", "title", "filename", "mimetype"):
+                if tag in x.get("tags", {}):
+                    assert y.get("tags", {}).get(tag) == x["tags"][tag], (kind, tag, y.get("tags"))
+            for flag in ("default", "forced"):
+                assert y["disposition"][flag] == x["disposition"][flag], (kind, flag)
+
+    check.__name__ = f"same_{kind}"
+    return check
+
+
+def stream_count(kind: str, count: int) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        assert len(out.of_type(kind)) == count, [s["codec_name"] for s in out.of_type(kind)]
+
+    return check
+
+
+def audio_codec_in(*codecs: str) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        assert out.of_type("audio"), "no audio in the output"
+        assert all(s["codec_name"] in codecs for s in out.of_type("audio")), [s["codec_name"] for s in out.streams]
+
+    return check
+
+
+def audio_starts_with_video(src: Probed, out: Probed) -> None:
+    """The audio keeps its offset from the video (a late start stays late)."""
+
+    def gap(p: Probed) -> float:
+        return float(p.of_type("audio")[0]["start_time"]) - float(p.video["start_time"])
+
+    assert abs(gap(out) - gap(src)) < 0.03, (gap(src), gap(out))
+
+
+def same_chapters(src: Probed, out: Probed) -> None:
+    assert len(out.chapters) == len(src.chapters) > 0, (out.chapters, src.chapters)
+    for x, y in zip(src.chapters, out.chapters, strict=True):
+        assert abs(float(x["start_time"]) - float(y["start_time"])) < 0.002
+        assert x.get("tags", {}).get("title") == y.get("tags", {}).get("title")
+
+
+def same_tag(tag: str) -> Check:
+    def check(src: Probed, out: Probed) -> None:
+        want = src.video.get("tags", {}).get(tag) or src.format.get("tags", {}).get(tag)
+        got = out.video.get("tags", {}).get(tag) or out.format.get("tags", {}).get(tag)
+        assert want and got == want, (tag, got, want)
+
+    check.__name__ = f"same_tag_{tag}"
+    return check
+
+
+def side_data(kind: str) -> Check:
+    """The first output frame carries the same ``kind`` side data as the input's."""
+
+    def pick(p: Probed) -> dict[str, Any] | None:
+        for item in p.frames[0].get("side_data_list", []) if p.frames else []:
+            if item.get("side_data_type") == kind:
+                return item
+        for item in p.video.get("side_data_list", []):
+            if item.get("side_data_type") == kind:
+                return item
+        return None
+
+    def check(src: Probed, out: Probed) -> None:
+        a, b = pick(src), pick(out)
+        assert a is not None, f"the input has no {kind}"
+        assert b is not None, f"the output lost its {kind}"
+        for key, value in a.items():
+            if key not in ("side_data_type",):
+                assert b.get(key) == value, (kind, key, b.get(key), value)
+
+    check.__name__ = f"side_data_{kind.split()[0].lower()}"
+    return check
+
+
+def rotation_kept(src: Probed, out: Probed) -> None:
+    def rot(p: Probed) -> int:
+        for item in p.video.get("side_data_list", []):
+            if "rotation" in item:
+                return int(item["rotation"]) % 360
+        return int(p.video.get("tags", {}).get("rotate", 0)) % 360
+
+    assert rot(src) != 0 and rot(out) == rot(src), (rot(src), rot(out))
+
+
+def is_vfr(src: Probed, out: Probed) -> None:
+    times = out.frame_times()
+    deltas = {b - a for a, b in itertools.pairwise(times)}
+    assert len(deltas) > 1, deltas
+
+
+def start_time_shifted(seconds: float) -> Check:
+    """A range cut: the output's first frame is the input's frame at ``seconds`` after the stream start."""
+
+    def check(src: Probed, out: Probed) -> None:
+        t_in = src.frame_times()
+        t_out = out.frame_times()
+        first = t_in[0] + Fraction(seconds).limit_denominator(1000)
+        kept = [t for t in t_in if t >= first - Fraction(1, 1000)]
+        assert len(t_out) == len(kept), (len(t_out), len(kept))
+
+    return check
+
+
+def timecode_offset(seconds_frames: int) -> Check:
+    """A partial restore's timecode starts ``seconds_frames`` frames after the source's."""
+
+    def check(src: Probed, out: Probed) -> None:
+        def frames(tc: str, rate: int) -> int:
+            h, m, s, f = (int(x) for x in tc.replace(";", ":").split(":"))
+            return ((h * 60 + m) * 60 + s) * rate + f
+
+        rate = round(Fraction(src.video["avg_frame_rate"]))
+        tc_in = src.video.get("tags", {}).get("timecode") or src.format.get("tags", {}).get("timecode")
+        tc_out = out.video.get("tags", {}).get("timecode") or out.format.get("tags", {}).get("timecode")
+        assert tc_in and tc_out, (tc_in, tc_out)
+        assert frames(tc_out, rate) - frames(tc_in, rate) == seconds_frames, (tc_in, tc_out)
+
+    return check
+
+
+# -- damage ----------------------------------------------------------------------------------------
+
+
+def cut_before_last_packets(count: int) -> Callable[[Path], None]:
+    """Cut the file exactly where its ``count``-th last video packet starts (a clean cut between packets)."""
+
+    def damage(path: Path) -> None:
+        exe = ffprobe_exe()
+        assert exe
+        args = [exe, "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries", "packet=pos",
+                "-show_packets", str(path)]  # fmt: skip
+        out = subprocess.run(args, capture_output=True, text=True, check=True)
+        positions = sorted(int(p["pos"]) for p in json.loads(out.stdout)["packets"] if p.get("pos", "N/A") != "N/A")
+        cut = positions[-count]
+        if path.suffix == ".ts":
+            cut -= cut % 188
+        data = path.read_bytes()
+        path.write_bytes(data[:cut])
+
+    return damage
+
+
+def append_ts(size: str) -> Callable[[Path], None]:
+    """Join a second TS recording (``size`` pictures, timestamps from zero again) after the first, as ``cat`` does."""
+
+    def damage(path: Path) -> None:
+        second = path.with_name(f"{path.stem}.second.ts")
+        ffmpeg(*video_src(size), "-c:v", "libx264", "-g", "5", second)
+        path.write_bytes(path.read_bytes() + second.read_bytes())
+
+    return damage
+
+
+def corrupt_inside_packet(index: int) -> Callable[[Path], None]:
+    """Overwrite bytes in the middle of the ``index``-th video packet's payload (headers intact)."""
+
+    def damage(path: Path) -> None:
+        exe = ffprobe_exe()
+        assert exe
+        out = subprocess.run([exe, "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries",
+                              "packet=pos,size", "-show_packets", str(path)], capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        packet = json.loads(out.stdout)["packets"][index]
+        pos, size = int(packet["pos"]), int(packet["size"])
+        data = bytearray(path.read_bytes())
+        start = pos + size // 3
+        length = max(8, size // 3)
+        data[start : start + length] = bytes((i * 37 + 11) % 256 for i in range(length))
+        path.write_bytes(bytes(data))
+
+    return damage

@@ -1,0 +1,286 @@
+"""Container and metadata fidelity on files made by the ffmpeg CLI, checked with ffprobe (issue 12).
+
+Every case builds a tiny input with ``ffmpeg``, restores it with ``--model identity -q`` (no weights,
+no network) and compares ffprobe's view of input and output: what the case says it keeps must be
+there, and anything converted or left out must be said on stderr even with ``-q``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conformance_cases import (
+    Case,
+    append_ts,
+    audio_codec_in,
+    audio_starts_with_video,
+    corrupt_inside_packet,
+    cut_before_last_packets,
+    ffmpeg,
+    ffmpeg_exe,
+    ffprobe,
+    ffprobe_exe,
+    is_vfr,
+    no_b_frames,
+    rotation_kept,
+    same_chapters,
+    same_frame_times,
+    same_streams,
+    same_tag,
+    side_data,
+    start_time_shifted,
+    stream_count,
+    timecode_offset,
+    tone,
+    video_codec_in,
+    video_field,
+    video_is_one_of,
+    video_src,
+)
+
+HDR10 = ("log-level=error:hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
+         "L(10000000,1):max-cll=1000,400")  # fmt: skip
+A = ["-map", "0:v", "-map", "1:a"]
+FONT_DIR = Path("/usr/share/fonts")
+
+CASES = [
+    Case("mov_h264_aac", ".mov", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "aac"],
+         "H.264 stays H.264, frame times, AAC copied",
+         [same_frame_times, video_codec_in("h264"), same_streams("audio")]),
+    Case("mp4_h264_10bit", ".mp4", [*video_src(), "-c:v", "libx264", "-pix_fmt", "yuv420p10le"],
+         "10-bit depth", [video_field("pix_fmt"), same_frame_times]),
+    Case("mp4_hevc_8bit_aac", ".mp4", [*video_src(), *tone(), *A, "-c:v", "libx265", "-x265-params", "log-level=error",
+                                       "-c:a", "aac", "-tag:v", "hvc1"],
+         "HEVC 8-bit, AAC copied", [video_codec_in("hevc", "h264"), video_field("pix_fmt"), same_streams("audio")]),
+    Case("mkv_hevc_10bit_hdr10", ".mkv", [*video_src(), "-c:v", "libx265", "-pix_fmt", "yuv420p10le",
+                                          "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace",
+                                          "bt2020nc", "-x265-params", HDR10],
+         "10 bits, BT.2020/PQ tags, mastering display and content light level",
+         [video_field("pix_fmt", "color_primaries", "color_transfer", "color_space"),
+          side_data("Mastering display metadata"), side_data("Content light level metadata")]),
+    Case("mov_prores422_pcm24", ".mov", [*video_src(), *tone(), *A, "-c:v", "prores_ks", "-profile:v", "hq",
+                                         "-pix_fmt", "yuv422p10le", "-c:a", "pcm_s24le"],
+         "ProRes HQ 10-bit, PCM 24 copied", [video_field("codec_name", "profile", "pix_fmt"), same_streams("audio"),
+                                             same_frame_times]),
+    Case("mov_prores4444_alpha", ".mov", [*video_src(), "-vf", "format=yuva444p10le", "-c:v", "prores_ks",
+                                          "-profile:v", "4444", "-pix_fmt", "yuva444p10le"],
+         "ProRes 4444 with its alpha plane", [video_field("codec_name", "profile"), video_is_one_of(
+             "pix_fmt", "yuva444p10le", "yuva444p12le")]),
+    Case("mxf_dnxhr_pcm16", ".mxf", [*video_src("256x144"), *tone(), *A, "-c:v", "dnxhd", "-profile:v", "dnxhr_sq",
+                                     "-pix_fmt", "yuv422p", "-c:a", "pcm_s16le"],
+         "DNxHR SQ in MXF, PCM 16, frames in order", [video_field("codec_name", "profile"), same_frame_times,
+                                                        same_streams("audio")]),
+    Case("mov_dnxhd_fixed_rate", ".mov", [*video_src("1280x720", seconds=0.12), "-c:v", "dnxhd", "-b:v", "90M",
+                                          "-pix_fmt", "yuv422p"],
+         "DNxHD (fixed-rate CID) kept", [video_field("codec_name", "profile", "pix_fmt")]),
+    Case("mkv_ffv1_flac", ".mkv", [*video_src(), *tone(), *A, "-c:v", "ffv1", "-c:a", "flac"],
+         "FFV1, FLAC copied", [video_field("codec_name", "pix_fmt"), same_streams("audio"), same_frame_times]),
+    Case("avi_mjpeg_pcm", ".avi", [*video_src(), *tone(), *A, "-c:v", "mjpeg", "-c:a", "pcm_s16le"],
+         "AVI: a codec AVI times correctly (no B-frames), audio with the video",
+         [no_b_frames, same_frame_times, same_streams("audio")]),
+    Case("avi_from_h264", ".mp4", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "aac"],
+         "H.264 source into AVI: no B-frames in AVI, frame times", [no_b_frames, same_frame_times], out_ext=".avi"),
+    Case("mxf_from_h264", ".mp4", [*video_src(), "-c:v", "libx264"],
+         "H.264 source into MXF: frames in order", [no_b_frames, same_frame_times], out_ext=".mxf"),
+    Case("ts_mpeg2_mp2", ".ts", [*video_src(), *tone(), *A, "-c:v", "mpeg2video", "-c:a", "mp2"],
+         "MPEG-2 and MP2 in TS", [video_codec_in("mpeg2video", "h264"), same_streams("audio"), same_frame_times]),
+    Case("ps_mpeg2_mp2", ".mpg", [*video_src(), *tone(), *A, "-c:v", "mpeg2video", "-c:a", "mp2", "-f", "vob"],
+         "MPEG-PS gets MPEG-2", [video_codec_in("mpeg2video"), same_streams("audio")]),
+    Case("webm_vp9_opus", ".webm", [*video_src(), *tone(), *A, "-c:v", "libvpx-vp9", "-deadline", "realtime",
+                                    "-c:a", "libopus"],
+         "WebM keeps VP9/AV1 and Opus", [video_codec_in("vp9", "av1"), same_streams("audio")]),
+    Case("mp4_aac_to_webm", ".mp4", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "aac"],
+         "AAC into WebM is re-encoded to Opus, said so",
+         [video_codec_in("vp9", "av1"), audio_codec_in("opus", "vorbis")],
+         out_ext=".webm", expect_warning="re-encoded"),
+    Case("mkv_av1", ".mkv", [*video_src(), "-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "40"],
+         "AV1 source restored, frame times", [same_frame_times]),
+    Case("dv_pal", ".dv", [*video_src("720x576"), *tone(rate=48000), *A, "-c:v", "dvvideo", "-pix_fmt", "yuv420p",
+                           "-c:a", "pcm_s16le", "-ar", "48000", "-ac", "2", "-r", "25", "-f", "dv"],
+         "DV stays DV in .dv", [video_codec_in("dvvideo"), video_field("width", "height")]),
+    Case("dv_into_mov", ".dv", [*video_src("720x576"), *tone(rate=48000), *A, "-c:v", "dvvideo", "-pix_fmt", "yuv420p",
+                                "-c:a", "pcm_s16le", "-ar", "48000", "-ac", "2", "-r", "25", "-f", "dv"],
+         "raw DV into MOV: one line or a MOV with the audio", [stream_count("audio", 1)], out_ext=".mov"),
+    Case("mov_pcm_to_mp4", ".mov", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "pcm_s16le"],
+         "PCM audio into MP4 is kept or re-encoded (no traceback), said so", [stream_count("audio", 1)],
+         out_ext=".mp4"),
+    Case("mkv_three_audio_tracks", ".mkv",
+         [*video_src(), *tone(freq=440), *tone(freq=660), *tone(freq=880), "-map", "0:v", "-map", "1:a", "-map", "2:a",
+          "-map", "3:a", "-c:v", "libx264", "-c:a:0", "aac", "-c:a:1", "ac3", "-c:a:2", "libopus",
+          "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra", "-metadata:s:a:1", "title=Commentary",
+          "-metadata:s:a:2", "language=deu", "-disposition:a:0", "default", "-disposition:a:1", "0",
+          "-metadata:s:v:0", "title=Main", "-metadata:s:v:0", "language=eng"],
+         "three audio tracks (AAC, AC-3, Opus) with language, title, disposition; video title and language",
+         [same_streams("audio", "channels", "sample_rate"), same_streams("video")]),
+    Case("mov_late_audio", ".mov", [*video_src(), "-itsoffset", "0.2", *tone(), *A, "-c:v", "libx264", "-c:a", "aac"],
+         "audio that starts 0.2 s late stays late", [audio_starts_with_video, same_streams("audio")]),
+    Case("mkv_srt_ass", ".mkv", [*video_src(), "-i", "{srt}", "-i", "{ass}", "-map", "0:v", "-map", "1", "-map", "2",
+                                 "-c:v", "libx264", "-c:s:0", "srt", "-c:s:1", "ass",
+                                 "-metadata:s:s:0", "language=eng"],
+         "SRT and ASS subtitles in MKV", [same_streams("subtitle")]),
+    Case("mp4_mov_text", ".mp4", [*video_src(), "-i", "{srt}", "-map", "0:v", "-map", "1", "-c:v", "libx264",
+                                  "-c:s", "mov_text", "-metadata:s:s:0", "language=eng"],
+         "mov_text subtitles in MP4", [same_streams("subtitle")]),
+    Case("mkv_font_attachment", ".mkv", [*video_src(), "-attach", "{font}", "-metadata:s:t", "mimetype=font/ttf",
+                                         "-c:v", "libx264"],
+         "a font attachment in MKV, with its file name and MIME type", [same_streams("attachment")]),
+    Case("mkv_chapters", ".mkv", [*video_src(seconds=0.8), "-i", "{chapters}", "-map_metadata", "1", "-map_chapters",
+                                  "1", "-c:v", "libx264"],
+         "MKV chapters with titles", [same_chapters]),
+    Case("mov_chapters", ".mov", [*video_src(seconds=0.8), "-i", "{chapters}", "-map", "0:v", "-map_metadata", "1",
+                                  "-map_chapters", "1", "-c:v", "libx264"],
+         "MOV chapters with titles", [same_chapters]),
+    Case("mov_timecode", ".mov", [*video_src(), "-c:v", "prores_ks", "-timecode", "01:00:00:00"],
+         "the MOV timecode", [same_tag("timecode")]),
+    Case("mov_timecode_partial", ".mov", [*video_src(seconds=0.8), "-c:v", "prores_ks", "-timecode", "01:00:00:00"],
+         "a partial restore's timecode is offset to its start", [timecode_offset(10)],
+         restore_args=["--start", "0.4"]),
+    Case("mov_pasp_anamorphic", ".mov", [*video_src("64x48"), "-vf", "setsar=64/45", "-c:v", "libx264"],
+         "pixel aspect (MOV pasp) and display aspect", [video_field("sample_aspect_ratio", "display_aspect_ratio")]),
+    Case("mkv_display_size", ".mkv", [*video_src("64x48"), "-c:v", "ffv1", "-aspect", "16:9"],
+         "Matroska display size (SAR/DAR)", [video_field("sample_aspect_ratio", "display_aspect_ratio")],
+         known_gap="PyAV 18 sets no AVStream or frame SAR: FFV1 in Matroska loses its display size"),
+    Case("mkv_interlaced_tff", ".mkv", [*video_src("64x48"), "-c:v", "ffv1", "-field_order", "tt"],
+         "field order (top first)", [video_field("field_order")]),
+    Case("mov_prores_interlaced", ".mov", [*video_src("64x48"), "-c:v", "prores_ks", "-flags", "+ildct+ilme",
+                                           "-top", "1"],
+         "interlaced ProRes stays flagged interlaced", [video_field("field_order")]),
+    Case("mp4_chroma_location", ".mp4", [*video_src(), "-c:v", "libx264", "-chroma_sample_location", "topleft"],
+         "chroma location", [video_field("chroma_location")],
+         known_gap="PyAV 18 exposes no chroma location to read from the source"),
+    Case("mp4_rotation", ".mp4", [*video_src(), "-c:v", "libx264"],
+         "display rotation", [rotation_kept], remux=["-metadata:s:v:0", "rotate=90"]),
+    Case("mkv_vfr", ".mkv", [*video_src(rate="50", seconds=0.6), "-vf", "select='not(mod(n\\,3))+eq(mod(n\\,5)\\,1)'",
+                             "-fps_mode", "vfr", "-c:v", "libx264"],
+         "variable frame rate: every frame at its own time", [same_frame_times, is_vfr]),
+    Case("ts_ten_hours_start", ".ts", [*video_src(seconds=1.0), *tone(seconds=1.0), *A, "-c:v", "libx264", "-c:a",
+                                       "aac", "-output_ts_offset", "36000"],
+         "--start is relative to the stream start (a TS at 10:00:00 cut at 0.4 s)", [start_time_shifted(0.4)],
+         restore_args=["--start", "0.4"]),
+    Case("mov_ffmpeg_backend_system", ".mov", [*video_src(), *tone(), *A, "-c:v", "prores_ks", "-c:a", "pcm_s16le"],
+         "--encoder-backend ffmpeg with the system's ffmpeg (5.1 spells -enc_time_base -1): frames and audio",
+         [same_frame_times, same_streams("audio"), video_field("codec_name")],
+         restore_args=["--encoder-backend", "ffmpeg", "--ffmpeg-binary", ffmpeg_exe()]),
+    Case("mkv_truncated_tail", ".mkv", [*video_src(), "-c:v", "libx264", "-g", "5"],
+         "a tail cut between packets is warned about", [], damage=cut_before_last_packets(3),
+         expect_warning="truncated", strict_fails=True),
+    Case("mp4_truncated_tail", ".mp4", [*video_src(), "-c:v", "libx264", "-g", "5", "-movflags", "+faststart"],
+         "a tail cut between packets is warned about", [], damage=cut_before_last_packets(3),
+         expect_warning="truncated", strict_fails=True),
+    Case("ts_truncated_tail", ".ts", [*video_src(), "-c:v", "libx264", "-g", "5"],
+         "a TS cut between packets is warned about", [], damage=cut_before_last_packets(3),
+         expect_warning="truncated", strict_fails=True),
+    Case("ts_joined_overlapping", ".ts", [*video_src(), "-c:v", "libx264", "-g", "5"],
+         "two TS recordings joined with overlapping timestamps: no traceback, the repeats said",
+         [], damage=append_ts("64x48"), expect_warning="repeated an earlier timestamp"),
+    Case("ts_size_change", ".ts", [*video_src(), "-c:v", "libx264", "-g", "5"],
+         "a mid-stream resolution change is reported, and fails --strict",
+         [], damage=append_ts("96x72"), expect_warning="picture size changes", strict_fails=True),
+    Case("mkv_corrupt_macroblocks", ".mkv", [*video_src("128x96"), "-c:v", "mpeg2video", "-g", "100", "-b:v", "2M"],
+         "corrupt macroblocks are warned about and fail --strict", [], damage=corrupt_inside_packet(4),
+         expect_warning="damaged", strict_fails=True),
+    Case("mp4_faces_h264_aac", ".mp4", [*tone(seconds=0.4), "-c:v", "libx264", "-c:a", "aac", "-shortest"],
+         "a real face through the faced path: frame times and audio", [same_frame_times, same_streams("audio")],
+         faces=True),
+    Case("mov_faces_prores4444", ".mov", ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le"],
+         "a real face in ProRes 4444 keeps alpha and depth",
+         [video_is_one_of("pix_fmt", "yuva444p10le", "yuva444p12le"), same_frame_times],
+         faces=True),
+]  # fmt: skip
+
+SRT = "1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,300 --> 00:00:00,400\nWorld\n"
+ASS = """[Script Info]
+ScriptType: v4.00+
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
+Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
+MarginV, Encoding
+Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.00,0:00:00.30,Default,,0,0,0,,Bonjour
+"""
+CHAPTERS = ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=400\ntitle=One\n" \
+           "[CHAPTER]\nTIMEBASE=1/1000\nSTART=400\nEND=800\ntitle=Two\n"  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("assets")
+    (folder / "subs.srt").write_text(SRT)
+    (folder / "subs.ass").write_text(ASS)
+    (folder / "chapters.txt").write_text(CHAPTERS)
+    font = next(iter(sorted(FONT_DIR.rglob("*.ttf"))), None) if FONT_DIR.exists() else None
+    font_path = folder / "font.ttf"
+    if font is not None:
+        shutil.copy(font, font_path)
+    else:  # any bytes do: the attachment is carried, not parsed
+        font_path.write_bytes(b"\x00\x01\x00\x00" + bytes(range(256)) * 8)
+    from gpen_video.synthetic import faces_image_path
+
+    picture = folder / "face.jpg"
+    shutil.copy(faces_image_path(), picture)
+    return {"srt": str(folder / "subs.srt"), "ass": str(folder / "subs.ass"),
+            "chapters": str(folder / "chapters.txt"), "font": str(font_path), "face": str(picture)}  # fmt: skip
+
+
+def build_input(case: Case, folder: Path, assets: dict[str, str]) -> Path:
+    path = folder / f"{case.name}{case.ext}"
+    args = [a.format(**assets) if a.startswith("{") else a for a in case.build]
+    if case.faces:
+        inputs = ["-loop", "1", "-framerate", "25", "-t", "0.4", "-i", assets["face"]]
+        if "-shortest" in args:  # a tone as a second input, mapped with the picture
+            inputs += args[: args.index("-c:v")]
+            args = [*args[args.index("-c:v") : args.index("-shortest")], "-map", "0:v", "-map", "1:a", "-shortest"]
+        args = [*inputs, "-vf", "scale=320:240", *args]
+    ffmpeg(*args, path)
+    if case.remux is not None:
+        first = path.with_name(f"{case.name}.first{case.ext}")
+        path.rename(first)
+        ffmpeg("-i", first, "-map", "0", "-c", "copy", *case.remux, path)
+    if case.damage is not None:
+        case.damage(path)
+    path.chmod(0o444)
+    return path
+
+
+pytestmark = pytest.mark.skipif(ffprobe_exe() is None, reason="ffprobe missing: run scripts/setup.sh --test")
+
+
+def test_matrix_is_broad_enough() -> None:
+    """At least 30 cases, each naming what it keeps and checking something (or the warning it expects)."""
+    assert len(CASES) >= 30
+    assert len({c.name for c in CASES}) == len(CASES)
+    assert all(c.keeps and (c.checks or c.expect_warning) for c in CASES)
+    containers = {c.ext for c in CASES} | {c.out_ext for c in CASES if c.out_ext}
+    assert {".mov", ".mp4", ".mkv", ".mxf", ".avi", ".ts", ".mpg", ".webm", ".dv"} <= containers
+
+
+def _param(case: Case):
+    marks = [pytest.mark.xfail(strict=True, reason=case.known_gap)] if case.known_gap else []
+    return pytest.param(case, id=case.name, marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_conformance(case: Case, tmp_path: Path, assets: dict[str, str], run_cli) -> None:
+    source = build_input(case, tmp_path, assets)
+    output = tmp_path / f"{case.name}.restored{case.out_ext or case.ext}"
+    result = run_cli("restore", source, "-o", output, "--model", "identity", "-q", *case.restore_args)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert output.exists()
+    if case.expect_warning:
+        assert case.expect_warning in result.stderr, result.stderr
+    src, out = ffprobe(source), ffprobe(output)
+    for check in case.checks:
+        check(src, out)
+    if case.strict_fails:
+        strict_out = tmp_path / f"{case.name}.strict{case.out_ext or case.ext}"
+        strict = run_cli("restore", source, "-o", strict_out, "--model", "identity", "-q", "--strict")
+        assert strict.returncode == 2, strict.stderr
+        assert len(strict.stderr.strip().splitlines()) == 1, strict.stderr
+        assert not strict_out.exists()
