@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gpen_video import __version__
-from gpen_video.config import COMPARE_MODES, Config, add_flags, add_set_flag, config_from_flags, load_config, preset_names
+from gpen_video.config import (
+    COMPARE_MODES,
+    Config,
+    add_flags,
+    add_set_flag,
+    config_from_flags,
+    load_config,
+    preset_names,
+)
 from gpen_video.config import parse_seconds as parse_seconds  # re-exported: times on the command line
 from gpen_video.errors import GpenVideoError
 
