@@ -29,8 +29,8 @@ from gpen_video.align.compose import AlignedBatch
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
 from gpen_video.faces.types import TrackedFace
+from gpen_video.io.colour import to_8bit
 from gpen_video.restore.restorer import DeviceRestorer, Restorer
-from gpen_video.restore.samples import to_8bit
 
 if TYPE_CHECKING:
     import torch

@@ -8,11 +8,15 @@ channel) always names the stream's own matrix and range, and the conversion back
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, overload
 
 import av
 import numpy as np
 
 from gpen_video.io.rotation import rotate_image, unrotate_image
+
+if TYPE_CHECKING:
+    import torch
 
 # FFmpeg's AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic / AVColorRange numbers
 _MATRIX_NAMES = {0: "rgb", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
@@ -85,11 +89,33 @@ class ColourInfo:
         )
 
 
-def to_8bit(samples: np.ndarray) -> np.ndarray:
-    """16-bit working samples -> 8 bits by dropping the low byte (the one rule used everywhere); 8-bit as is."""
-    if samples.dtype == np.uint8:
+@overload
+def to_8bit(samples: np.ndarray) -> np.ndarray: ...
+
+
+@overload
+def to_8bit(samples: torch.Tensor) -> torch.Tensor: ...
+
+
+def to_8bit(samples: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Working samples as the 8 bits a detector or the restorer takes: the one 16→8-bit rule of the project.
+
+    Sources above 8 bits are worked on at 16 bits per channel (``uint16`` on the host; ``int32`` on a torch
+    device, which has no uint16 arithmetic). Eight-bit consumers get the top byte (``>> 8``): a truncation,
+    so 65535 → 255 and 256 → 1, the same on the host and on the device. Eight-bit samples come back as they
+    are (no copy).
+    """
+    if isinstance(samples, np.ndarray):
+        if samples.dtype == np.uint8:
+            return samples
+        if samples.dtype != np.uint16:
+            raise ValueError(f"expected uint8 or uint16 samples, got {samples.dtype}")
+        return (samples >> 8).astype(np.uint8)
+    import torch
+
+    if samples.dtype == torch.uint8:
         return samples
-    return (samples >> 8).astype(np.uint8)
+    return torch.bitwise_right_shift(samples, 8).to(torch.uint8)
 
 
 def pixel_bit_depth(pix_fmt: str) -> int:
