@@ -61,9 +61,16 @@ def test_explicit_choices_win():
         OutputConfig(video_codec="prores_ks", crf=10),
         OutputConfig(pix_fmt="yuv999p"),
         OutputConfig(video_codec="prores_ks", pix_fmt="yuv420p"),
-        OutputConfig(crf=80),
     ],
 )
 def test_impossible_choices_are_config_errors(config):
     with pytest.raises(ConfigError):
         choose_encoding(_video("h264", "yuv420p"), config)
+
+
+def test_a_crf_out_of_range_is_a_config_error():
+    """The CRF range is declared once, in config.py; every source of settings passes that gate."""
+    from gpen_video.config import load_config
+
+    with pytest.raises(ConfigError, match="crf"):
+        load_config(None, {"output.crf": 80})

@@ -3,7 +3,8 @@
 ``auto`` follows what a finishing house expects: intermediate and lossless sources (ProRes, DNxHD/HR,
 FFV1, rawvideo, v210, MJPEG, DV, ...) come back in the same codec family, profile and pixel format
 (alpha and 12 bits kept where the encoder has them); 8-bit delivery codecs become libx264 CRF 16
-(preset slow) with the source's chroma layout; deeper delivery codecs become 10-bit libx265 (HDR10
+(preset slow; a preset file or --crf/--preset can say otherwise) with the source's chroma layout; deeper
+delivery codecs become 10-bit libx265 (HDR10
 metadata passed to x265). Given the output container (``ContainerCaps``), ``auto`` only picks what
 FFmpeg says the container holds and times correctly: no B-frames where presentation order is not
 stored (AVI, MXF, ...), the muxer's own default codec where it holds neither (VP9 for WebM, MPEG-2
@@ -45,7 +46,6 @@ _X26X = ("libx264", "libx265")
 _PRORES_PROFILES = {"Proxy": "proxy", "LT": "lt", "Standard": "standard", "HQ": "hq", "4444": "4444", "XQ": "4444xq"}
 _DNX_PROFILES = {"DNXHD": "dnxhd", "DNXHR LB": "dnxhr_lb", "DNXHR SQ": "dnxhr_sq", "DNXHR HQ": "dnxhr_hq",
                  "DNXHR HQX": "dnxhr_hqx", "DNXHR 444": "dnxhr_444"}  # fmt: skip
-_DELIVERY_DEFAULTS = {"libx264": {"crf": 16, "preset": "slow"}, "libx265": {"crf": 16, "preset": "slow"}}
 
 
 @dataclass
@@ -103,9 +103,7 @@ def choose_encoding(
             raise ConfigError(f"--video-codec: {encoders.name} has no encoder '{config.video_codec}'{hint}")
         fmt = _closest_format(encoders.formats(codec), src_fmt, alpha=video.colour.has_alpha)
         settings = EncodeSettings(codec, fmt, reason="chosen with --video-codec")
-        if codec in _DELIVERY_DEFAULTS:
-            settings.options = {k: str(v) for k, v in _DELIVERY_DEFAULTS[codec].items()}
-        elif codec in INTERMEDIATE_ENCODERS.values():
+        if codec in INTERMEDIATE_ENCODERS.values():
             _intermediate_options(settings, video)
         if caps is not None and not caps.reorders and codec in _X26X:
             settings.options["bf"] = "0"
@@ -123,15 +121,18 @@ def choose_encoding(
     if config.crf is not None:
         if settings.codec not in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"):
             raise ConfigError(f"--crf applies to x264/x265/AV1/VP9 encoders, not {settings.codec}")
-        if not 0 <= config.crf <= 63:
-            raise ConfigError(f"--crf must be between 0 and 51 (63 for AV1), got {config.crf}")
         settings.options["crf"] = str(config.crf)
-    if config.preset is not None:  # None: not given (a preset file or flag that leaves it out)
-        if settings.codec in _X26X:
-            settings.options["preset"] = config.preset
-        else:
-            log.info("preset %s not applied: it is an x264/x265 option and the encoder is %s", config.preset,
-                     settings.codec)  # fmt: skip
+    elif settings.codec in _X26X:  # a preset file's x264/x265 default, not an explicit choice
+        settings.options["crf"] = str(config.x26x_crf)
+    if config.preset is not None:  # None: not given on the command line
+        if settings.codec not in _X26X:
+            raise ConfigError(
+                f"--preset applies to x264/x265, not to {settings.codec} ({settings.reason}); "
+                f"drop --preset {config.preset}, or choose --video-codec libx264 or libx265"
+            )
+        settings.options["preset"] = config.preset
+    elif settings.codec in _X26X:
+        settings.options["preset"] = config.x26x_preset
     if settings.codec == "libx265":
         settings.options["x265-params"] = _x265_params(settings.options.get("x265-params"), video)
     return settings
@@ -249,15 +250,13 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
         settings = EncodeSettings(
             "libx265",
             _closest_format(encoders.formats("libx265"), src_fmt, depth=10),
-            {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx265"].items()},
             reason=f"{video.colour.bit_depth}-bit {video.codec} source: 10-bit HEVC",
         )
     else:
         settings = EncodeSettings(
             "libx264",
             _closest_format(encoders.formats("libx264"), src_fmt, depth=8),
-            {k: str(v) for k, v in _DELIVERY_DEFAULTS["libx264"].items()},
-            reason=f"8-bit {video.codec} source: H.264 CRF 16",
+            reason=f"8-bit {video.codec} source: H.264",
         )
     if caps is not None and not caps.reorders:
         settings.options["bf"] = "0"

@@ -215,7 +215,7 @@ def _timing_from_index(
         with contextlib.suppress(av.error.FFmpegError):
             container.seek(0, stream=vstream, backward=True)  # loads the cues: key frames / cluster starts
         keyframes = len(vstream.index_entries)
-    rate = vstream.average_rate or vstream.guessed_rate
+    rate = nominal_rate(vstream)
     start = float(first.pts * tb) if first.pts is not None else 0.0
     if vstream.duration:
         duration = float(vstream.duration * tb)
@@ -227,8 +227,18 @@ def _timing_from_index(
     if not rate or duration <= 0:
         return None
     base = vstream.base_rate
-    is_vfr = bool(base and vstream.average_rate and abs(float(base) - float(vstream.average_rate)) > 0.01)
+    average = vstream.average_rate
+    is_vfr = bool(base and average and rate == average and abs(float(base) - float(average)) > 0.01)
     return _Timing("estimate", max(round(duration * float(rate)), 1), keyframes, is_vfr, start, duration)
+
+
+def nominal_rate(vstream: av.VideoStream) -> Fraction | None:
+    """The stream's frame rate: the demuxer's average, unless it is absurd beside the rate FFmpeg guesses from
+    the codec and time base (a raw DV stream says 60000 fps for its 25), where the guess is taken."""
+    average, guessed = vstream.average_rate, vstream.guessed_rate
+    if average and guessed and not guessed / 2 < average < guessed * 2:
+        return Fraction(guessed)
+    return Fraction(average or guessed) if (average or guessed) else None
 
 
 @dataclass(frozen=True)
@@ -355,7 +365,7 @@ def _describe(
     container: av.container.InputContainer, vstream: av.VideoStream, first: av.VideoFrame, path: Path, timing: _Timing
 ) -> MediaInfo:
     tb = vstream.time_base or Fraction(1, 1)
-    frame_rate = vstream.average_rate or vstream.guessed_rate
+    frame_rate = nominal_rate(vstream)
     colour = colour_of_frame(first)
     cc = vstream.codec_context
     if colour.matrix_guessed and int(cc.colorspace) not in (0, 2):
