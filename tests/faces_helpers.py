@@ -71,7 +71,7 @@ class ScriptedDetector(Detector):
     def _faces(self) -> list[np.ndarray]:
         return [np.asarray(f, np.float32) for f in self.script.get(self.frame, [])]
 
-    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
         self.detect_calls += 1
         faces = self._faces()
         if not faces:

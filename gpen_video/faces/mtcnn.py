@@ -102,6 +102,7 @@ class MtcnnDetector(Detector):
     """Three-stage MTCNN (PNet → RNet → ONet), float landmarks, thresholds (0.6, 0.7, score_threshold)."""
 
     name = "mtcnn"
+    whole_frame_pyramid = True
 
     def __init__(
         self,
@@ -122,9 +123,9 @@ class MtcnnDetector(Detector):
 
     # -- full detection -------------------------------------------------------------------------------
 
-    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
         rgb8 = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        boxes = self._stage1(rgb8, self.min_size if min_size is None else max(12, int(min_size)))
+        boxes = self._stage1(rgb8, self.min_size if min_size is None else max(12, int(min_size)), max_size)
         rgb = rgb8.astype(np.float32)
         if len(boxes):
             boxes = self._stage2(rgb, boxes)
@@ -138,20 +139,23 @@ class MtcnnDetector(Detector):
         keep = nms(result.boxes.astype(np.float64), result.scores.astype(np.float64), 0.7, "min")
         return result.select(keep)
 
-    def _scales(self, height: int, width: int, min_size: int) -> list[float]:
+    def _scales(self, height: int, width: int, min_size: int, max_size: int | None = None) -> list[float]:
         m = 12.0 / min_size
         min_layer = min(height, width) * m
         scales, count = [], 0
         while min_layer >= 12:
-            scales.append(m * self.scale_factor**count)
+            scale = m * self.scale_factor**count
+            if max_size is not None and scales and 12.0 / scale > max_size:
+                break  # this level only sees faces bigger than wanted
+            scales.append(scale)
             min_layer *= self.scale_factor
             count += 1
         return scales
 
-    def _stage1(self, rgb: np.ndarray, min_size: int) -> np.ndarray:
+    def _stage1(self, rgb: np.ndarray, min_size: int, max_size: int | None = None) -> np.ndarray:
         height, width = rgb.shape[:2]
         found = []
-        for scale in self._scales(height, width, min_size):
+        for scale in self._scales(height, width, min_size, max_size):
             w, h = int(np.ceil(width * scale)), int(np.ceil(height * scale))
             scaled = (cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) - 127.5) * 0.0078125
             reg, prob = self._pnet.run(None, {"input_1": np.ascontiguousarray(scaled.transpose(1, 0, 2)[None])})

@@ -19,7 +19,8 @@ from scipy.optimize import linear_sum_assignment
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces.detectors import Detector
-from gpen_video.faces.types import Detections, face_box, face_scale, frontalness
+from gpen_video.faces.motion import IDENTITY, Motion, apply, compose, measure_motion
+from gpen_video.faces.types import Detections, face_box, face_scale, frontalness, plausible_face
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ _DUPLICATE_IOU = 0.5
 _PREDICT_FROM = 6  # observations the motion prediction is fitted to
 _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
 _SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
+_CONFIRM_AFTER = 2  # a new candidate's second look: a full detection this many frames after it appeared
+_COARSE_MIN = 12  # smallest box (px) the detector is asked for on the whole-frame copy
+_TILE = 640  # tile side (px) for detectors that see a fixed-size input
 
 
 @dataclass
@@ -55,6 +59,14 @@ class Track:
     count: int = 0  # observations ever made
     misses: int = 0  # consecutive frames without an observation
     active: bool = True
+    first: int = 0  # frame of the first observation
+    #: measured motion into each recent frame (frame index -> previous frame → that frame), pruned with observations
+    motions: dict[int, Motion] = field(default_factory=dict)
+    estimate: np.ndarray | None = None  # (5, 2) landmarks at the latest frame (observed, or carried by motion)
+    keyframe_hits: int = 0  # full detections matched to this track
+    best_score: float = 0.0  # best full-detection score
+    plausible: bool = True  # landmark layout of a face at the first detection
+    confirmed: bool = False  # set by the stage once the evidence agrees; never unset
 
     @property
     def last(self) -> Observation:
@@ -66,7 +78,29 @@ class Track:
         self.misses = 0
 
     def predict(self, index: int) -> np.ndarray:
-        """Landmarks expected at ``index``: a straight-line fit through the last few observations.
+        """Landmarks expected at ``index``: the last few observations carried here by the measured motion
+        and averaged (an average, not the last point, keeps the refinement box from chasing per-frame jitter,
+        which would feed back into the next measurement); a straight-line fit where the motion is unreliable.
+        """
+        carried = []
+        affine = IDENTITY
+        k = index
+        for obs in reversed(self.observations[-_PREDICT_FROM:]):
+            while k > obs.index:
+                link = self.motions.get(k)
+                if link is None or not link.reliable:
+                    break
+                affine = compose(affine, link.affine)
+                k -= 1
+            if k != obs.index:
+                break
+            carried.append(apply(affine, obs.landmarks))
+        if carried and (index in self.motions or self.last.index == index):
+            return np.mean(carried, axis=0)
+        return self._predict_linear(index)
+
+    def _predict_linear(self, index: int) -> np.ndarray:
+        """A straight-line fit through the last few observations.
 
         A fit (not the last two points) keeps the refinement box from chasing per-frame jitter, which
         would feed back into the next measurement and make the track swing.
@@ -180,10 +214,14 @@ class Tracker:
         self.finished: list[Track] = []  # ended tracks the stage has not collected yet
         self.detector_calls = 0
         self.skipped_faces = 0
+        self.rejected_candidates = 0  # detections that did not look like a face (layout, score)
+        self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
         self._next_id = 0
         self._shot = 0
         self._last_keyframe: int | None = None
         self._redetect = False
+        self._confirm_at: int | None = None
+        self._previous: tuple[int, np.ndarray] | None = None  # last frame seen (for the motion)
 
     # -- per frame --------------------------------------------------------------------------------
 
@@ -191,17 +229,23 @@ class Tracker:
         if cut:
             self._end_all()
             self._shot += 1
+            self._previous = None
+        if not self.shot_starts or cut:
+            self.shot_starts.append(index)
         keyframe = (
             cut
             or self._redetect
             or self._last_keyframe is None
             or index - self._last_keyframe >= max(1, self.config.keyframe_interval)
+            or (self._confirm_at is not None and index >= self._confirm_at)
         )
         self._redetect = False
         active = [t for t in self.tracks if t.active]
+        self._measure_motion(index, image, active)
         refined = self._refine_tracks(index, image, active)
         if keyframe:
             self._last_keyframe = index
+            self._confirm_at = None
             self._keyframe(index, image, active, refined)
         for track in active:
             obs = refined.get(track.id)
@@ -210,12 +254,26 @@ class Tracker:
         self._drop_duplicates(index)
         for track in [t for t in self.tracks if t.active]:
             if track.last.index == index:
+                track.estimate = track.last.landmarks
                 continue
+            link = track.motions.get(index)
+            if track.estimate is not None and link is not None and link.reliable:
+                track.estimate = apply(link.affine, track.estimate)
             track.misses += 1
             if track.misses == 2:
                 self._redetect = True  # lost: look again with the full detector on the next frame
             if track.misses > self.config.max_gap:
                 self._end(track)
+        self._previous = (index, image)
+
+    def _measure_motion(self, index: int, image: np.ndarray, tracks: list[Track]) -> None:
+        """Each track's motion from the previous frame into this one (none on a shot's first frame)."""
+        if self._previous is None or self._previous[0] != index - 1:
+            return
+        previous = self._previous[1]
+        for track in tracks:
+            estimate = track.estimate if track.estimate is not None else track.last.landmarks
+            track.motions[index] = measure_motion(previous, image, face_box(estimate))
 
     def _refine_tracks(self, index: int, image: np.ndarray, tracks: list[Track]) -> dict[int, Observation]:
         if not tracks:
@@ -293,6 +351,8 @@ class Tracker:
         # re-anchor tracks the refinement lost but the detector found
         for t_idx, d_idx in pairs:
             track = active[t_idx]
+            track.keyframe_hits += 1
+            track.best_score = max(track.best_score, float(detections.scores[d_idx]))
             detected = _framing_of(detections, d_idx)
             track.framing = detected if track.framing is None else track.framing.update(detected)
             if track.id not in refined:
@@ -305,8 +365,12 @@ class Tracker:
             if d_idx in matched_dets:
                 continue
             lm = detections.landmarks[d_idx]
-            if face_scale(lm) < self.config.min_face or frontalness(lm) < self.config.min_frontal:
+            side = float(detections.boxes[d_idx, 2] - detections.boxes[d_idx, 0])
+            if side < self.config.min_face or frontalness(lm) < self.config.min_frontal:
                 self.skipped_faces += 1
+                continue
+            if not plausible_face(lm):
+                self.rejected_candidates += 1
                 continue
             if taken and box_iou(detections.boxes[d_idx], np.stack(taken)).max() > _DUPLICATE_IOU:
                 continue
@@ -314,27 +378,54 @@ class Tracker:
             obs = self._anchor(index, image, detections, d_idx, framing)
             if obs is None:
                 continue
-            track = Track(id=self._next_id, shot=self._shot, framing=framing)
+            track = Track(id=self._next_id, shot=self._shot, framing=framing, first=index)
+            track.keyframe_hits = 1
+            track.best_score = float(detections.scores[d_idx])
+            track.estimate = obs.landmarks
             self._next_id += 1
             track.add(obs)
+            if self._confirm_at is None:
+                self._confirm_at = index + _CONFIRM_AFTER
             self.tracks.append(track)
             taken.append(obs.box)
 
     def _detect(self, image: np.ndarray) -> Detections:
-        """Full detection on a copy whose long side is about ``detect_size``; frame coordinates out."""
+        """Full detection wherever a face of ``min_face`` source px could be; frame coordinates out.
+
+        A coarse pass sees a copy whose long side is about ``detect_size`` (the big faces); where that copy
+        would shrink a ``min_face`` face below what the detector can see, a fine pass looks for the small
+        faces only, at source resolution (or the least upscale the detector needs): MTCNN by its own image
+        pyramid cut to the small levels, other detectors on overlapping tiles.
+        """
         self.detector_calls += 1
         height, width = image.shape[:2]
         target = self.config.detect_size
         factor = 1.0 if target <= 0 or max(height, width) <= target else target / max(height, width)
-        # MTCNN boxes are ~2.3 eye-mouth distances wide; ask for a little less than the smallest face kept
-        min_size = max(12, int(1.8 * self.config.min_face * factor))
+        smallest = max(float(self.config.min_face), 4.0) * 0.8  # a little below the smallest face kept
+        coarse_min = max(_COARSE_MIN, int(smallest * factor))
         if factor < 1.0:
             small = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
-            found = self.detector.detect(small, min_size=min_size).scaled(1.0 / factor)
+            found = self.detector.detect(small, min_size=coarse_min).scaled(1.0 / factor)
         else:
-            found = self.detector.detect(image, min_size=min_size)
+            found = self.detector.detect(image, min_size=coarse_min)
+        covered_from = coarse_min / factor  # source px: the coarse pass finds faces at least this big
+        if smallest < covered_from:
+            fine = self._detect_small(image, smallest, covered_from * 1.25)
+            found = _merge(found, fine)
         keep = found.scores >= self.config.score_threshold
         return found.select(keep)
+
+    def _detect_small(self, image: np.ndarray, smallest: float, largest: float) -> Detections:
+        """Faces between ``smallest`` and ``largest`` source px, at the scale that makes ``smallest`` visible."""
+        up = max(1.0, _COARSE_MIN / smallest)
+        if up > 1.0:
+            image = cv2.resize(image, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)
+        min_size, max_size = int(smallest * up), int(np.ceil(largest * up))
+        if self.detector.whole_frame_pyramid:
+            found = self.detector.detect(image, min_size=min_size, max_size=max_size)
+        else:
+            found = _tiled(self.detector, image, min_size, max_size)
+        return found.scaled(1.0 / up) if up > 1.0 else found
 
     def _anchor(
         self, index: int, image: np.ndarray, detections: Detections, d_idx: int, framing: Framing
@@ -379,3 +470,49 @@ class Tracker:
 def _framing_of(detections: Detections, d_idx: int) -> Framing:
     anchor = None if detections.anchor_boxes is None else detections.anchor_boxes[d_idx]
     return Framing.from_detection(detections.landmarks[d_idx], anchor)
+
+
+def _merge(a: Detections, b: Detections) -> Detections:
+    """Both passes' detections, overlapping ones (the same face seen twice) kept once, the better score."""
+    if len(b) == 0:
+        return a
+    if len(a) == 0:
+        return b
+    anchors = None
+    if a.anchor_boxes is not None and b.anchor_boxes is not None:
+        anchors = np.concatenate([a.anchor_boxes, b.anchor_boxes])
+    both = Detections(
+        np.concatenate([a.boxes, b.boxes]),
+        np.concatenate([a.scores, b.scores]),
+        np.concatenate([a.landmarks, b.landmarks]),
+        anchors,
+    )
+    order = np.argsort(-both.scores, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if kept and box_iou(both.boxes[i], both.boxes[kept]).max() > 0.4:
+            continue
+        kept.append(int(i))
+    return both.select(np.asarray(sorted(kept), np.int64))
+
+
+def _tiled(detector: Detector, image: np.ndarray, min_size: int, max_size: int) -> Detections:
+    """``detector`` on overlapping tiles of ``image`` (overlap: twice the largest face wanted)."""
+    height, width = image.shape[:2]
+    overlap = 2 * max_size
+    step = max(_TILE - overlap, _TILE // 2)
+    found = Detections.empty()
+    for y0 in range(0, max(height - overlap, 1), step):
+        for x0 in range(0, max(width - overlap, 1), step):
+            tile = image[y0 : y0 + _TILE, x0 : x0 + _TILE]
+            part = detector.detect(tile, min_size=min_size, max_size=max_size)
+            if len(part):
+                shift = np.array([x0, y0], np.float32)
+                part = Detections(
+                    part.boxes + np.tile(shift, 2),
+                    part.scores,
+                    part.landmarks + shift,
+                    None if part.anchor_boxes is None else part.anchor_boxes + np.tile(shift, 2),
+                )
+                found = _merge(found, part)
+    return found

@@ -103,3 +103,37 @@ def face_box(landmarks: np.ndarray) -> np.ndarray:
     centre = lm.mean(axis=0) - 0.15 * scale * down
     half = np.array([1.1 * scale, 1.4 * scale])
     return np.concatenate([centre - half, centre + half])
+
+
+def face_layout(landmarks: np.ndarray) -> np.ndarray:
+    """The five points in the face's own axes: origin between the eyes, unit the eye distance, x along
+    the eye line (left eye to right eye on screen), y down the face. (5, 2) in, (5, 2) out."""
+    lm = np.asarray(landmarks, np.float64)
+    eyes = 0.5 * (lm[0] + lm[1])
+    across = lm[1] - lm[0]
+    distance = max(float(np.linalg.norm(across)), 1e-6)
+    right = across / distance
+    down = np.array([-right[1], right[0]])
+    rel = lm - eyes
+    return np.stack([rel @ right, rel @ down], axis=1) / distance
+
+
+def plausible_face(landmarks: np.ndarray) -> bool:
+    """Whether five points are laid out as a face's: eye line above the nose, nose above the mouth, mouth
+    corners on their own sides, proportions of a real face (frontal to half-profile, any roll).
+
+    Hands, shirts and textures that a detector scores as faces mostly fail this: their "landmarks" are
+    collapsed, inverted or stretched.
+    """
+    p = face_layout(landmarks)
+    nose, left_mouth, right_mouth = p[2], p[3], p[4]
+    mouth_y = 0.5 * (left_mouth[1] + right_mouth[1])
+    mouth_width = right_mouth[0] - left_mouth[0]
+    return bool(
+        0.2 < nose[1] < 1.3
+        and abs(nose[0]) < 0.75
+        and mouth_y > nose[1] + 0.03
+        and 0.6 < mouth_y < 2.0
+        and 0.3 < mouth_width < 1.5
+        and abs(left_mouth[1] - right_mouth[1]) < 0.5
+    )
