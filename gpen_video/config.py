@@ -49,14 +49,15 @@ class FacesConfig:
 
     detector: str = "auto"  # auto | mtcnn | scrfd | retinaface | PATH.onnx
     score_threshold: float = 0.8
-    min_face: int = 20  # faces whose eye-mouth scale is below this (px) are skipped
+    min_face: int = 16  # faces narrower than this (detector box side, source px) are skipped; found at any frame size
     max_faces: int = 0  # 0: no limit; else the largest N per frame
     keyframe_interval: int = 8  # full detection at least every N frames
     scene_threshold: float = 27.0  # PySceneDetect ContentDetector threshold
     smooth: bool = True
     smooth_window: int = 9  # frames each side (zero-phase, look-ahead)
     smooth_strength: float = 1.0
-    min_track_length: int = 3
+    min_track_length: int = 3  # observations before a face is restored (fewer only when its shot is shorter)
+    confirm_score: float = 0.95  # a new face's best full-detection score must reach this to become a track
     max_gap: int = 4  # frames a track may be lost and still be interpolated
     detect_size: int = 960  # long side (px) of the copy the full detector runs on; 0: full resolution
     min_frontal: float = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped

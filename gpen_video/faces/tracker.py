@@ -33,7 +33,8 @@ _DUPLICATE_IOU = 0.5
 _PREDICT_FROM = 6  # observations the motion prediction is fitted to
 _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
 _SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
-_CONFIRM_AFTER = 2  # a new candidate's second look: a full detection this many frames after it appeared
+_CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
+_FINE_BUDGET = 3.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
 _COARSE_MIN = 12  # smallest box (px) the detector is asked for on the whole-frame copy
 _TILE = 640  # tile side (px) for detectors that see a fixed-size input
 
@@ -214,13 +215,14 @@ class Tracker:
         self.finished: list[Track] = []  # ended tracks the stage has not collected yet
         self.detector_calls = 0
         self.skipped_faces = 0
+        self.detector_region_calls = 0  # second looks at new candidates (the detector on a small region)
         self.rejected_candidates = 0  # detections that did not look like a face (layout, score)
         self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
         self._next_id = 0
         self._shot = 0
         self._last_keyframe: int | None = None
         self._redetect = False
-        self._confirm_at: int | None = None
+        self._fine_sweep = 0  # key frames since the shot's first: which band of the small-face pass is next
         self._previous: tuple[int, np.ndarray] | None = None  # last frame seen (for the motion)
 
     # -- per frame --------------------------------------------------------------------------------
@@ -230,6 +232,7 @@ class Tracker:
             self._end_all()
             self._shot += 1
             self._previous = None
+            self._fine_sweep = 0
         if not self.shot_starts or cut:
             self.shot_starts.append(index)
         keyframe = (
@@ -237,7 +240,6 @@ class Tracker:
             or self._redetect
             or self._last_keyframe is None
             or index - self._last_keyframe >= max(1, self.config.keyframe_interval)
-            or (self._confirm_at is not None and index >= self._confirm_at)
         )
         self._redetect = False
         active = [t for t in self.tracks if t.active]
@@ -245,12 +247,14 @@ class Tracker:
         refined = self._refine_tracks(index, image, active)
         if keyframe:
             self._last_keyframe = index
-            self._confirm_at = None
             self._keyframe(index, image, active, refined)
         for track in active:
             obs = refined.get(track.id)
             if obs is not None:
                 track.add(obs)
+            young = not track.confirmed and index - track.first == _CONFIRM_AFTER
+            if young and not keyframe and track.last.index == index:
+                self._second_look(image, track)
         self._drop_duplicates(index)
         for track in [t for t in self.tracks if t.active]:
             if track.last.index == index:
@@ -265,6 +269,27 @@ class Tracker:
             if track.misses > self.config.max_gap:
                 self._end(track)
         self._previous = (index, image)
+
+    def _second_look(self, image: np.ndarray, track: Track) -> None:
+        """A new candidate's confirmation: the full detector on the region around it, a few frames after it
+        was found (a cheap independent look; a hand or a shirt fold rarely passes twice)."""
+        box = track.last.box
+        side = float(max(box[2] - box[0], box[3] - box[1]))
+        height, width = image.shape[:2]
+        x0, y0 = int(max(box[0] - side, 0)), int(max(box[1] - side, 0))
+        x1, y1 = int(min(box[2] + side, width)), int(min(box[3] + side, height))
+        if x1 - x0 < 12 or y1 - y0 < 12:
+            return
+        self.detector_region_calls += 1
+        found = self.detector.detect(image[y0:y1, x0:x1], min_size=max(12, int(0.5 * side)))
+        if len(found) == 0:
+            return
+        boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+        iou = box_iou(box, boxes)[0]
+        best = int(np.argmax(iou))
+        if iou[best] > 0.3 and found.scores[best] >= self.config.score_threshold:
+            track.keyframe_hits += 1
+            track.best_score = max(track.best_score, float(found.scores[best]))
 
     def _measure_motion(self, index: int, image: np.ndarray, tracks: list[Track]) -> None:
         """Each track's motion from the previous frame into this one (none on a shot's first frame)."""
@@ -384,8 +409,6 @@ class Tracker:
             track.estimate = obs.landmarks
             self._next_id += 1
             track.add(obs)
-            if self._confirm_at is None:
-                self._confirm_at = index + _CONFIRM_AFTER
             self.tracks.append(track)
             taken.append(obs.box)
 
@@ -409,23 +432,39 @@ class Tracker:
         else:
             found = self.detector.detect(image, min_size=coarse_min)
         covered_from = coarse_min / factor  # source px: the coarse pass finds faces at least this big
-        if smallest < covered_from:
-            fine = self._detect_small(image, smallest, covered_from * 1.25)
+        if factor < 1.0 and smallest < covered_from:
+            # the fine pass sees 1 / factor² times the coarse copy's pixels
+            fine = self._detect_small(image, smallest, covered_from * 0.99, 1.0 / (factor * factor))
             found = _merge(found, fine)
         keep = found.scores >= self.config.score_threshold
         return found.select(keep)
 
-    def _detect_small(self, image: np.ndarray, smallest: float, largest: float) -> Detections:
-        """Faces between ``smallest`` and ``largest`` source px, at the scale that makes ``smallest`` visible."""
-        up = max(1.0, _COARSE_MIN / smallest)
-        if up > 1.0:
-            image = cv2.resize(image, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)
-        min_size, max_size = int(smallest * up), int(np.ceil(largest * up))
+    def _detect_small(self, image: np.ndarray, smallest: float, largest: float, cost_ratio: float) -> Detections:
+        """Faces between ``smallest`` and ``largest`` source px, at source resolution.
+
+        On a shot's first key frame the whole frame is searched; after that, one horizontal band per key
+        frame (bands overlap by twice the largest face), so the pass costs at most about ``_FINE_BUDGET``
+        times the coarse one and sweeps the frame every few key frames.
+        """
+        smallest = max(smallest, float(_COARSE_MIN))  # below the detector's own minimum: not worth restoring
+        height = image.shape[0]
+        bands = max(1, int(np.ceil(cost_ratio / _FINE_BUDGET)))
+        if self._fine_sweep == 0:
+            bands = 1
+        band = self._fine_sweep % bands
+        self._fine_sweep += 1
+        overlap = int(np.ceil(2 * largest))
+        y0 = max(0, int(band * height / bands) - overlap)
+        y1 = min(height, int((band + 1) * height / bands) + overlap)
+        part = image[y0:y1]
+        min_size, max_size = int(smallest), int(np.ceil(largest))
         if self.detector.whole_frame_pyramid:
-            found = self.detector.detect(image, min_size=min_size, max_size=max_size)
+            found = self.detector.detect(part, min_size=min_size, max_size=max_size)
         else:
-            found = _tiled(self.detector, image, min_size, max_size)
-        return found.scaled(1.0 / up) if up > 1.0 else found
+            found = _tiled(self.detector, part, min_size, max_size)
+        shift = np.array([0.0, y0, 0.0, y0], np.float32)
+        anchors = None if found.anchor_boxes is None else found.anchor_boxes + shift
+        return Detections(found.boxes + shift, found.scores, found.landmarks + shift[:2], anchors)
 
     def _anchor(
         self, index: int, image: np.ndarray, detections: Detections, d_idx: int, framing: Framing

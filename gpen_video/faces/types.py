@@ -63,6 +63,30 @@ class FrameFaces:
     pts_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class TrackSummary:
+    """What a run's report, preview and batch need to know about one face track (no per-frame data)."""
+
+    id: int
+    first_frame: int
+    last_frame: int
+    frames: int  # frames the face was given out in
+    mean_score: float
+    sample_frame: int  # the frame the face was best seen in (highest score), e.g. for a contact sheet
+    sample_box: tuple[float, float, float, float]  # its box there, upright frame pixels
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "frames": self.frames,
+            "mean_score": round(self.mean_score, 4),
+            "sample_frame": self.sample_frame,
+            "sample_box": [round(v, 2) for v in self.sample_box],
+        }
+
+
 def face_scale(landmarks: np.ndarray) -> np.ndarray:
     """Eye-centre to mouth-centre distance (px): a size measure that ignores box conventions.
 
