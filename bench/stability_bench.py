@@ -32,11 +32,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpen_video.align.templates import face_to_crop, template_points  # noqa: E402
 from gpen_video.config import FacesConfig  # noqa: E402
 from gpen_video.faces import FaceStage  # noqa: E402
 from gpen_video.faces.mtcnn import MtcnnDetector  # noqa: E402
-from gpen_video.synthetic import PHOTO_FACE_BOXES, FaceScene, faces_image, frames  # noqa: E402
+from gpen_video.synthetic import PHOTO_FACE_BOXES, FaceScene, faces_image, frames, trajectory_accuracy  # noqa: E402
 
 PATHS = ("sway", "shake", "pan", "zoomin", "roll")
 
@@ -51,46 +50,8 @@ def photo_truth(detector: MtcnnDetector) -> np.ndarray:
     return np.asarray(out, np.float64)
 
 
-def _to_photo(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    inverse = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
-    return np.asarray(points, np.float64) @ inverse[:, :2].T + inverse[:, 2]
-
-
-def _which(truth: np.ndarray, photo_points: np.ndarray) -> int | None:
-    dist = np.linalg.norm(truth.mean(1) - photo_points.mean(0), axis=1)
-    k = int(np.argmin(dist))
-    return k if dist[k] < 25.0 else None
-
-
 def measure(per_frame: list[list[np.ndarray]], clip: list, truth: np.ndarray) -> tuple[float, float, int]:
-    """(error frame px, jitter crop px, faces matched) of landmarks per frame against the known trajectory."""
-    series: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for index, faces in enumerate(per_frame):
-        affine = clip[index].affine
-        for lm in faces:
-            k = _which(truth, _to_photo(lm, affine))
-            if k is not None:
-                series.setdefault(k, []).append((index, np.asarray(lm, np.float64)))
-    template = template_points("gpen", 512)
-    err_sq, err_n, jit_sq, jit_n = 0.0, 0, 0.0, 0
-    for k, rows in series.items():
-        photo = np.stack([_to_photo(lm, clip[i].affine) for i, lm in rows])
-        bias = photo.mean(0) - truth[k]
-        for (i, lm), _ in zip(rows, photo, strict=True):
-            a = clip[i].affine
-            expected = (truth[k] + bias) @ a[:, :2].T + a[:, 2]
-            err_sq += float(np.sum((lm - expected) ** 2))
-            err_n += 5
-        prev = None
-        for i, lm in rows:
-            a = np.vstack([clip[i].affine, [0, 0, 1]])
-            crop = np.vstack([face_to_crop(lm, 512), [0, 0, 1]]) @ a  # photo -> crop
-            if prev is not None and prev[0] == i - 1:
-                moved = template @ (crop @ np.linalg.inv(prev[1]))[:2, :2].T + (crop @ np.linalg.inv(prev[1]))[:2, 2]
-                jit_sq += float(np.sum((moved - template) ** 2))
-                jit_n += 5
-            prev = (i, crop)
-    return float(np.sqrt(err_sq / max(err_n, 1))), float(np.sqrt(jit_sq / max(jit_n, 1))), len(series)
+    return trajectory_accuracy(per_frame, clip, truth)
 
 
 def run_stage(config: FacesConfig, detector: MtcnnDetector, clip: list) -> tuple[list[list[np.ndarray]], dict, float]:

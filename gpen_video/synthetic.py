@@ -440,3 +440,58 @@ def crowd_frames(scene: CrowdScene) -> Iterator[np.ndarray]:
         if scene.degrade > 0:
             image = _degrade(image, scene.degrade, rng)
         yield image
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy against the known trajectory (tests and bench/stability_bench.py)
+
+
+def nearest_photo_face(photo_points: np.ndarray, truth: np.ndarray, tolerance: float = 25.0) -> int | None:
+    """Which of ``truth``'s faces ((6, 5, 2) photo px) the landmarks mapped back to the photo belong to."""
+    dist = np.linalg.norm(truth.mean(1) - np.asarray(photo_points).mean(0), axis=1)
+    k = int(np.argmin(dist))
+    return k if dist[k] < tolerance else None
+
+
+def _photo_of(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    inverse = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
+    return np.asarray(points, np.float64) @ inverse[:, :2].T + inverse[:, 2]
+
+
+def trajectory_accuracy(
+    per_frame: Sequence[Sequence[np.ndarray]], clip: Sequence[SyntheticFrame], truth: np.ndarray, crop: int = 512
+) -> tuple[float, float, int]:
+    """(error, jitter, faces) of landmarks reported per frame of a known-trajectory clip.
+
+    ``error``: RMS distance (frame px) of the landmarks from the truth (``truth``, the photo's landmarks, carried
+    through each frame's known similarity), after removing each face's constant offset (the detector's own bias
+    on that face, the same whatever the tracking). ``jitter``: frame-to-frame change of the photo → crop
+    alignment (``crop``×``crop``, GPEN template) applied to the template points, RMS crop px: 0 when the crop
+    follows the face exactly. ``faces``: how many of the photo's faces were reported.
+    """
+    from gpen_video.align.templates import face_to_crop, template_points
+
+    series: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for index, faces in enumerate(per_frame):
+        for lm in faces:
+            k = nearest_photo_face(_photo_of(lm, clip[index].affine), truth)
+            if k is not None:
+                series.setdefault(k, []).append((index, np.asarray(lm, np.float64)))
+    template = template_points("gpen", crop)
+    err_sq, err_n, jit_sq, jit_n = 0.0, 0, 0.0, 0
+    for k, rows in series.items():
+        bias = np.mean([_photo_of(lm, clip[i].affine) for i, lm in rows], axis=0) - truth[k]
+        previous = None
+        for i, lm in rows:
+            a = clip[i].affine
+            expected = (truth[k] + bias) @ a[:, :2].T + a[:, 2]
+            err_sq += float(np.sum((lm - expected) ** 2))
+            err_n += lm.shape[0]
+            photo_to_crop = np.vstack([face_to_crop(lm, crop), [0, 0, 1]]) @ np.vstack([a, [0, 0, 1]])
+            if previous is not None and previous[0] == i - 1:
+                change = photo_to_crop @ np.linalg.inv(previous[1])
+                moved = template @ change[:2, :2].T + change[:2, 2]
+                jit_sq += float(np.sum((moved - template) ** 2))
+                jit_n += template.shape[0]
+            previous = (i, photo_to_crop)
+    return math.sqrt(err_sq / max(err_n, 1)), math.sqrt(jit_sq / max(jit_n, 1)), len(series)

@@ -17,7 +17,7 @@ import numpy as np
 
 from gpen_video.errors import ModelError
 from gpen_video.faces.detectors import Detector, onnx_session_options
-from gpen_video.faces.types import Detections
+from gpen_video.faces.types import Detections, face_scale
 
 
 def mtcnn_weights_dir() -> Path:
@@ -241,16 +241,24 @@ class MtcnnDetector(Detector):
         batch = np.ascontiguousarray(batch.transpose(0, 2, 1, 3))
         _, points, prob = self._onet.run(None, {"input_3": batch})
         n, v = len(boxes), len(variants)
-        landmarks = np.zeros((n, 5, 2))
+        looks = np.zeros((n, v, 5, 2))
         for k in range(n * v):
             to_frame, mirror = transforms[k]
             # ONet's outputs are fractions of the box from its first pixel; as crop pixel centres:
             pts = np.stack([points[k, 0:5], points[k, 5:10]], axis=1) * 48.0 + 0.5 / abs(to_frame[1, 1]) - 0.5
             if mirror:
                 pts = pts[[1, 0, 2, 4, 3]]
-            landmarks[k // v] += (pts @ to_frame[:, :2].T + to_frame[:, 2]) / v
+            looks[k // v, k % v] = pts @ to_frame[:, :2].T + to_frame[:, 2]
+        landmarks = looks.mean(axis=1)
+        scale = np.maximum(face_scale(landmarks), 1.0)
+        spread = np.sqrt(np.mean(np.sum((looks - landmarks[:, None]) ** 2, axis=-1), axis=(1, 2))) / scale
         scores = prob[:, 1].reshape(n, v).mean(axis=1)
-        return Detections(boxes.astype(np.float32), scores.astype(np.float32), landmarks.astype(np.float32))
+        return Detections(
+            boxes.astype(np.float32),
+            scores.astype(np.float32),
+            landmarks.astype(np.float32),
+            spread=spread.astype(np.float32),
+        )
 
 
 #: (dx, dy, mirrored) framings for refinement, in fractions of the box side; the first is the box itself

@@ -39,6 +39,7 @@ from gpen_video.faces.types import FrameFaces, TrackedFace, TrackSummary, face_b
 log = logging.getLogger(__name__)
 
 _NOISE_FLOOR = 0.02  # of the face scale: residuals below this are never treated as outliers
+_REFINE_MARGIN = 0.03  # the refinement's mean score may sit this far below ``confirm_score``
 _FIT_DEGREE = 0  # carried observations all estimate the same point: a robust local mean
 
 
@@ -153,17 +154,21 @@ class FaceStage:
 
     def _confirmed(self, track: Track) -> bool:
         """A candidate becomes a face once its evidence agrees: a confident detection with a face's layout,
-        seen again by the full detector (unless its shot ends before a second look), and enough observations
-        (fewer where the shot is shorter: a still or a two-frame clip)."""
+        seen again by the full detector (unless its shot ends before a second look), scored as a face by the
+        per-frame refinement too (on average), and enough observations (fewer where the shot is shorter: a
+        still or a two-frame clip)."""
         if track.confirmed:
             return True
         shot_end = self._shot_end(track)
         needed = min(self.config.min_track_length, shot_end - track.first + 1)
         second_look = track.keyframe_hits >= 2 or shot_end - track.first < _CONFIRM_AFTER
+        looks = [o.score for o in track.observations]
+        steady = bool(looks) and float(np.mean(looks)) >= self.config.confirm_score - _REFINE_MARGIN
         if (
             track.plausible
             and track.count >= max(needed, 1)
             and track.best_score >= self.config.confirm_score
+            and steady
             and second_look
         ):
             track.confirmed = True
@@ -221,7 +226,8 @@ class FaceStage:
         j, k = obs[before[-1]], obs[after[0]]
         w = (index - j.index) / (k.index - j.index)
         lm = (1 - w) * j.landmarks + w * k.landmarks
-        return TrackedFace(track.id, lm.astype(np.float32), face_box(lm).astype(np.float32), min(j.score, k.score), True)
+        box = face_box(lm).astype(np.float32)
+        return TrackedFace(track.id, lm.astype(np.float32), box, min(j.score, k.score), interpolated=True)
 
     def _carried(self, track: Track, index: int, obs: dict, reach: int) -> tuple[list[int], list[np.ndarray], list]:
         """Observations within ``reach`` frames of ``index``, carried into frame ``index`` by the measured motion

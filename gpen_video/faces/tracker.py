@@ -47,6 +47,7 @@ class Observation:
     landmarks: np.ndarray  # (5, 2) float64 frame pixels
     box: np.ndarray  # (4,) float64
     score: float
+    spread: float = 0.0  # disagreement of the refinement's looks (face scales); 0 where unknown
 
 
 @dataclass
@@ -355,7 +356,8 @@ class Tracker:
         moved = float(np.linalg.norm(lm.mean(0) - expected.mean(0))) / scale_expected
         if not (0.6 < ratio < 1.6) or moved > 0.6:
             return None
-        return Observation(index, lm, face_box(lm), float(found.scores[k]))
+        spread = 0.0 if found.spread is None else float(found.spread[k])
+        return Observation(index, lm, face_box(lm), float(found.scores[k]), spread)
 
     # -- key frames -------------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ class Detections:
     #: (N, 4) square boxes the landmark stage looked at (MTCNN's ONet input), where the detector has one;
     #: the tracker reuses their framing so refined landmarks match the detector's
     anchor_boxes: np.ndarray | None = None
+    #: (N,) where the detector refines by several looks (MTCNN's shifted and mirrored crops): how much the
+    #: looks disagree, RMS landmark distance from their mean in face scales (a face's answer is consistent)
+    spread: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> Detections:
@@ -30,7 +33,8 @@ class Detections:
 
     def select(self, keep: np.ndarray) -> Detections:
         anchors = None if self.anchor_boxes is None else self.anchor_boxes[keep]
-        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], anchors)
+        spread = None if self.spread is None else self.spread[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], anchors, spread)
 
     def scaled(self, factor: float) -> Detections:
         """Coordinates multiplied by ``factor`` (detections on a resized copy back to the frame)."""
