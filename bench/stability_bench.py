@@ -126,7 +126,12 @@ def main() -> None:
         clip = list(frames(scene))
         raw_err, raw_jit, raw_n = measure(run_raw(detector, clip), clip, truth)
         print(f"{path:8} {'raw':10} {raw_err:7.3f} {1:6.2f} {raw_jit:7.3f} {1:6.2f} {raw_n:5d} {1:6.2f}")
-        for name, cfg in (("no-smooth", FacesConfig(**{**config.__dict__, "smooth": False})), ("default", config)):
+        variants = (
+            ("no-smooth", FacesConfig(**{**config.__dict__, "smooth": False})),
+            ("default", config),
+            ("similarity", FacesConfig(**{**config.__dict__, "smooth_target": "similarity"})),
+        )
+        for name, cfg in variants:
             per_frame, report, _ = run_stage(cfg, detector, clip)
             err, jit, n = measure(per_frame, clip, truth)
             calls = report["detector_calls"] / len(clip)

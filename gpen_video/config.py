@@ -56,6 +56,7 @@ class FacesConfig:
     smooth: bool = True
     smooth_window: int = 9  # frames each side (zero-phase, look-ahead)
     smooth_strength: float = 1.0
+    smooth_target: str = "points"  # points: the five landmarks | similarity: their alignment (rotation, scale, shift)
     min_track_length: int = 3  # observations before a face is restored (fewer only when its shot is shorter)
     confirm_score: float = 0.95  # a new face's best full-detection score must reach this to become a track
     max_gap: int = 4  # frames a track may be lost and still be interpolated

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpen_video.align.templates import template_points, umeyama_similarity
 from gpen_video.config import FacesConfig
+from gpen_video.errors import ConfigError
 from gpen_video.faces.detectors import Detector, create_detector
 from gpen_video.faces.motion import IDENTITY, apply, compose, invert
 from gpen_video.faces.scenecut import SceneCutDetector
@@ -38,6 +40,7 @@ from gpen_video.faces.types import FrameFaces, TrackedFace, TrackSummary, face_b
 
 log = logging.getLogger(__name__)
 
+SMOOTH_TARGETS = ("points", "similarity")
 _NOISE_FLOOR = 0.02  # of the face scale: residuals below this are never treated as outliers
 _REFINE_MARGIN = 0.03  # the refinement's mean score may sit this far below ``confirm_score``
 _FIT_DEGREE = 0  # carried observations all estimate the same point: a robust local mean
@@ -64,6 +67,10 @@ class FaceStage:
     """
 
     def __init__(self, config: FacesConfig, detector: Detector | None = None, tracks: TracksFile | None = None):
+        if config.smooth_target not in SMOOTH_TARGETS:
+            raise ConfigError(
+                f"unknown faces.smooth_target '{config.smooth_target}'; choose one of: {', '.join(SMOOTH_TARGETS)}"
+            )
         self.config = config
         self.detector = detector or create_detector(
             config.detector, score_threshold=config.score_threshold, threads=config.detector_threads
@@ -193,14 +200,12 @@ class FaceStage:
             fit = carried[0]
         else:
             scale = float(face_scale(raw if raw is not None else carried[0]))
+            times = np.asarray(offsets, np.float64)
             fit = local_linear(
-                np.asarray(offsets, np.float64),
-                np.stack([c.reshape(-1) for c in carried]),
-                0.0,
-                max(reach, 1),
-                _NOISE_FLOOR * scale,
-                degree=_FIT_DEGREE,
+                times, np.stack([c.reshape(-1) for c in carried]), 0.0, max(reach, 1), _NOISE_FLOOR * scale, _FIT_DEGREE
             ).reshape(5, 2)
+            if self.config.smooth_target == "similarity":
+                fit = _similarity_fit(times, carried, fit, max(reach, 1), scale)
         if raw is not None:
             self._count_raw(track, index, obs)
             strength = float(np.clip(self.config.smooth_strength, 0.0, 1.0))
@@ -367,6 +372,23 @@ class FaceStage:
             "motion_agreement_px": _rms(self._agreement_smooth),
             "scene_cuts": list(self.scene_cuts.cuts) if self.scene_cuts is not None else [],
         }
+
+
+def _similarity_fit(times: np.ndarray, carried: list[np.ndarray], points: np.ndarray, reach: int, scale: float):
+    """Smooth the alignment instead of the points: the robust fit of each carried observation's similarity to
+    the template, applied to the point fit's shape (so ``face_to_crop`` of the result is the smoothed alignment,
+    and one point that moves alone, an opening mouth, moves the crop less)."""
+    template = template_points("gpen", 1)
+    params = []
+    for c in carried:
+        s = umeyama_similarity(c, template)
+        params.append([s[0, 0], s[1, 0], s[0, 2], s[1, 2]])
+    unit = 1.0 / max(scale, 1.0)  # template units per frame px: the noise floor in the parameters' scale
+    a, b, tx, ty = local_linear(times, np.asarray(params), 0.0, reach, _NOISE_FLOOR * unit, _FIT_DEGREE)
+    smoothed = np.array([[a, -b, tx], [b, a, ty]])
+    current = umeyama_similarity(points, template)
+    # points -> template by ``current``, template -> frame by the smoothed alignment's inverse
+    return apply(compose(invert(smoothed), current), points)
 
 
 def _rms(acc: list) -> float | None:
