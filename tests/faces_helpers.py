@@ -82,7 +82,7 @@ class ScriptedDetector(Detector):
         boxes = np.stack([face_box(f) for f in lm]).astype(np.float32)
         return Detections(boxes, np.full(len(lm), 0.99, np.float32), lm)
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections:
         faces = self._faces()
         out = Detections(
             np.asarray(boxes, np.float32).copy(),

@@ -60,8 +60,10 @@ class Detector(ABC):
         lets pyramid detectors skip levels.
         """
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
+    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections | None:
         """Landmarks of the faces inside the given square boxes (one result per box), or None if unsupported.
+
+        ``angles`` (radians, one per box): the faces' roll; the detector looks at each box turned upright.
 
         A result row may have score 0 where no face was found in its box.
         """

@@ -216,7 +216,7 @@ class MtcnnDetector(Detector):
 
     # -- refinement -----------------------------------------------------------------------------------
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections:
         """ONet alone on each (square, float) box: landmarks for a few 48×48 network runs per face.
 
         The crop is taken at the box's sub-pixel position, and the result is averaged over a small
@@ -227,14 +227,16 @@ class MtcnnDetector(Detector):
         if len(boxes) == 0:
             return Detections.empty()
         variants = _TTA_SHIFTS[: max(1, self.refine_passes)]
+        angles = np.zeros(len(boxes)) if angles is None else np.asarray(angles, np.float64).reshape(-1)
         crops, transforms = [], []
-        for box in boxes:
+        for box, angle in zip(boxes, angles, strict=True):
             side = box[2] - box[0]
-            reach = side * (1.0 + 2 * max(abs(v) for d in variants for v in d[:2]))
+            turn = abs(np.cos(angle)) + abs(np.sin(angle))  # a turned square reaches further
+            reach = side * (1.0 + 2 * max(abs(v) for d in variants for v in d[:2])) * turn
             region, to_region = _region_for(image, box, reach, 48)
             for dx, dy, mirror in variants:
                 shifted = box + side * np.array([dx, dy, dx, dy])
-                crop, to_frame = _crop_float(region, to_region, shifted, 48, mirror)
+                crop, to_frame = _crop_float(region, to_region, shifted, 48, mirror, angle, box)
                 crops.append(crop)
                 transforms.append((to_frame, mirror))
         batch = (np.stack(crops).astype(np.float32) - 127.5) * 0.0078125
@@ -245,7 +247,8 @@ class MtcnnDetector(Detector):
         for k in range(n * v):
             to_frame, mirror = transforms[k]
             # ONet's outputs are fractions of the box from its first pixel; as crop pixel centres:
-            pts = np.stack([points[k, 0:5], points[k, 5:10]], axis=1) * 48.0 + 0.5 / abs(to_frame[1, 1]) - 0.5
+            pixel = float(np.sqrt(abs(np.linalg.det(to_frame[:, :2]))))  # frame px per crop px
+            pts = np.stack([points[k, 0:5], points[k, 5:10]], axis=1) * 48.0 + 0.5 / pixel - 0.5
             if mirror:
                 pts = pts[[1, 0, 2, 4, 3]]
             looks[k // v, k % v] = pts @ to_frame[:, :2].T + to_frame[:, 2]
@@ -312,7 +315,13 @@ def _region_for(image: np.ndarray, box: np.ndarray, reach: float, size: int) -> 
 
 
 def _crop_float(
-    region: np.ndarray, to_region: np.ndarray, box: np.ndarray, size: int, mirror: bool
+    region: np.ndarray,
+    to_region: np.ndarray,
+    box: np.ndarray,
+    size: int,
+    mirror: bool,
+    angle: float = 0.0,
+    pivot_box: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A float box of the frame resized to size×size (sub-pixel), from ``region`` (frame → region transform
     ``to_region``); and crop→frame.
@@ -324,6 +333,12 @@ def _crop_float(
     x0, y0 = float(box[0]) - 1.0, float(box[1]) - 1.0
     # crop pixel centre c maps to frame x0 + (c + 0.5) / scale - 0.5
     to_frame = np.array([[1 / scale, 0.0, x0 + 0.5 / scale - 0.5], [0.0, 1 / scale, y0 + 0.5 / scale - 0.5]])
+    if angle:  # the crop turned by ``angle`` about the centre of ``pivot_box``: the face upright in the crop
+        pivot = pivot_box if pivot_box is not None else box
+        cx, cy = 0.5 * (pivot[0] + pivot[2]), 0.5 * (pivot[1] + pivot[3])
+        c, s = np.cos(angle), np.sin(angle)
+        turn = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy]])
+        to_frame = np.vstack([turn, [0, 0, 1]])[:2] @ np.vstack([to_frame, [0, 0, 1]])
     crop_to_region = to_region[:, :2] @ to_frame
     crop_to_region[:, 2] += to_region[:, 2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP

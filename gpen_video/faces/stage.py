@@ -112,7 +112,8 @@ class FaceStage:
         cut = False
         if self.scene_cuts is not None:
             cut = self.scene_cuts.is_cut(index, image) and self._frames > 0
-        self.tracker.update(index, image, cut=cut)
+        if self.tracker.update(index, image, cut=cut) != cut and self.scene_cuts is not None:
+            self.scene_cuts.retract(index)
         self._frames += 1
         self._last_pushed = index
         self._pending.append((index, pts_seconds))
@@ -371,6 +372,7 @@ class FaceStage:
             "motion_agreement_raw_px": _rms(self._agreement_raw),
             "motion_agreement_px": _rms(self._agreement_smooth),
             "scene_cuts": list(self.scene_cuts.cuts) if self.scene_cuts is not None else [],
+            "scene_cuts_overruled": self.tracker.vetoed_cuts,  # content cuts the faces' motion followed through
         }
 
 

@@ -34,6 +34,7 @@ _PREDICT_FROM = 6  # observations the motion prediction is fitted to
 _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
 _SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
 _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
+_CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
 _FINE_BUDGET = 3.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
 _COARSE_MIN = 12  # smallest box (px) the detector is asked for on the whole-frame copy
 _TILE = 640  # tile side (px) for detectors that see a fixed-size input
@@ -217,7 +218,8 @@ class Tracker:
         self.detector_calls = 0
         self.skipped_faces = 0
         self.detector_region_calls = 0  # second looks at new candidates (the detector on a small region)
-        self.rejected_candidates = 0  # detections that did not look like a face (layout, score)
+        self.rejected_candidates = 0
+        self.vetoed_cuts = 0  # content-detector cuts the faces' motion showed to be one shot  # detections that did not look like a face (layout, score)
         self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
         self._next_id = 0
         self._shot = 0
@@ -228,8 +230,22 @@ class Tracker:
 
     # -- per frame --------------------------------------------------------------------------------
 
-    def update(self, index: int, image: np.ndarray, cut: bool = False) -> None:
+    def update(self, index: int, image: np.ndarray, cut: bool = False) -> bool:
+        """Track the faces into frame ``index``; returns whether it starts a new shot.
+
+        A reported ``cut`` is checked against the faces' measured motion first: where most tracked faces are
+        followed into this frame by the pixels (a fast pan trips the content detector), the shot goes on.
+        """
+        active = [t for t in self.tracks if t.active]
+        self._measure_motion(index, image, active)
+        if cut and active:
+            followed = sum(1 for t in active if index in t.motions and t.motions[index].reliable)
+            if followed >= max(1.0, _CUT_VETO * len(active)):
+                cut = False
+                self.vetoed_cuts += 1
         if cut:
+            for track in active:
+                track.motions.pop(index, None)
             self._end_all()
             self._shot += 1
             self._previous = None
@@ -244,7 +260,6 @@ class Tracker:
         )
         self._redetect = False
         active = [t for t in self.tracks if t.active]
-        self._measure_motion(index, image, active)
         refined = self._refine_tracks(index, image, active)
         if keyframe:
             self._last_keyframe = index
@@ -270,6 +285,7 @@ class Tracker:
             if track.misses > self.config.max_gap:
                 self._end(track)
         self._previous = (index, image)
+        return cut
 
     def _second_look(self, image: np.ndarray, track: Track) -> None:
         """A new candidate's confirmation: the full detector on the region around it, a few frames after it
@@ -316,7 +332,9 @@ class Tracker:
     def _refine(self, image: np.ndarray, landmarks: np.ndarray, framings: list[Framing | None]) -> Detections:
         """Landmarks measured in canonical boxes around ``landmarks`` (N, 5, 2); score 0 where none."""
         boxes = np.stack([canonical_box(lm, f) for lm, f in zip(landmarks, framings, strict=True)])
-        result = self.detector.refine(image, boxes)
+        eyes = landmarks[:, 1] - landmarks[:, 0]
+        angles = np.arctan2(eyes[:, 1], eyes[:, 0])  # roll: ONet looks at the face upright
+        result = self.detector.refine(image, boxes, angles)
         if result is None:
             result = self._refine_by_detection(image, boxes)
         return result
