@@ -218,8 +218,8 @@ class Tracker:
         self.detector_calls = 0
         self.skipped_faces = 0
         self.detector_region_calls = 0  # second looks at new candidates (the detector on a small region)
-        self.rejected_candidates = 0
-        self.vetoed_cuts = 0  # content-detector cuts the faces' motion showed to be one shot  # detections that did not look like a face (layout, score)
+        self.rejected_candidates = 0  # detections that did not look like a face (layout)
+        self.vetoed_cuts = 0  # content-detector cuts the faces' motion showed to be one shot
         self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
         self._next_id = 0
         self._shot = 0
