@@ -35,8 +35,9 @@ _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new
 _SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
 _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
 _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
-_FINE_BUDGET = 3.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
-_COARSE_MIN = 12  # smallest box (px) the detector is asked for on the whole-frame copy
+_FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
+_COARSE_MIN = 12  # smallest box (px) the detector can see
+_COARSE_FROM = 18  # smallest box (px) asked for on the downscaled copy when a fine pass covers the rest
 _TILE = 640  # tile side (px) for detectors that see a fixed-size input
 
 
@@ -446,6 +447,8 @@ class Tracker:
         factor = 1.0 if target <= 0 or max(height, width) <= target else target / max(height, width)
         smallest = max(float(self.config.min_face), 4.0) * 0.8  # a little below the smallest face kept
         coarse_min = max(_COARSE_MIN, int(smallest * factor))
+        if factor < 1.0 and coarse_min < _COARSE_FROM:
+            coarse_min = _COARSE_FROM  # the copy's costly fine levels: the source-resolution pass does them
         if factor < 1.0:
             small = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
             found = self.detector.detect(small, min_size=coarse_min).scaled(1.0 / factor)
@@ -453,8 +456,9 @@ class Tracker:
             found = self.detector.detect(image, min_size=coarse_min)
         covered_from = coarse_min / factor  # source px: the coarse pass finds faces at least this big
         if factor < 1.0 and smallest < covered_from:
-            # the fine pass sees 1 / factor² times the coarse copy's pixels
-            fine = self._detect_small(image, smallest, covered_from * 0.99, 1.0 / (factor * factor))
+            # PNet pixels of the fine pass (levels from ``smallest`` up) against the coarse pass's
+            cost = (coarse_min / (factor * max(smallest, _COARSE_MIN))) ** 2
+            fine = self._detect_small(image, smallest, covered_from * 0.99, cost)
             found = _merge(found, fine)
         keep = found.scores >= self.config.score_threshold
         return found.select(keep)
