@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-WORK_SIDE = 64.0  # face box side (px) the region is resampled to before tracking
+WORK_SIDE = 96.0  # face box side (px) the region is resampled to before tracking
 _MARGIN = 0.6  # of the box side, added around the box for the search region
 _MIN_INLIERS = 8
 _MIN_INLIER_FRACTION = 0.5

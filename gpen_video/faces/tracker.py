@@ -131,18 +131,20 @@ class Framing:
     scale: float  # eye-to-mouth distance (px)
     offset: np.ndarray  # box centre minus landmark centroid, (across, down) in face scales
     side: float  # box side in face scales
+    roll: float = 0.0  # eye-line angle (radians) at the detection: refinement turns the face back to it
 
     @classmethod
     def from_detection(cls, landmarks: np.ndarray, anchor_box: np.ndarray | None) -> Framing:
         lm = np.asarray(landmarks, np.float64)
         scale = max(float(face_scale(lm)), 4.0)
+        roll = _roll(lm)
         if anchor_box is None:
-            return cls(scale, np.array([0.0, -BOX_LIFT]), BOX_SIDE)
+            return cls(scale, np.array([0.0, -BOX_LIFT]), BOX_SIDE, roll)
         right, down = _face_axes(lm)
         centre = 0.5 * (np.asarray(anchor_box[:2], np.float64) + np.asarray(anchor_box[2:], np.float64))
         delta = centre - lm.mean(axis=0)
         side = 0.5 * float(anchor_box[2] - anchor_box[0] + anchor_box[3] - anchor_box[1])
-        return cls(scale, np.array([delta @ right, delta @ down]) / scale, side / scale)
+        return cls(scale, np.array([delta @ right, delta @ down]) / scale, side / scale, roll)
 
     def update(self, other: Framing) -> Framing:
         """Follow the detector's face size (zooms); keep the box placement of the track's first detection.
@@ -150,7 +152,12 @@ class Framing:
         Placement is the detector's noisiest output, and ONet's landmarks shift a little with it: a
         placement that changes on every key frame would put a small step into the track each time.
         """
-        return Framing(self.scale + _SCALE_GAIN * (other.scale - self.scale), self.offset, self.side)
+        return Framing(self.scale + _SCALE_GAIN * (other.scale - self.scale), self.offset, self.side, self.roll)
+
+
+def _roll(landmarks: np.ndarray) -> float:
+    eyes = np.asarray(landmarks, np.float64)[1] - np.asarray(landmarks, np.float64)[0]
+    return float(np.arctan2(eyes[1], eyes[0]))
 
 
 def _face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -333,8 +340,11 @@ class Tracker:
     def _refine(self, image: np.ndarray, landmarks: np.ndarray, framings: list[Framing | None]) -> Detections:
         """Landmarks measured in canonical boxes around ``landmarks`` (N, 5, 2); score 0 where none."""
         boxes = np.stack([canonical_box(lm, f) for lm, f in zip(landmarks, framings, strict=True)])
-        eyes = landmarks[:, 1] - landmarks[:, 0]
-        angles = np.arctan2(eyes[:, 1], eyes[:, 0])  # roll: ONet looks at the face upright
+        # the face turned back to the roll it had when detected: ONet's answer (and its bias) stays the same
+        # while the face rolls, and a face that never rolls is looked at as the detector looked at it
+        angles = np.array(
+            [_roll(lm) - (f.roll if f is not None else _roll(lm)) for lm, f in zip(landmarks, framings, strict=True)]
+        )
         result = self.detector.refine(image, boxes, angles)
         if result is None:
             result = self._refine_by_detection(image, boxes)
