@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=540)
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--baseline", default="/tmp/faces-base", help="checkout of today's code (bc608b2)")
-    parser.add_argument("--timing-frames", type=int, default=96, help="frames of the timed clips (one shot)")
+    parser.add_argument("--timing-frames", type=int, default=96, help="frames of the timed clips (one shot); 0: none")
     args = parser.parse_args()
 
     detector = MtcnnDetector(threads=1)
@@ -140,7 +140,7 @@ def main() -> None:
                 f"   agreement {report['motion_agreement_raw_px']} -> {report['motion_agreement_px']} px"
             )
     print()
-    for width, height in ((1920, 1080), (3840, 2160)):
+    for width, height in ((1920, 1080), (3840, 2160)) if args.timing_frames > 0 else ():
         now = time_stage(ROOT, width, height, args.timing_frames)
         line = f"faces stage {width}x{height}: {now['ms_per_frame']:.1f} ms/frame ({now['tracks']} tracks)"
         if Path(args.baseline, "gpen_video").is_dir():
