@@ -85,7 +85,7 @@ def measure_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray) -
     mask = np.zeros((size, size), np.uint8)
     inner = (np.array([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0]) * factor).round().astype(int)
     mask[max(inner[1], 0) : inner[3], max(inner[0], 0) : inner[2]] = 255
-    corners = cv2.goodFeaturesToTrack(before, maxCorners=48, qualityLevel=0.01, minDistance=3, mask=mask, blockSize=5)
+    corners = cv2.goodFeaturesToTrack(before, maxCorners=80, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5)
     if corners is None or len(corners) < _MIN_INLIERS:
         return Motion(IDENTITY.copy(), False, 0)
     p0 = corners.astype(np.float32)

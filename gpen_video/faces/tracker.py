@@ -34,6 +34,7 @@ _PREDICT_FROM = 6  # observations the motion prediction is fitted to
 _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
 _SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
 _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
+_ROLL_FREE = np.radians(3.0)  # roll away from the detected one (radians) that the refinement leaves as it is
 _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
 _FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
 _COARSE_MIN = 12  # smallest box (px) the detector can see
@@ -345,6 +346,8 @@ class Tracker:
         angles = np.array(
             [_roll(lm) - (f.roll if f is not None else _roll(lm)) for lm, f in zip(landmarks, framings, strict=True)]
         )
+        # soft threshold (continuous): a face within a few degrees of its reference roll is looked at as it is
+        angles = np.sign(angles) * np.maximum(np.abs(angles) - _ROLL_FREE, 0.0)
         result = self.detector.refine(image, boxes, angles)
         if result is None:
             result = self._refine_by_detection(image, boxes)
@@ -434,6 +437,7 @@ class Tracker:
             obs = self._anchor(index, image, detections, d_idx, framing)
             if obs is None:
                 continue
+            framing.roll = _roll(obs.landmarks)  # the refinement's own roll: what later looks are turned back to
             track = Track(id=self._next_id, shot=self._shot, framing=framing, first=index)
             track.keyframe_hits = 1
             track.best_score = float(detections.scores[d_idx])
