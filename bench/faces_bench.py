@@ -1,6 +1,12 @@
 """Faces-stage throughput: detect+track (key frames + refinement) vs. the full detector on every frame.
 
     python bench/faces_bench.py [--frames 48] [--width 1920 --height 1080] [--threads 0]
+    python bench/faces_bench.py --crowd [--frames 8] [--baseline /tmp/faces-base]
+
+``--crowd``: t1.jpg's faces shrunk to 16-40 px and tiled over 1080p and 4K frames (``CrowdScene``), and the
+six-face wide shot at 4K: recall of faces of 20 px and more (and of smaller ones) at the last frame, tracks on
+no face, faces-stage ms per frame; with ``--baseline`` (a checkout of bc608b2) today's code on the same
+frames in a subprocess, for the ratio.
 
 Renders a synthetic 1080p clip with the six real faces of insightface's t1.jpg under a slow pan/zoom
 and mild degradation, then times (a) ``FaceStage`` (scene cuts, key-frame detection, per-frame ONet
@@ -16,6 +22,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,8 +38,15 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: a quarter of the cores)")
-    parser.add_argument("--min-face", type=int, default=FacesConfig.min_face, help="smallest eye-mouth distance (px)")
+    parser.add_argument(
+        "--min-face", type=int, default=FacesConfig.min_face, help="smallest face (box side, source px)"
+    )
+    parser.add_argument("--crowd", action="store_true", help="small-face recall and cost on crowd clips")
+    parser.add_argument("--baseline", default="/tmp/faces-base", help="checkout of today's code (bc608b2)")
     args = parser.parse_args()
+    if args.crowd:
+        crowd(args)
+        return
 
     scene = FaceScene(width=args.width, height=args.height, frames=args.frames, degrade=0.5, seed=1)
     clip = [f.image for f in frames(scene)]
@@ -51,7 +65,7 @@ def main() -> None:
 
     scale = min(1.0, config.detect_size / max(args.width, args.height))
     small_size = (round(args.width * scale), round(args.height * scale))
-    min_size = max(12, int(1.8 * config.min_face * scale))
+    min_size = max(12, int(0.8 * config.min_face * scale))
     start = time.perf_counter()
     found = 0
     for image in clip:
@@ -68,6 +82,110 @@ def main() -> None:
     print(f"detect every : {n / every_s:7.2f} frames/s  ({found / n:.1f} faces/frame)")
     print(f"speed-up     : {every_s / tracked_s:7.2f}x")
     assert released == n
+
+
+_TIMED = """
+import json, sys, time
+import numpy as np
+from gpen_video.config import FacesConfig
+from gpen_video.faces import FaceStage
+from gpen_video.faces.mtcnn import MtcnnDetector
+clip = np.load(sys.argv[1])
+detector = MtcnnDetector(threads=int(sys.argv[2]))
+detector.detect(clip[0][:200, :200])
+stage = FaceStage(FacesConfig(detector="mtcnn"), detector=detector)
+out = []
+start = time.perf_counter()
+for index, image in enumerate(clip):
+    out += stage.push(index, image)
+out += stage.flush()
+seconds = time.perf_counter() - start
+last = sorted(out, key=lambda r: r.index)[-1]
+boxes = [[float(v) for v in f.box] for f in last.faces]
+print(json.dumps({"ms_per_frame": 1000 * seconds / len(clip), "boxes": boxes}))
+"""
+
+
+def _timed(root: Path, clip_file: Path, threads: int) -> dict:
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _TIMED, str(clip_file), str(threads)],
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(root),
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _score(boxes: list, centres: np.ndarray, sizes: np.ndarray) -> tuple[float, float, int]:
+    found = np.array([[0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])] for b in boxes]).reshape(-1, 2)
+    hit = np.array(
+        [
+            bool(len(found)) and np.linalg.norm(found - c, axis=1).min() < 0.4 * s
+            for c, s in zip(centres, sizes, strict=True)
+        ]
+    )
+    false = sum(1 for f in found if (np.linalg.norm(centres - f, axis=1) / sizes).min() >= 0.4)
+    big, small = hit[sizes >= 20], hit[sizes < 20]
+    return float(big.mean()) if big.size else float("nan"), float(small.mean()) if small.size else float("nan"), false
+
+
+def crowd(args) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from gpen_video.synthetic import (
+        PHOTO_FACE_BOXES,
+        CrowdScene,
+        crowd_faces,
+        crowd_frames,
+        crowd_shift,
+        trajectory,
+    )
+
+    cases = []
+    for width, height in ((1920, 1080), (3840, 2160)):
+        scene = CrowdScene(width=width, height=height, frames=args.frames)
+        faces = crowd_faces(scene)
+        shift = crowd_shift(scene, args.frames - 1)
+        centres, sizes = [], []
+        for face in faces:
+            x0, y0, x1, y1 = PHOTO_FACE_BOXES[face.photo_face]
+            centres.append(np.array([(x0 + x1) / 2, (y0 + y1) / 2]) @ face.affine[:, :2].T + face.affine[:, 2] + shift)
+            sizes.append(face.size)
+        cases.append(
+            (f"crowd {width}x{height}", np.stack(list(crowd_frames(scene))), np.array(centres), np.array(sizes))
+        )
+    wide = FaceScene(width=3840, height=2160, frames=args.frames, degrade=0.5, seed=1, wobble=3.0)
+    affine, _ = trajectory(wide, args.frames - 1)
+    centres = [
+        np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) @ affine[:, :2].T + affine[:, 2] for b in PHOTO_FACE_BOXES
+    ]
+    sizes = [(b[2] - b[0]) * affine[0, 0] for b in PHOTO_FACE_BOXES]
+    cases.append(("wide 3840x2160", np.stack([f.image for f in frames(wide)]), np.array(centres), np.array(sizes)))
+    print(f"{args.frames} frames each; recall at the last frame; ms per frame of the faces stage")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, clip, centres, sizes in cases:
+            clip_file = Path(tmp) / "clip.npy"
+            np.save(clip_file, clip)
+            now = _timed(Path(__file__).resolve().parent.parent, clip_file, args.threads)
+            big, small, false = _score(now["boxes"], centres, sizes)
+            ms = now["ms_per_frame"]
+            line = f"{name:16} recall>=20px {big:5.2f}  <20px {small:5.2f}  false {false}  {ms:7.1f} ms/frame"
+            if Path(args.baseline, "gpen_video").is_dir():
+                base = _timed(Path(args.baseline), clip_file, args.threads)
+                b_big, b_small, b_false = _score(base["boxes"], centres, sizes)
+                line += (
+                    f" | today: recall {b_big:5.2f} / {b_small:5.2f}, false {b_false},"
+                    f" {base['ms_per_frame']:7.1f} ms/frame,"
+                    f" ratio {now['ms_per_frame'] / base['ms_per_frame']:.2f}"
+                )
+            print(line)
 
 
 if __name__ == "__main__":

@@ -196,19 +196,24 @@ class FacesConfig:
 
     detector: Annotated[str, Choice(*DETECTOR_NAMES, paths=(".onnx",)), Flag("--detector", "face detector")] = "auto"
     score_threshold: Fraction01 = 0.8
-    min_face: Count = 20  # faces whose eye-mouth scale is below this (px) are skipped
+    # faces narrower than this (detector box side, source px) are skipped; found at any frame size
+    min_face: Annotated[int, Range(1), Flag("--min-face", "smallest face restored (detector box side, source px)")] = 16
     max_faces: Count = 0  # 0: no limit; else the largest N per frame
     keyframe_interval: Annotated[int, Range(1)] = 8  # full detection at least every N frames
     scene_threshold: Annotated[float, Range(0, 255)] = 27.0  # PySceneDetect ContentDetector threshold; 0: off
     smooth: Annotated[bool, Flag("--no-smooth", "no temporal landmark smoothing (to compare)", invert=True)] = True
-    smooth_window: Count = 9  # frames each side (zero-phase, look-ahead)
+    smooth_window: Count = 9  # frames each side (zero-phase, look-ahead, motion-compensated)
     smooth_strength: Fraction01 = 1.0
-    min_track_length: Annotated[int, Range(1)] = 3
-    max_gap: Count = 4  # frames a track may be lost and still be interpolated
-    detect_size: Count = 960  # long side (px) of the copy the full detector runs on; 0: full resolution
+    # points: the five landmarks | similarity: their alignment (rotation, scale, shift)
+    smooth_target: Literal["points", "similarity"] = "points"
+    min_track_length: Annotated[int, Range(1)] = 3  # observations before a face is restored (fewer in a shorter shot)
+    confirm_score: Fraction01 = 0.95  # a new face's best full-detection score must reach this to become a track
+    max_gap: Count = 4  # frames a track may be lost and still be bridged with the measured motion
+    detect_size: Count = 960  # long side (px) of the copy the coarse detector pass runs on; 0: full resolution
     min_frontal: Fraction01 = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped
     min_scene_len: Count = 8  # frames; cuts closer than this to the previous one are ignored
     detector_threads: Count = 0  # ONNX Runtime threads for the detector; 0: a quarter of the cores
+    tracks: Annotated[str | None, Neutral, Flag("--tracks", "write every face of every frame here (JSON lines)")] = None
 
 
 @dataclass

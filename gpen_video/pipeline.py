@@ -1,11 +1,10 @@
 """The wiring of a run: read → faces+align → restore → compose → write; the stages live in their packages.
 
-A frame with no face goes to the encoder as the decoded source samples (one encode, no colour
-round trip). A frame with faces is converted to the working BGR image, its faces are aligned,
-restored and pasted back (``align.stage``, ``restore.batcher``, ``align.compose_stage``, on the frame path
-``align.paths.choose_path`` picks once), and the result is converted to the encoder's format with the
-stream's own matrix; samples outside the paste mask are then copied back from the source so they stay
-exact. Side-stream packets reach the writer on their own channel (``side_packets``).
+A frame with no face goes to the encoder as the decoded source samples (one encode). A frame with faces
+is aligned, restored and pasted back (``align.stage``, ``restore.batcher``, ``align.compose_stage``, on the
+frame path ``align.paths.choose_path`` picks once) and converted back with the stream's own matrix; samples
+outside the paste mask stay the source's. Side packets reach the writer on their own channel
+(``side_packets``); per-frame face rows go to the ``--tracks`` file (``faces.tracks_file``).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from gpen_video.align.records import Decoded
 from gpen_video.align.stage import AlignStage
 from gpen_video.config import Config
 from gpen_video.errors import InputError
+from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
 from gpen_video.io.formats import output_caps
@@ -69,13 +69,16 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         start = segment.decode_from
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     side = SidePackets()
-    with VideoReader(job.input, info, config.reader, start, duration) as reader:
+    with (
+        VideoReader(job.input, info, config.reader, start, duration) as reader,
+        open_tracks(config.faces.tracks) as tracks,
+    ):
         if segment is not None:  # a segment file is video only; demuxing audio would read 2 s past its end
             reader.side_streams = []
         frames = _decoded(reader, side, job.input, info)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
         path = choose_path(restorer, config.restore.device_path)
-        faces = AlignStage(config, path, restorer.size, segment.emits if segment is not None else None)
+        faces = AlignStage(config, path, restorer.size, segment.emits if segment is not None else None, tracks)
         batcher = CrossFrameBatcher(path, batch_size)
         composer = ComposeStage(config.compose, info, path, workers=2 if threaded else 0)
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
@@ -106,7 +109,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         summary = faces.summary()
         summary["faces_restored"] = batcher.faces_restored
         summary["frames_with_faces"] = composer.frames_with_faces
-        report.finish(reader.stats, result, summary, times)
+        report.finish(reader.stats, result, summary, times, faces.track_summaries())
         if segment is None and config.start is None and config.duration is None:  # a short decode
             report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 import cv2
@@ -21,7 +20,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from gpen_video.config import Config
-from gpen_video.errors import ConfigError
+from gpen_video.faces.types import TrackSummary
 from gpen_video.io.colour import ColourInfo, colour_of_frame, to_8bit, to_working
 from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.probe import MediaInfo, probe
@@ -32,7 +31,7 @@ from gpen_video.report import RunReport
 
 log = logging.getLogger(__name__)
 
-COMPARE_MODES = ("side", "split", "none")
+
 _MAX_COMPARE_WIDTH = 3840
 _TILE = 192  # contact-sheet crop side, px
 _TILES_PER_ROW = 3
@@ -69,18 +68,16 @@ def run_preview(
     progress: ProgressCallback | None = None,
     info: MediaInfo | None = None,
 ) -> PreviewResult:
-    if compare not in COMPARE_MODES:
-        raise ConfigError(f"--compare must be one of {', '.join(COMPARE_MODES)}, got '{compare}'")
     outputs = preview_outputs(input_path, prefix, compare)
     for path in (outputs.restored, outputs.comparison, outputs.contact_sheet):
         if path is not None:
             check_output_path(input_path, path, config.output.overwrite)
     info = info or probe(input_path)
     report = run_restore(RestoreJob(input_path, outputs.restored, config, progress=progress, info=info))
-    tracks = report.faces.get("tracks", [])
-    wanted = _contact_frames(tracks)
+    wanted = _contact_frames(report.tracks)
     before_after: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     reader = VideoReader(input_path, info, config.reader, config.start, config.duration)
+    reader.side_streams = []  # the comparison needs the video only: no audio demuxed past the range
     with contextlib.ExitStack() as stack:
         stack.enter_context(reader)
         restored = stack.enter_context(av.open(str(outputs.restored)))
@@ -106,15 +103,11 @@ def run_preview(
     return PreviewResult(outputs, report)
 
 
-def _contact_frames(tracks: list[dict[str, Any]]) -> dict[int, list[tuple[int, list[float]]]]:
-    """For each track, its middle frame and box: frame index -> [(track id, box)]."""
+def _contact_frames(tracks: list[TrackSummary]) -> dict[int, list[tuple[int, list[float]]]]:
+    """For each track, the frame and box its summary samples: frame index -> [(track id, box)]."""
     wanted: dict[int, list[tuple[int, list[float]]]] = {}
     for track in tracks:
-        frames = track.get("frames") or []
-        if not frames:
-            continue
-        middle = frames[len(frames) // 2]
-        wanted.setdefault(int(middle["index"]), []).append((int(track["id"]), middle["box"]))
+        wanted.setdefault(track.sample_frame, []).append((track.id, list(track.sample_box)))
     return wanted
 
 

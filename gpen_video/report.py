@@ -17,6 +17,7 @@ import numpy as np
 
 from gpen_video import __version__
 from gpen_video.config import Config
+from gpen_video.faces.types import TrackSummary
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
@@ -99,6 +100,8 @@ class RunReport:
     wall_seconds: float = 0.0
     fps: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # the same tracks, typed, for preview and batch (not written: ``faces["tracks"]`` holds them in the JSON)
+    tracks: list[TrackSummary] = field(default_factory=list, repr=False)
 
     @classmethod
     def begin(
@@ -120,7 +123,15 @@ class RunReport:
             started=time.time(),
         )
 
-    def finish(self, read: ReadStats, result: WriteResult, faces: dict[str, Any], times: StageTimes) -> None:
+    def finish(
+        self,
+        read: ReadStats,
+        result: WriteResult,
+        faces: dict[str, Any],
+        times: StageTimes,
+        tracks: list[TrackSummary] | None = None,
+    ) -> None:
+        self.tracks = list(tracks or [])
         self.frames_read = read.frames
         self.frames_decoded = read.decoded
         self.frames_written = result.frames
@@ -156,7 +167,9 @@ class RunReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("tracks")
+        return data
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.partial")

@@ -65,6 +65,10 @@ class FaceScene:
     faces_after_cut: bool = True  # False: the second shot is a faceless texture
     seed: int = 0
     photo_region: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the photo filmed; None: all
+    #: camera path: ``linear`` (pan/zoom/wobble above) or one of the stability bench's known motions:
+    #: ``sway`` (±15/±10 px sines, ~1 s periods, ±4 % breathing zoom), ``shake`` (random walk, 3 px a frame),
+    #: ``pan`` (20 px a frame), ``zoomin`` (1.5× over 48 frames), ``roll`` (±10° about a face)
+    path: str = "linear"
 
 
 PHOTO_SIZE = (1280, 886)  # width, height of t1.jpg
@@ -79,8 +83,46 @@ class SyntheticFrame:
     shot: int  # 0 before the cut, 1 after
 
 
+PATHS = ("linear", "sway", "shake", "pan", "zoomin", "roll")
+_ROLL_PIVOT = (512.0, 352.0)  # photo point the roll turns about (face 2 of t1.jpg)
+
+
+def _path_similarity(scene: FaceScene, index: int) -> np.ndarray:
+    """Photo → frame similarity of the bench's known motions (``scene.path`` other than ``linear``)."""
+    fit = scene.height / float(PHOTO_SIZE[1])
+    zoom = scene.zoom[0]
+    angle, dx, dy = 0.0, 0.0, 0.0
+    pivot = np.array([PHOTO_SIZE[0] / 2.0, PHOTO_SIZE[1] / 2.0])
+    if scene.path == "sway":
+        dx = 15.0 * math.sin(2 * math.pi * index / 24.0)
+        dy = 10.0 * math.sin(2 * math.pi * index / 27.0 + 1.0)
+        zoom *= 1.0 + 0.04 * math.sin(2 * math.pi * index / 30.0 + 0.5)
+    elif scene.path == "shake":
+        steps = np.random.default_rng(scene.seed + 12345).normal(0.0, 3.0 / math.sqrt(2.0), (max(index, 1), 2))
+        walk = np.cumsum(steps, axis=0)[index - 1] if index > 0 else np.zeros(2)
+        dx, dy = float(walk[0]), float(walk[1])
+    elif scene.path == "pan":
+        dx = 20.0 * (index - (scene.frames - 1) / 2.0)
+    elif scene.path == "zoomin":
+        zoom *= 1.0 + 0.5 * min(index / 48.0, 1.0)
+    elif scene.path == "roll":
+        angle = math.radians(10.0) * math.sin(2 * math.pi * index / 36.0)
+        pivot = np.array(_ROLL_PIVOT)
+    elif scene.path != "linear":
+        raise ValueError(f"unknown camera path {scene.path!r}; choose one of {PATHS}")
+    scale = fit * zoom
+    c, s = math.cos(angle), math.sin(angle)
+    a = np.array([[scale * c, -scale * s, 0.0], [scale * s, scale * c, 0.0]])
+    centre_photo = np.array([PHOTO_SIZE[0] / 2.0, PHOTO_SIZE[1] / 2.0])
+    pivot_frame = np.array([scene.width / 2.0, scene.height / 2.0]) + scale * (pivot - centre_photo)
+    a[:, 2] = pivot_frame + np.array([dx, dy]) - a[:, :2] @ pivot
+    return a
+
+
 def trajectory(scene: FaceScene, index: int) -> tuple[np.ndarray, int]:
     """The 2×3 similarity mapping photo coordinates to frame coordinates at ``index``, and the shot."""
+    if scene.path != "linear":
+        return _path_similarity(scene, index), 0
     shot = 1 if scene.cut_at is not None and index >= scene.cut_at else 0
     t = index / max(scene.frames - 1, 1)
     x0, y0, x1, y1 = scene.photo_region or (0, 0, *PHOTO_SIZE)
@@ -292,3 +334,164 @@ def _to_sample_format(tone: np.ndarray, fmt: str, channels: int, planar: bool) -
         raise ValueError(f"unsupported sample format {fmt}")
     stacked = np.stack([data] * channels)  # (channels, n)
     return stacked if planar else stacked.T.reshape(1, -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Crowd clips: t1.jpg's faces shrunk to a few tens of pixels and tiled over a big frame
+
+#: the six faces of t1.jpg: MTCNN box (x0, y0, x1, y1) on the full-resolution photo, left to right
+PHOTO_FACE_BOXES = (
+    (49.0, 257.0, 170.0, 397.0),
+    (275.0, 150.0, 372.0, 264.0),
+    (466.0, 265.0, 571.0, 406.0),
+    (739.0, 341.0, 843.0, 475.0),
+    (906.0, 60.0, 1010.0, 199.0),
+    (1131.0, 276.0, 1225.0, 395.0),
+)
+
+
+@dataclass(frozen=True)
+class CrowdScene:
+    """A grid of ``columns × rows`` faces from t1.jpg, face widths spread over ``sizes`` (px), panning slowly."""
+
+    width: int = 1920
+    height: int = 1080
+    frames: int = 8
+    columns: int = 8
+    rows: int = 5
+    sizes: tuple[float, float] = (16.0, 40.0)  # face (detector box) width, smallest to largest
+    pan: tuple[float, float] = (6.3, -3.1)  # px over the whole clip
+    degrade: float = 0.3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CrowdFace:
+    photo_face: int  # which of the six faces of t1.jpg
+    size: float  # face width in frame px
+    affine: np.ndarray  # 2×3 photo → frame at frame 0 (add ``crowd_shift`` for later frames)
+
+
+def crowd_faces(scene: CrowdScene) -> list[CrowdFace]:
+    """Where each face of the crowd sits (frame 0); sizes cycle so every row holds small and large ones."""
+    out = []
+    cell_w, cell_h = scene.width / scene.columns, scene.height / scene.rows
+    count = scene.columns * scene.rows
+    rng = np.random.default_rng(scene.seed)
+    for n in range(count):
+        row, col = divmod(n, scene.columns)
+        k = n % len(PHOTO_FACE_BOXES)
+        lo, hi = scene.sizes
+        size = lo + (hi - lo) * ((n * 7) % count) / max(count - 1, 1)
+        x0, y0, x1, y1 = PHOTO_FACE_BOXES[k]
+        scale = size / (x1 - x0)
+        jitter = rng.uniform(-0.15, 0.15, 2) * np.array([cell_w, cell_h])
+        centre = np.array([(col + 0.5) * cell_w, (row + 0.5) * cell_h]) + jitter
+        photo_centre = np.array([0.5 * (x0 + x1), 0.5 * (y0 + y1)])
+        affine = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
+        affine[:, 2] = centre - scale * photo_centre
+        out.append(CrowdFace(k, float(size), affine))
+    return out
+
+
+def crowd_shift(scene: CrowdScene, index: int) -> np.ndarray:
+    t = index / max(scene.frames - 1, 1)
+    return np.array(scene.pan, np.float64) * t
+
+
+def crowd_frames(scene: CrowdScene) -> Iterator[np.ndarray]:
+    """The crowd clip's frames (BGR uint8): faces pasted on a grey textured ground, the whole picture panning."""
+    photo = faces_image()
+    faces = crowd_faces(scene)
+    for index in range(scene.frames):
+        rng = np.random.default_rng(scene.seed * 1009 + index)
+        yy, xx = np.mgrid[0 : scene.height, 0 : scene.width].astype(np.float32)
+        shift = crowd_shift(scene, index)
+        ground = 110 + 25 * np.sin((xx - shift[0]) / 53.0) * np.cos((yy - shift[1]) / 41.0)
+        image = np.repeat(ground[..., None], 3, axis=2).astype(np.uint8)
+        for face in faces:
+            x0, y0, x1, y1 = PHOTO_FACE_BOXES[face.photo_face]
+            side = 2.0 * (x1 - x0)
+            cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+            patch_box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+            affine = face.affine.copy()
+            affine[:, 2] += shift
+            corners = patch_box.reshape(2, 2) @ affine[:, :2].T + affine[:, 2]
+            fx0, fy0 = np.floor(corners[0]).astype(int)
+            fx1, fy1 = np.ceil(corners[1]).astype(int)
+            fx0, fy0, fx1, fy1 = max(fx0, 0), max(fy0, 0), min(fx1, scene.width), min(fy1, scene.height)
+            if fx1 - fx0 < 2 or fy1 - fy0 < 2:
+                continue
+            # low-pass the photo region first (a warp alone would alias a 100 px face shrunk to 20)
+            sx0, sy0 = int(max(patch_box[0] - 4, 0)), int(max(patch_box[1] - 4, 0))
+            sx1, sy1 = int(min(patch_box[2] + 4, PHOTO_SIZE[0])), int(min(patch_box[3] + 4, PHOTO_SIZE[1]))
+            source = cv2.GaussianBlur(photo[sy0:sy1, sx0:sx1], (0, 0), 0.45 / affine[0, 0])
+            local = affine.copy()
+            local[:, 2] += affine[:, :2] @ np.array([sx0, sy0], np.float64) - (fx0, fy0)
+            patch = cv2.warpAffine(source, local, (fx1 - fx0, fy1 - fy0), flags=cv2.INTER_LINEAR)
+            # soft round edge so the patch sits in the ground instead of being a square
+            ph, pw = patch.shape[:2]
+            py, px = np.mgrid[0:ph, 0:pw].astype(np.float32)
+            centre = np.array([cx - sx0, cy - sy0]) @ local[:, :2].T + local[:, 2]
+            radius = 0.5 * side * local[0, 0]
+            alpha = np.clip((radius - np.hypot(px - centre[0], py - centre[1])) / max(radius * 0.2, 1.0), 0, 1)
+            region = image[fy0:fy1, fx0:fx1].astype(np.float32)
+            image[fy0:fy1, fx0:fx1] = (alpha[..., None] * patch + (1 - alpha[..., None]) * region).astype(np.uint8)
+        if scene.degrade > 0:
+            image = _degrade(image, scene.degrade, rng)
+        yield image
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy against the known trajectory (tests and bench/stability_bench.py)
+
+
+def nearest_photo_face(photo_points: np.ndarray, truth: np.ndarray, tolerance: float = 25.0) -> int | None:
+    """Which of ``truth``'s faces ((6, 5, 2) photo px) the landmarks mapped back to the photo belong to."""
+    dist = np.linalg.norm(truth.mean(1) - np.asarray(photo_points).mean(0), axis=1)
+    k = int(np.argmin(dist))
+    return k if dist[k] < tolerance else None
+
+
+def _photo_of(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    inverse = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
+    return np.asarray(points, np.float64) @ inverse[:, :2].T + inverse[:, 2]
+
+
+def trajectory_accuracy(
+    per_frame: Sequence[Sequence[np.ndarray]], clip: Sequence[SyntheticFrame], truth: np.ndarray, crop: int = 512
+) -> tuple[float, float, int]:
+    """(error, jitter, faces) of landmarks reported per frame of a known-trajectory clip.
+
+    ``error``: RMS distance (frame px) of the landmarks from the truth (``truth``, the photo's landmarks, carried
+    through each frame's known similarity), after removing each face's constant offset (the detector's own bias
+    on that face, the same whatever the tracking). ``jitter``: frame-to-frame change of the photo → crop
+    alignment (``crop``×``crop``, GPEN template) applied to the template points, RMS crop px: 0 when the crop
+    follows the face exactly. ``faces``: how many of the photo's faces were reported.
+    """
+    from gpen_video.align.templates import face_to_crop, template_points
+
+    series: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for index, faces in enumerate(per_frame):
+        for lm in faces:
+            k = nearest_photo_face(_photo_of(lm, clip[index].affine), truth)
+            if k is not None:
+                series.setdefault(k, []).append((index, np.asarray(lm, np.float64)))
+    template = template_points("gpen", crop)
+    err_sq, err_n, jit_sq, jit_n = 0.0, 0, 0.0, 0
+    for k, rows in series.items():
+        bias = np.mean([_photo_of(lm, clip[i].affine) for i, lm in rows], axis=0) - truth[k]
+        previous = None
+        for i, lm in rows:
+            a = clip[i].affine
+            expected = (truth[k] + bias) @ a[:, :2].T + a[:, 2]
+            err_sq += float(np.sum((lm - expected) ** 2))
+            err_n += lm.shape[0]
+            photo_to_crop = np.vstack([face_to_crop(lm, crop), [0, 0, 1]]) @ np.vstack([a, [0, 0, 1]])
+            if previous is not None and previous[0] == i - 1:
+                change = photo_to_crop @ np.linalg.inv(previous[1])
+                moved = template @ change[:2, :2].T + change[:2, 2]
+                jit_sq += float(np.sum((moved - template) ** 2))
+                jit_n += template.shape[0]
+            previous = (i, photo_to_crop)
+    return math.sqrt(err_sq / max(err_n, 1)), math.sqrt(jit_sq / max(jit_n, 1)), len(series)

@@ -71,7 +71,7 @@ class ScriptedDetector(Detector):
     def _faces(self) -> list[np.ndarray]:
         return [np.asarray(f, np.float32) for f in self.script.get(self.frame, [])]
 
-    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
         self.detect_calls += 1
         faces = self._faces()
         if not faces:
@@ -82,7 +82,7 @@ class ScriptedDetector(Detector):
         boxes = np.stack([face_box(f) for f in lm]).astype(np.float32)
         return Detections(boxes, np.full(len(lm), 0.99, np.float32), lm)
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections:
         faces = self._faces()
         out = Detections(
             np.asarray(boxes, np.float32).copy(),

@@ -22,7 +22,7 @@ def clip():
 
 @pytest.fixture(scope="module")
 def run(clip):
-    stage = FaceStage(FacesConfig(min_face=10, keyframe_interval=8), detector=mtcnn())
+    stage = FaceStage(FacesConfig(min_face=23, keyframe_interval=8), detector=mtcnn())
     out = []
     for frame in clip:
         out += stage.push(frame.index, frame.image)
@@ -69,7 +69,7 @@ def test_cut_triggers_a_full_detection(run):
 
 
 def test_textured_clip_without_faces_gives_no_faces_and_no_cut():
-    stage = FaceStage(FacesConfig(min_face=10), detector=mtcnn())
+    stage = FaceStage(FacesConfig(min_face=23), detector=mtcnn())
     out = []
     for frame in frames(FaceScene(frames=10, faces=False)):
         out += stage.push(frame.index, frame.image)

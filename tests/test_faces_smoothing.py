@@ -84,7 +84,8 @@ def test_gap_is_interpolated_and_short_tracks_dropped():
     report = stage.report()
     assert len(report["tracks"]) == 1 and report["tracks"][0]["first_frame"] == 0
     assert report["tracks"][0]["last_frame"] == 19
-    assert report["detector_calls"] == detector.detect_calls <= 8
+    assert report["detector_calls"] <= 8
+    assert report["detector_calls"] + report["detector_region_calls"] == detector.detect_calls
 
 
 def test_long_gap_ends_the_track_and_max_faces_keeps_the_largest():
@@ -103,7 +104,7 @@ def test_long_gap_ends_the_track_and_max_faces_keeps_the_largest():
 
 
 def test_small_and_profile_faces_are_skipped_and_counted():
-    config = FacesConfig(min_face=15, scene_threshold=0)
+    config = FacesConfig(min_face=30, scene_threshold=0)  # detector box px: FACE's is 44, the small one's 22
     profile = FACE.copy()
     profile[2] = (30.0, 60.0)  # nose beyond the left eye: turned away
     small = (FACE - 50) * 0.5 + 120

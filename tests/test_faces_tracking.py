@@ -10,18 +10,21 @@ from faces_helpers import mtcnn, spread, to_photo, which_photo_face
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
+from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.synthetic import FaceScene, frames
 
 SCENE = FaceScene(width=640, height=360, frames=40, zoom=(1.0, 1.1), pan=(21.3, -8.7), degrade=0.8, seed=3)
-CONFIG = FacesConfig(min_face=10, score_threshold=0.8, keyframe_interval=8, smooth_window=9)
+CONFIG = FacesConfig(min_face=23, score_threshold=0.8, keyframe_interval=8, smooth_window=9)  # box px
 
 
-def run_stage(config: FacesConfig, clip: list) -> tuple[list, FaceStage]:
-    stage = FaceStage(config, detector=mtcnn())
+def run_stage(config: FacesConfig, clip: list, tracks: TracksFile | None = None) -> tuple[list, FaceStage]:
+    stage = FaceStage(config, detector=mtcnn(), tracks=tracks)
     out = []
     for frame in clip:
         out += stage.push(frame.index, frame.image, pts_seconds=frame.index / 24)
     out += stage.flush()
+    if tracks is not None:
+        tracks.close()
     return out, stage
 
 
@@ -47,8 +50,13 @@ def clip():
 
 
 @pytest.fixture(scope="module")
-def smoothed(clip):
-    return run_stage(CONFIG, clip)
+def tracks_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("tracks") / "run.tracks.jsonl"
+
+
+@pytest.fixture(scope="module")
+def smoothed(clip, tracks_path):
+    return run_stage(CONFIG, clip, TracksFile(tracks_path))
 
 
 @pytest.fixture(scope="module")
@@ -107,20 +115,51 @@ def test_full_detector_runs_on_at_most_a_quarter_of_the_frames(smoothed, clip):
     assert report["frames"] == len(clip)
 
 
-def test_report_has_tracks_landmarks_and_jitter(smoothed, clip):
-    _, stage = smoothed
+def test_report_has_track_summaries_and_metrics_and_the_tracks_file_the_rows(smoothed, clip, tracks_path):
+    results, stage = smoothed
     report = json.loads(json.dumps(stage.report()))  # must be JSON-clean
     assert report["detector"] == "mtcnn"
     assert report["scene_cuts"] == []
     assert report["jitter_smoothed_px"] < report["jitter_raw_px"] / 3
-    track = report["tracks"][0]
-    assert {"id", "first_frame", "last_frame", "frames"} <= set(track)
-    row = track["frames"][0]
-    assert np.asarray(row["landmarks"]).shape == (5, 2) and len(row["box"]) == 4
-    assert row["pts"] == pytest.approx(row["index"] / 24)
-    x0, y0, x1, y1 = row["box"]
-    lm = np.asarray(row["landmarks"])
-    assert x0 < lm[:, 0].min() and lm[:, 0].max() < x1 and y0 < lm[:, 1].min() and lm[:, 1].max() < y1
+    # the accuracy estimate without ground truth: smoothed landmarks agree with the measured motion
+    assert report["motion_agreement_px"] < report["motion_agreement_raw_px"] / 3
+    assert len(report["tracks"]) == 6
+    for track in report["tracks"]:
+        assert {"id", "first_frame", "last_frame", "frames", "mean_score"} <= set(track)
+        assert track["frames"] == track["last_frame"] - track["first_frame"] + 1 == len(clip)
+        assert 0.8 <= track["mean_score"] <= 1.0
+    summaries = stage.track_summaries()
+    assert [s.id for s in summaries] == [t["id"] for t in report["tracks"]]
+    # per-frame rows: one JSON line per face per frame, in frame order, upright frame pixels
+    lines = tracks_path.read_text().splitlines()
+    assert len(lines) == sum(len(r.faces) for r in results)
+    rows = [json.loads(line) for line in lines]
+    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
+    by_key = {(f.track_id, r.index): f for r in results for f in r.faces}
+    for row in rows:
+        assert set(row) == {"frame", "pts", "track", "landmarks", "box", "score"}
+        lm = np.asarray(row["landmarks"])
+        assert lm.shape == (5, 2) and len(row["box"]) == 4
+        assert row["pts"] == pytest.approx(row["frame"] / 24, abs=1e-6)
+        x0, y0, x1, y1 = row["box"]
+        assert x0 < lm[:, 0].min() and lm[:, 0].max() < x1 and y0 < lm[:, 1].min() and lm[:, 1].max() < y1
+        face = by_key[(row["track"], row["frame"])]
+        np.testing.assert_allclose(lm, face.landmarks5, atol=2e-3)
+        assert row["score"] == pytest.approx(face.score, abs=1e-4)
+
+
+def test_the_stage_holds_no_per_frame_rows(clip):
+    """What the stage keeps is bounded by its window: the same after 25 frames as after 40."""
+    held = []
+    stage = FaceStage(CONFIG, detector=mtcnn())
+    for frame in clip:
+        stage.push(frame.index, frame.image)
+        if frame.index in (len(clip) // 2 + 5, len(clip) - 1):
+            held.append(stage.held_observations())
+    bound = 6 * 2 * (2 * stage.reach + 4)  # six faces, an observation and a motion a frame, the window's frames
+    assert 0 < held[0] <= bound and 0 < held[1] <= bound
+    assert held[1] <= held[0] + 6  # not growing with the clip
+    assert not any(isinstance(v, (list, dict)) and len(v) > 50 for v in vars(stage).values())
 
 
 def test_no_smooth_keeps_the_jitter(clip, smoothed):

@@ -9,7 +9,8 @@ from typing import Any
 from gpen_video.align.paths import FramePath
 from gpen_video.align.records import Aligned, Decoded
 from gpen_video.config import Config
-from gpen_video.faces.types import FrameFaces
+from gpen_video.faces.tracks_file import TracksFile
+from gpen_video.faces.types import FrameFaces, TrackSummary
 
 
 class AlignStage:
@@ -18,7 +19,12 @@ class AlignStage:
     name = "faces"
 
     def __init__(
-        self, config: Config, path: FramePath, crop_size: int, wanted: Callable[[int], bool] | None = None
+        self,
+        config: Config,
+        path: FramePath,
+        crop_size: int,
+        wanted: Callable[[int], bool] | None = None,
+        tracks: TracksFile | None = None,
     ) -> None:
         from gpen_video.faces import FaceStage
 
@@ -26,7 +32,7 @@ class AlignStage:
         self.template = config.align.template
         self.crop_size = crop_size
         self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
-        self.stage = FaceStage(config.faces)
+        self.stage = FaceStage(config.faces, tracks=tracks)  # tracks: the --tracks file, rows streamed out
         self.pending: dict[int, Decoded] = {}
 
     def process(self, item: Decoded) -> Iterable[Aligned]:
@@ -53,3 +59,6 @@ class AlignStage:
 
     def summary(self) -> dict[str, Any]:
         return self.stage.report()
+
+    def track_summaries(self) -> list[TrackSummary]:
+        return self.stage.track_summaries()

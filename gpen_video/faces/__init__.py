@@ -1,15 +1,18 @@
-"""Faces stage: detection, persistent tracks, zero-phase landmark smoothing and scene cuts."""
+"""Faces stage: detection, confirmed persistent tracks, motion-compensated zero-phase smoothing, scene cuts."""
 
 from gpen_video.faces.detectors import Detector, create_detector
 from gpen_video.faces.stage import FaceStage
-from gpen_video.faces.types import Detections, FrameFaces, TrackedFace, face_scale, frontalness
+from gpen_video.faces.tracks_file import TracksFile
+from gpen_video.faces.types import Detections, FrameFaces, TrackedFace, TrackSummary, face_scale, frontalness
 
 __all__ = [
     "Detections",
     "Detector",
     "FaceStage",
     "FrameFaces",
+    "TrackSummary",
     "TrackedFace",
+    "TracksFile",
     "create_detector",
     "face_scale",
     "frontalness",

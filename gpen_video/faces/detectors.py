@@ -48,17 +48,22 @@ class Detector(ABC):
     """Finds faces with 5 landmarks in a BGR uint8 image."""
 
     name: str = "detector"
+    #: True when ``detect`` on a whole big frame sees small faces as well as a tile would (an image pyramid);
+    #: False for detectors that resize their input to a fixed size: the tracker then tiles the frame
+    whole_frame_pyramid: bool = False
 
     @abstractmethod
-    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
         """All faces in ``image`` (BGR uint8, any size), coordinates in ``image`` pixels.
 
-        ``min_size`` (box side, px) is a hint: faces smaller than it may be left out, which lets
-        pyramid detectors skip their costliest levels.
+        ``min_size`` and ``max_size`` (box side, px) are hints: faces outside them may be left out, which
+        lets pyramid detectors skip levels.
         """
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
+    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections | None:
         """Landmarks of the faces inside the given square boxes (one result per box), or None if unsupported.
+
+        ``angles`` (radians, one per box): the faces' roll; the detector looks at each box turned upright.
 
         A result row may have score 0 where no face was found in its box.
         """

@@ -110,7 +110,7 @@ class InsightFaceDetector(Detector):
         self.name = f"{kind}:{path.name}"
         self.path = path
 
-    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
         blob, scale = letterbox(image, self.input_size)
         outputs = self._session.run(None, {self._input: blob})
         boxes, scores, points = decode_outputs(outputs, blob.shape[2], blob.shape[3], self.score_threshold)

@@ -17,7 +17,7 @@ import numpy as np
 
 from gpen_video.errors import ModelError
 from gpen_video.faces.detectors import Detector, onnx_session_options
-from gpen_video.faces.types import Detections
+from gpen_video.faces.types import Detections, face_scale
 
 
 def mtcnn_weights_dir() -> Path:
@@ -102,6 +102,7 @@ class MtcnnDetector(Detector):
     """Three-stage MTCNN (PNet → RNet → ONet), float landmarks, thresholds (0.6, 0.7, score_threshold)."""
 
     name = "mtcnn"
+    whole_frame_pyramid = True
 
     def __init__(
         self,
@@ -122,9 +123,9 @@ class MtcnnDetector(Detector):
 
     # -- full detection -------------------------------------------------------------------------------
 
-    def detect(self, image: np.ndarray, min_size: int | None = None) -> Detections:
+    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
         rgb8 = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        boxes = self._stage1(rgb8, self.min_size if min_size is None else max(12, int(min_size)))
+        boxes = self._stage1(rgb8, self.min_size if min_size is None else max(12, int(min_size)), max_size)
         rgb = rgb8.astype(np.float32)
         if len(boxes):
             boxes = self._stage2(rgb, boxes)
@@ -138,20 +139,23 @@ class MtcnnDetector(Detector):
         keep = nms(result.boxes.astype(np.float64), result.scores.astype(np.float64), 0.7, "min")
         return result.select(keep)
 
-    def _scales(self, height: int, width: int, min_size: int) -> list[float]:
+    def _scales(self, height: int, width: int, min_size: int, max_size: int | None = None) -> list[float]:
         m = 12.0 / min_size
         min_layer = min(height, width) * m
         scales, count = [], 0
         while min_layer >= 12:
-            scales.append(m * self.scale_factor**count)
+            scale = m * self.scale_factor**count
+            if max_size is not None and scales and 12.0 / scale > max_size:
+                break  # this level only sees faces bigger than wanted
+            scales.append(scale)
             min_layer *= self.scale_factor
             count += 1
         return scales
 
-    def _stage1(self, rgb: np.ndarray, min_size: int) -> np.ndarray:
+    def _stage1(self, rgb: np.ndarray, min_size: int, max_size: int | None = None) -> np.ndarray:
         height, width = rgb.shape[:2]
         found = []
-        for scale in self._scales(height, width, min_size):
+        for scale in self._scales(height, width, min_size, max_size):
             w, h = int(np.ceil(width * scale)), int(np.ceil(height * scale))
             scaled = (cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) - 127.5) * 0.0078125
             reg, prob = self._pnet.run(None, {"input_1": np.ascontiguousarray(scaled.transpose(1, 0, 2)[None])})
@@ -212,7 +216,7 @@ class MtcnnDetector(Detector):
 
     # -- refinement -----------------------------------------------------------------------------------
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections:
         """ONet alone on each (square, float) box: landmarks for a few 48×48 network runs per face.
 
         The crop is taken at the box's sub-pixel position, and the result is averaged over a small
@@ -223,30 +227,41 @@ class MtcnnDetector(Detector):
         if len(boxes) == 0:
             return Detections.empty()
         variants = _TTA_SHIFTS[: max(1, self.refine_passes)]
+        angles = np.zeros(len(boxes)) if angles is None else np.asarray(angles, np.float64).reshape(-1)
         crops, transforms = [], []
-        for box in boxes:
+        for box, angle in zip(boxes, angles, strict=True):
             side = box[2] - box[0]
-            reach = side * (1.0 + 2 * max(abs(v) for d in variants for v in d[:2]))
+            turn = abs(np.cos(angle)) + abs(np.sin(angle))  # a turned square reaches further
+            reach = side * (1.0 + 2 * max(abs(v) for d in variants for v in d[:2])) * turn
             region, to_region = _region_for(image, box, reach, 48)
             for dx, dy, mirror in variants:
                 shifted = box + side * np.array([dx, dy, dx, dy])
-                crop, to_frame = _crop_float(region, to_region, shifted, 48, mirror)
+                crop, to_frame = _crop_float(region, to_region, shifted, 48, mirror, angle, box)
                 crops.append(crop)
                 transforms.append((to_frame, mirror))
         batch = (np.stack(crops).astype(np.float32) - 127.5) * 0.0078125
         batch = np.ascontiguousarray(batch.transpose(0, 2, 1, 3))
         _, points, prob = self._onet.run(None, {"input_3": batch})
         n, v = len(boxes), len(variants)
-        landmarks = np.zeros((n, 5, 2))
+        looks = np.zeros((n, v, 5, 2))
         for k in range(n * v):
             to_frame, mirror = transforms[k]
             # ONet's outputs are fractions of the box from its first pixel; as crop pixel centres:
-            pts = np.stack([points[k, 0:5], points[k, 5:10]], axis=1) * 48.0 + 0.5 / abs(to_frame[1, 1]) - 0.5
+            pixel = float(np.sqrt(abs(np.linalg.det(to_frame[:, :2]))))  # frame px per crop px
+            pts = np.stack([points[k, 0:5], points[k, 5:10]], axis=1) * 48.0 + 0.5 / pixel - 0.5
             if mirror:
                 pts = pts[[1, 0, 2, 4, 3]]
-            landmarks[k // v] += (pts @ to_frame[:, :2].T + to_frame[:, 2]) / v
+            looks[k // v, k % v] = pts @ to_frame[:, :2].T + to_frame[:, 2]
+        landmarks = looks.mean(axis=1)
+        scale = np.maximum(face_scale(landmarks), 1.0)
+        spread = np.sqrt(np.mean(np.sum((looks - landmarks[:, None]) ** 2, axis=-1), axis=(1, 2))) / scale
         scores = prob[:, 1].reshape(n, v).mean(axis=1)
-        return Detections(boxes.astype(np.float32), scores.astype(np.float32), landmarks.astype(np.float32))
+        return Detections(
+            boxes.astype(np.float32),
+            scores.astype(np.float32),
+            landmarks.astype(np.float32),
+            spread=spread.astype(np.float32),
+        )
 
 
 #: (dx, dy, mirrored) framings for refinement, in fractions of the box side; the first is the box itself
@@ -300,7 +315,13 @@ def _region_for(image: np.ndarray, box: np.ndarray, reach: float, size: int) -> 
 
 
 def _crop_float(
-    region: np.ndarray, to_region: np.ndarray, box: np.ndarray, size: int, mirror: bool
+    region: np.ndarray,
+    to_region: np.ndarray,
+    box: np.ndarray,
+    size: int,
+    mirror: bool,
+    angle: float = 0.0,
+    pivot_box: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A float box of the frame resized to size×size (sub-pixel), from ``region`` (frame → region transform
     ``to_region``); and crop→frame.
@@ -312,6 +333,12 @@ def _crop_float(
     x0, y0 = float(box[0]) - 1.0, float(box[1]) - 1.0
     # crop pixel centre c maps to frame x0 + (c + 0.5) / scale - 0.5
     to_frame = np.array([[1 / scale, 0.0, x0 + 0.5 / scale - 0.5], [0.0, 1 / scale, y0 + 0.5 / scale - 0.5]])
+    if angle:  # the crop turned by ``angle`` about the centre of ``pivot_box``: the face upright in the crop
+        pivot = pivot_box if pivot_box is not None else box
+        cx, cy = 0.5 * (pivot[0] + pivot[2]), 0.5 * (pivot[1] + pivot[3])
+        c, s = np.cos(angle), np.sin(angle)
+        turn = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy]])
+        to_frame = np.vstack([turn, [0, 0, 1]])[:2] @ np.vstack([to_frame, [0, 0, 1]])
     crop_to_region = to_region[:, :2] @ to_frame
     crop_to_region[:, 2] += to_region[:, 2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP

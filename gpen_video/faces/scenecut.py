@@ -36,6 +36,11 @@ class SceneCutDetector:
             self.cuts.append(int(index))
         return cut
 
+    def retract(self, index: int) -> None:
+        """Forget the cut reported at ``index`` (the faces' measured motion showed the shot goes on: a fast pan)."""
+        if self.cuts and self.cuts[-1] == int(index):
+            self.cuts.pop()
+
 
 def _analysis_copy(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]

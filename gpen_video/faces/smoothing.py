@@ -21,8 +21,10 @@ def kernel_weights(offsets: np.ndarray, window: int) -> np.ndarray:
     return np.clip(1.0 - (offsets / reach) ** 2, 0.0, None)
 
 
-def local_linear(times: np.ndarray, values: np.ndarray, at: float, window: int, noise_floor: float = 0.0) -> np.ndarray:
-    """Robust local-linear estimate at ``at`` of ``values`` (n, D) observed at ``times`` (n,).
+def local_linear(
+    times: np.ndarray, values: np.ndarray, at: float, window: int, noise_floor: float = 0.0, degree: int = 1
+) -> np.ndarray:
+    """Robust local-linear (``degree`` 1) or local-constant (0) estimate at ``at`` of ``values`` (n, D) at ``times``.
 
     ``noise_floor`` (same unit as the values) keeps the outlier test from rejecting normal jitter when
     the residuals happen to be tiny (a static face); residuals are per sample (all D coordinates).
@@ -38,7 +40,7 @@ def local_linear(times: np.ndarray, values: np.ndarray, at: float, window: int, 
     if len(values) == 1:
         return values[0]
     design = np.stack([np.ones_like(offsets), offsets], axis=1)
-    if np.ptp(offsets) == 0:
+    if np.ptp(offsets) == 0 or degree == 0:
         design = design[:, :1]
     weights = base.copy()
     estimate = None

@@ -1,10 +1,21 @@
 """The faces stage: frames in, final per-frame faces out, a fixed number of frames later.
 
-``push`` runs scene-cut detection and the tracker on each frame as it arrives; a frame is released
-once ``lookahead`` newer frames have been seen, because only then are the future observations its
-zero-phase smoothing, gap filling and short-track test need known. Memory stays flat: observations
-older than the smoothing window are dropped as frames are released (the report keeps one compact
-row per face and frame).
+``push`` runs scene-cut detection and the tracker (which also measures each face's motion from the
+pixels) on each frame as it arrives; a frame is released once ``lookahead`` newer frames have been
+seen, because only then are the future observations its smoothing, gap bridging and the candidates'
+confirmation need known.
+
+Smoothing is zero-phase in motion-compensated coordinates: every observation of the track in the
+window ``t-W .. t+W`` is carried into frame ``t`` through the composed measured motion, and a robust
+fit of those carried points (all estimates of the same thing: where the face is at ``t``) removes the
+detector's noise while every real movement (sway, shake, zoom, roll, fast pans) passes through. The
+carry stops at the first unreliable motion link, so the window shrinks there (blur, occlusion, too few
+features) instead of lagging; there is no link across a cut. Frames without an observation are
+bridged the same way, through the measured motion.
+
+Memory stays flat: observations and motions older than the window are dropped as frames are released,
+per-frame rows go to the optional tracks sink (``TracksFile``) as frames are released, and the stage
+keeps only one summary per track.
 """
 
 from __future__ import annotations
@@ -12,25 +23,54 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
+from gpen_video.align.templates import template_points, umeyama_similarity
 from gpen_video.config import FacesConfig
+from gpen_video.errors import ConfigError
 from gpen_video.faces.detectors import Detector, create_detector
+from gpen_video.faces.motion import IDENTITY, apply, compose, invert
 from gpen_video.faces.scenecut import SceneCutDetector
 from gpen_video.faces.smoothing import local_linear
-from gpen_video.faces.tracker import Observation, Track, Tracker
-from gpen_video.faces.types import FrameFaces, TrackedFace, face_scale
+from gpen_video.faces.tracker import _CONFIRM_AFTER, Track, Tracker
+from gpen_video.faces.tracks_file import TracksFile
+from gpen_video.faces.types import FrameFaces, TrackedFace, TrackSummary, face_box, face_scale
 
 log = logging.getLogger(__name__)
 
+SMOOTH_TARGETS = ("points", "similarity")
 _NOISE_FLOOR = 0.02  # of the face scale: residuals below this are never treated as outliers
+_REFINE_MARGIN = 0.03  # the refinement's mean score may sit this far below ``confirm_score``
+_FIT_DEGREE = 0  # carried observations all estimate the same point: a robust local mean
+
+
+@dataclass
+class _TrackTally:
+    """Running per-track summary (what ``TrackSummary`` is made from)."""
+
+    first: int
+    last: int
+    frames: int = 0
+    score_sum: float = 0.0
+    best_score: float = -1.0
+    sample_frame: int = 0
+    sample_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 class FaceStage:
-    """Streaming: push frames in order; get back frames whose faces are final (delayed by the look-ahead window)."""
+    """Streaming: push frames in order; get back frames whose faces are final (delayed by the look-ahead window).
 
-    def __init__(self, config: FacesConfig, detector: Detector | None = None):
+    ``tracks`` (optional) receives every released frame's faces (``TracksFile`` for ``--tracks``); the
+    stage itself keeps no per-frame rows.
+    """
+
+    def __init__(self, config: FacesConfig, detector: Detector | None = None, tracks: TracksFile | None = None):
+        if config.smooth_target not in SMOOTH_TARGETS:
+            raise ConfigError(
+                f"unknown faces.smooth_target '{config.smooth_target}'; choose one of: {', '.join(SMOOTH_TARGETS)}"
+            )
         self.config = config
         self.detector = detector or create_detector(
             config.detector, score_threshold=config.score_threshold, threads=config.detector_threads
@@ -39,22 +79,32 @@ class FaceStage:
         self.scene_cuts = (
             SceneCutDetector(config.scene_threshold, config.min_scene_len) if config.scene_threshold > 0 else None
         )
+        self.tracks_sink = tracks
         self._pending: deque[tuple[int, float | None]] = deque()
         self._frames = 0
+        self._last_pushed = -1
         self._extra_skipped = 0
-        self._rows: dict[int, list[dict]] = {}  # report rows per track id
+        self._rejected_tracks = 0
+        self._tallies: dict[int, _TrackTally] = {}
         self._last_emitted: dict[int, list[tuple[int, np.ndarray]]] = {}
         self._jitter_raw = [0.0, 0]
         self._jitter_smooth = [0.0, 0]
+        self._agreement_raw = [0.0, 0]
+        self._agreement_smooth = [0.0, 0]
 
     @property
     def window(self) -> int:
         return max(0, int(self.config.smooth_window)) if self.config.smooth else 0
 
     @property
+    def reach(self) -> int:
+        """Frames either side a released frame may use: the smoothing window, or a gap to bridge."""
+        return max(self.window, self.config.max_gap + 1)
+
+    @property
     def lookahead(self) -> int:
-        """Frames ``push`` may hold back: smoothing window, gap length and minimum track length."""
-        return max(self.window, self.config.max_gap + 1, self.config.min_track_length, 1)
+        """Frames ``push`` may hold back: smoothing window, gap length, track length and the confirmation look."""
+        return max(self.window, self.config.max_gap + 1, self.config.min_track_length, _CONFIRM_AFTER + 1, 1)
 
     def push(self, index: int, image: np.ndarray, pts_seconds: float | None = None) -> list[FrameFaces]:
         if image.dtype != np.uint8:
@@ -62,8 +112,10 @@ class FaceStage:
         cut = False
         if self.scene_cuts is not None:
             cut = self.scene_cuts.is_cut(index, image) and self._frames > 0
-        self.tracker.update(index, image, cut=cut)
+        if self.tracker.update(index, image, cut=cut) != cut and self.scene_cuts is not None:
+            self.scene_cuts.retract(index)
         self._frames += 1
+        self._last_pushed = index
         self._pending.append((index, pts_seconds))
         out = []
         while len(self._pending) > self.lookahead:
@@ -76,11 +128,18 @@ class FaceStage:
             out.append(self._release(*self._pending.popleft()))
         return out
 
+    def held_observations(self) -> int:
+        """Observations and motion links the stage holds now (bounded by the window, whatever the clip's length)."""
+        tracks = self.tracker.tracks + self.tracker.finished
+        return sum(len(t.observations) + len(t.motions) for t in tracks)
+
     # -- releasing a frame ------------------------------------------------------------------------
 
     def _release(self, index: int, pts: float | None) -> FrameFaces:
         faces = []
         for track in self.tracker.tracks + self.tracker.finished:
+            if track.first > index or not self._confirmed(track):
+                continue
             face = self._face_at(track, index)
             if face is not None:
                 faces.append(face)
@@ -90,118 +149,248 @@ class FaceStage:
             faces = faces[: self.config.max_faces]
         faces.sort(key=lambda f: f.track_id)
         for face in faces:
-            self._record(face, index, pts)
+            self._record(face, index)
+        result = FrameFaces(index=index, faces=faces, pts_seconds=pts)
+        if self.tracks_sink is not None:
+            self.tracks_sink.write(result)
         self._prune(index)
-        return FrameFaces(index=index, faces=faces, pts_seconds=pts)
+        return result
+
+    def _shot_end(self, track: Track) -> int:
+        starts = self.tracker.shot_starts
+        return starts[track.shot + 1] - 1 if track.shot + 1 < len(starts) else self._last_pushed
+
+    def _confirmed(self, track: Track) -> bool:
+        """A candidate becomes a face once its evidence agrees: a confident detection with a face's layout,
+        seen again by the full detector (unless its shot ends before a second look), scored as a face by the
+        per-frame refinement too (on average), and enough observations (fewer where the shot is shorter: a
+        still or a two-frame clip)."""
+        if track.confirmed:
+            return True
+        shot_end = self._shot_end(track)
+        needed = min(self.config.min_track_length, shot_end - track.first + 1)
+        second_look = track.keyframe_hits >= 2 or shot_end - track.first < _CONFIRM_AFTER
+        looks = [o.score for o in track.observations]
+        steady = bool(looks) and float(np.mean(looks)) >= self.config.confirm_score - _REFINE_MARGIN
+        if (
+            track.plausible
+            and track.count >= max(needed, 1)
+            and track.best_score >= self.config.confirm_score
+            and steady
+            and second_look
+        ):
+            track.confirmed = True
+        return track.confirmed
 
     def _face_at(self, track: Track, index: int) -> TrackedFace | None:
-        if track.count < self.config.min_track_length or not track.observations:
-            return None
-        obs = track.observations
-        times = np.array([o.index for o in obs])
-        here = np.nonzero(times == index)[0]
-        if here.size:
-            raw_lm, raw_box, score, interpolated = obs[here[0]].landmarks, obs[here[0]].box, obs[here[0]].score, False
-        else:
-            before, after = times[times < index], times[times > index]
-            if not before.size or not after.size or after[0] - before[-1] - 1 > self.config.max_gap:
+        obs = {o.index: o for o in track.observations}
+        here = obs.get(index)
+        if here is not None and self.window == 0:
+            self._count_raw(track, index, obs)
+            return TrackedFace(track.id, here.landmarks.astype(np.float32), here.box.astype(np.float32), here.score)
+        reach = self.window if here is not None else self.reach
+        offsets, carried, scores = self._carried(track, index, obs, reach)
+        if here is None:
+            near = [abs(o) for o in offsets]
+            if not near:
+                return self._straight_bridge(track, index, obs)
+            if min(near) > self.config.max_gap + 1:
                 return None
-            j, k = np.nonzero(times == before[-1])[0][0], np.nonzero(times == after[0])[0][0]
-            w = (index - times[j]) / (times[k] - times[j])
-            raw_lm = (1 - w) * obs[j].landmarks + w * obs[k].landmarks
-            raw_box = (1 - w) * obs[j].box + w * obs[k].box
-            score, interpolated = min(obs[j].score, obs[k].score), True
-        if not interpolated:
-            self._count_raw_jitter(index, obs)
-        lm, box = raw_lm, raw_box
-        window = self.window
-        strength = float(np.clip(self.config.smooth_strength, 0.0, 1.0))
-        if window > 0 and strength > 0:
-            near = np.abs(times - index) <= window
-            floor = _NOISE_FLOOR * float(face_scale(raw_lm))
-            fit_lm = local_linear(
-                times[near],
-                np.stack([o.landmarks.reshape(-1) for o, n in zip(obs, near, strict=True) if n]),
-                index,
-                window,
-                floor,
-            )
-            fit_box = local_linear(
-                times[near], np.stack([o.box for o, n in zip(obs, near, strict=True) if n]), index, window, floor
-            )
-            lm = raw_lm + strength * (fit_lm.reshape(5, 2) - raw_lm)
-            box = raw_box + strength * (fit_box - raw_box)
+        raw = here.landmarks if here is not None else None
+        if len(offsets) == 1:
+            fit = carried[0]
+        else:
+            scale = float(face_scale(raw if raw is not None else carried[0]))
+            times = np.asarray(offsets, np.float64)
+            fit = local_linear(
+                times, np.stack([c.reshape(-1) for c in carried]), 0.0, max(reach, 1), _NOISE_FLOOR * scale, _FIT_DEGREE
+            ).reshape(5, 2)
+            if self.config.smooth_target == "similarity":
+                fit = _similarity_fit(times, carried, fit, max(reach, 1), scale)
+        if raw is not None:
+            self._count_raw(track, index, obs)
+            strength = float(np.clip(self.config.smooth_strength, 0.0, 1.0))
+            lm = raw + strength * (fit - raw)
+            score, interpolated = here.score, False
+        else:
+            lm, score, interpolated = fit, float(min(scores)), True
         return TrackedFace(
             track_id=track.id,
             landmarks5=lm.astype(np.float32),
-            box=box.astype(np.float32),
+            box=face_box(lm).astype(np.float32),
             score=float(score),
             interpolated=interpolated,
         )
 
-    def _count_raw_jitter(self, index: int, obs: list[Observation]) -> None:
-        """Second difference of the unsmoothed observations around ``index`` (the report's "before")."""
-        by_index = {o.index: o for o in obs}
-        if index - 1 in by_index and index + 1 in by_index:
-            d2 = by_index[index + 1].landmarks - 2 * by_index[index].landmarks + by_index[index - 1].landmarks
+    def _straight_bridge(self, track: Track, index: int, obs: dict) -> TrackedFace | None:
+        """A gap with no usable motion (a featureless or blurred face): a straight line between its ends."""
+        times = sorted(obs)
+        before = [t for t in times if t < index]
+        after = [t for t in times if t > index]
+        if not before or not after or after[0] - before[-1] - 1 > self.config.max_gap:
+            return None
+        j, k = obs[before[-1]], obs[after[0]]
+        w = (index - j.index) / (k.index - j.index)
+        lm = (1 - w) * j.landmarks + w * k.landmarks
+        box = face_box(lm).astype(np.float32)
+        return TrackedFace(track.id, lm.astype(np.float32), box, min(j.score, k.score), interpolated=True)
+
+    def _carried(self, track: Track, index: int, obs: dict, reach: int) -> tuple[list[int], list[np.ndarray], list]:
+        """Observations within ``reach`` frames of ``index``, carried into frame ``index`` by the measured motion
+        (outwards from ``index``, stopping at the first unreliable or missing link)."""
+        offsets, carried, scores = [], [], []
+        if index in obs:
+            offsets.append(0)
+            carried.append(obs[index].landmarks)
+            scores.append(obs[index].score)
+        affine, k = IDENTITY, index
+        while k > index - reach:
+            link = track.motions.get(k)  # frame k-1 -> k
+            if link is None or not link.reliable:
+                break
+            affine = compose(affine, link.affine)
+            k -= 1
+            if k in obs:
+                offsets.append(k - index)
+                carried.append(apply(affine, obs[k].landmarks))
+                scores.append(obs[k].score)
+        affine, k = IDENTITY, index
+        while k < index + reach:
+            link = track.motions.get(k + 1)  # frame k -> k+1
+            if link is None or not link.reliable:
+                break
+            affine = compose(affine, invert(link.affine))
+            k += 1
+            if k in obs:
+                offsets.append(k - index)
+                carried.append(apply(affine, obs[k].landmarks))
+                scores.append(obs[k].score)
+        return offsets, carried, scores
+
+    def _count_raw(self, track: Track, index: int, obs: dict) -> None:
+        """Unsmoothed metrics around ``index``: second differences, and disagreement with the measured motion."""
+        if index - 1 in obs and index + 1 in obs:
+            d2 = obs[index + 1].landmarks - 2 * obs[index].landmarks + obs[index - 1].landmarks
             self._jitter_raw[0] += float(np.sum(d2**2))
             self._jitter_raw[1] += 5
+        link = track.motions.get(index)
+        if index - 1 in obs and link is not None and link.reliable:
+            d = obs[index].landmarks - apply(link.affine, obs[index - 1].landmarks)
+            self._agreement_raw[0] += float(np.sum(d**2))
+            self._agreement_raw[1] += 5
 
-    def _record(self, face: TrackedFace, index: int, pts: float | None) -> None:
+    def _record(self, face: TrackedFace, index: int) -> None:
         history = self._last_emitted.setdefault(face.track_id, [])
-        history.append((index, face.landmarks5.astype(np.float64)))
+        track = next((t for t in self.tracker.tracks + self.tracker.finished if t.id == face.track_id), None)
+        lm = face.landmarks5.astype(np.float64)
+        if history and history[-1][0] == index - 1 and track is not None:
+            link = track.motions.get(index)
+            if link is not None and link.reliable:
+                d = lm - apply(link.affine, history[-1][1])
+                self._agreement_smooth[0] += float(np.sum(d**2))
+                self._agreement_smooth[1] += 5
+        history.append((index, lm))
         del history[:-3]
         if len(history) == 3 and history[2][0] - history[0][0] == 2:
             d2 = history[2][1] - 2 * history[1][1] + history[0][1]
             self._jitter_smooth[0] += float(np.sum(d2**2))
             self._jitter_smooth[1] += 5
-        self._rows.setdefault(face.track_id, []).append(
-            {
-                "index": int(index),
-                "pts": pts,
-                "landmarks": np.round(face.landmarks5.astype(np.float64), 3).tolist(),
-                "box": np.round(face.box.astype(np.float64), 2).tolist(),
-                "score": round(face.score, 4),
-                "interpolated": face.interpolated,
-            }
-        )
+        tally = self._tallies.setdefault(face.track_id, _TrackTally(first=index, last=index))
+        tally.last = index
+        tally.frames += 1
+        tally.score_sum += face.score
+        if face.score > tally.best_score:
+            tally.best_score = face.score
+            tally.sample_frame = index
+            tally.sample_box = tuple(float(v) for v in face.box)
 
     def _prune(self, released: int) -> None:
-        """Forget observations no later frame can need, and tracks that ended before them."""
-        keep_from = released + 1 - self.window - self.config.max_gap - 1
+        """Forget observations and motions no later frame can need, and tracks that ended before them."""
+        keep_from = released + 1 - self.reach - 1
         for track in self.tracker.tracks + self.tracker.finished:
             if len(track.observations) > 2:
                 drop = 0
                 while drop < len(track.observations) - 2 and track.observations[drop].index < keep_from:
                     drop += 1
                 del track.observations[:drop]
-        self.tracker.finished = [
-            t for t in self.tracker.finished if t.observations and t.observations[-1].index > released
+            for k in [k for k in track.motions if k < keep_from]:
+                del track.motions[k]
+        kept = []
+        for track in self.tracker.finished:
+            if track.observations and track.observations[-1].index > released:
+                kept.append(track)
+            else:
+                self._last_emitted.pop(track.id, None)
+                if not track.confirmed:
+                    self._rejected_tracks += 1
+        self.tracker.finished = kept
+
+    # -- summaries and report ---------------------------------------------------------------------
+
+    def track_summaries(self) -> list[TrackSummary]:
+        """One summary per track given out so far, by id (what preview and batch use)."""
+        return [
+            TrackSummary(
+                id=track_id,
+                first_frame=t.first,
+                last_frame=t.last,
+                frames=t.frames,
+                mean_score=t.score_sum / max(t.frames, 1),
+                sample_frame=t.sample_frame,
+                sample_box=t.sample_box,
+            )
+            for track_id, t in sorted(self._tallies.items())
         ]
 
-    # -- report -----------------------------------------------------------------------------------
+    def rejected_candidates(self) -> int:
+        """Detections never restored: a face's layout missing, or evidence that never agreed."""
+        pending = sum(1 for t in self.tracker.tracks + self.tracker.finished if not t.confirmed)
+        return self.tracker.rejected_candidates + self._rejected_tracks + pending
 
     def report(self) -> dict:
-        """Summary and per-track landmarks for the run's ``--report`` JSON."""
+        """Summary, per-track summaries and accuracy metrics for the run's ``--report`` JSON."""
         return {
-            "detector": getattr(self.detector, "name", type(self.detector).__name__),
-            "detector_calls": self.tracker.detector_calls,
+            "detector": self.detector.name,
+            "detector_calls": self.tracker.detector_calls,  # full detections (key frames)
+            "detector_region_calls": self.tracker.detector_region_calls,  # second looks at new candidates
             "frames": self._frames,
             "skipped_faces": self.tracker.skipped_faces + self._extra_skipped,
+            "rejected_candidates": self.rejected_candidates(),
             "keyframe_interval": self.config.keyframe_interval,
+            "min_face": self.config.min_face,
             "smoothing": {
                 "enabled": bool(self.config.smooth and self.window > 0),
                 "window": self.window,
                 "strength": self.config.smooth_strength,
+                "motion_compensated": True,
             },
-            "tracks": [
-                {"id": track_id, "first_frame": rows[0]["index"], "last_frame": rows[-1]["index"], "frames": rows}
-                for track_id, rows in sorted(self._rows.items())
-            ],
+            "tracks": [s.to_dict() for s in self.track_summaries()],
             "jitter_raw_px": _rms(self._jitter_raw),
             "jitter_smoothed_px": _rms(self._jitter_smooth),
+            # RMS distance (frame px) between a frame's landmarks and the previous frame's carried by the
+            # measured motion: an accuracy estimate without ground truth (raw: the detector's own)
+            "motion_agreement_raw_px": _rms(self._agreement_raw),
+            "motion_agreement_px": _rms(self._agreement_smooth),
             "scene_cuts": list(self.scene_cuts.cuts) if self.scene_cuts is not None else [],
+            "scene_cuts_overruled": self.tracker.vetoed_cuts,  # content cuts the faces' motion followed through
         }
+
+
+def _similarity_fit(times: np.ndarray, carried: list[np.ndarray], points: np.ndarray, reach: int, scale: float):
+    """Smooth the alignment instead of the points: the robust fit of each carried observation's similarity to
+    the template, applied to the point fit's shape (so ``face_to_crop`` of the result is the smoothed alignment,
+    and one point that moves alone, an opening mouth, moves the crop less)."""
+    template = template_points("gpen", 1)
+    params = []
+    for c in carried:
+        s = umeyama_similarity(c, template)
+        params.append([s[0, 0], s[1, 0], s[0, 2], s[1, 2]])
+    unit = 1.0 / max(scale, 1.0)  # template units per frame px: the noise floor in the parameters' scale
+    a, b, tx, ty = local_linear(times, np.asarray(params), 0.0, reach, _NOISE_FLOOR * unit, _FIT_DEGREE)
+    smoothed = np.array([[a, -b, tx], [b, a, ty]])
+    current = umeyama_similarity(points, template)
+    # points -> template by ``current``, template -> frame by the smoothed alignment's inverse
+    return apply(compose(invert(smoothed), current), points)
 
 
 def _rms(acc: list) -> float | None:

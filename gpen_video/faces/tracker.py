@@ -19,7 +19,8 @@ from scipy.optimize import linear_sum_assignment
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces.detectors import Detector
-from gpen_video.faces.types import Detections, face_box, face_scale, frontalness
+from gpen_video.faces.motion import IDENTITY, Motion, apply, compose, measure_motion
+from gpen_video.faces.types import Detections, face_box, face_scale, frontalness, plausible_face
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,13 @@ _DUPLICATE_IOU = 0.5
 _PREDICT_FROM = 6  # observations the motion prediction is fitted to
 _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
 _SCALE_GAIN = 0.3  # how far each key-frame detection moves a track's box size toward its own
+_CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
+_ROLL_FREE = np.radians(3.0)  # roll away from the detected one (radians) that the refinement leaves as it is
+_CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
+_FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
+_COARSE_MIN = 12  # smallest box (px) the detector can see
+_COARSE_FROM = 18  # smallest box (px) asked for on the downscaled copy when a fine pass covers the rest
+_TILE = 640  # tile side (px) for detectors that see a fixed-size input
 
 
 @dataclass
@@ -42,6 +50,7 @@ class Observation:
     landmarks: np.ndarray  # (5, 2) float64 frame pixels
     box: np.ndarray  # (4,) float64
     score: float
+    spread: float = 0.0  # disagreement of the refinement's looks (face scales); 0 where unknown
 
 
 @dataclass
@@ -55,6 +64,14 @@ class Track:
     count: int = 0  # observations ever made
     misses: int = 0  # consecutive frames without an observation
     active: bool = True
+    first: int = 0  # frame of the first observation
+    #: measured motion into each recent frame (frame index -> previous frame → that frame), pruned with observations
+    motions: dict[int, Motion] = field(default_factory=dict)
+    estimate: np.ndarray | None = None  # (5, 2) landmarks at the latest frame (observed, or carried by motion)
+    keyframe_hits: int = 0  # full detections matched to this track
+    best_score: float = 0.0  # best full-detection score
+    plausible: bool = True  # landmark layout of a face at the first detection
+    confirmed: bool = False  # set by the stage once the evidence agrees; never unset
 
     @property
     def last(self) -> Observation:
@@ -66,7 +83,29 @@ class Track:
         self.misses = 0
 
     def predict(self, index: int) -> np.ndarray:
-        """Landmarks expected at ``index``: a straight-line fit through the last few observations.
+        """Landmarks expected at ``index``: the last few observations carried here by the measured motion
+        and averaged (an average, not the last point, keeps the refinement box from chasing per-frame jitter,
+        which would feed back into the next measurement); a straight-line fit where the motion is unreliable.
+        """
+        carried = []
+        affine = IDENTITY
+        k = index
+        for obs in reversed(self.observations[-_PREDICT_FROM:]):
+            while k > obs.index:
+                link = self.motions.get(k)
+                if link is None or not link.reliable:
+                    break
+                affine = compose(affine, link.affine)
+                k -= 1
+            if k != obs.index:
+                break
+            carried.append(apply(affine, obs.landmarks))
+        if carried and (index in self.motions or self.last.index == index):
+            return np.mean(carried, axis=0)
+        return self._predict_linear(index)
+
+    def _predict_linear(self, index: int) -> np.ndarray:
+        """A straight-line fit through the last few observations.
 
         A fit (not the last two points) keeps the refinement box from chasing per-frame jitter, which
         would feed back into the next measurement and make the track swing.
@@ -93,18 +132,20 @@ class Framing:
     scale: float  # eye-to-mouth distance (px)
     offset: np.ndarray  # box centre minus landmark centroid, (across, down) in face scales
     side: float  # box side in face scales
+    roll: float = 0.0  # eye-line angle (radians) at the detection: refinement turns the face back to it
 
     @classmethod
     def from_detection(cls, landmarks: np.ndarray, anchor_box: np.ndarray | None) -> Framing:
         lm = np.asarray(landmarks, np.float64)
         scale = max(float(face_scale(lm)), 4.0)
+        roll = _roll(lm)
         if anchor_box is None:
-            return cls(scale, np.array([0.0, -BOX_LIFT]), BOX_SIDE)
+            return cls(scale, np.array([0.0, -BOX_LIFT]), BOX_SIDE, roll)
         right, down = _face_axes(lm)
         centre = 0.5 * (np.asarray(anchor_box[:2], np.float64) + np.asarray(anchor_box[2:], np.float64))
         delta = centre - lm.mean(axis=0)
         side = 0.5 * float(anchor_box[2] - anchor_box[0] + anchor_box[3] - anchor_box[1])
-        return cls(scale, np.array([delta @ right, delta @ down]) / scale, side / scale)
+        return cls(scale, np.array([delta @ right, delta @ down]) / scale, side / scale, roll)
 
     def update(self, other: Framing) -> Framing:
         """Follow the detector's face size (zooms); keep the box placement of the track's first detection.
@@ -112,7 +153,12 @@ class Framing:
         Placement is the detector's noisiest output, and ONet's landmarks shift a little with it: a
         placement that changes on every key frame would put a small step into the track each time.
         """
-        return Framing(self.scale + _SCALE_GAIN * (other.scale - self.scale), self.offset, self.side)
+        return Framing(self.scale + _SCALE_GAIN * (other.scale - self.scale), self.offset, self.side, self.roll)
+
+
+def _roll(landmarks: np.ndarray) -> float:
+    eyes = np.asarray(landmarks, np.float64)[1] - np.asarray(landmarks, np.float64)[0]
+    return float(np.arctan2(eyes[1], eyes[0]))
 
 
 def _face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,17 +226,41 @@ class Tracker:
         self.finished: list[Track] = []  # ended tracks the stage has not collected yet
         self.detector_calls = 0
         self.skipped_faces = 0
+        self.detector_region_calls = 0  # second looks at new candidates (the detector on a small region)
+        self.rejected_candidates = 0  # detections that did not look like a face (layout)
+        self.vetoed_cuts = 0  # content-detector cuts the faces' motion showed to be one shot
+        self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
         self._next_id = 0
         self._shot = 0
         self._last_keyframe: int | None = None
         self._redetect = False
+        self._fine_sweep = 0  # key frames since the shot's first: which band of the small-face pass is next
+        self._previous: tuple[int, np.ndarray] | None = None  # last frame seen (for the motion)
 
     # -- per frame --------------------------------------------------------------------------------
 
-    def update(self, index: int, image: np.ndarray, cut: bool = False) -> None:
+    def update(self, index: int, image: np.ndarray, cut: bool = False) -> bool:
+        """Track the faces into frame ``index``; returns whether it starts a new shot.
+
+        A reported ``cut`` is checked against the faces' measured motion first: where most tracked faces are
+        followed into this frame by the pixels (a fast pan trips the content detector), the shot goes on.
+        """
+        active = [t for t in self.tracks if t.active]
+        self._measure_motion(index, image, active)
+        if cut and active:
+            followed = sum(1 for t in active if index in t.motions and t.motions[index].reliable)
+            if followed >= max(1.0, _CUT_VETO * len(active)):
+                cut = False
+                self.vetoed_cuts += 1
         if cut:
+            for track in active:
+                track.motions.pop(index, None)
             self._end_all()
             self._shot += 1
+            self._previous = None
+            self._fine_sweep = 0
+        if not self.shot_starts or cut:
+            self.shot_starts.append(index)
         keyframe = (
             cut
             or self._redetect
@@ -207,15 +277,54 @@ class Tracker:
             obs = refined.get(track.id)
             if obs is not None:
                 track.add(obs)
+            young = not track.confirmed and index - track.first == _CONFIRM_AFTER
+            if young and not keyframe and track.last.index == index:
+                self._second_look(image, track)
         self._drop_duplicates(index)
         for track in [t for t in self.tracks if t.active]:
             if track.last.index == index:
+                track.estimate = track.last.landmarks
                 continue
+            link = track.motions.get(index)
+            if track.estimate is not None and link is not None and link.reliable:
+                track.estimate = apply(link.affine, track.estimate)
             track.misses += 1
             if track.misses == 2:
                 self._redetect = True  # lost: look again with the full detector on the next frame
             if track.misses > self.config.max_gap:
                 self._end(track)
+        self._previous = (index, image)
+        return cut
+
+    def _second_look(self, image: np.ndarray, track: Track) -> None:
+        """A new candidate's confirmation: the full detector on the region around it, a few frames after it
+        was found (a cheap independent look; a hand or a shirt fold rarely passes twice)."""
+        box = track.last.box
+        side = float(max(box[2] - box[0], box[3] - box[1]))
+        height, width = image.shape[:2]
+        x0, y0 = int(max(box[0] - side, 0)), int(max(box[1] - side, 0))
+        x1, y1 = int(min(box[2] + side, width)), int(min(box[3] + side, height))
+        if x1 - x0 < 12 or y1 - y0 < 12:
+            return
+        self.detector_region_calls += 1
+        found = self.detector.detect(image[y0:y1, x0:x1], min_size=max(12, int(0.5 * side)))
+        if len(found) == 0:
+            return
+        boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+        iou = box_iou(box, boxes)[0]
+        best = int(np.argmax(iou))
+        if iou[best] > 0.3 and found.scores[best] >= self.config.score_threshold:
+            track.keyframe_hits += 1
+            track.best_score = max(track.best_score, float(found.scores[best]))
+
+    def _measure_motion(self, index: int, image: np.ndarray, tracks: list[Track]) -> None:
+        """Each track's motion from the previous frame into this one (none on a shot's first frame)."""
+        if self._previous is None or self._previous[0] != index - 1:
+            return
+        previous = self._previous[1]
+        for track in tracks:
+            estimate = track.estimate if track.estimate is not None else track.last.landmarks
+            track.motions[index] = measure_motion(previous, image, face_box(estimate))
 
     def _refine_tracks(self, index: int, image: np.ndarray, tracks: list[Track]) -> dict[int, Observation]:
         if not tracks:
@@ -232,7 +341,14 @@ class Tracker:
     def _refine(self, image: np.ndarray, landmarks: np.ndarray, framings: list[Framing | None]) -> Detections:
         """Landmarks measured in canonical boxes around ``landmarks`` (N, 5, 2); score 0 where none."""
         boxes = np.stack([canonical_box(lm, f) for lm, f in zip(landmarks, framings, strict=True)])
-        result = self.detector.refine(image, boxes)
+        # the face turned back to the roll it had when detected: ONet's answer (and its bias) stays the same
+        # while the face rolls, and a face that never rolls is looked at as the detector looked at it
+        angles = np.array(
+            [_roll(lm) - (f.roll if f is not None else _roll(lm)) for lm, f in zip(landmarks, framings, strict=True)]
+        )
+        # soft threshold (continuous): a face within a few degrees of its reference roll is looked at as it is
+        angles = np.sign(angles) * np.maximum(np.abs(angles) - _ROLL_FREE, 0.0)
+        result = self.detector.refine(image, boxes, angles)
         if result is None:
             result = self._refine_by_detection(image, boxes)
         return result
@@ -272,7 +388,8 @@ class Tracker:
         moved = float(np.linalg.norm(lm.mean(0) - expected.mean(0))) / scale_expected
         if not (0.6 < ratio < 1.6) or moved > 0.6:
             return None
-        return Observation(index, lm, face_box(lm), float(found.scores[k]))
+        spread = 0.0 if found.spread is None else float(found.spread[k])
+        return Observation(index, lm, face_box(lm), float(found.scores[k]), spread)
 
     # -- key frames -------------------------------------------------------------------------------
 
@@ -293,6 +410,8 @@ class Tracker:
         # re-anchor tracks the refinement lost but the detector found
         for t_idx, d_idx in pairs:
             track = active[t_idx]
+            track.keyframe_hits += 1
+            track.best_score = max(track.best_score, float(detections.scores[d_idx]))
             detected = _framing_of(detections, d_idx)
             track.framing = detected if track.framing is None else track.framing.update(detected)
             if track.id not in refined:
@@ -305,8 +424,12 @@ class Tracker:
             if d_idx in matched_dets:
                 continue
             lm = detections.landmarks[d_idx]
-            if face_scale(lm) < self.config.min_face or frontalness(lm) < self.config.min_frontal:
+            side = float(detections.boxes[d_idx, 2] - detections.boxes[d_idx, 0])
+            if side < self.config.min_face or frontalness(lm) < self.config.min_frontal:
                 self.skipped_faces += 1
+                continue
+            if not plausible_face(lm):
+                self.rejected_candidates += 1
                 continue
             if taken and box_iou(detections.boxes[d_idx], np.stack(taken)).max() > _DUPLICATE_IOU:
                 continue
@@ -314,27 +437,72 @@ class Tracker:
             obs = self._anchor(index, image, detections, d_idx, framing)
             if obs is None:
                 continue
-            track = Track(id=self._next_id, shot=self._shot, framing=framing)
+            framing.roll = _roll(obs.landmarks)  # the refinement's own roll: what later looks are turned back to
+            track = Track(id=self._next_id, shot=self._shot, framing=framing, first=index)
+            track.keyframe_hits = 1
+            track.best_score = float(detections.scores[d_idx])
+            track.estimate = obs.landmarks
             self._next_id += 1
             track.add(obs)
             self.tracks.append(track)
             taken.append(obs.box)
 
     def _detect(self, image: np.ndarray) -> Detections:
-        """Full detection on a copy whose long side is about ``detect_size``; frame coordinates out."""
+        """Full detection wherever a face of ``min_face`` source px could be; frame coordinates out.
+
+        A coarse pass sees a copy whose long side is about ``detect_size`` (the big faces); where that copy
+        would shrink a ``min_face`` face below what the detector can see, a fine pass looks for the small
+        faces only, at source resolution (or the least upscale the detector needs): MTCNN by its own image
+        pyramid cut to the small levels, other detectors on overlapping tiles.
+        """
         self.detector_calls += 1
         height, width = image.shape[:2]
         target = self.config.detect_size
         factor = 1.0 if target <= 0 or max(height, width) <= target else target / max(height, width)
-        # MTCNN boxes are ~2.3 eye-mouth distances wide; ask for a little less than the smallest face kept
-        min_size = max(12, int(1.8 * self.config.min_face * factor))
+        smallest = max(float(self.config.min_face), 4.0) * 0.8  # a little below the smallest face kept
+        coarse_min = max(_COARSE_MIN, int(smallest * factor))
+        if factor < 1.0 and coarse_min < _COARSE_FROM:
+            coarse_min = _COARSE_FROM  # the copy's costly fine levels: the source-resolution pass does them
         if factor < 1.0:
             small = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
-            found = self.detector.detect(small, min_size=min_size).scaled(1.0 / factor)
+            found = self.detector.detect(small, min_size=coarse_min).scaled(1.0 / factor)
         else:
-            found = self.detector.detect(image, min_size=min_size)
+            found = self.detector.detect(image, min_size=coarse_min)
+        covered_from = coarse_min / factor  # source px: the coarse pass finds faces at least this big
+        if factor < 1.0 and smallest < covered_from:
+            # PNet pixels of the fine pass (levels from ``smallest`` up) against the coarse pass's
+            cost = (coarse_min / (factor * max(smallest, _COARSE_MIN))) ** 2
+            fine = self._detect_small(image, smallest, covered_from * 0.99, cost)
+            found = _merge(found, fine)
         keep = found.scores >= self.config.score_threshold
         return found.select(keep)
+
+    def _detect_small(self, image: np.ndarray, smallest: float, largest: float, cost_ratio: float) -> Detections:
+        """Faces between ``smallest`` and ``largest`` source px, at source resolution.
+
+        On a shot's first key frame the whole frame is searched; after that, one horizontal band per key
+        frame (bands overlap by twice the largest face), so the pass costs at most about ``_FINE_BUDGET``
+        times the coarse one and sweeps the frame every few key frames.
+        """
+        smallest = max(smallest, float(_COARSE_MIN))  # below the detector's own minimum: not worth restoring
+        height = image.shape[0]
+        bands = max(1, int(np.ceil(cost_ratio / _FINE_BUDGET)))
+        if self._fine_sweep == 0:
+            bands = 1
+        band = self._fine_sweep % bands
+        self._fine_sweep += 1
+        overlap = int(np.ceil(2 * largest))
+        y0 = max(0, int(band * height / bands) - overlap)
+        y1 = min(height, int((band + 1) * height / bands) + overlap)
+        part = image[y0:y1]
+        min_size, max_size = int(smallest), int(np.ceil(largest))
+        if self.detector.whole_frame_pyramid:
+            found = self.detector.detect(part, min_size=min_size, max_size=max_size)
+        else:
+            found = _tiled(self.detector, part, min_size, max_size)
+        shift = np.array([0.0, y0, 0.0, y0], np.float32)
+        anchors = None if found.anchor_boxes is None else found.anchor_boxes + shift
+        return Detections(found.boxes + shift, found.scores, found.landmarks + shift[:2], anchors)
 
     def _anchor(
         self, index: int, image: np.ndarray, detections: Detections, d_idx: int, framing: Framing
@@ -379,3 +547,49 @@ class Tracker:
 def _framing_of(detections: Detections, d_idx: int) -> Framing:
     anchor = None if detections.anchor_boxes is None else detections.anchor_boxes[d_idx]
     return Framing.from_detection(detections.landmarks[d_idx], anchor)
+
+
+def _merge(a: Detections, b: Detections) -> Detections:
+    """Both passes' detections, overlapping ones (the same face seen twice) kept once, the better score."""
+    if len(b) == 0:
+        return a
+    if len(a) == 0:
+        return b
+    anchors = None
+    if a.anchor_boxes is not None and b.anchor_boxes is not None:
+        anchors = np.concatenate([a.anchor_boxes, b.anchor_boxes])
+    both = Detections(
+        np.concatenate([a.boxes, b.boxes]),
+        np.concatenate([a.scores, b.scores]),
+        np.concatenate([a.landmarks, b.landmarks]),
+        anchors,
+    )
+    order = np.argsort(-both.scores, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if kept and box_iou(both.boxes[i], both.boxes[kept]).max() > 0.4:
+            continue
+        kept.append(int(i))
+    return both.select(np.asarray(sorted(kept), np.int64))
+
+
+def _tiled(detector: Detector, image: np.ndarray, min_size: int, max_size: int) -> Detections:
+    """``detector`` on overlapping tiles of ``image`` (overlap: twice the largest face wanted)."""
+    height, width = image.shape[:2]
+    overlap = 2 * max_size
+    step = max(_TILE - overlap, _TILE // 2)
+    found = Detections.empty()
+    for y0 in range(0, max(height - overlap, 1), step):
+        for x0 in range(0, max(width - overlap, 1), step):
+            tile = image[y0 : y0 + _TILE, x0 : x0 + _TILE]
+            part = detector.detect(tile, min_size=min_size, max_size=max_size)
+            if len(part):
+                shift = np.array([x0, y0], np.float32)
+                part = Detections(
+                    part.boxes + np.tile(shift, 2),
+                    part.scores,
+                    part.landmarks + shift,
+                    None if part.anchor_boxes is None else part.anchor_boxes + np.tile(shift, 2),
+                )
+                found = _merge(found, part)
+    return found

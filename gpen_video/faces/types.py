@@ -20,6 +20,9 @@ class Detections:
     #: (N, 4) square boxes the landmark stage looked at (MTCNN's ONet input), where the detector has one;
     #: the tracker reuses their framing so refined landmarks match the detector's
     anchor_boxes: np.ndarray | None = None
+    #: (N,) where the detector refines by several looks (MTCNN's shifted and mirrored crops): how much the
+    #: looks disagree, RMS landmark distance from their mean in face scales (a face's answer is consistent)
+    spread: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> Detections:
@@ -30,7 +33,8 @@ class Detections:
 
     def select(self, keep: np.ndarray) -> Detections:
         anchors = None if self.anchor_boxes is None else self.anchor_boxes[keep]
-        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], anchors)
+        spread = None if self.spread is None else self.spread[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], anchors, spread)
 
     def scaled(self, factor: float) -> Detections:
         """Coordinates multiplied by ``factor`` (detections on a resized copy back to the frame)."""
@@ -61,6 +65,30 @@ class FrameFaces:
     index: int
     faces: list[TrackedFace] = field(default_factory=list)
     pts_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What a run's report, preview and batch need to know about one face track (no per-frame data)."""
+
+    id: int
+    first_frame: int
+    last_frame: int
+    frames: int  # frames the face was given out in
+    mean_score: float
+    sample_frame: int  # the frame the face was best seen in (highest score), e.g. for a contact sheet
+    sample_box: tuple[float, float, float, float]  # its box there, upright frame pixels
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "frames": self.frames,
+            "mean_score": round(self.mean_score, 4),
+            "sample_frame": self.sample_frame,
+            "sample_box": [round(v, 2) for v in self.sample_box],
+        }
 
 
 def face_scale(landmarks: np.ndarray) -> np.ndarray:
@@ -103,3 +131,37 @@ def face_box(landmarks: np.ndarray) -> np.ndarray:
     centre = lm.mean(axis=0) - 0.15 * scale * down
     half = np.array([1.1 * scale, 1.4 * scale])
     return np.concatenate([centre - half, centre + half])
+
+
+def face_layout(landmarks: np.ndarray) -> np.ndarray:
+    """The five points in the face's own axes: origin between the eyes, unit the eye distance, x along
+    the eye line (left eye to right eye on screen), y down the face. (5, 2) in, (5, 2) out."""
+    lm = np.asarray(landmarks, np.float64)
+    eyes = 0.5 * (lm[0] + lm[1])
+    across = lm[1] - lm[0]
+    distance = max(float(np.linalg.norm(across)), 1e-6)
+    right = across / distance
+    down = np.array([-right[1], right[0]])
+    rel = lm - eyes
+    return np.stack([rel @ right, rel @ down], axis=1) / distance
+
+
+def plausible_face(landmarks: np.ndarray) -> bool:
+    """Whether five points are laid out as a face's: eye line above the nose, nose above the mouth, mouth
+    corners on their own sides, proportions of a real face (frontal to half-profile, any roll).
+
+    Hands, shirts and textures that a detector scores as faces mostly fail this: their "landmarks" are
+    collapsed, inverted or stretched.
+    """
+    p = face_layout(landmarks)
+    nose, left_mouth, right_mouth = p[2], p[3], p[4]
+    mouth_y = 0.5 * (left_mouth[1] + right_mouth[1])
+    mouth_width = right_mouth[0] - left_mouth[0]
+    return bool(
+        0.2 < nose[1] < 1.3
+        and abs(nose[0]) < 0.75
+        and mouth_y > nose[1] + 0.03
+        and 0.6 < mouth_y < 2.0
+        and 0.3 < mouth_width < 1.5
+        and abs(left_mouth[1] - right_mouth[1]) < 0.5
+    )

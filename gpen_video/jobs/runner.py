@@ -417,6 +417,7 @@ def _segment_config(config: Config) -> Config:
     segment = copy.deepcopy(config)
     segment.output.overwrite = True
     segment.start = segment.duration = None
+    segment.faces.tracks = None  # per-segment rows would overwrite each other; batch writes no tracks file
     return segment
 
 
