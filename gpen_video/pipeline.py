@@ -53,8 +53,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
     info = job.info or probe(job.input)
-    # --start counts from the stream's start (the reader adds it)
-    if config.start is not None and config.start >= info.video.duration:
+    if config.start is not None and config.start >= info.video.duration:  # --start counts from the stream's start
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
     binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
     caps = output_caps(job.output)  # what the output container holds, asked of FFmpeg
