@@ -19,6 +19,7 @@ from gpen_video import __version__
 from gpen_video.config import Config
 from gpen_video.faces.types import TrackSummary
 from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.output import atomic_write_text
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
@@ -172,6 +173,4 @@ class RunReport:
         return data
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))

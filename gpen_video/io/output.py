@@ -214,7 +214,8 @@ def _renameat2_noreplace(src: Path, dst: Path) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling, fsync, rename; ``replace=False``: never clobber."""
+    """Write ``data`` to ``path`` via a temporary sibling, fsync, rename, fsync of the folder (so a crash leaves
+    the old file or the new one, never a torn one); ``replace=False``: never clobber a file already there."""
     temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         with open(temp, "wb") as handle:
@@ -222,6 +223,7 @@ def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         _rename_into_place(temp, path, replace=replace)
+        fsync_dir(path.parent)
     except OSError as exc:
         _remove(temp)
         if exc.errno == errno.ENOSPC:
@@ -233,6 +235,20 @@ def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> None:
 
 def atomic_write_text(path: Path, text: str, replace: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), replace=replace)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:

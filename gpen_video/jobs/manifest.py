@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,16 +22,15 @@ from typing import Any
 from gpen_video import __version__
 from gpen_video.config import Config
 from gpen_video.errors import OutputError
+from gpen_video.io.output import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 HASH_BYTES = 1 << 20  # head and tail read for the identity hash
 MANIFEST_VERSION = 1
 
+
 # settings that do not change a single output byte
-_NEUTRAL_SETTINGS = ("output.overwrite", "reader.threads")
-
-
 @dataclass(frozen=True)
 class InputIdentity:
     """Cheap fingerprint of an input: a changed file gets a new one without reading it all."""
@@ -56,13 +54,7 @@ class InputIdentity:
 
 def settings_hash(config: Config, plan: dict[str, Any]) -> str:
     """Hash of everything that shapes the output: the config (less neutral fields), the plan, the version."""
-    data = config.to_dict()
-    for dotted in _NEUTRAL_SETTINGS:
-        *parents, leaf = dotted.split(".")
-        node = data
-        for parent in parents:
-            node = node[parent]
-        node.pop(leaf, None)
+    data = config.hashed_dict()  # less the options declared Neutral in config.py
     text = json.dumps({"config": data, "plan": plan, "version": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -179,29 +171,4 @@ class JobStore:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a crash leaves either the old file or the new one, never a torn one."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
