@@ -56,7 +56,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     if config.start is not None and config.start >= info.video.duration:  # --start counts from the stream's start
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
     binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
-    caps = output_caps(job.output)  # what the output container holds, asked of FFmpeg
+    caps = output_caps(job.encode_for or job.output)  # what the output container holds, asked of FFmpeg
     settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS, caps)
     preflight(job.output, info, settings, caps, binary)  # encoder options, container, free space: before any work
     restorer = job.restorer or load_restorer(config.restore)

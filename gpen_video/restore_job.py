@@ -45,6 +45,7 @@ class RestoreJob:
     progress: ProgressCallback | None = None
     info: MediaInfo | None = None
     segment: SegmentWindow | None = None
+    encode_for: Path | None = None  # a segment: the final output, whose container the encode must suit
 
 
 def planned_frames(info: MediaInfo, config: Config) -> int:

@@ -14,34 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gpen_video.config import DETECTOR_NAMES
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.faces.types import Detections
 
 log = logging.getLogger(__name__)
-
-DETECTOR_NAMES = ("auto", "mtcnn", "scrfd", "retinaface")
-
-
-def onnx_session_options(threads: int):
-    """ONNX Runtime options every detector uses: quiet, and no busy-waiting between runs (the detector
-    shares the cores with the decoder and the encoder).
-
-    ``threads`` 0 means a quarter of the cores (at least one): the faces stage runs beside decode,
-    compose and encode threads, and an operator split over more threads than get a core waits for its
-    slowest one (on 2 cores, ORT's default of 2 made the faces stage 2.9x slower beside the other stages;
-    with 1 the whole pipeline ran 4 % faster).
-    """
-    import os
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # the cores this process may use (a container's or taskset's limit), not the machine's
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    options.intra_op_num_threads = threads if threads > 0 else max(1, cores // 4)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return options
 
 
 class Detector(ABC):

@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector, onnx_session_options
+from gpen_video.faces.detectors import Detector
 from gpen_video.faces.mtcnn import nms
 from gpen_video.faces.types import Detections
+from gpen_video.models.ort_session import ort_session
 
 #: number of outputs -> (feature strides, anchors per location); only layouts with keypoints are usable
 LAYOUTS = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}
@@ -93,11 +94,7 @@ class InsightFaceDetector(Detector):
         path = Path(path).expanduser()
         if not path.is_file():
             raise ModelError(f"detector model not found: {path}")
-        options = onnx_session_options(threads)
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
-        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-            raise ModelError(f"{path}: not a usable ONNX face detector ({str(exc).splitlines()[0]})") from exc
+        self._session = ort_session(path, ort.get_available_providers(), threads=threads, what="ONNX face detector")
         outputs = self._session.get_outputs()
         if len(outputs) not in LAYOUTS:
             raise ModelError(

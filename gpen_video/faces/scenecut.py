@@ -15,6 +15,8 @@ from scenedetect.common import FrameTimecode
 from scenedetect.detector import FlashFilter
 from scenedetect.detectors import ContentDetector
 
+from gpen_video.io.colour import to_8bit
+
 _ANALYSIS_WIDTH = 256
 
 
@@ -45,7 +47,7 @@ class SceneCutDetector:
 def _analysis_copy(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     if image.dtype != np.uint8:
-        image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else np.clip(image, 0, 255).astype(np.uint8)
+        image = to_8bit(image) if image.dtype == np.uint16 else np.clip(image, 0, 255).astype(np.uint8)
     if width <= _ANALYSIS_WIDTH:
         return np.ascontiguousarray(image)
     step = width // _ANALYSIS_WIDTH

@@ -37,6 +37,7 @@ from gpen_video.faces.smoothing import local_linear
 from gpen_video.faces.tracker import _CONFIRM_AFTER, Track, Tracker
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FrameFaces, TrackedFace, TrackSummary, face_box, face_scale
+from gpen_video.io.colour import to_8bit
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class FaceStage:
 
     def push(self, index: int, image: np.ndarray, pts_seconds: float | None = None) -> list[FrameFaces]:
         if image.dtype != np.uint8:
-            image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
+            image = to_8bit(image) if image.dtype == np.uint16 else image.astype(np.uint8)
         cut = False
         if self.scene_cuts is not None:
             cut = self.scene_cuts.is_cut(index, image) and self._frames > 0
@@ -209,7 +210,7 @@ class FaceStage:
                 fit = _similarity_fit(times, carried, fit, max(reach, 1), scale)
         if raw is not None:
             self._count_raw(track, index, obs)
-            strength = float(np.clip(self.config.smooth_strength, 0.0, 1.0))
+            strength = float(self.config.smooth_strength)  # 0..1, declared in config.py
             lm = raw + strength * (fit - raw)
             score, interpolated = here.score, False
         else:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import av
 
-from gpen_video.errors import ConfigError, OutputError, VerificationError
+from gpen_video.errors import OutputError, VerificationError
 from gpen_video.io import writer as _writer
 from gpen_video.io.output import atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
@@ -38,20 +38,6 @@ class AssembleResult:
     frames: int
     pts: list[int]  # video pts written, in the source time base, in presentation order
     streams: list[StreamPlan] = field(default_factory=list)
-
-
-_FAMILY_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".3gp": "mp4", ".webm": "webm"}
-
-
-def check_container(output: Path, codec: str) -> None:
-    """Refuse before any work a video codec the output's container cannot hold (the writer's own rule)."""
-    family = _FAMILY_BY_SUFFIX.get(output.suffix.lower())
-    allowed = _writer.VIDEO_IN_CONTAINER.get(family) if family else None
-    if allowed is not None and codec not in allowed:
-        raise ConfigError(
-            f"{codec} video cannot go in a .{output.suffix.lstrip('.')} file; "
-            "name the output .mov/.mkv (manifest 'output' column) or choose another --video-codec"
-        )
 
 
 def assemble(

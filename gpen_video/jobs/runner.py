@@ -28,9 +28,12 @@ import av
 from gpen_video.config import Config, load_config
 from gpen_video.errors import GpenVideoError, InputError, OutputError
 from gpen_video.io.encoding import choose_encoding
+from gpen_video.io.formats import output_caps
 from gpen_video.io.output import verify_video
+from gpen_video.io.plan import check_encoder_opens
 from gpen_video.io.probe import MediaInfo, probe
-from gpen_video.jobs.assemble import assemble, check_container
+from gpen_video.io.writer import check_video_codec
+from gpen_video.jobs.assemble import assemble
 from gpen_video.jobs.inputs import BatchItem
 from gpen_video.jobs.manifest import FileRecord, InputIdentity, JobStore, SegmentRecord, settings_hash
 from gpen_video.jobs.planner import PacketIndex, PlanSettings, Segment, index_packets, plan_segments
@@ -253,7 +256,9 @@ class BatchJob:
         source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
         for seg in todo:
             path = work_dir / _segment_name(seg.index, suffix)
-            task = SegmentTask(item.key, seg.index, source, path, segment_config, seg.window, seg.frames, info)
+            task = SegmentTask(
+                item.key, seg.index, source, path, segment_config, seg.window, seg.frames, info, item.output
+            )
             run.tasks.append(task)
         run.pending = {s.index for s in todo}
         if reused:
@@ -283,8 +288,10 @@ class BatchJob:
             raise OutputError(f"{item.output.parent}: cannot create the output folder ({exc})") from exc
         if config.output.encoder_backend != "pyav":
             return int(info.size_bytes * 1.5), None
-        settings = choose_encoding(info.video, config.output)
-        check_container(item.output, settings.codec)
+        caps = output_caps(item.output)  # the segments are encoded for this container (SegmentTask.encode_for)
+        settings = choose_encoding(info.video, config.output, caps=caps)
+        check_video_codec(caps, settings.codec, item.output.suffix)
+        check_encoder_opens(info, settings)
         return estimate_output_bytes(info, settings.codec), settings.codec
 
     def _check_space(self, item: BatchItem, work_dir: Path, segment_bytes: int, output_bytes: int) -> None:

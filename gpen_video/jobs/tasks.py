@@ -33,6 +33,7 @@ class SegmentTask:
     window: SegmentWindow
     frames: int  # frames the segment emits (for progress; an estimate where the container has no index)
     info: MediaInfo | None = None  # the input's media info, probed once per job: a segment never probes again
+    encode_for: Path | None = None  # the file's final output: segments are encoded for its container
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def execute_segment(
                 restorer=restorer,
                 progress=progress,
                 info=task.info,
+                encode_for=task.encode_for,
                 segment=task.window,
             )
         )
