@@ -220,7 +220,7 @@ class FacesConfig:
 class AlignConfig:
     """Warping faces to the model's template and back."""
 
-    template: Literal["gpen", "ffhq"] = "gpen"
+    template: Literal["auto", "gpen", "ffhq", "arcface_128"] = "auto"  # auto: the one the model was made with
 
 
 @dataclass

@@ -57,3 +57,18 @@ def test_warp_torch_float_and_empty(photo):
     crop = warp_torch(image, shift[None], 64)[0].numpy()
     expected = 0.75 * photo[20, 10] / 2 + 0.25 * photo[20, 11] / 2 + 0.75 * photo[21, 10] / 2 + 0.25 * photo[21, 11] / 2
     np.testing.assert_allclose(crop[0, 0], expected, atol=1e-3)
+
+
+def test_auto_template_is_the_models_own():
+    """``align.template: auto`` aligns crops the way the model was made: the official template for GPEN's own
+    checkpoints, FaceFusion's ffhq_512 / arcface_128_v2 for its exports, the official one for unknown files."""
+    from gpen_video.align.templates import TEMPLATES, resolve_template
+
+    assert resolve_template("auto", "gpen-bfr-2048") == "gpen"
+    assert resolve_template("auto", "gpen-bfr-2048-onnx") == "ffhq"
+    assert resolve_template("auto", "gpen_bfr_256.onnx") == "arcface_128"
+    assert resolve_template("auto", "/somewhere/my_finetune.pth") == "gpen"
+    assert resolve_template("ffhq", "gpen-bfr-2048") == "ffhq", "an explicit choice is kept"
+    # FaceFusion's arcface_128_v2, as published (fractions of the 128 px crop)
+    assert np.allclose(TEMPLATES["arcface_128"][0], [0.36167656, 0.40387734], atol=1e-7)
+    assert np.allclose(TEMPLATES["arcface_128"][4], [0.61507734, 0.72034453], atol=1e-7)

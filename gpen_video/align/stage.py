@@ -8,6 +8,7 @@ from typing import Any
 
 from gpen_video.align.paths import FramePath
 from gpen_video.align.records import Aligned, Decoded
+from gpen_video.align.templates import resolve_template
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FrameFaces, TrackSummary
@@ -29,7 +30,7 @@ class AlignStage:
         from gpen_video.faces import FaceStage
 
         self.path = path
-        self.template = config.align.template
+        self.template = resolve_template(config.align.template, config.restore.model)
         self.crop_size = crop_size
         self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
         self.stage = FaceStage(config.faces, tracks=tracks)  # tracks: the --tracks file, rows streamed out

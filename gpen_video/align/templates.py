@@ -4,6 +4,11 @@
 square (+8 px in x), padded by an inner factor of 0.25 (+28 px, crop 168) and scaled to the crop size.
 ``ffhq``: FaceFusion's ``ffhq_512`` template, which its GPEN-BFR-2048 ONNX runs use; it frames the
 face about 17 % larger than the official template.
+``arcface_128``: FaceFusion's ``arcface_128_v2``, which its ``gpen_bfr_256.onnx`` export uses: the same
+ArcFace points made square on a 112 canvas (+8 px in x) and moved onto a 128 canvas (+8 px more in x).
+
+``auto`` (the default of ``align.template``) takes the template the registry records for the model
+(``template_for``), and the official ``gpen`` one for a model it does not know.
 """
 
 from __future__ import annotations
@@ -34,7 +39,17 @@ TEMPLATES: dict[str, np.ndarray] = {
             [0.61150205, 0.72490465],
         ]
     ),
+    "arcface_128": (_ARCFACE_96x112 + np.array([8.0 + 8.0, 0.0])) / 128.0,
 }
+
+
+def resolve_template(name: str, model: str) -> str:
+    """``align.template`` made concrete: ``auto`` is the registry's template for ``model`` (else ``gpen``)."""
+    if name != "auto":
+        return name
+    from gpen_video.models.registry import template_for
+
+    return template_for(model) or "gpen"
 
 
 def template_points(name: str, size: int) -> np.ndarray:
