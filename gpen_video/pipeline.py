@@ -109,7 +109,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         summary["faces_restored"] = batcher.faces_restored
         summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times, faces.track_summaries())
-        if segment is None and config.start is None and config.duration is None:  # a short decode
+        if segment is None and config.start is None and config.duration is None and not reader.stats.truncated:
             report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,
