@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import numbers
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -102,7 +103,7 @@ class MediaInfo:
 
     def to_dict(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
-            if isinstance(value, Fraction):
+            if isinstance(value, numbers.Rational) and not isinstance(value, int):  # Fraction, av 19 AVRational
                 return f"{value.numerator}/{value.denominator}"
             if isinstance(value, Path):
                 return str(value)
@@ -191,7 +192,7 @@ def _timing_from_index(
     path: Path,
 ) -> _Timing | None:
     """The container's index (MOV/MP4/AVI), or its cues / duration for an estimate; None: a scan is needed."""
-    tb = vstream.time_base or Fraction(1, 1)
+    tb = Fraction(vstream.time_base) if vstream.time_base else Fraction(1, 1)  # av 19: AVRational
     if container.format.name.split(",")[0] not in CUE_FORMATS:
         entries = sample_index(vstream, path.stat().st_size)
         if entries is not None:
@@ -327,7 +328,7 @@ def _timing_from_scan(container: av.container.InputContainer, vstream: av.VideoS
             log.warning("%s: demuxing stopped early (%s)", path, ffmpeg_reason(exc))
     video_pts.sort()
     deltas = {b - a for a, b in itertools.pairwise(video_pts)}
-    tb = vstream.time_base or Fraction(1, 1)
+    tb = Fraction(vstream.time_base) if vstream.time_base else Fraction(1, 1)  # av 19: AVRational
     last_duration = min(deltas) if deltas else (next(iter(durations)) if durations else 0)
     duration = float((video_pts[-1] - video_pts[0] + last_duration) * tb) if video_pts else 0.0
     start = float(video_pts[0] * tb) if video_pts else 0.0
@@ -364,7 +365,7 @@ def _first_frame(
 def _describe(
     container: av.container.InputContainer, vstream: av.VideoStream, first: av.VideoFrame, path: Path, timing: _Timing
 ) -> MediaInfo:
-    tb = vstream.time_base or Fraction(1, 1)
+    tb = Fraction(vstream.time_base) if vstream.time_base else Fraction(1, 1)  # av 19: AVRational
     frame_rate = nominal_rate(vstream)
     colour = colour_of_frame(first)
     cc = vstream.codec_context
@@ -436,7 +437,7 @@ def _stream_info(stream: av.stream.Stream, packets: int) -> StreamInfo:
         index=stream.index,
         type=stream.type,
         codec=cc.name if cc is not None else None,
-        time_base=stream.time_base,
+        time_base=Fraction(stream.time_base) if stream.time_base else None,
         language=stream.metadata.get("language") or getattr(stream, "language", None),
         title=stream.metadata.get("title"),
         packets=packets,
