@@ -195,9 +195,13 @@ def offset_timecode(timecode: str, rate: Fraction | None, seconds: Fraction) -> 
 
 
 def _side_data(frame: av.VideoFrame) -> list[Any]:
+    """The frame's side data entries (PyAV 18 iterates over the entries, PyAV 19 over their types)."""
+    from av.sidedata.sidedata import SideData
+
     try:
-        return list(frame.side_data.keys()) if frame.side_data else []
-    except (AttributeError, TypeError, ValueError):
+        container = frame.side_data
+        return [entry if isinstance(entry, SideData) else container[entry] for entry in container]
+    except (AttributeError, TypeError, ValueError, KeyError):
         return []
 
 
