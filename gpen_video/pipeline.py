@@ -11,7 +11,6 @@ exact. Side-stream packets reach the writer on their own channel (``side_packets
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -21,6 +20,7 @@ from gpen_video.align.compose_stage import ComposeStage
 from gpen_video.align.paths import choose_path
 from gpen_video.align.records import Decoded
 from gpen_video.align.stage import AlignStage
+from gpen_video.archival import refuse_unbuilt
 from gpen_video.config import Config
 from gpen_video.errors import InputError
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
@@ -36,10 +36,9 @@ from gpen_video.report import RunReport, StageTimes
 from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore_job import ProgressCallback, RestoreJob, SegmentWindow, planned_frames
+from gpen_video.sequence_restore import looks_like_sequence, run_sequence_restore
 from gpen_video.side_packets import SidePackets
 from gpen_video.stage_threads import Flow
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ProgressCallback", "RestoreJob", "SegmentWindow", "planned_frames", "run_restore"]
 
@@ -50,6 +49,9 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     ``threaded=False`` runs the same stages one after another in this thread (a baseline for benches).
     """
     config = job.config
+    refuse_unbuilt(config)
+    if looks_like_sequence(job.input):  # film scans, stills: one file a frame (sequence_restore.py)
+        return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
     info = job.info or probe(job.input)
