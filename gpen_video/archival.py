@@ -1,23 +1,68 @@
-"""Issue 15's options that this build does not carry out yet, refused in one line each before any work.
+"""Issue 15's parts of a run chosen from the configuration: the background upscaler (and the frame path it
+needs), and the options this build does not carry out yet, refused in one line each before any work.
 
-A declared option must never be read by nothing: until its stage is wired, asking for it is a
-``ConfigError`` that says so, and the run does not start.
+A declared option is never read by nothing: until its stage is wired, asking for it is a ``ConfigError``
+that says so, and the run does not start.
 """
 
 from __future__ import annotations
 
+import logging
+
+from gpen_video.align.upscale import Upscaler, make_upscaler
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError
+from gpen_video.models.registry import find_file, search_dirs
+
+log = logging.getLogger(__name__)
 
 NOT_YET = "is not wired into the run yet (issue 15); leave it out"
+UPSCALER_FILES = {
+    "realesrgan-x2": "RealESRGAN_x2plus.pth",
+    "realesrgan-x4": "RealESRGAN_x4plus.pth",
+    "realesrnet-x2": "realesrnet_x2.pth",
+    "realesrnet-x4": "realesrnet_x4.pth",
+}
 
 
 def refuse_unbuilt(config: Config) -> None:
-    if config.compose.upscale != 1:
-        raise ConfigError(f"--upscale {config.compose.upscale} {NOT_YET}")
     if config.compose.grain != "off":
         raise ConfigError(f"--grain {config.compose.grain} {NOT_YET}")
     if config.reader.deinterlace != "keep":
         raise ConfigError(f"--deinterlace {config.reader.deinterlace} {NOT_YET}")
     if config.reader.field_order != "auto":
         raise ConfigError(f"--field-order {config.reader.field_order} {NOT_YET}")
+    if config.compose.upscale == 1 and config.compose.upscaler != "lanczos":
+        raise ConfigError(f"--upscaler {config.compose.upscaler} needs --upscale {config.compose.upscaler[-1]}")
+    if 0 < config.compose.upscale_tile < 64:
+        raise ConfigError(
+            f"compose.upscale_tile must be 0 (whole frame) or 64 or more, not {config.compose.upscale_tile}"
+        )
+
+
+def upscaler_for(config: Config) -> Upscaler | None:
+    """The background upscaler ``--upscale``/``--upscaler`` ask for; None without an upscale."""
+    compose = config.compose
+    if compose.upscale == 1:
+        return None
+    if compose.upscaler == "lanczos":
+        return make_upscaler("lanczos", compose.upscale)
+    if not compose.upscaler.endswith(f"x{compose.upscale}"):
+        return make_upscaler(compose.upscaler, compose.upscale)  # refuses the mismatch in one line
+    filename = UPSCALER_FILES[compose.upscaler]
+    path = find_file([filename], config.restore.weights_dir)
+    if path is None:
+        where = ", ".join(str(d) for d in search_dirs(config.restore.weights_dir))
+        raise ConfigError(
+            f"--upscaler {compose.upscaler}: {filename} is not in {where}; download it (Real-ESRGAN's or GPEN's "
+            "release) into one of them (`gpen-video weights fetch` does not know it yet)"
+        )
+    return make_upscaler(compose.upscaler, compose.upscale, path, tile=compose.upscale_tile)
+
+
+def frame_path_choice(config: Config) -> str:
+    """``restore.device_path``, or ``off`` with an upscale: faces are pasted on the host's upscaled frame."""
+    if config.compose.upscale > 1 and config.restore.device_path != "off":
+        log.info("background upscale: faces are pasted on the host (the device path composes at source size)")
+        return "off"
+    return config.restore.device_path

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
-from fractions import Fraction
-from pathlib import Path
 
 from gpen_video.align.compose_stage import ComposeStage
 from gpen_video.align.paths import choose_path
-from gpen_video.align.records import Decoded
 from gpen_video.align.stage import AlignStage
-from gpen_video.archival import refuse_unbuilt
-from gpen_video.config import Config
+from gpen_video.archival import frame_path_choice, refuse_unbuilt, upscaler_for
 from gpen_video.errors import InputError
-from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
-from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
+from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
+from gpen_video.io.ffmpeg_backend import FfmpegEncoders, find_ffmpeg
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.plan import preflight
-from gpen_video.io.probe import MediaInfo, frame_count_warnings, probe
+from gpen_video.io.probe import frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.io.writer import VideoWriter
+from gpen_video.io.sources import decoded_frames, open_writer, output_info
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import RunReport, StageTimes
 from gpen_video.restore.batcher import CrossFrameBatcher
@@ -54,9 +49,10 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
-    info = job.info or probe(job.input)
+    source_info = job.info or probe(job.input)
+    info = output_info(source_info, config.compose.upscale)  # the output stream's size (k× with --upscale)
     # --start counts from the stream's start (the reader adds it)
-    if config.start is not None and config.start >= info.video.duration:
+    if config.start is not None and config.start >= source_info.video.duration:
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
     binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
     caps = output_caps(job.output)  # what the output container holds, asked of FFmpeg
@@ -64,25 +60,25 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     preflight(job.output, info, settings, caps, binary)  # encoder options, container, free space: before any work
     restorer = job.restorer or load_restorer(config.restore)
     batch_size = config.restore.batch_size or restorer.preferred_batch()
-    report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
+    report = RunReport.begin(job.input, job.output, source_info, settings, restorer.name, config)
     times = StageTimes()
     start, duration, segment = config.start, config.duration, job.segment
     if segment is not None:
         start = segment.decode_from
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     side = SidePackets()
-    with VideoReader(job.input, info, config.reader, start, duration) as reader:
+    with VideoReader(job.input, source_info, config.reader, start, duration) as reader:
         if segment is not None:  # a segment file is video only; demuxing audio would read 2 s past its end
             reader.side_streams = []
-        frames = _decoded(reader, side, job.input, info)
+        frames = decoded_frames(reader, side, job.input, source_info)
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
-        path = choose_path(restorer, config.restore.device_path)
+        path = choose_path(restorer, frame_path_choice(config))
         faces = AlignStage(config, path, restorer.size, segment.emits if segment is not None else None)
         batcher = CrossFrameBatcher(path, batch_size)
-        composer = ComposeStage(config.compose, info, path, workers=2 if threaded else 0)
+        composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
         with atomic_output(job.output) as temp:
-            writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
+            writer = open_writer(temp, info, settings, reader, binary, video_only=segment is not None)
             writer.copy_container_metadata(reader.container)
             try:
                 written = 0
@@ -110,40 +106,10 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times)
         if segment is None and config.start is None and config.duration is None:  # a short decode
-            report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
+            report.warnings += frame_count_warnings(source_info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,
                           "batches": batcher.batches, "device": str(restorer.device or "host"),
                           "precision": str(restorer.precision), "device_path": path.on_device}  # fmt: skip
         report.faces_per_second = round(batcher.faces_restored / report.wall_seconds, 3) if report.wall_seconds else 0
     return report
-
-
-def _open_writer(
-    temp: Path,
-    info: MediaInfo,
-    settings: EncodeSettings,
-    reader: VideoReader,
-    config: Config,
-    binary: str | None,
-    video_only: bool = False,
-) -> VideoWriter | FfmpegWriter:
-    side = [] if video_only else reader.side_streams
-    offset = Fraction(0) if video_only else (reader.offset or Fraction(0))
-    if binary:
-        return FfmpegWriter(temp, info, settings, binary, side, offset)
-    return VideoWriter(temp, info, settings, side, offset=offset)
-
-
-def _decoded(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo) -> Iterator[Decoded]:
-    """The reader's frames with their upright working image (converted here, in the decode thread: at 4K the
-    conversion alone is ~40 ms a frame); the packets demuxed before each frame go to ``side`` first."""
-    decoded = False
-    colour, rotation = info.video.colour, info.video.rotation
-    for frame in reader:
-        decoded = True
-        side.put(reader.take_packets())
-        yield Decoded(frame, frame.upright(colour, rotation))
-    if not decoded:
-        raise InputError(f"{path}: no video frame could be decoded in the requested range")
-    side.put(reader.take_packets())  # packets after the last frame

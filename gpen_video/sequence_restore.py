@@ -21,6 +21,7 @@ from gpen_video.align.compose_stage import ComposeStage
 from gpen_video.align.paths import choose_path
 from gpen_video.align.records import Decoded
 from gpen_video.align.stage import AlignStage
+from gpen_video.archival import frame_path_choice, upscaler_for
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, InputError, OutputError
 from gpen_video.io.colour import colour_of_frame
@@ -94,10 +95,10 @@ def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
                         "reason": "an image sequence is written as the input's kind and bit depth"},
                        config.to_dict(), time.time())  # fmt: skip
     times = StageTimes()
-    path = choose_path(restorer, config.restore.device_path)
+    path = choose_path(restorer, frame_path_choice(config))
     faces = AlignStage(config, path, restorer.size)
     batcher = CrossFrameBatcher(path, batch_size)
-    composer = ComposeStage(config.compose, info, path, workers=2 if threaded else 0)
+    composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
     flow = Flow(_decoded(reader, info, job.input, bool(done)), [faces, batcher, composer], times, threaded=threaded)
     written = 0
     for item in flow:

@@ -129,7 +129,8 @@ class HostPath(FramePath):
         config: ComposeConfig,
     ) -> tuple[np.ndarray, np.ndarray]:
         assert isinstance(restored, np.ndarray) and isinstance(crops.source, np.ndarray)
-        batch = AlignedBatch(crops.source, crops.affines, tuple(image.shape[:2]))
+        # the frame the crops were cut from: ``image`` may be larger (background upscale)
+        batch = AlignedBatch(crops.source, crops.affines, tuple(crops.frame.shape[:2]))
         result = compose(image, restored, batch, config)
         return result.image, result.mask
 
