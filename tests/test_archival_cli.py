@@ -219,3 +219,22 @@ def test_upscaled_faces_are_pasted_at_the_higher_resolution(tmp_path):
                          for x0, y0, x1, y1 in boxes])  # fmt: skip
 
     assert (detail(outputs[2]) > 1.2 * detail(pasted_small)).all()  # measured: 1.27-1.40 (19.9 on a tiny face)
+
+
+def test_a_network_upscaler_is_found_in_the_weights_folder_or_named(tmp_path, run_cli):
+    import torch
+
+    from tests.reference.rrdbnet_reference import random_official_state_dict
+
+    clip = tmp_path / "sd.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", 3, "-pix_fmt", "yuv420p", clip)
+    weights = tmp_path / "weights"
+    args = ("restore", clip, "--model", "identity", "--upscale", "2", "--upscaler", "realesrgan-x2",
+            "--weights-dir", weights, "-q")  # fmt: skip
+    missing = run_cli(*args, "-o", tmp_path / "a.mp4")
+    assert missing.returncode == 2 and "RealESRGAN_x2plus.pth is not in" in missing.stderr
+    weights.mkdir()  # a small random network in the official checkpoint layout
+    torch.save({"params_ema": random_official_state_dict(2, 8, 1, 4, seed=3)}, weights / "RealESRGAN_x2plus.pth")
+    result = run_cli(*args, "-o", tmp_path / "b.mp4")
+    assert result.returncode == 0, result.stderr
+    assert _probe(tmp_path / "b.mp4", "stream=width,height") == "128,96"
