@@ -26,8 +26,6 @@ UPSCALER_FILES = {
 
 
 def refuse_unbuilt(config: Config) -> None:
-    if config.compose.grain != "off":
-        raise ConfigError(f"--grain {config.compose.grain} {NOT_YET}")
     if config.reader.deinterlace != "keep":
         raise ConfigError(f"--deinterlace {config.reader.deinterlace} {NOT_YET}")
     if config.reader.field_order != "auto":
@@ -61,8 +59,8 @@ def upscaler_for(config: Config) -> Upscaler | None:
 
 
 def frame_path_choice(config: Config) -> str:
-    """``restore.device_path``, or ``off`` with an upscale: faces are pasted on the host's upscaled frame."""
-    if config.compose.upscale > 1 and config.restore.device_path != "off":
-        log.info("background upscale: faces are pasted on the host (the device path composes at source size)")
+    """``restore.device_path``, or ``off`` with an upscale or grain: those are composed on the host."""
+    if (config.compose.upscale > 1 or config.compose.grain != "off") and config.restore.device_path != "off":
+        log.info("background upscale / grain: faces are pasted on the host (the device path has neither yet)")
         return "off"
     return config.restore.device_path

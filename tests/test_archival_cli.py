@@ -238,3 +238,44 @@ def test_a_network_upscaler_is_found_in_the_weights_folder_or_named(tmp_path, ru
     result = run_cli(*args, "-o", tmp_path / "b.mp4")
     assert result.returncode == 0, result.stderr
     assert _probe(tmp_path / "b.mp4", "stream=width,height") == "128,96"
+
+
+class _Smooth(IdentityRestorer):
+    """GPEN's grain-free output, stood in for: the crop heavily smoothed."""
+
+    def restore(self, batch: np.ndarray) -> np.ndarray:
+        import cv2
+
+        return np.stack([cv2.GaussianBlur(crop, (0, 0), 8.0) for crop in batch])
+
+
+def test_matched_grain_on_a_restored_face_is_within_15_percent_of_its_surroundings(tmp_path):
+    import cv2
+
+    from gpen_video.config import load_config
+    from gpen_video.pipeline import RestoreJob, run_restore
+    from tests.test_archival_grain import _ratio, _scene  # the grainy scene and its face/ring regions
+
+    frame, _ = _scene(np.uint8)  # t1's face on a gradient, film-like grain over all
+    still = tmp_path / "grainy.png"
+    cv2.imwrite(str(still), frame)
+    ratios, outputs = {}, {}
+    for grain in ("off", "match", "match"):
+        config = load_config(None, {"faces.min_track_length": 1, "compose.grain": grain, "compose.blend": 1.0,
+                                    "output.overwrite": True})  # fmt: skip
+        report = run_restore(RestoreJob(still, tmp_path / grain, config, restorer=_Smooth()), threaded=False)
+        assert report.faces["faces_restored"] == 1
+        out = cv2.imread(str(tmp_path / grain / still.name))
+        assert grain not in outputs or np.array_equal(outputs[grain], out)  # seeded: the same every run
+        outputs[grain], ratios[grain] = out, _ratio(out)
+    assert (ratios["off"] < 0.85).all(), ratios  # measured: 0.69, 0.83, 0.40 (B, G, R)
+    assert (np.abs(ratios["match"] - 1.0) <= 0.15).all(), ratios  # measured: 1.00, 1.07, 0.96
+
+
+def test_the_film_reel_preset_adds_no_grain_to_faceless_frames(tmp_path, run_cli):
+    scans = tmp_path / "scans"
+    _dpx_reel(scans, frames=3)
+    result = run_cli("restore", scans, "-o", tmp_path / "out", "--config", "film-reel", "--model", "identity", "-q")
+    assert result.returncode == 0, result.stderr
+    for name in ("reel_086400.dpx", "reel_086401.dpx", "reel_086402.dpx"):
+        assert np.array_equal(_rgb48(tmp_path / "out" / name, W, H), _rgb48(scans / name, W, H))

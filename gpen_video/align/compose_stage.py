@@ -106,9 +106,13 @@ class ComposeStage:
         assert aligned.image is not None and aligned.faces is not None and item.crops is not None
         if self.upscaler is not None:  # faces pasted at the upscaled resolution (compose scales their transforms)
             big = self.upscaler.upscale(aligned.image)
-            image, mask = self.path.compose(big, aligned.faces, item.crops, item.ready, self.config)
+            image, mask = self.path.compose(
+                big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
+            )
             return from_working(image, self.colour, aligned.frame.source.format.name, self.rotation), image, mask
-        image, mask = self.path.compose(aligned.image, aligned.faces, item.crops, item.ready, self.config)
+        image, mask = self.path.compose(
+            aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
+        )
         output = splice_composed(aligned.frame.source, image, mask, self.colour, self.rotation)
         return output, image, mask
 
