@@ -1,8 +1,7 @@
-"""Issue 15's parts of a run chosen from the configuration: the background upscaler (and the frame path it
-needs), and the options this build does not carry out yet, refused in one line each before any work.
-
-A declared option is never read by nothing: until its stage is wired, asking for it is a ``ConfigError``
-that says so, and the run does not start.
+"""Issue 15's parts of a run chosen from the configuration: the background upscaler and the frame path it
+and grain need, and the combinations of archival options that cannot work, refused in one line before any
+work. (``--deinterlace progressive`` and ``--audio``, declared but not wired yet, are refused where they
+would be read: ``io.sources.deinterlace_mode`` and ``sequence_restore``.)
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from gpen_video.models.registry import find_file, search_dirs
 
 log = logging.getLogger(__name__)
 
-NOT_YET = "is not wired into the run yet (issue 15); leave it out"
 UPSCALER_FILES = {
     "realesrgan-x2": "RealESRGAN_x2plus.pth",
     "realesrgan-x4": "RealESRGAN_x4plus.pth",
@@ -26,10 +24,6 @@ UPSCALER_FILES = {
 
 
 def refuse_unbuilt(config: Config) -> None:
-    if config.reader.deinterlace != "keep":
-        raise ConfigError(f"--deinterlace {config.reader.deinterlace} {NOT_YET}")
-    if config.reader.field_order != "auto":
-        raise ConfigError(f"--field-order {config.reader.field_order} {NOT_YET}")
     if config.compose.upscale == 1 and config.compose.upscaler != "lanczos":
         raise ConfigError(f"--upscaler {config.compose.upscaler} needs --upscale {config.compose.upscaler[-1]}")
     if 0 < config.compose.upscale_tile < 64:

@@ -25,7 +25,7 @@ from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.io.sources import decoded_frames, open_writer, output_info
+from gpen_video.io.sources import frame_source, open_writer, output_info
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import RunReport, StageTimes
 from gpen_video.restore.batcher import CrossFrameBatcher
@@ -50,7 +50,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
     source_info = job.info or probe(job.input)
-    info = output_info(source_info, config.compose.upscale)  # the output stream's size (k× with --upscale)
+    info = output_info(source_info, config)  # the output stream: k× with --upscale, progressive after deinterlace
     # --start counts from the stream's start (the reader adds it)
     if config.start is not None and config.start >= source_info.video.duration:
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
@@ -70,10 +70,11 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     with VideoReader(job.input, source_info, config.reader, start, duration) as reader:
         if segment is not None:  # a segment file is video only; demuxing audio would read 2 s past its end
             reader.side_streams = []
-        frames = decoded_frames(reader, side, job.input, source_info)
+        source = frame_source(reader, side, job.input, source_info, config)  # as decoded, or field-aware
+        frames = source.decoded()
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
         path = choose_path(restorer, frame_path_choice(config))
-        faces = AlignStage(config, path, restorer.size, segment.emits if segment is not None else None)
+        faces = AlignStage(config, path, restorer.size, source.wanted(segment.emits) if segment is not None else None)
         batcher = CrossFrameBatcher(path, batch_size)
         composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
@@ -82,7 +83,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
             writer.copy_container_metadata(reader.container)
             try:
                 written = 0
-                for item in flow:
+                for item in source.outputs(flow):
                     t0 = time.perf_counter()
                     writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
                     if item.emit:

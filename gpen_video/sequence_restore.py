@@ -10,6 +10,7 @@ line (``OutputError``) rather than guessed at.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -25,7 +26,11 @@ from gpen_video.archival import frame_path_choice, upscaler_for
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, InputError, OutputError
 from gpen_video.io.colour import colour_of_frame
+from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
+from gpen_video.io.formats import output_caps
 from gpen_video.io.metadata import VideoMetadata
+from gpen_video.io.output import atomic_output, check_output_path, verify_video
+from gpen_video.io.plan import preflight
 from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.sequence import (
     CODEC_OF_SUFFIX,
@@ -36,6 +41,8 @@ from gpen_video.io.sequence import (
     find_sequence,
     looks_like_sequence,
 )
+from gpen_video.io.sources import output_info
+from gpen_video.io.writer import VideoWriter
 from gpen_video.report import RunReport, StageTimes
 from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.loader import load_restorer
@@ -65,34 +72,41 @@ def check_sequence_config(config: Config, sequence: ImageSequence) -> None:
     if config.start is not None or config.duration is not None:
         raise ConfigError("--start/--duration apply to video input; name the frames to restore with a pattern or glob")
     if config.input.audio is not None:
-        raise ConfigError("--audio needs a video output; writing a sequence into a video file is not supported yet")
+        raise ConfigError(
+            "--audio (a WAV muxed with a sequence) is not wired into the run yet (issue 15); leave it out"
+        )
 
 
 def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     """Restore the sequence (or still) ``job.input`` names into the folder ``job.output``."""
     config = job.config
-    if job.output.suffix.lower() in VIDEO_SUFFIXES:
-        raise OutputError(
-            f"{job.output}: writing an image sequence into a video file is not supported yet; give a folder with -o"
-        )
+    to_video = job.output.suffix.lower() in VIDEO_SUFFIXES
     if job.output.suffix.lower() in CODEC_OF_SUFFIX:
         raise OutputError(f"{job.output}: a sequence (or still) is written into a folder; give a folder with -o")
     sequence = find_sequence(job.input, on_gap="warn" if config.input.allow_gaps else "error")
     check_sequence_config(config, sequence)
     probe_reader = ImageSequenceReader(sequence, Fraction(config.input.fps))
-    writer = ImageSequenceWriter(job.output, sequence, probe_reader.format.pix_fmt)
-    done = set() if config.output.overwrite else writer.done_numbers()
-    if sequence.is_still and writer.is_done(sequence.files[0].number) and not config.output.overwrite:
-        raise OutputError(f"{writer.path_for(sequence.files[0].number)} already exists; pass --overwrite to replace it")
-    if done:
-        log.warning("%s: %d frame(s) already restored there; going on from the others", job.output, len(done))
+    done: set[int] = set()
+    writer: ImageSequenceWriter | VideoOutput
+    if to_video:
+        info = sequence_info(job.input, sequence, probe_reader)
+        writer = VideoOutput(job.input, job.output, output_info(info, config), config)
+        encode = {"codec": writer.settings.codec, "pix_fmt": writer.settings.pix_fmt,
+                  "options": writer.settings.options, "reason": writer.settings.reason}  # fmt: skip
+    else:
+        writer = ImageSequenceWriter(job.output, sequence, probe_reader.format.pix_fmt)
+        done = set() if config.output.overwrite else writer.done_numbers()
+        if sequence.is_still and writer.is_done(sequence.files[0].number) and not config.output.overwrite:
+            raise OutputError(f"{writer.path_for(sequence.files[0].number)} already exists; pass --overwrite")
+        if done:
+            log.warning("%s: %d frame(s) already restored there; going on from the others", job.output, len(done))
+        encode = {"codec": writer.codec, "pix_fmt": writer.pix_fmt, "options": {},
+                  "reason": "an image sequence is written as the input's kind and bit depth"}  # fmt: skip
     reader = ImageSequenceReader(sequence, Fraction(config.input.fps), skip=done)
     info = sequence_info(job.input, sequence, reader)
     restorer = job.restorer or load_restorer(config.restore)
     batch_size = config.restore.batch_size or restorer.preferred_batch()
-    report = RunReport(str(job.input), str(job.output), __version__, restorer.name, info.to_dict(),
-                       {"codec": writer.codec, "pix_fmt": writer.pix_fmt, "options": {},
-                        "reason": "an image sequence is written as the input's kind and bit depth"},
+    report = RunReport(str(job.input), str(job.output), __version__, restorer.name, info.to_dict(), encode,
                        config.to_dict(), time.time())  # fmt: skip
     times = StageTimes()
     path = choose_path(restorer, frame_path_choice(config))
@@ -101,13 +115,18 @@ def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
     flow = Flow(_decoded(reader, info, job.input, bool(done)), [faces, batcher, composer], times, threaded=threaded)
     written = 0
-    for item in flow:
-        t0 = time.perf_counter()
-        writer.write(reader.number_of(item.frame), item.output)
-        written += 1
-        times.add("encode", time.perf_counter() - t0)
-        if job.progress:
-            job.progress(written)
+    with writer.open() if isinstance(writer, VideoOutput) else contextlib.nullcontext() as video:
+        for item in flow:
+            t0 = time.perf_counter()
+            if video is not None:
+                video.write(item.output, item.frame.pts)
+            else:
+                assert isinstance(writer, ImageSequenceWriter)
+                writer.write(reader.number_of(item.frame), item.output)
+            written += 1
+            times.add("encode", time.perf_counter() - t0)
+            if job.progress:
+                job.progress(written)
     summary = faces.summary()
     summary["faces_restored"] = batcher.faces_restored
     summary["frames_with_faces"] = composer.frames_with_faces
@@ -128,6 +147,32 @@ def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     if done:
         report.warnings.append(f"{len(done)} frame(s) were already in {job.output} and were kept as they are")
     return report
+
+
+class VideoOutput:
+    """A sequence written into a video file: encoded as a video run would (``choose_encoding``), into a
+    temporary file moved into place once its frames and timestamps are verified."""
+
+    def __init__(self, source: Path, output: Path, info: MediaInfo, config: Config) -> None:
+        if config.output.encoder_backend == "ffmpeg":
+            raise ConfigError("a sequence is encoded with PyAV; leave --encoder-backend ffmpeg out")
+        check_output_path(source, output, config.output.overwrite)
+        caps = output_caps(output)
+        self.settings = choose_encoding(info.video, config.output, PYAV_ENCODERS, caps)
+        preflight(output, info, self.settings, caps)
+        self.output, self.info = output, info
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[VideoWriter]:
+        with atomic_output(self.output) as temp:
+            writer = VideoWriter(temp, self.info, self.settings, [], offset=Fraction(0))
+            try:
+                yield writer
+                result = writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            verify_video(temp, result.pts, result.time_base, result.side_starts)
 
 
 def sequence_info(spec: Path, sequence: ImageSequence, reader: ImageSequenceReader) -> MediaInfo:
