@@ -23,7 +23,7 @@ UPSCALER_FILES = {
 }
 
 
-def refuse_unbuilt(config: Config) -> None:
+def refuse_conflicts(config: Config) -> None:
     if config.compose.upscale == 1 and config.compose.upscaler != "lanczos":
         raise ConfigError(f"--upscaler {config.compose.upscaler} needs --upscale {config.compose.upscaler[-1]}")
     if 0 < config.compose.upscale_tile < 64:

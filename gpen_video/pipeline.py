@@ -16,7 +16,7 @@ import time
 from gpen_video.align.compose_stage import ComposeStage
 from gpen_video.align.paths import choose_path
 from gpen_video.align.stage import AlignStage
-from gpen_video.archival import frame_path_choice, refuse_unbuilt, upscaler_for
+from gpen_video.archival import frame_path_choice, refuse_conflicts, upscaler_for
 from gpen_video.errors import InputError
 from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, find_ffmpeg
@@ -44,7 +44,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     ``threaded=False`` runs the same stages one after another in this thread (a baseline for benches).
     """
     config = job.config
-    refuse_unbuilt(config)
+    refuse_conflicts(config)
     if looks_like_sequence(job.input):  # film scans, stills: one file a frame (sequence_restore.py)
         return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
