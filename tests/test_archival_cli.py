@@ -323,7 +323,7 @@ def test_interlaced_faces_are_restored_per_field_and_woven_back(tmp_path, run_cl
         assert keep[touched].mean() < 0.85 * off[touched].mean()  # measured: 3.7 against 5.2 (changed pixels)
 
 
-def test_deinterlace_frame_writes_progressive_and_progressive_is_refused_until_wired(tmp_path, run_cli):
+def test_deinterlace_frame_and_progressive_write_progressive_frames(tmp_path, run_cli):
     clip = tmp_path / "tape.mkv"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=50", "-vf", "interlace=scan=tff,setfield=tff",
             "-frames:v", 6, "-flags", "+ildct+ilme", "-c:v", "mpeg2video", "-q:v", 2, clip)  # fmt: skip
@@ -331,5 +331,11 @@ def test_deinterlace_frame_writes_progressive_and_progressive_is_refused_until_w
     result = run_cli("restore", clip, "-o", out, "--model", "identity", "--deinterlace", "frame", "-q")
     assert result.returncode == 0, result.stderr
     assert _probe(out, "stream=field_order").strip(",") == "progressive" and _pts(out) == _pts(clip)
-    refused = run_cli("restore", clip, "-o", tmp_path / "p.mkv", "--model", "identity", "--deinterlace", "progressive")
-    assert refused.returncode == 2 and "not wired" in refused.stderr and not (tmp_path / "p.mkv").exists()
+    out = tmp_path / "fields.mkv"
+    result = run_cli("restore", clip, "-o", out, "--model", "identity", "--deinterlace", "progressive")
+    assert result.returncode == 0, result.stderr
+    assert "--deinterlace progressive: writing 50 fields a second" in result.stderr  # the run says so
+    assert _probe(out, "stream=field_order,r_frame_rate").strip(",") == "progressive,50/1"
+    tick, source_tick = (Fraction(_probe(p, "stream=time_base").strip(",")) for p in (out, clip))
+    times = [p * tick for p in _pts(out)]
+    assert len(times) == 12 and times == [Fraction(n, 50) + _pts(clip)[0] * source_tick for n in range(12)]

@@ -5,8 +5,9 @@ Interlaced input (``reader.deinterlace``, issue 15): ``keep`` (the default) turn
 field-rate pictures with ``bwdif`` (``io.fields.FieldRateFrames``), so faces are found, restored and pasted
 at field rate, and weaves the composed fields back into frames with the source's index, ``pts`` and field
 order (``io.fields.Weaver``; a frame whose two fields were not touched goes out as decoded). ``frame``
-deinterlaces each frame to one progressive picture (the output is tagged progressive); ``off`` treats the
-frames as they are. ``progressive`` (field-rate output) is not wired yet and is refused in one line.
+deinterlaces each frame to one progressive picture (the output is tagged progressive); ``progressive``
+writes the field-rate pictures themselves (25i → 50p, new timestamps at twice the rate, and the run says
+so); ``off`` treats the frames as they are.
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ def deinterlace_mode(info: MediaInfo, config: Config) -> str:
     mode = config.reader.deinterlace
     if field_order(info, config) == "progressive" or mode == "off":
         return "none"
-    if mode == "progressive":
-        raise ConfigError("--deinterlace progressive is not wired into the run yet (issue 15); use keep or frame")
     if mode == "keep" and config.compose.upscale != 1:
         raise ConfigError("--upscale with interlaced input needs --deinterlace frame (fields cannot be woven at k×)")
     return mode
@@ -57,7 +56,12 @@ def output_info(info: MediaInfo, config: Config) -> MediaInfo:
     ``--deinterlace frame``; pixel aspect, colour and timing kept."""
     k = config.compose.upscale
     video = dataclasses.replace(info.video, width=info.video.width * k, height=info.video.height * k)
-    if deinterlace_mode(info, config) == "frame":
+    mode = deinterlace_mode(info, config)
+    if mode == "progressive":  # field rate: two pictures a frame, in bwdif's time base (half the stream's)
+        rate = None if video.frame_rate is None else video.frame_rate * 2
+        video = dataclasses.replace(video, time_base=video.time_base / 2, frame_rate=rate,
+                                    frame_count=video.frame_count * 2)  # fmt: skip
+    if mode in ("frame", "progressive"):
         meta = dataclasses.replace(video.metadata, field_order="progressive", field_order_id=PROGRESSIVE_ID)
         video = dataclasses.replace(video, metadata=meta, field_order="progressive")
     return dataclasses.replace(info, video=video)
@@ -162,6 +166,16 @@ class FieldSource(FrameSource):
         return Composed(frame, emit, frame.source)
 
 
+class FieldRateSource(FieldSource):
+    """``--deinterlace progressive``: the field-rate pictures are the output frames, at their own timestamps."""
+
+    def outputs(self, items: Iterable[Composed]) -> Iterator[Composed]:
+        for item in items:
+            self.source_pts.pop(item.frame.pts, None)
+            self.fields.release(item.frame.index // 2 - 1)  # bwdif is done with the frame before
+            yield item
+
+
 class DeinterlacedSource(FrameSource):
     """``--deinterlace frame``: each frame deinterlaced (``bwdif``) to one progressive picture, same timing."""
 
@@ -194,6 +208,11 @@ def frame_source(reader: VideoReader, side: SidePackets, path: Path, info: Media
         log.info("%s: interlaced (%s); faces are restored per field and the fields woven back", path.name,
                  field_order(info, config))  # fmt: skip
         return FieldSource(reader, side, path, info, field_order(info, config))
+    if mode == "progressive":
+        rate = info.video.frame_rate
+        log.warning("%s: --deinterlace progressive: writing %s fields a second as frames, with new timestamps",
+                    path.name, f"{float(rate * 2):g}" if rate else "the")  # fmt: skip
+        return FieldRateSource(reader, side, path, info, field_order(info, config))
     if mode == "frame":
         return DeinterlacedSource(reader, side, path, info, field_order(info, config))
     return FrameSource(reader, side, path, info)
