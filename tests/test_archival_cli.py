@@ -339,3 +339,16 @@ def test_deinterlace_frame_and_progressive_write_progressive_frames(tmp_path, ru
     tick, source_tick = (Fraction(_probe(p, "stream=time_base").strip(",")) for p in (out, clip))
     times = [p * tick for p in _pts(out)]
     assert len(times) == 12 and times == [Fraction(n, 50) + _pts(clip)[0] * source_tick for n in range(12)]
+
+
+def test_probe_says_interlaced_top_field_first_and_finds_pulldown(tmp_path, run_cli):
+    interlaced, telecined = tmp_path / "i.mkv", tmp_path / "t.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=50", "-vf", "interlace=scan=tff,setfield=tff",
+            "-frames:v", 6, "-flags", "+ildct+ilme", "-c:v", "mpeg2video", interlaced)  # fmt: skip
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24000/1001", "-vf", "telecine=pattern=23",
+            "-frames:v", 30, "-flags", "+ildct+ilme", "-c:v", "mpeg2video", "-q:v", 2, telecined)  # fmt: skip
+    said = run_cli("probe", interlaced)
+    assert said.returncode == 0 and "fields: interlaced, top field first" in said.stdout
+    assert "pulldown" not in said.stdout  # 25 fps: not looked for
+    said = run_cli("probe", telecined)
+    assert said.returncode == 0 and "pulldown: telecined (3:2 pulldown" in said.stdout
