@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     restore = sub.add_parser("restore", help="restore the faces of a video (the main job)")
-    restore.add_argument("input", type=Path, help="the video to restore (never modified)")
+    restore.add_argument("input", type=Path,
+                         help="video, image sequence (reel_%%06d.dpx, 'scan/*.tif', a folder) or still")  # fmt: skip
     restore.add_argument("-o", "--output", type=Path, help="output file (default: NAME.restored.EXT beside the input)")
     _add_run_options(restore)
 
@@ -109,16 +110,23 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from gpen_video.io.output import default_output_path
     from gpen_video.io.probe import probe
+    from gpen_video.io.sequence import looks_like_sequence
     from gpen_video.pipeline import RestoreJob, planned_frames, run_restore
 
     config = config_from_args(args)
-    output = args.output or default_output_path(args.input)
+    sequence = looks_like_sequence(args.input)  # issue 15: film scans and stills, one file a frame
+    if sequence:
+        from gpen_video.sequence_restore import default_sequence_output
+
+        output = args.output or default_sequence_output(args.input)
+    else:
+        output = args.output or default_output_path(args.input)
     if args.report:  # issue 12: an unwritable report path fails now, not after the run
         from gpen_video.io.output import check_writable
 
         check_writable(args.report)
-    info = probe(args.input)
-    total = planned_frames(info, config)
+    info = None if sequence else probe(args.input)
+    total = None if info is None else planned_frames(info, config)
     with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
 
         def progress(done: int) -> None:
@@ -196,6 +204,13 @@ def format_probe(info: Any) -> str:
         f"    rotation: {v.rotation}°" + (f", timecode {v.timecode}" if v.timecode else ""),
         *(f"    {line}" for line in v.metadata.describe()),  # issue 12: aspect, field order, HDR, chapters
     ]
+    from gpen_video.io.fields import TELECINE_RATE, field_order_words, probe_telecine
+
+    words = field_order_words(v.metadata.field_order_id)  # issue 15: "interlaced, top field first"
+    if words:
+        lines.append(f"    fields: {words}")
+    if v.frame_rate == TELECINE_RATE and info.path.is_file():
+        lines.append(f"    pulldown: {probe_telecine(str(info.path), v.index).describe()}")
     for s in info.streams:
         detail = s.codec or "unknown codec"
         if s.type == "audio":

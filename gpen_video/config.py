@@ -24,6 +24,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -164,6 +165,32 @@ class ReaderConfig:
 
     threads: Annotated[Count, Neutral] = 0  # 0: let FFmpeg choose
     strict: Annotated[bool, Flag("--strict", "fail on damaged packets instead of skipping them")] = False
+    deinterlace: Annotated[
+        Literal["keep", "progressive", "frame", "off"],
+        Flag("--deinterlace", "interlaced input: keep (restore per field, weave back), progressive, frame, off"),
+    ] = "keep"
+    field_order: Annotated[
+        Literal["auto", "tff", "bff"], Flag("--field-order", "field order of interlaced input (auto: the stream's)")
+    ] = "auto"
+
+
+def parse_rate(text: str) -> float:
+    """``24``, ``23.976``, ``24000/1001`` -> frames per second."""
+    try:
+        return float(Fraction(str(text).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a frame rate; use 24, 23.976 or 24000/1001") from None
+
+
+@dataclass
+class InputConfig:
+    """Image sequences and stills (film scans)."""
+
+    fps: Annotated[
+        float, Range(above=0, high=1000), Flag("--fps", "frame rate of an image sequence (24000/1001 too)", parse_rate)
+    ] = 24.0
+    audio: Annotated[str | None, Flag("--audio", "WAV file muxed in sync with an image sequence (video output)")] = None
+    allow_gaps: Annotated[bool, Flag("--allow-gaps", "go on past a sequence's missing frames (with a warning)")] = False
 
 
 @dataclass
@@ -232,7 +259,15 @@ class ComposeConfig:
     mask_erode: Annotated[float, Range(0, 0.5)] = 0.04  # fraction of the crop size
     mask_blur: Annotated[float, Range(0, 0.5)] = 0.08  # fraction of the crop size
     parsing_model: str | None = None
-    upscale: Annotated[Literal[1, 2, 4], Neutral] = 1  # background upscale; read by nothing yet (issue 15)
+    upscale: Annotated[Literal[1, 2, 4], Flag("--upscale", "background upscale factor (faces pasted at that size)")] = 1
+    upscaler: Annotated[
+        Literal["lanczos", "realesrgan-x2", "realesrgan-x4", "realesrnet-x2", "realesrnet-x4"],
+        Flag("--upscaler", "background upscaler (its xN must match --upscale)"),
+    ] = "lanczos"
+    upscale_tile: Annotated[int, Range(0, 2048)] = 256  # network tile side (px); 0: whole frame; else 64 or more
+    grain: Annotated[Literal["off", "match"], Flag("--grain", "add grain matched to the source to restored faces")] = (
+        "off"
+    )
 
 
 @dataclass
@@ -256,6 +291,7 @@ class Config:
     """Everything one run needs to know."""
 
     reader: ReaderConfig = field(default_factory=ReaderConfig)
+    input: InputConfig = field(default_factory=InputConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)

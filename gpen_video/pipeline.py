@@ -10,36 +10,30 @@ outside the paste mask stay the source's. Side packets reach the writer on their
 from __future__ import annotations
 
 import itertools
-import logging
 import time
-from collections.abc import Iterator
-from fractions import Fraction
-from pathlib import Path
 
 from gpen_video.align.compose_stage import ComposeStage
 from gpen_video.align.paths import choose_path
-from gpen_video.align.records import Decoded
 from gpen_video.align.stage import AlignStage
-from gpen_video.config import Config
+from gpen_video.archival import frame_path_choice, refuse_conflicts, upscaler_for
 from gpen_video.errors import InputError
 from gpen_video.faces.tracks_file import open_tracks
-from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
-from gpen_video.io.ffmpeg_backend import FfmpegEncoders, FfmpegWriter, find_ffmpeg
+from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
+from gpen_video.io.ffmpeg_backend import FfmpegEncoders, find_ffmpeg
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.plan import preflight
-from gpen_video.io.probe import MediaInfo, frame_count_warnings, probe
+from gpen_video.io.probe import frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.io.writer import VideoWriter
+from gpen_video.io.sources import frame_source, open_writer, output_info
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import RunReport, StageTimes
 from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore_job import ProgressCallback, RestoreJob, SegmentWindow, planned_frames
+from gpen_video.sequence_restore import looks_like_sequence, run_sequence_restore
 from gpen_video.side_packets import SidePackets
 from gpen_video.stage_threads import Flow
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ProgressCallback", "RestoreJob", "SegmentWindow", "planned_frames", "run_restore"]
 
@@ -50,10 +44,14 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     ``threaded=False`` runs the same stages one after another in this thread (a baseline for benches).
     """
     config = job.config
+    refuse_conflicts(config)
+    if looks_like_sequence(job.input):  # film scans, stills: one file a frame (sequence_restore.py)
+        return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
-    info = job.info or probe(job.input)
-    if config.start is not None and config.start >= info.video.duration:  # --start counts from the stream's start
+    source_info = job.info or probe(job.input)
+    info = output_info(source_info, config)  # the output stream: k× with --upscale, progressive after deinterlace
+    if config.start is not None and config.start >= source_info.video.duration:  # counts from the stream's start
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
     binary = find_ffmpeg(config.output.ffmpeg_binary) if config.output.encoder_backend == "ffmpeg" else None
     caps = output_caps(job.encode_for or job.output)  # what the output container holds, asked of FFmpeg
@@ -61,7 +59,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     preflight(job.output, info, settings, caps, binary)  # encoder options, container, free space: before any work
     restorer = job.restorer or load_restorer(config.restore)
     batch_size = config.restore.batch_size or restorer.preferred_batch()
-    report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
+    report = RunReport.begin(job.input, job.output, source_info, settings, restorer.name, config)
     times = StageTimes()
     start, duration, segment = config.start, config.duration, job.segment
     if segment is not None:
@@ -69,24 +67,26 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     side = SidePackets()
     with (
-        VideoReader(job.input, info, config.reader, start, duration) as reader,
+        VideoReader(job.input, source_info, config.reader, start, duration) as reader,
         open_tracks(config.faces.tracks) as tracks,
     ):
         if segment is not None:  # a segment file is video only; demuxing audio would read 2 s past its end
             reader.side_streams = []
-        frames = _decoded(reader, side, job.input, info)
+        source = frame_source(reader, side, job.input, source_info, config)  # as decoded, or field-aware
+        frames = source.decoded()
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
-        path = choose_path(restorer, config.restore.device_path)
-        faces = AlignStage(config, path, restorer.size, segment.emits if segment is not None else None, tracks)
+        path = choose_path(restorer, frame_path_choice(config))
+        wanted = source.wanted(segment.emits) if segment is not None else None
+        faces = AlignStage(config, path, restorer.size, wanted, tracks)
         batcher = CrossFrameBatcher(path, batch_size)
-        composer = ComposeStage(config.compose, info, path, workers=2 if threaded else 0)
+        composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
         flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
         with atomic_output(job.output) as temp:
-            writer = _open_writer(temp, info, settings, reader, config, binary, video_only=segment is not None)
+            writer = open_writer(temp, info, settings, reader, binary, video_only=segment is not None)
             writer.copy_container_metadata(reader.container)
             try:
                 written = 0
-                for item in flow:
+                for item in source.outputs(flow):
                     t0 = time.perf_counter()
                     writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
                     if item.emit:
@@ -110,40 +110,10 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         summary["frames_with_faces"] = composer.frames_with_faces
         report.finish(reader.stats, result, summary, times, faces.track_summaries())
         if segment is None and config.start is None and config.duration is None and not reader.stats.truncated:
-            report.warnings += frame_count_warnings(info, reader.stats.frames)  # shows a truncated tail
+            report.warnings += frame_count_warnings(source_info, reader.stats.frames)  # shows a truncated tail
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,
                           "batches": batcher.batches, "device": str(restorer.device or "host"),
                           "precision": str(restorer.precision), "device_path": path.on_device}  # fmt: skip
         report.faces_per_second = round(batcher.faces_restored / report.wall_seconds, 3) if report.wall_seconds else 0
     return report
-
-
-def _open_writer(
-    temp: Path,
-    info: MediaInfo,
-    settings: EncodeSettings,
-    reader: VideoReader,
-    config: Config,
-    binary: str | None,
-    video_only: bool = False,
-) -> VideoWriter | FfmpegWriter:
-    side = [] if video_only else reader.side_streams
-    offset = Fraction(0) if video_only else (reader.offset or Fraction(0))
-    if binary:
-        return FfmpegWriter(temp, info, settings, binary, side, offset)
-    return VideoWriter(temp, info, settings, side, offset=offset)
-
-
-def _decoded(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo) -> Iterator[Decoded]:
-    """The reader's frames with their upright working image (converted here, in the decode thread: at 4K the
-    conversion alone is ~40 ms a frame); the packets demuxed before each frame go to ``side`` first."""
-    decoded = False
-    colour, rotation = info.video.colour, info.video.rotation
-    for frame in reader:
-        decoded = True
-        side.put(reader.take_packets())
-        yield Decoded(frame, frame.upright(colour, rotation))
-    if not decoded:
-        raise InputError(f"{path}: no video frame could be decoded in the requested range")
-    side.put(reader.take_packets())  # packets after the last frame

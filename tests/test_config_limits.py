@@ -227,9 +227,9 @@ def test_archival_batch_takes_a_prores_source(tmp_path):
         choose_encoding(video, load_config("archival-batch", {"output.preset": "medium"}).output)
 
 
-def test_unread_upscale_is_out_of_the_settings_hash():
+def test_neutral_options_are_out_of_the_settings_hash():
     a, b = load_config(None), load_config(None, {"compose.upscale": 2})
-    assert a.hashed_dict() == b.hashed_dict()
+    assert a.hashed_dict() != b.hashed_dict()  # issue 15: the background upscale now changes the output
     assert a.hashed_dict() != load_config(None, {"compose.blend": 0.5}).hashed_dict()
     assert "overwrite" not in a.hashed_dict()["output"] and "threads" not in a.hashed_dict()["reader"]
 

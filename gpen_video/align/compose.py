@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gpen_video.align.grain import grain_for_crops
 from gpen_video.align.masks import feather_mask, parsing_masker
 from gpen_video.align.templates import invert_affine
 from gpen_video.config import ComposeConfig
@@ -29,6 +30,14 @@ class AlignedBatch:
     frame_shape: tuple[int, int] | None = None  # (H, W) of the frame the crops were cut from
 
 
+@dataclass(frozen=True)
+class GrainSeed:
+    """What makes one frame's grain (``compose.grain: match``): new every frame and track, the same every run."""
+
+    frame_index: int
+    track_ids: tuple[int, ...]
+
+
 @dataclass
 class ComposeResult:
     image: np.ndarray  # same shape/dtype as the input image
@@ -41,12 +50,14 @@ def compose(
     batch: AlignedBatch,
     config: ComposeConfig,
     masks: np.ndarray | None = None,
+    grain: GrainSeed | None = None,
 ) -> ComposeResult:
     """Blend restored crops (N, S, S, 3 uint8 BGR) into ``image`` (H, W, 3 uint8/uint16) where the faces are.
 
     ``masks`` (N, S, S) float32 overrides the crop masks (else the feathered box, narrowed by the
     parsing model when ``config.parsing_model`` is set). An ``image`` larger than the frame the crops
-    were cut from (background upscaled) gets the faces at its own resolution.
+    were cut from (background upscaled) gets the faces at its own resolution. With ``grain``, grain measured
+    around each face in ``image`` (``align.grain``) is added to the face after its colour is matched.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame, got {image.shape} {image.dtype}")
@@ -61,6 +72,11 @@ def compose(
     faces = restored.astype(np.float32) * (top / 255.0)
     if config.color_match:
         faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, batch.crops, crop_masks, strict=True)])
+    if grain is not None:
+        film = grain_for_crops(
+            image, affines, size, grain.frame_index, list(grain.track_ids), restored=faces * (255 / top)
+        )
+        faces = np.clip(faces + film * (top / 255.0), 0.0, top)
 
     regions = [footprint(invert_affine(a), size, width, height) for a in affines]
     pieces = []  # (region, warped face, warped mask) of each face that lands in the frame

@@ -1,6 +1,10 @@
 """The ``compose`` stage of the flow: paste restored faces back on the run's frame path, then splice the
 result into the encoder's samples; faceless frames pass untouched (their decoded samples are encoded).
 
+With a background upscale (``--upscale``, ``upscaler`` given) every frame is upscaled here, faceless ones
+too, the faces are pasted on the upscaled picture at its resolution, and the whole picture is converted to
+the encoder's samples (the source's samples cannot be kept: there are k² as many).
+
 Frames are composed on a small thread pool (OpenCV, NumPy and torch release the GIL) and released in the
 order they came; the flicker meter sees them in that order.
 """
@@ -16,7 +20,9 @@ import numpy as np
 
 from gpen_video.align.paths import FramePath
 from gpen_video.align.records import Composed, Restored
+from gpen_video.align.upscale import Upscaler
 from gpen_video.config import ComposeConfig
+from gpen_video.io.colour import from_working
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.splice import splice_composed
 from gpen_video.report import FlickerMeter
@@ -30,8 +36,16 @@ class ComposeStage:
 
     name = "compose"
 
-    def __init__(self, config: ComposeConfig, info: MediaInfo, path: FramePath, workers: int = 2) -> None:
+    def __init__(
+        self,
+        config: ComposeConfig,
+        info: MediaInfo,
+        path: FramePath,
+        workers: int = 2,
+        upscaler: Upscaler | None = None,
+    ) -> None:
         self.config = config
+        self.upscaler = upscaler
         self.path = path
         self.colour = info.video.colour
         self.rotation = info.video.rotation
@@ -43,7 +57,11 @@ class ComposeStage:
 
     def process(self, item: Restored) -> Iterable[Composed]:
         future: Future[Result]
-        if item.crops is None:
+        if item.crops is None and self.upscaler is not None:  # no face, but the frame is upscaled all the same
+            future = self.pool.submit(self._upscale, item) if self.pool is not None else Future()
+            if self.pool is None:
+                future.set_result(self._upscale(item))
+        elif item.crops is None:
             future = Future()
             future.set_result(None)
         else:
@@ -86,6 +104,24 @@ class ComposeStage:
     def _compose(self, item: Restored) -> Result:
         aligned = item.aligned
         assert aligned.image is not None and aligned.faces is not None and item.crops is not None
-        image, mask = self.path.compose(aligned.image, aligned.faces, item.crops, item.ready, self.config)
+        if self.upscaler is not None:  # faces pasted at the upscaled resolution (compose scales their transforms)
+            big = self.upscaler.upscale(aligned.image)
+            image, mask = self.path.compose(
+                big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
+            )
+            return from_working(image, self.colour, aligned.frame.source.format.name, self.rotation), image, mask
+        image, mask = self.path.compose(
+            aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
+        )
         output = splice_composed(aligned.frame.source, image, mask, self.colour, self.rotation)
         return output, image, mask
+
+    def _upscale(self, item: Restored) -> Result:
+        assert self.upscaler is not None
+        source = item.aligned.frame.source
+        big = self.upscaler.upscale(item.aligned.frame.upright(self.colour, self.rotation))
+        return (
+            from_working(big, self.colour, source.format.name, self.rotation),
+            big,
+            np.zeros(big.shape[:2], np.float32),
+        )

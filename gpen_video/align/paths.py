@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpen_video.align import align_faces, align_faces_torch, compose
-from gpen_video.align.compose import AlignedBatch
+from gpen_video.align.compose import AlignedBatch, GrainSeed
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
 from gpen_video.faces.types import TrackedFace
@@ -52,6 +52,7 @@ class FaceCrops:
     affines: np.ndarray  # (N, 2, 3) float64, frame -> crop
     frame: np.ndarray | torch.Tensor  # the upright frame where compose works (the host image, or its device copy)
     ready: torch.cuda.Event | None = None  # CUDA: recorded after the crops were cut
+    track_ids: tuple[int, ...] = ()  # the faces' tracks (grain seeds)
 
     def __len__(self) -> int:
         return len(self.affines)
@@ -93,6 +94,7 @@ class FramePath(ABC):
         restored: np.ndarray | torch.Tensor,
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
+        frame_index: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The composed upright frame (``image``'s dtype) and the paste mask (H, W) float32, on the host."""
 
@@ -104,7 +106,9 @@ class HostPath(FramePath):
 
     def align(self, image: np.ndarray, faces: Sequence[TrackedFace], size: int, template: str) -> FaceCrops:
         batch = align_faces(image, faces, size, template)
-        return FaceCrops(to_8bit(batch.crops), batch.crops, batch.affines, image)
+        return FaceCrops(
+            to_8bit(batch.crops), batch.crops, batch.affines, image, None, tuple(f.track_id for f in faces)
+        )
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -127,10 +131,13 @@ class HostPath(FramePath):
         restored: np.ndarray | torch.Tensor,
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
+        frame_index: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         assert isinstance(restored, np.ndarray) and isinstance(crops.source, np.ndarray)
-        batch = AlignedBatch(crops.source, crops.affines, tuple(image.shape[:2]))
-        result = compose(image, restored, batch, config)
+        # the frame the crops were cut from: ``image`` may be larger (background upscale)
+        batch = AlignedBatch(crops.source, crops.affines, tuple(crops.frame.shape[:2]))
+        grain = GrainSeed(frame_index, crops.track_ids) if config.grain == "match" else None
+        result = compose(image, restored, batch, config, grain=grain)
         return result.image, result.mask
 
 
@@ -155,7 +162,8 @@ class DevicePath(FramePath):
         with self.upload_stream.enter():
             frame = self.upload_stream.upload(image)
             crops, affines = align_faces_torch(frame, faces, size, template)
-            return FaceCrops(to_8bit(crops), crops, affines, frame, self.upload_stream.mark())
+            ids = tuple(f.track_id for f in faces)
+            return FaceCrops(to_8bit(crops), crops, affines, frame, self.upload_stream.mark(), ids)
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -181,10 +189,15 @@ class DevicePath(FramePath):
         restored: np.ndarray | torch.Tensor,
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
+        frame_index: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Paste back on the device, on this worker's download stream; the composed frame comes back once."""
         from gpen_video.align.torch_compose import compose_torch
 
+        if config.grain != "off" or config.upscale != 1:
+            raise ConfigError(
+                "grain and background upscale are composed on the host path; pass --set restore.device_path=off"
+            )
         stream = self._download_stream()
         # each worker its own stream, so one frame's paste and download do not queue behind another's
         with stream.enter([ready], (crops.frame, restored, crops.source)):

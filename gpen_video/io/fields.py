@@ -412,3 +412,25 @@ class Weaver:
         source = self.fields.source_frame(2 * frame_index)
         self.fields.release(frame_index)
         return source
+
+
+# -- what probe says ---------------------------------------------------------------------------------------
+TELECINE_RATE = Fraction(30000, 1001)
+
+
+def field_order_words(field_order_id: int) -> str | None:
+    """``interlaced, top field first`` (and so on) for FFmpeg's AVFieldOrder; None when untagged."""
+    order = _CODEC_FIELD_ORDER.get(int(field_order_id), "unknown")
+    return None if order == "unknown" else StreamFieldOrder(order, None).describe()
+
+
+def probe_telecine(path: str, stream_index: int, frames: int = 40) -> TelecineReport:
+    """``detect_telecine`` on the first ``frames`` pictures of a 30000/1001 stream (decoded as grey)."""
+    with av.open(str(path)) as container:
+        stream = container.streams[stream_index]
+        pictures = []
+        for frame in container.decode(stream):
+            pictures.append(frame.to_ndarray(format="gray"))
+            if len(pictures) >= frames:
+                break
+    return detect_telecine(pictures)
