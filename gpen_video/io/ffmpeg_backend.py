@@ -97,7 +97,7 @@ class FfmpegEncoders:
 
 
 class FfmpegWriter:
-    """Same interface as ``VideoWriter``: ``write``, ``write_packets``, ``close``, ``abort``."""
+    """The ``io.writer.Writer`` protocol over a pipe to the user's ffmpeg binary (``VideoWriter``'s twin)."""
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from gpen_video.io.ffmpeg_backend import FfmpegWriter
 from gpen_video.io.fields import _CODEC_FIELD_ORDER, FieldDeinterlacer, FieldRateFrames, Order, Weaver
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
-from gpen_video.io.writer import VideoWriter
+from gpen_video.io.writer import VideoWriter, Writer
 from gpen_video.side_packets import SidePackets
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def open_writer(
     reader: VideoReader,
     binary: str | None,
     video_only: bool = False,
-) -> VideoWriter | FfmpegWriter:
+) -> Writer:
     """The PyAV writer, or the ffmpeg CLI one (``binary``); a segment's file (``video_only``) holds video alone."""
     side = [] if video_only else reader.side_streams
     offset = Fraction(0) if video_only else (reader.offset or Fraction(0))

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 
@@ -30,13 +31,8 @@ from gpen_video.io.probe import MediaInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SideStreams", "StreamPlan", "VideoWriter", "WriteResult", "container_family", "copy_stream"]
+__all__ = ["SideStreams", "StreamPlan", "VideoWriter", "WriteResult", "Writer", "container_family", "copy_stream"]
 
-# Kept only for jobs/assemble.py's check_container (not the writer's rule any more: see check_video_codec).
-VIDEO_IN_CONTAINER = {
-    "mp4": {"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc", "mpeg4"},
-    "webm": {"libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"},
-}
 # Encoders tried, in order, when an audio codec cannot be copied into the output (after the muxer's default).
 _AUDIO_TARGETS = ("aac", "libopus", "flac", "pcm_s16le", "mp2", "ac3")
 # Encoders whose time base must be one frame (they reject 1/90000 and the like)
@@ -66,6 +62,21 @@ class WriteResult:
     video: EncodeSettings | None = None
     warnings: list[str] = field(default_factory=list)  # video metadata the output could not keep
     side_starts: dict[int, Fraction] = field(default_factory=dict)  # output stream index -> first packet (s)
+
+
+class Writer(Protocol):
+    """What the run loop needs of an output: ``VideoWriter`` (PyAV) and ``FfmpegWriter`` (the ffmpeg CLI) both
+    keep it, so the pipeline never asks which one it holds."""
+
+    def copy_container_metadata(self, source: av.container.InputContainer) -> None: ...
+
+    def write(self, frame: av.VideoFrame, pts: int) -> None: ...
+
+    def write_packets(self, packets: list[av.Packet]) -> None: ...
+
+    def close(self) -> WriteResult: ...
+
+    def abort(self) -> None: ...
 
 
 def check_video_codec(caps: ContainerCaps, codec: str, suffix: str) -> None:
