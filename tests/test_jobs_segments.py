@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -62,7 +63,7 @@ def _presentation_end(path: Path) -> Fraction:
         return (last.pts + last.duration) * last.time_base
 
 
-def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(tmp_path: Path) -> None:
+def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(tmp_path: Path, caplog) -> None:
     name = "long.mov"
     clip = write(tmp_path / "in", name, LONG)  # 5 s: five 1-second segments
     # The recomputed segments must come out bit-identical to the uninterrupted run's, so the encoder must be
@@ -93,9 +94,10 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
     assert 1 <= len(finished) < 5
     assert not (out / name).exists()  # nothing half-written at the output path
 
+    caplog.set_level(logging.INFO, logger="gpen_video.jobs.runner")  # why a segment is not reused, if it is not
     assert batch(clip, "-o", out, "--segment-seconds", "1", *codec, "--summary", tmp_path / "resume.json") == 0
     row = outcome(summary(tmp_path / "resume.json"), name)
-    assert row["segments_reused"] == finished
+    assert row["segments_reused"] == finished, caplog.text
     assert row["segments_computed"] == [i for i in range(5) if i not in finished]
     same_media(out / name, reference / name)  # frames, timestamps and audio
     assert (out / name).read_bytes() == (reference / name).read_bytes()

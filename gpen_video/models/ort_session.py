@@ -33,13 +33,16 @@ def ort_session(
     inter_op_threads: int = 0,
     spin: bool = False,
     what: str = "ONNX model",
+    memory_arena: bool = True,
 ) -> onnxruntime.InferenceSession:
     """An inference session for ``path`` on ``providers``.
 
     ``threads``: intra-op threads; 0 means ``default_threads()``, None leaves ONNX Runtime's own choice
     (the restorer: one big network). ``spin``: let idle threads busy-wait for the next operator (the
     restorer keeps ONNX Runtime's default; detectors must not). ``what`` names the model in the error
-    message ("ONNX face detector", "GPEN restorer").
+    message ("ONNX face detector", "GPEN restorer"). ``memory_arena=False``: no CPU arena and no memory
+    patterns, for networks fed ever-changing input shapes (MTCNN's pyramid and candidate batches), where the
+    arena only keeps the high-water mark, grown in power-of-two steps, for the rest of the run.
     """
     try:
         import onnxruntime as ort
@@ -54,6 +57,9 @@ def ort_session(
         options.intra_op_num_threads = threads if threads > 0 else default_threads()
     if inter_op_threads:
         options.inter_op_num_threads = inter_op_threads
+    if not memory_arena:
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
