@@ -29,7 +29,7 @@ from gpen_video.config import Config, load_config
 from gpen_video.errors import GpenVideoError, InputError, OutputError
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.formats import output_caps
-from gpen_video.io.output import verify_video
+from gpen_video.io.output import remove_stale_partials, verify_video
 from gpen_video.io.plan import check_encoder_opens
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.writer import check_video_codec
@@ -243,7 +243,7 @@ class BatchJob:
         segment_config = _segment_config(config)
         estimate, codec = self._check_output(item, info, config)
         suffix = segment_suffix(codec)
-        _remove_stale_temps(item.output)
+        remove_stale_partials(item.output)  # temporary outputs of killed runs to this output
         reused = self._reusable_segments(record, segments, work_dir)
         record.segments = {str(i): record.segments[str(i)] for i in reused}
         _clean_work_dir(work_dir, {record.segments[str(i)].file for i in reused})
@@ -480,22 +480,3 @@ def _clean_work_dir(work_dir: Path, keep: set[str]) -> None:
         if path.name not in keep:
             with contextlib.suppress(OSError):
                 path.unlink()
-
-
-def _remove_stale_temps(output: Path) -> None:
-    """Temporary outputs of killed runs of this job (their process is gone)."""
-    for path in output.parent.glob(f".{output.stem}.partial-*{output.suffix}"):
-        pid = path.name[len(f".{output.stem}.partial-") : -len(output.suffix) or None]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
