@@ -10,17 +10,10 @@ import logging
 
 from gpen_video.align.upscale import Upscaler, make_upscaler
 from gpen_video.config import Config
-from gpen_video.errors import ConfigError
-from gpen_video.models.registry import find_file, search_dirs
+from gpen_video.errors import ConfigError, WeightsNotFoundError
+from gpen_video.models.registry import get_entry, locate, search_dirs
 
 log = logging.getLogger(__name__)
-
-UPSCALER_FILES = {
-    "realesrgan-x2": "RealESRGAN_x2plus.pth",
-    "realesrgan-x4": "RealESRGAN_x4plus.pth",
-    "realesrnet-x2": "realesrnet_x2.pth",
-    "realesrnet-x4": "realesrnet_x4.pth",
-}
 
 
 def refuse_conflicts(config: Config) -> None:
@@ -41,14 +34,15 @@ def upscaler_for(config: Config) -> Upscaler | None:
         return make_upscaler("lanczos", compose.upscale)
     if not compose.upscaler.endswith(f"x{compose.upscale}"):
         return make_upscaler(compose.upscaler, compose.upscale)  # refuses the mismatch in one line
-    filename = UPSCALER_FILES[compose.upscaler]
-    path = find_file([filename], config.restore.weights_dir)
-    if path is None:
+    entry = get_entry(compose.upscaler)  # the registry's upscaler entry: its file and where it comes from
+    try:
+        path = locate(entry.name, config.restore.weights_dir)
+    except WeightsNotFoundError as exc:
         where = ", ".join(str(d) for d in search_dirs(config.restore.weights_dir))
         raise ConfigError(
-            f"--upscaler {compose.upscaler}: {filename} is not in {where}; download it (Real-ESRGAN's or GPEN's "
-            "release) into one of them (`gpen-video weights fetch` does not know it yet)"
-        )
+            f"--upscaler {entry.name}: {entry.filename} is not in {where}; run: gpen-video weights fetch "
+            f"{entry.name} (or put the file in one of those folders)"
+        ) from exc
     return make_upscaler(compose.upscaler, compose.upscale, path, tile=compose.upscale_tile)
 
 

@@ -45,7 +45,8 @@ def test_list(capsys, tmp_path):
     assert "GPEN-BFR-2048.pth" in out and "pytorch_model.pt" in out
     # entries with no hash anywhere (published, in ModelScope's file list, or in a FaceFusion .hash) say so
     unhashed = [e for e in REGISTRY if not (e.sha256 or e.sha256_lists or e.crc32_urls)]
-    assert out.count("unverified (no published hash)") == len(unhashed) == 2
+    assert out.count("unverified (no published hash)") == len(unhashed) == 6  # 2 GPEN + the 4 upscalers
+    assert sum(1 for e in unhashed if not e.is_upscaler) == 2
     assert "gpen-bfr-2048 is also found as: pytorch_model-2048.pt" in out
     line_onnx = next(line for line in out.splitlines() if line.startswith("gpen-bfr-2048-onnx "))
     assert " 286 ffhq " in line_onnx and "sha256 66d12a637118d71b" in line_onnx

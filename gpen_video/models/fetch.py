@@ -8,7 +8,9 @@ only a complete file that passed every check is renamed to that name, so a file 
 - its SHA-256: the published one, else the one ModelScope's file list gives at fetch time;
 - its CRC32, where a FaceFusion-style ``.hash`` file is published beside it;
 - for PyTorch checkpoints, the tensors' shapes against the network the entry names (``check_architecture``);
-  for an ONNX file of unknown SHA-256, that onnxruntime loads it as a GPEN restorer of the entry's size.
+  for an ONNX file of unknown SHA-256, that onnxruntime loads it as a GPEN restorer of the entry's size;
+- for an RRDBNet upscaler (``kind="rrdbnet"``, no hash published), that it loads with ``weights_only`` as an
+  RRDBNet with every official key and nothing else, of the entry's scale (``check_upscaler``).
 """
 
 from __future__ import annotations
@@ -133,7 +135,9 @@ def download_entry(entry: ModelEntry, dest_dir: Path, progress: bool = False, ti
         checks = [f"sha256 matches {expected.sha256_source}"] if expected.sha256 else []
         if expected.crc32:
             checks.append("crc32 matches FaceFusion's .hash")
-        if entry.fmt == "torch":
+        if entry.is_upscaler:
+            checks.append(check_upscaler(entry, target))
+        elif entry.fmt == "torch":
             checks.append(f"tensors match {entry.name}")
         elif not expected.sha256:
             checks.append(f"a {entry.size}-px GPEN restorer in onnxruntime")
@@ -224,7 +228,9 @@ def _acceptance(entry: ModelEntry, expected: ExpectedFile) -> Callable[[Path], N
             if got != expected.crc32:
                 raise _Refused(f"{entry.filename} failed its crc32 check ({got}, expected {expected.crc32})")
         try:
-            if entry.fmt == "torch":
+            if entry.is_upscaler:
+                check_upscaler(entry, part)
+            elif entry.fmt == "torch":
                 from gpen_video.models.checkpoint import check_architecture
 
                 check_architecture(part, entry.architecture, entry.name, source=entry.filename)
@@ -240,6 +246,22 @@ def _acceptance(entry: ModelEntry, expected: ExpectedFile) -> Callable[[Path], N
             raise _Refused(str(exc)) from exc
 
     return accept
+
+
+def check_upscaler(entry: ModelEntry, path: Path) -> str:
+    """That ``path`` is the RRDBNet ``entry`` names: loaded with ``weights_only``, strict official keys, its scale.
+
+    Returns what was checked, in words; raises ``ModelError`` (not an RRDBNet, a key missing or extra, a
+    tensor of the wrong shape) or ``FetchError`` (an RRDBNet of another scale).
+    """
+    from gpen_video.models.rrdbnet import model_from_state_dict, read_rrdb_state_dict
+
+    config = model_from_state_dict(read_rrdb_state_dict(path), source=entry.filename).config
+    if config.scale != entry.scale:
+        raise FetchError(
+            f"{entry.filename} is an RRDBNet x{config.scale}, but {entry.name} is x{entry.scale}; the file is misnamed"
+        )
+    return f"{config.describe()}: official keys, scale matches {entry.name}"
 
 
 def download(

@@ -1,4 +1,4 @@
-"""Known GPEN models: file names, sizes, hashes, download locations, templates, and where to look for files.
+"""Known models, GPEN restorers and RRDBNet upscalers: files, sizes, hashes, download locations, where to look.
 
 Model files are looked up, in order, in ``--weights-dir``, ``$GPEN_VIDEO_WEIGHTS``, ``./weights`` and the
 user cache (``$XDG_CACHE_HOME/gpen-video/weights``, default ``~/.cache/gpen-video/weights``). Each entry
@@ -17,6 +17,11 @@ Where a file comes from, in the order most likely to work:
 - FaceFusion's ONNX exports are on its GitHub release and Hugging Face mirror; FaceFusion publishes a
   ``<name>.hash`` beside each file (CRC32 of the whole file), and the 2048 export's size and SHA-256 are
   known.
+- The background upscalers (``kind="rrdbnet"``): Real-ESRGAN's ``RealESRGAN_x2plus.pth`` /
+  ``RealESRGAN_x4plus.pth`` from its GitHub releases (BSD-3-Clause), and GPEN's RealESRNet
+  ``realesrnet_x2.pth`` / ``realesrnet_x4.pth`` from the same OSS folder as GPEN-BFR-512. No hash is
+  published for any of them, so ``fetch`` accepts one only once it loads as an RRDBNet of the entry's scale
+  (``weights_only``, every official key, nothing else).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ _FACEFUSION_HF = "https://huggingface.co/facefusion/models-3.0.0/resolve/main"
 
 #: the 5-point alignment a model was trained or exported with (``align/templates.py`` names)
 Template = Literal["gpen", "ffhq", "arcface_128"]
+#: the network a file holds: a GPEN face restorer, or an RRDBNet background upscaler (``models/rrdbnet.py``)
+Kind = Literal["gpen", "rrdbnet"]
+_REALESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 
 
 def modelscope_urls(path: str, model_ids: Iterable[str] = GPEN_HIRES_IDS, site: str = MODELSCOPE) -> tuple[str, ...]:
@@ -78,7 +86,11 @@ class Architecture:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One downloadable GPEN model."""
+    """One downloadable model: a GPEN restorer (``kind="gpen"``) or an RRDBNet upscaler (``kind="rrdbnet"``).
+
+    For an upscaler only ``scale`` describes the network (``size``, ``channel_multiplier``, ``narrow`` and
+    ``template`` are GPEN's and unused); build one with ``upscaler_entry``.
+    """
 
     name: str
     filename: str  # the name ``fetch`` saves it under
@@ -100,6 +112,12 @@ class ModelEntry:
     params: int | None = None  # known parameter count of the released file
     notes: str = ""
     licence: str = "non-commercial (yangxy/GPEN)"
+    kind: Kind = "gpen"
+    scale: int = 0  # an upscaler's factor (2 or 4); 0 for a GPEN restorer
+
+    @property
+    def is_upscaler(self) -> bool:
+        return self.kind == "rrdbnet"
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -149,6 +167,23 @@ def _facefusion(size: int, cm: float, narrow: float, mb: int, template: Template
         template=template,
         notes="FaceFusion's export (its batch may be fixed at 1)",
         **known,  # type: ignore[arg-type]
+    )
+
+
+def upscaler_entry(name: str, filename: str, url: str, scale: int, licence: str, notes: str = "", mb: int = 67):
+    """An RRDBNet background upscaler: no published hash, checked by loading it as an RRDBNet of ``scale``."""
+    return ModelEntry(
+        name=name,
+        filename=filename,
+        size=0,
+        channel_multiplier=0,
+        narrow=0,
+        urls=(url,),
+        approx_mb=mb,
+        kind="rrdbnet",
+        scale=scale,
+        licence=licence,
+        notes=notes,
     )
 
 
@@ -216,6 +251,38 @@ for _entry in (
     _facefusion(1024, 2, 1, 285, "ffhq"),
     _facefusion(512, 2, 1, 284, "ffhq"),
     _facefusion(256, 1, 0.5, 76, "arcface_128"),
+    upscaler_entry(
+        "realesrgan-x2",
+        "RealESRGAN_x2plus.pth",
+        f"{_REALESRGAN}/v0.2.1/RealESRGAN_x2plus.pth",
+        2,
+        "BSD-3-Clause (xinntao/Real-ESRGAN)",
+        "Real-ESRGAN's release v0.2.1",
+    ),
+    upscaler_entry(
+        "realesrgan-x4",
+        "RealESRGAN_x4plus.pth",
+        f"{_REALESRGAN}/v0.1.0/RealESRGAN_x4plus.pth",
+        4,
+        "BSD-3-Clause (xinntao/Real-ESRGAN)",
+        "Real-ESRGAN's release v0.1.0",
+    ),
+    upscaler_entry(
+        "realesrnet-x2",
+        "realesrnet_x2.pth",
+        f"{_OSS}/realesrnet_x2.pth",
+        2,
+        "non-commercial (yangxy/GPEN)",
+        "GPEN's sr_model (RealESRNet)",
+    ),
+    upscaler_entry(
+        "realesrnet-x4",
+        "realesrnet_x4.pth",
+        f"{_OSS}/realesrnet_x4.pth",
+        4,
+        "non-commercial (yangxy/GPEN)",
+        "GPEN's sr_model (RealESRNet)",
+    ),
 ):
     REGISTRY.add(_entry)
 
@@ -223,7 +290,7 @@ for _entry in (
 def template_for(model: str) -> Template | None:
     """The alignment template of a registry model (by name or file name), or None when it is not one."""
     entry = REGISTRY.get(model) or REGISTRY.by_filename(Path(model).name)
-    return entry.template if entry else None
+    return entry.template if entry and not entry.is_upscaler else None
 
 
 def user_cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""``gpen-video weights list | fetch NAME | verify PATH|NAME | export-onnx CKPT OUT.onnx``.
+"""``gpen-video weights list | fetch NAME | verify PATH|NAME | export-onnx CKPT OUT.onnx`` (GPEN and upscalers).
 
 CLI code: it prints its results to stdout. Failures raise ``GpenVideoError`` subclasses whose one-line
 message the main CLI prints.
@@ -29,10 +29,12 @@ def add_parser(subparsers) -> None:
     weights_dir_option(p_list)
 
     p_fetch = sub.add_parser("fetch", help="download a model (resumes, checks the hash)")
-    p_fetch.add_argument("name", help="registry name, e.g. gpen-bfr-2048")
+    p_fetch.add_argument("name", help="registry name, e.g. gpen-bfr-2048 or realesrgan-x2")
     weights_dir_option(p_fetch)
 
-    p_verify = sub.add_parser("verify", help="check a model file: hash, and that it is a usable GPEN network")
+    p_verify = sub.add_parser(
+        "verify", help="check a model file: hash, and that it is a usable GPEN or RRDBNet network"
+    )
     p_verify.add_argument("target", metavar="PATH|NAME")
     weights_dir_option(p_verify)
 
@@ -87,9 +89,14 @@ def _list(weights_dir: str | None) -> int:
     for entry in REGISTRY:
         path = find_file(entry.filenames, weights_dir)
         mb = str(round(entry.file_bytes / 1e6)) if entry.file_bytes else f"~{entry.approx_mb}"
+        if entry.is_upscaler:  # an RRDBNet: its scale in the px column, no GPEN numbers, no face template
+            px, cm, narrow, template = f"x{entry.scale}", "-", "-", "upscaler"
+        else:
+            px, cm, narrow = str(entry.size), f"{entry.channel_multiplier:g}", f"{entry.narrow:g}"
+            template = entry.template
         _out(
-            f"{entry.name:<20} {entry.filename:<24} {entry.size:>5} {entry.channel_multiplier:>3g} "
-            f"{entry.narrow:>6g} {mb:>5} {entry.template:<11} {hash_source(entry):<34} {path if path else 'no'}"
+            f"{entry.name:<20} {entry.filename:<24} {px:>5} {cm:>3} {narrow:>6} {mb:>5} {template:<11} "
+            f"{hash_source(entry):<34} {path if path else 'no'}"
         )
     _out()
     for entry in REGISTRY:
@@ -120,18 +127,48 @@ def _resolve(target: str, weights_dir: str | None) -> tuple[Path, str | None]:
     raise ModelError(f"{target}: no such file and not a known model name; see: gpen-video weights list")
 
 
+def _holds_rrdbnet(path: Path) -> bool:
+    """Whether a PyTorch file reads (``weights_only``) as an RRDBNet's tensors; False for anything else."""
+    from gpen_video.models.rrdbnet import read_rrdb_state_dict
+
+    try:
+        return "conv_first.weight" in read_rrdb_state_dict(path)
+    except ModelError:
+        return False
+
+
+def _verify_upscaler(path: Path, entry: ModelEntry | None) -> int:
+    """An RRDBNet file: strict official keys, and the entry's scale when the file is a registry one."""
+    from gpen_video.models.fetch import check_upscaler
+    from gpen_video.models.rrdbnet import load_rrdbnet
+
+    model = load_rrdbnet(path)
+    params = sum(p.numel() for p in model.parameters())
+    _out(f"{model.config.describe()}, {params:,} parameters, official keys: OK")
+    if entry is not None:
+        check_upscaler(entry, path)
+        _out(f"scale matches {entry.name}")
+    return 0
+
+
 def _verify(target: str, weights_dir: str | None) -> int:
     from gpen_video.models.fetch import check_present
 
     path, name = _resolve(target, weights_dir)
     entry = get_entry(name) if name else None
+    is_onnx = path.suffix.lower() == ".onnx"
+    if (entry is not None and entry.is_upscaler) or (entry is None and not is_onnx and _holds_rrdbnet(path)):
+        result = check_present(entry, path) if entry is not None else None
+        digest = result.sha256 if result is not None else sha256_of(path)
+        _out(f"{path}: {path.stat().st_size} bytes, sha256 {digest}")
+        if result is not None:
+            _out(f"{entry.name}: {result.describe()}")
+        return _verify_upscaler(path, entry)
     if entry is not None:
         result = check_present(entry, path)  # the published sha256, a .hash file beside it
         digest = result.sha256
     else:
-        from gpen_video.models.fetch import sha256_file
-
-        result, digest = None, sha256_file(path)
+        result, digest = None, sha256_of(path)
     _out(f"{path}: {path.stat().st_size} bytes, sha256 {digest}")
     if result is not None:
         _out(f"{entry.name}: {result.describe()}")
@@ -157,10 +194,18 @@ def _verify(target: str, weights_dir: str | None) -> int:
     return 0
 
 
+def sha256_of(path: Path) -> str:
+    from gpen_video.models.fetch import sha256_file
+
+    return sha256_file(path)
+
+
 def _export(checkpoint: str, output: str, opset: int, check: bool, weights_dir: str | None) -> int:
     from gpen_video.models.onnx_export import export_onnx
 
-    path, _ = _resolve(checkpoint, weights_dir)
+    path, name = _resolve(checkpoint, weights_dir)
+    if name and get_entry(name).is_upscaler:
+        raise ConfigError(f"{name} is a background upscaler, not a GPEN checkpoint; export-onnx converts GPEN only")
     if path.suffix.lower() == ".onnx":
         raise ConfigError(f"{path} is already an ONNX file; give a .pth/.pt/.safetensors checkpoint")
     result = export_onnx(path, output, opset=opset, check=check)
