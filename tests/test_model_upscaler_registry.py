@@ -169,3 +169,12 @@ def test_upscaler_for_finds_the_file_through_the_registry_or_says_how_to_fetch_i
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "RealESRGAN_x2plus.pth").write_bytes(X2)
     assert upscaler_for(config) is not None
+
+
+def test_an_upscaler_named_as_the_model_is_refused_in_one_line():
+    from gpen_video.config import RestoreConfig
+    from gpen_video.errors import ConfigError
+    from gpen_video.restore.loader import load_restorer
+
+    with pytest.raises(ConfigError, match=r"background upscaler: use --upscale 2 --upscaler realesrgan-x2"):
+        load_restorer(RestoreConfig(model="realesrgan-x2"))

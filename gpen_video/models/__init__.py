@@ -88,10 +88,15 @@ def open_model(spec: str, device: str, precision: str, weights_dir: str | None =
     name = None
     if REGISTRY.get(spec) is not None:
         entry = get_entry(spec)
+        if entry.is_upscaler:
+            raise ConfigError(
+                f"{entry.name} is a background upscaler: use --upscale {entry.scale} --upscaler {entry.name}, "
+                "and a GPEN model for --model"
+            )
         path = locate(spec, weights_dir)
         name = entry.name
     elif path.suffix.lower() not in MODEL_SUFFIXES and not path.exists():
-        known = ", ".join(e.name for e in REGISTRY)
+        known = ", ".join(e.name for e in REGISTRY if not e.is_upscaler)
         raise ConfigError(
             f"unknown model '{spec}'; use one of {known}, identity, or a .pth/.pt/.safetensors/.onnx path"
         )
