@@ -191,22 +191,25 @@ class VideoReader:
             except _SeekMissedStart as missed:
                 log.debug("%s: seek to %.3fs - %.3fs %s; backing off", self.path, self.start, float(margin), missed)
                 margin = max(2 * margin, SEEK_BACKOFF)
-                self._restart()
+                self._restart(reopen=False)  # the next seek flushes the decoder; reopening would read the tail again
         log.debug("%s: no key frame at or before %.3fs found by seeking; decoding from the start", self.path, self.start)
+        if margin:
+            self._restart(reopen=True)
         yield from self._frames(seek=False)
 
     def _first_pts(self) -> int:
         return int(Fraction(self.info.video.start_time).limit_denominator(10**9) / self.video.time_base)
 
-    def _restart(self) -> None:
-        """Reopen the input for another pass (a seek that missed the start leaves the demuxer mid-file)."""
-        self.container.close()
-        self.container = open_input(self.path)
-        self.video = self.container.streams[self.info.video.index]
-        self.video.thread_type = "AUTO"
-        if self.config.threads:
-            self.video.codec_context.thread_count = self.config.threads
-        self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
+    def _restart(self, reopen: bool) -> None:
+        """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
+        if reopen:
+            self.container.close()
+            self.container = open_input(self.path)
+            self.video = self.container.streams[self.info.video.index]
+            self.video.thread_type = "AUTO"
+            if self.config.threads:
+                self.video.codec_context.thread_count = self.config.threads
+            self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         self._pending, self._early = [], []
         self.offset = None
         self._size = None
