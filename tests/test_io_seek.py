@@ -27,8 +27,8 @@ MAKE = {
 def ffprobe_times(path: Path) -> list[Fraction]:
     """Presentation times (seconds, exact) of the video frames, in order, as ffprobe decodes them."""
     out = subprocess.run(
-        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=time_base:frame=pts,best_effort_timestamp",
-         "-of", "json", str(path)],
+        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-of", "json",
+         "-show_entries", "stream=time_base:frame=pts,best_effort_timestamp", str(path)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     data = json.loads(out)

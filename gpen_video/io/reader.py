@@ -192,7 +192,7 @@ class VideoReader:
                 log.debug("%s: seek to %.3fs - %.3fs %s; backing off", self.path, self.start, float(margin), missed)
                 margin = max(2 * margin, SEEK_BACKOFF)
                 self._restart(reopen=False)  # the next seek flushes the decoder; reopening would read the tail again
-        log.debug("%s: no key frame at or before %.3fs found by seeking; decoding from the start", self.path, self.start)
+        log.debug("%s: no key frame at or before %.3fs found by seeking; decoding from the top", self.path, self.start)
         if margin:
             self._restart(reopen=True)
         yield from self._frames(seek=False)
