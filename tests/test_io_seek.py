@@ -8,6 +8,7 @@ frame every 50 frames); which frames lie in the range comes from ffprobe, and so
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +23,16 @@ MAKE = {
     "ts": ("-c:v", "libx264", "-g", "50", "-bf", "2", "-pix_fmt", "yuv420p"),
     "mpg": ("-c:v", "mpeg2video", "-g", "50", "-bf", "2", "-q:v", "4"),
 }
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``main`` in-process points the package's logger at stderr and stops propagation: undo it for the next
+    tests (their caplog)."""
+    logger = logging.getLogger("gpen_video")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def ffprobe_times(path: Path) -> list[Fraction]:

@@ -263,7 +263,7 @@ class SideStreams:
             if target is not None:
                 out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
                 with contextlib.suppress(AttributeError, ValueError):
-                    out.layout = stream.codec_context.layout
+                    out.layout = _ordered_layout(stream.codec_context.layout)
                 copy_metadata(stream, out)
                 self._transcoders[stream.index] = _AudioTranscoder(stream, out)
                 plan.action, plan.output_index = "encode", out.index
@@ -285,13 +285,25 @@ class SideStreams:
                     vs.width, vs.height, vs.pix_fmt = v.width, v.height, settings.pix_fmt
                     if settings.bit_rate:
                         vs.codec_context.bit_rate = settings.bit_rate
-                copy_stream(trial, stream)
+                copied = copy_stream(trial, stream)
             except (av.error.FFmpegError, ValueError, TypeError) as exc:
                 return str(exc).split(";")[0]
             try:
                 trial.start_encoding()
             except (av.error.FFmpegError, ValueError) as exc:
                 return f"the muxer refuses it: {exc}"
+            if _unordered_pcm(stream):
+                # a PCM layout of unspecified order (a WAV without a channel mask) passes the header but MP4's
+                # trailer refuses it: try the trailer on one packet of silence
+                silence = av.Packet(bytes(stream.codec_context.channels * stream.codec_context.format.bytes * 1024))
+                silence.pts = silence.dts = 0
+                silence.time_base = Fraction(1, stream.codec_context.sample_rate)
+                silence.stream = copied
+                try:
+                    trial.mux(silence)
+                    trial.close()
+                except (av.error.FFmpegError, ValueError) as exc:
+                    return f"the muxer refuses its channel layout ({stream.codec_context.layout.name}): {exc}"
         finally:
             with contextlib.suppress(av.error.FFmpegError, ValueError):  # a trailer on an empty trial file
                 trial.close()
@@ -420,6 +432,29 @@ def _detach(frame: av.VideoFrame) -> av.VideoFrame:
     except (AttributeError, KeyError, TypeError, ValueError):
         pass
     return frame
+
+
+def _unordered_pcm(stream: av.stream.Stream) -> bool:
+    cc = stream.codec_context
+    return (
+        stream.type == "audio"
+        and cc is not None
+        and cc.name.startswith("pcm_")
+        and cc.layout.name.endswith(" channels")
+    )
+
+
+def _ordered_layout(layout: av.AudioLayout) -> av.AudioLayout:
+    """A layout muxers accept: a WAV without a channel mask says only "2 channels"; take FFmpeg's default
+    layout for that count (stereo), as the ffmpeg CLI does when it encodes such a file."""
+    default = _DEFAULT_LAYOUTS.get(len(layout.channels))
+    if layout.name.endswith(" channels") and default:  # FFmpeg's name for an unspecified order
+        return av.AudioLayout(default)
+    return layout
+
+
+# av_channel_layout_default()'s choice per channel count (PyAV 18 builds layouts from names only)
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 class _AudioTranscoder:
