@@ -236,7 +236,7 @@ class SideStreams:
         self.caps = container_caps(container.format.name)
         self._video = video
         self._copy_map: dict[int, av.stream.Stream] = {}
-        self._transcoders: dict[int, _AudioTranscoder] = {}
+        self._transcoders: dict[int, _AudioTranscoder | _SubtitleConverter] = {}
         self.starts: dict[int, Fraction] = {}
         self.plans = [self._add(stream) for stream in streams]
 
@@ -269,6 +269,18 @@ class SideStreams:
                 plan.action, plan.output_index = "encode", out.index
                 plan.reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); re-encoded to {target}"
                 log.warning("audio stream #%d: %s", stream.index, plan.reason)
+                return plan
+        if stream.type == "subtitle" and _is_text_subtitle(codec) and self.caps.holds("mov_text"):
+            try:
+                converter = _SubtitleConverter(self.container, stream)
+            except (av.error.FFmpegError, ValueError) as exc:
+                refused = f"{refused}; converting it to mov_text failed: {exc}"
+            else:
+                copy_metadata(stream, converter.out)
+                self._transcoders[stream.index] = converter
+                plan.action, plan.output_index = "encode", converter.out.index
+                plan.reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); converted to mov_text"
+                log.warning("subtitle stream #%d: %s", stream.index, plan.reason)
                 return plan
         plan.action, plan.reason = "drop", f"{self.caps.format_name} cannot hold {codec or stream.type} ({refused})"
         log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
@@ -432,6 +444,53 @@ def _detach(frame: av.VideoFrame) -> av.VideoFrame:
     except (AttributeError, KeyError, TypeError, ValueError):
         pass
     return frame
+
+
+def _is_text_subtitle(codec: str | None) -> bool:
+    if codec is None:
+        return False
+    try:
+        return bool(av.codec.Codec(codec, "r").text_sub)
+    except (ValueError, av.error.FFmpegError):
+        return False
+
+
+class _SubtitleConverter:
+    """Text subtitles (SubRip, ASS, WebVTT) into ``mov_text`` for MP4/MOV, as the ffmpeg CLI converts them: each
+    packet decoded to its ASS events and encoded again, with the source's timing (shifted by the range offset).
+    Styling beyond what mov_text holds (ASS positioning, fonts) is lost, as with the CLI."""
+
+    def __init__(self, container: av.container.OutputContainer, source: av.stream.Stream) -> None:
+        self.decoder = av.CodecContext.create(source.codec_context.name, "r")
+        self.decoder.extradata = source.codec_context.extradata  # ASS: the script header
+        self.decoder.open()  # fills subtitle_header, which the mov_text encoder needs before the file's header
+        self.out = container.add_stream("mov_text")
+        self.out.codec_context.subtitle_header = self.decoder.subtitle_header
+        self.out.codec_context.time_base = source.time_base
+        self.out.time_base = source.time_base
+
+    def push(self, packet: av.Packet, offset: Fraction, container: av.container.OutputContainer) -> None:
+        if packet.size == 0 or packet.pts is None:
+            return
+        try:
+            subtitle = self.decoder.decode2(packet)
+        except av.error.FFmpegError as exc:
+            log.debug("subtitle conversion: a damaged packet skipped (%s)", exc)
+            return
+        if subtitle is None or not len(subtitle):
+            return
+        pts = packet.pts - (round(offset / packet.time_base) if offset else 0)
+        if pts < 0:
+            return
+        encoded = self.out.codec_context.encode_subtitle(subtitle)
+        encoded.pts = encoded.dts = pts
+        encoded.duration = packet.duration
+        encoded.time_base = packet.time_base
+        encoded.stream = self.out
+        container.mux(encoded)
+
+    def flush(self, container: av.container.OutputContainer) -> None:
+        return None
 
 
 def _unordered_pcm(stream: av.stream.Stream) -> bool:
