@@ -4,8 +4,9 @@ frame into the output folder under the input's name, codec and bit depth.
 
 Every frame is written as soon as it is composed (one atomic file each), so an interrupted run loses
 nothing: a rerun skips the numbers already in the output folder. A faceless frame is written from its
-decoded samples, unchanged. Writing a sequence into a video file is not done yet: it is refused in one
-line (``OutputError``) rather than guessed at.
+decoded samples, unchanged. When ``-o`` names a video file the frames are encoded into it instead, and
+``--audio FILE.wav`` is muxed with them: its sample 0 at the first frame's time, copied bit for bit where the
+container holds the WAV's PCM, else re-encoded (``io.writer.SideStreams`` decides, as for a video's audio).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+
+import av
 
 from gpen_video import __version__
 from gpen_video.align.compose_stage import ComposeStage
@@ -68,13 +71,13 @@ def default_sequence_output(spec: Path) -> Path:
     return spec.parent / f"{stem}.restored"
 
 
-def check_sequence_config(config: Config, sequence: ImageSequence) -> None:
-    """Options that do not apply to a sequence yet, refused in one line each."""
+def check_sequence_config(config: Config, sequence: ImageSequence, to_video: bool) -> None:
+    """Options that do not apply to a sequence (or to its output), refused in one line each."""
     if config.start is not None or config.duration is not None:
         raise ConfigError("--start/--duration apply to video input; name the frames to restore with a pattern or glob")
-    if config.input.audio is not None:
+    if config.input.audio is not None and not to_video:
         raise ConfigError(
-            "--audio (a WAV muxed with a sequence) is not wired into the run yet (issue 15); leave it out"
+            "--audio is muxed only into a video output; name a video file with -o (e.g. out.mov) or leave --audio out"
         )
 
 
@@ -85,13 +88,14 @@ def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     if job.output.suffix.lower() in CODEC_OF_SUFFIX:
         raise OutputError(f"{job.output}: a sequence (or still) is written into a folder; give a folder with -o")
     sequence = find_sequence(job.input, on_gap="warn" if config.input.allow_gaps else "error")
-    check_sequence_config(config, sequence)
+    check_sequence_config(config, sequence, to_video)
     probe_reader = ImageSequenceReader(sequence, Fraction(config.input.fps))
     done: set[int] = set()
     writer: ImageSequenceWriter | VideoOutput
     if to_video:
         info = sequence_info(job.input, sequence, probe_reader)
-        writer = VideoOutput(job.input, job.output, output_info(info, config), config)
+        audio = Path(config.input.audio) if config.input.audio is not None else None
+        writer = VideoOutput(job.input, job.output, output_info(info, config), config, audio)
         encode = {"codec": writer.settings.codec, "pix_fmt": writer.settings.pix_fmt,
                   "options": writer.settings.options, "reason": writer.settings.reason}  # fmt: skip
     else:
@@ -149,6 +153,8 @@ def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     if sequence.gaps:
         missing = sum(g.count for g in sequence.gaps)
         report.warnings.append(f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)")
+    if isinstance(writer, VideoOutput) and writer.audio_plan is not None and writer.audio_plan != "copy":
+        report.warnings.append(f"--audio {config.input.audio}: {writer.audio_plan}")
     if done:
         report.warnings.append(f"{len(done)} frame(s) were already in {job.output} and were kept as they are")
     return report
@@ -158,26 +164,90 @@ class VideoOutput:
     """A sequence written into a video file: encoded as a video run would (``choose_encoding``), into a
     temporary file moved into place once its frames and timestamps are verified."""
 
-    def __init__(self, source: Path, output: Path, info: MediaInfo, config: Config) -> None:
+    def __init__(self, source: Path, output: Path, info: MediaInfo, config: Config, audio: Path | None = None) -> None:
         if config.output.encoder_backend == "ffmpeg":
             raise ConfigError("a sequence is encoded with PyAV; leave --encoder-backend ffmpeg out")
         check_output_path(source, output, config.output.overwrite)
         caps = output_caps(output)
         self.settings = choose_encoding(info.video, config.output, PYAV_ENCODERS, caps)
         preflight(output, info, self.settings, caps)
-        self.output, self.info = output, info
+        self.output, self.info, self.audio = output, info, audio
+        if audio is not None:
+            with open_audio(audio):  # a missing or silent file is refused before any frame is restored
+                pass
+        self.audio_plan: str | None = None  # how the WAV went in: copied, or re-encoded and why
 
     @contextlib.contextmanager
-    def open(self) -> Iterator[VideoWriter]:
-        with atomic_output(self.output) as temp:
-            writer = VideoWriter(temp, self.info, self.settings, [], offset=Fraction(0))
+    def open(self) -> Iterator[SequenceVideo]:
+        with contextlib.ExitStack() as stack:
+            wav = stack.enter_context(open_audio(self.audio)) if self.audio is not None else None
+            temp = stack.enter_context(atomic_output(self.output))
+            side = [wav.streams.audio[0]] if wav is not None else []
+            # the sequence's first frame is at 0, so is the WAV's sample 0: no offset
+            writer = VideoWriter(temp, self.info, self.settings, side, offset=Fraction(0))
+            output = SequenceVideo(writer, wav)
             try:
-                yield writer
+                yield output
+                output.finish()
                 result = writer.close()
             except BaseException:
                 writer.abort()
                 raise
+            for plan in writer.side.plans:
+                self.audio_plan = plan.action + (f" ({plan.reason})" if plan.reason else "")
+                if plan.output_index is None:
+                    raise OutputError(f"{self.output}: --audio {self.audio} cannot go in it: {plan.reason}")
             verify_video(temp, result.pts, result.time_base, result.side_starts)
+
+
+@contextlib.contextmanager
+def open_audio(path: Path) -> Iterator[av.container.InputContainer]:
+    """The ``--audio`` file, opened for reading, with at least one audio stream; else one line (``InputError``)."""
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError(f"--audio {path}: cannot be read ({exc}); give a WAV file") from exc
+    try:
+        if not container.streams.audio:
+            raise InputError(f"--audio {path}: holds no audio stream; give a WAV file")
+        yield container
+    finally:
+        container.close()
+
+
+class SequenceVideo:
+    """Frames into the video writer, with the ``--audio`` packets interleaved up to each frame's time."""
+
+    LEAD = Fraction(1, 2)  # seconds of audio muxed ahead of the last video frame
+
+    def __init__(self, writer: VideoWriter, wav: av.container.InputContainer | None) -> None:
+        self.writer = writer
+        self._packets = wav.demux(wav.streams.audio[0]) if wav is not None else iter(())
+        self._held: av.Packet | None = None
+        self._tb = writer.info.video.time_base
+
+    def write(self, frame: av.VideoFrame, pts: int) -> None:
+        self.writer.write(frame, pts)
+        self._audio_until(pts * self._tb + self.LEAD)
+
+    def finish(self) -> None:
+        self._audio_until(None)
+
+    def _audio_until(self, time: Fraction | None) -> None:
+        batch = []
+        while True:
+            packet = self._held if self._held is not None else next(self._packets, None)
+            self._held = None
+            if packet is None:
+                break
+            if packet.size == 0:
+                continue
+            if time is not None and packet.pts is not None and packet.pts * packet.time_base > time:
+                self._held = packet
+                break
+            batch.append(packet)
+        if batch:
+            self.writer.write_packets(batch)
 
 
 def sequence_info(spec: Path, sequence: ImageSequence, reader: ImageSequenceReader) -> MediaInfo:

@@ -188,6 +188,11 @@ CASES = [
          "a real face in ProRes 4444 keeps alpha and depth",
          [video_is_one_of("pix_fmt", "yuva444p10le", "yuva444p12le"), same_frame_times],
          faces=True),
+    Case("mkv_srt_into_mp4", ".mkv", [*video_src(), "-i", "{srt}", "-map", "0:v", "-map", "1", "-c:v", "libx264",
+                                      "-c:s", "srt", "-metadata:s:s:0", "language=eng"],
+         "SRT into MP4: converted to mov_text (as the ffmpeg CLI does), said even with -q",
+         [stream_count("subtitle", 1), same_frame_times], out_ext=".mp4",
+         expect_warning="converted to mov_text"),
 ]  # fmt: skip
 
 SRT = "1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,300 --> 00:00:00,400\nWorld\n"

@@ -24,6 +24,14 @@ from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
 
 log = logging.getLogger(__name__)
 
+# demuxers without an index: their seek lands on any packet before the target, not on a key frame
+UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "mpeg2video")
+SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on those; doubled while it misses
+
+
+class _SeekMissedStart(Exception):
+    """A seek landed past the last key frame at or before the range's start."""
+
 
 @dataclass
 class Frame:
@@ -164,27 +172,56 @@ class VideoReader:
         return self.frames()
 
     def frames(self) -> Iterator[Frame]:
-        if self._start_pts is None:
+        if self._start_pts is None or self._start_pts <= self._first_pts():
             yield from self._frames(seek=False)
             return
-        yield from self._frames(seek=True)
-        if self.stats.decoded == 0:
-            # some demuxers (MPEG-TS with a large start offset, short files) seek past the target: decode from the top
-            log.debug("%s: the seek to %.3fs found no frame; decoding from the start", self.path, self.start)
+        # A demuxer without an index (TS, PS, elementary streams) seeks by timestamp to any packet before the
+        # target, not to a key frame: the decoder then starts at the next key frame, which may lie past the
+        # range. So seek ``margin`` earlier and check that a key frame at or before the start was decoded;
+        # else back off twice as far, and decode from the top only once the margin reaches the stream's start.
+        tb = self.video.time_base
+        margin = Fraction(0) if self.info.format_name not in UNINDEXED_FORMATS else SEEK_BACKOFF
+        while True:
+            target = self._start_pts - int(margin / tb)
+            if target <= self._first_pts():
+                break
+            try:
+                yield from self._frames(seek=True, seek_pts=target)
+                return
+            except _SeekMissedStart as missed:
+                log.debug("%s: seek to %.3fs - %.3fs %s; backing off", self.path, self.start, float(margin), missed)
+                margin = max(2 * margin, SEEK_BACKOFF)
+                self._restart(reopen=False)  # the next seek flushes the decoder; reopening would read the tail again
+        log.debug("%s: no key frame at or before %.3fs found by seeking; decoding from the top", self.path, self.start)
+        if margin:
+            self._restart(reopen=True)
+        yield from self._frames(seek=False)
+
+    def _first_pts(self) -> int:
+        return int(Fraction(self.info.video.start_time).limit_denominator(10**9) / self.video.time_base)
+
+    def _restart(self, reopen: bool) -> None:
+        """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
+        if reopen:
             self.container.close()
             self.container = open_input(self.path)
             self.video = self.container.streams[self.info.video.index]
             self.video.thread_type = "AUTO"
+            if self.config.threads:
+                self.video.codec_context.thread_count = self.config.threads
             self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
-            self._pending, self._early = [], []
-            self.offset = None
-            self.stats = ReadStats()
-            yield from self._frames(seek=False)
+        self._pending, self._early = [], []
+        self.offset = None
+        self._size = None
+        self.stats = ReadStats()
 
-    def _frames(self, seek: bool) -> Iterator[Frame]:
+    def _frames(self, seek: bool, seek_pts: int | None = None) -> Iterator[Frame]:
+        """One pass; after a seek, raises ``_SeekMissedStart`` (before yielding anything) where the first
+        frame decoded is not a key frame at or before the start, or where nothing in the range was decoded."""
+        checking = seek
         if seek:
             try:
-                self.container.seek(self._start_pts, stream=self.video, backward=True, any_frame=False)
+                self.container.seek(seek_pts, stream=self.video, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
                 raise InputError(f"{self.path}: cannot seek to {self.start:.3f}s ({exc})") from exc
         video_done = False
@@ -212,6 +249,10 @@ class VideoReader:
                 pts = frame.pts
                 if pts is None:
                     pts = (last_pts + 1) if last_pts is not None else 0
+                if checking:
+                    if pts > self._start_pts or (not frame.key_frame and pts >= self._start_pts):
+                        raise _SeekMissedStart(f"first decoded frame at pts {pts} (key: {frame.key_frame})")
+                    checking = not frame.key_frame  # pre-roll decoded without its references: keep looking
                 self._check_size(frame, pts)
                 if last_pts is not None and pts <= last_pts:
                     self.stats.repeated_timestamps += 1
@@ -232,6 +273,8 @@ class VideoReader:
                 self.stats.frames += 1
             if video_done and not self.side_streams:
                 break
+        if checking:
+            raise _SeekMissedStart("no key frame decoded")
         if self.offset is None:
             self.offset = Fraction(0)
             self._release_early()

@@ -236,7 +236,7 @@ class SideStreams:
         self.caps = container_caps(container.format.name)
         self._video = video
         self._copy_map: dict[int, av.stream.Stream] = {}
-        self._transcoders: dict[int, _AudioTranscoder] = {}
+        self._transcoders: dict[int, _AudioTranscoder | _SubtitleConverter] = {}
         self.starts: dict[int, Fraction] = {}
         self.plans = [self._add(stream) for stream in streams]
 
@@ -263,12 +263,24 @@ class SideStreams:
             if target is not None:
                 out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
                 with contextlib.suppress(AttributeError, ValueError):
-                    out.layout = stream.codec_context.layout
+                    out.layout = _ordered_layout(stream.codec_context.layout)
                 copy_metadata(stream, out)
                 self._transcoders[stream.index] = _AudioTranscoder(stream, out)
                 plan.action, plan.output_index = "encode", out.index
                 plan.reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); re-encoded to {target}"
                 log.warning("audio stream #%d: %s", stream.index, plan.reason)
+                return plan
+        if stream.type == "subtitle" and _is_text_subtitle(codec) and self.caps.holds("mov_text"):
+            try:
+                converter = _SubtitleConverter(self.container, stream)
+            except (av.error.FFmpegError, ValueError) as exc:
+                refused = f"{refused}; converting it to mov_text failed: {exc}"
+            else:
+                copy_metadata(stream, converter.out)
+                self._transcoders[stream.index] = converter
+                plan.action, plan.output_index = "encode", converter.out.index
+                plan.reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); converted to mov_text"
+                log.warning("subtitle stream #%d: %s", stream.index, plan.reason)
                 return plan
         plan.action, plan.reason = "drop", f"{self.caps.format_name} cannot hold {codec or stream.type} ({refused})"
         log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
@@ -285,13 +297,25 @@ class SideStreams:
                     vs.width, vs.height, vs.pix_fmt = v.width, v.height, settings.pix_fmt
                     if settings.bit_rate:
                         vs.codec_context.bit_rate = settings.bit_rate
-                copy_stream(trial, stream)
+                copied = copy_stream(trial, stream)
             except (av.error.FFmpegError, ValueError, TypeError) as exc:
                 return str(exc).split(";")[0]
             try:
                 trial.start_encoding()
             except (av.error.FFmpegError, ValueError) as exc:
                 return f"the muxer refuses it: {exc}"
+            if _unordered_pcm(stream):
+                # a PCM layout of unspecified order (a WAV without a channel mask) passes the header but MP4's
+                # trailer refuses it: try the trailer on one packet of silence
+                silence = av.Packet(bytes(stream.codec_context.channels * stream.codec_context.format.bytes * 1024))
+                silence.pts = silence.dts = 0
+                silence.time_base = Fraction(1, stream.codec_context.sample_rate)
+                silence.stream = copied
+                try:
+                    trial.mux(silence)
+                    trial.close()
+                except (av.error.FFmpegError, ValueError) as exc:
+                    return f"the muxer refuses its channel layout ({stream.codec_context.layout.name}): {exc}"
         finally:
             with contextlib.suppress(av.error.FFmpegError, ValueError):  # a trailer on an empty trial file
                 trial.close()
@@ -420,6 +444,76 @@ def _detach(frame: av.VideoFrame) -> av.VideoFrame:
     except (AttributeError, KeyError, TypeError, ValueError):
         pass
     return frame
+
+
+def _is_text_subtitle(codec: str | None) -> bool:
+    if codec is None:
+        return False
+    try:
+        return bool(av.codec.Codec(codec, "r").text_sub)
+    except (ValueError, av.error.FFmpegError):
+        return False
+
+
+class _SubtitleConverter:
+    """Text subtitles (SubRip, ASS, WebVTT) into ``mov_text`` for MP4/MOV, as the ffmpeg CLI converts them: each
+    packet decoded to its ASS events and encoded again, with the source's timing (shifted by the range offset).
+    Styling beyond what mov_text holds (ASS positioning, fonts) is lost, as with the CLI."""
+
+    def __init__(self, container: av.container.OutputContainer, source: av.stream.Stream) -> None:
+        self.decoder = av.CodecContext.create(source.codec_context.name, "r")
+        self.decoder.extradata = source.codec_context.extradata  # ASS: the script header
+        self.decoder.open()  # fills subtitle_header, which the mov_text encoder needs before the file's header
+        self.out = container.add_stream("mov_text")
+        self.out.codec_context.subtitle_header = self.decoder.subtitle_header
+        self.out.codec_context.time_base = source.time_base
+        self.out.time_base = source.time_base
+
+    def push(self, packet: av.Packet, offset: Fraction, container: av.container.OutputContainer) -> None:
+        if packet.size == 0 or packet.pts is None:
+            return
+        try:
+            subtitle = self.decoder.decode2(packet)
+        except av.error.FFmpegError as exc:
+            log.debug("subtitle conversion: a damaged packet skipped (%s)", exc)
+            return
+        if subtitle is None or not len(subtitle):
+            return
+        pts = packet.pts - (round(offset / packet.time_base) if offset else 0)
+        if pts < 0:
+            return
+        encoded = self.out.codec_context.encode_subtitle(subtitle)
+        encoded.pts = encoded.dts = pts
+        encoded.duration = packet.duration
+        encoded.time_base = packet.time_base
+        encoded.stream = self.out
+        container.mux(encoded)
+
+    def flush(self, container: av.container.OutputContainer) -> None:
+        return None
+
+
+def _unordered_pcm(stream: av.stream.Stream) -> bool:
+    cc = stream.codec_context
+    return (
+        stream.type == "audio"
+        and cc is not None
+        and cc.name.startswith("pcm_")
+        and cc.layout.name.endswith(" channels")
+    )
+
+
+def _ordered_layout(layout: av.AudioLayout) -> av.AudioLayout:
+    """A layout muxers accept: a WAV without a channel mask says only "2 channels"; take FFmpeg's default
+    layout for that count (stereo), as the ffmpeg CLI does when it encodes such a file."""
+    default = _DEFAULT_LAYOUTS.get(len(layout.channels))
+    if layout.name.endswith(" channels") and default:  # FFmpeg's name for an unspecified order
+        return av.AudioLayout(default)
+    return layout
+
+
+# av_channel_layout_default()'s choice per channel count (PyAV 18 builds layouts from names only)
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 class _AudioTranscoder:

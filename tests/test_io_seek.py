@@ -1,0 +1,108 @@
+"""``--start`` into containers without an index (MPEG-TS, MPEG-PS): the range's exact frames, few bytes read.
+
+Their demuxers seek by timestamp to any packet before the target, not to a key frame, so a naive seek starts
+decoding at the next key frame, past the range. Inputs are made with the ffmpeg CLI (H.264 and MPEG-2, a key
+frame every 50 frames); which frames lie in the range comes from ffprobe, and so do the output's timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from read_counting import FFPROBE, counting_reads, ffmpeg, packet_spans
+
+from gpen_video.cli import main
+
+SOURCE = ("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25")
+MAKE = {
+    "ts": ("-c:v", "libx264", "-g", "50", "-bf", "2", "-pix_fmt", "yuv420p"),
+    "mpg": ("-c:v", "mpeg2video", "-g", "50", "-bf", "2", "-q:v", "4"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``main`` in-process points the package's logger at stderr and stops propagation: undo it for the next
+    tests (their caplog)."""
+    logger = logging.getLogger("gpen_video")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def ffprobe_times(path: Path) -> list[Fraction]:
+    """Presentation times (seconds, exact) of the video frames, in order, as ffprobe decodes them."""
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-of", "json",
+         "-show_entries", "stream=time_base:frame=pts,best_effort_timestamp", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    data = json.loads(out)
+    tb = Fraction(data["streams"][0]["time_base"])
+    return sorted(int(f.get("pts", f["best_effort_timestamp"])) * tb for f in data["frames"])
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("unindexed")
+    made = {}
+    for ext, args in MAKE.items():
+        made[ext] = folder / f"clip.{ext}"
+        ffmpeg(*SOURCE, "-t", "12", *args, made[ext])
+    made["long.ts"] = folder / "long.ts"  # 60 s: a 1-s preview from the middle must not read it through
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "60", *MAKE["ts"], made["long.ts"])
+    return made
+
+
+def _range(times: list[Fraction], start: float, duration: float) -> list[Fraction]:
+    origin = times[0]
+    lo, hi = origin + Fraction(start), origin + Fraction(start) + Fraction(duration)
+    return [t for t in times if lo <= t < hi]
+
+
+@pytest.mark.parametrize("ext", ["ts", "mpg"])
+@pytest.mark.parametrize("start", [5.0, 3.3])  # just after a key frame (the next one is past the range); mid-GOP
+def test_restore_start_gives_exactly_the_frames_of_the_range(clips, tmp_path, ext, start):
+    src, out = clips[ext], tmp_path / "out.mkv"
+    assert main(["restore", str(src), "-o", str(out), "--model", "identity", "--start", str(start),
+                 "--duration", "1", "-q"]) == 0  # fmt: skip
+    want = _range(ffprobe_times(src), start, 1)
+    assert len(want) == 25
+    got = ffprobe_times(out)
+    assert [t - got[0] for t in got] == [t - want[0] for t in want]
+
+
+@pytest.mark.parametrize("ext", ["ts", "mpg"])
+def test_preview_in_the_middle_gives_the_range(clips, tmp_path, ext):
+    prefix = tmp_path / "pv"
+    assert main(["preview", str(clips[ext]), "--start", "5", "--duration", "1", "--model", "identity",
+                 "--compare", "none", "-o", str(prefix), "-q"]) == 0  # fmt: skip
+    want = _range(ffprobe_times(clips[ext]), 5, 1)
+    (restored,) = tmp_path.glob("pv.restored.*")
+    got = ffprobe_times(restored)
+    assert [t - got[0] for t in got] == [t - want[0] for t in want]
+
+
+def test_preview_of_the_middle_of_a_ts_reads_a_small_fraction(clips, tmp_path, monkeypatch):
+    src, prefix = clips["long.ts"], tmp_path / "pv"
+    size = src.stat().st_size
+    with counting_reads(monkeypatch, src) as reads:
+        assert main(["preview", str(src), "--start", "31", "--duration", "1", "--model", "identity",
+                     "--compare", "none", "-o", str(prefix), "-q"]) == 0  # fmt: skip
+    assert reads.opens >= 1
+    assert reads.distinct_bytes < 0.2 * size, (reads.distinct_bytes, size)
+    # opening a TS reads its head and FFmpeg's duration estimate its last 250000 bytes, whatever the file's size;
+    # of the packets between, the preview reads its GOPs and the seeks' probes only: at most 3 GOPs of 50 of 1500
+    spans = packet_spans(src)
+    body = [span for span in spans if 65536 <= span[0] < size - 250000]
+    assert len(spans) == 1500 and len(body) > 1000
+    assert len(reads.touched(body)) <= 150, len(reads.touched(body))
+    want = _range(ffprobe_times(src), 31, 1)
+    (restored,) = tmp_path.glob("pv.restored.*")
+    got = ffprobe_times(restored)
+    assert len(got) == len(want) == 25

@@ -1,0 +1,106 @@
+"""``--audio FILE.wav`` with an image sequence: muxed into a video output, sample 0 at the first frame; refused
+for a folder output. The sequence and the WAV are made with the ffmpeg CLI; the output is checked with ffprobe
+and with the samples the ffmpeg CLI decodes from it, never with the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gpen_video.cli import main
+
+FFMPEG = "/usr/bin/ffmpeg"
+FFPROBE = "/usr/bin/ffprobe"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``main`` in-process points the package's logger at stderr and stops propagation: undo it for the next
+    tests (their caplog)."""
+    logger = logging.getLogger("gpen_video")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def _ffmpeg(*args: str | Path) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> tuple[Path, Path]:
+    """24 PNG frames (1 s at --fps 24) and a 1-s WAV (48 kHz, 16-bit stereo)."""
+    folder = tmp_path_factory.mktemp("scan")
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "24", folder / "reel_%04d.png")
+    wav = folder / "sound.wav"
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-af", "pan=stereo|c0=c0|c1=0.5*c0",
+            "-t", "1", "-c:a", "pcm_s16le", wav)  # fmt: skip
+    return folder / "reel_%04d.png", wav
+
+
+def _audio_stream(path: Path) -> dict:
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "a", "-of", "json",
+         "-show_entries", "stream=codec_name,start_time,duration,sample_rate,channels", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)["streams"]
+
+
+def _samples(path: Path) -> bytes:
+    return subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-c:a", "pcm_s16le", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def _restore(pattern: Path, out: Path, wav: Path) -> int:
+    return main(["restore", str(pattern), "-o", str(out), "--model", "identity", "--fps", "24",
+                 "--audio", str(wav), "-q"])  # fmt: skip
+
+
+@pytest.mark.parametrize("ext", ["mov", "mkv"])
+def test_wav_is_copied_sample_exact_where_the_container_holds_pcm(scan, tmp_path, ext):
+    pattern, wav = scan
+    out = tmp_path / f"out.{ext}"
+    assert _restore(pattern, out, wav) == 0
+    (audio,) = _audio_stream(out)
+    assert audio["codec_name"] == "pcm_s16le" and int(audio["sample_rate"]) == 48000 and audio["channels"] == 2
+    assert float(audio["start_time"]) == 0.0
+    if "duration" in audio:  # Matroska keeps durations in tags only
+        assert abs(float(audio["duration"]) - 1.0) < 1e-3
+    assert _samples(out) == _samples(wav)
+    assert len(_samples(wav)) == 48000 * 2 * 2
+
+
+def test_wav_is_encoded_where_the_container_cannot_hold_pcm(scan, tmp_path, caplog):
+    pattern, wav = scan
+    out = tmp_path / "out.mp4"
+    assert _restore(pattern, out, wav) == 0
+    (audio,) = _audio_stream(out)
+    assert audio["codec_name"] != "pcm_s16le" and int(audio["sample_rate"]) == 48000
+    assert abs(float(audio["start_time"])) < 1e-3  # the encoder's priming is hidden by the edit list
+    assert abs(float(audio["duration"]) - 1.0) < 0.05  # within one AAC frame (1024 samples)
+
+
+def test_audio_with_a_folder_output_is_refused_in_one_line(scan, tmp_path, capsys):
+    pattern, wav = scan
+    assert _restore(pattern, tmp_path / "frames", wav) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--audio" in err and "video" in err, err
+    assert not (tmp_path / "frames").exists() or not any((tmp_path / "frames").iterdir())
+
+
+def test_an_unreadable_audio_file_is_refused_in_one_line(scan, tmp_path, capsys):
+    pattern, _ = scan
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav")
+    assert _restore(pattern, tmp_path / "out.mov", bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--audio" in err, err
+    assert not (tmp_path / "out.mov").exists()
