@@ -143,7 +143,7 @@ def test_a_sequence_into_a_video_file_at_the_given_rate(tmp_path, run_cli):
     tick = Fraction(_probe(out, "stream=time_base"))
     assert [p * tick for p in _pts(out)] == [n * Fraction(1001, 24000) for n in range(4)]  # frame n at n/fps
     audio = run_cli("restore", scans, "-o", tmp_path / "a.mov", "--model", "identity", "--audio", tmp_path / "x.wav")
-    assert audio.returncode == 2 and "--audio" in audio.stderr and "not wired" in audio.stderr
+    assert audio.returncode == 2 and "--audio" in audio.stderr and "cannot be read" in audio.stderr
 
 
 def test_upscale_doubles_a_video_and_keeps_aspect_colour_and_timestamps(tmp_path, run_cli):
