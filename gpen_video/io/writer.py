@@ -202,6 +202,7 @@ class VideoWriter:
                     self.container.close()
                 except av.error.FFmpegError as exc:  # the trailer (MOV moov, MKV cues) could not be written
                     raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc
+            self._check_aspect_kept()
         return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings, self.warnings,
                            self.side.starts)  # fmt: skip
 
@@ -210,6 +211,28 @@ class VideoWriter:
             self._closed = True
             with contextlib.suppress(av.error.FFmpegError):
                 self.container.close()
+
+    def _check_aspect_kept(self) -> None:
+        """Say so when the finished file does not carry the source's pixel aspect (PyAV 18 sets no stream
+        aspect, so a codec that does not store one itself, such as FFV1 in Matroska, loses it)."""
+        v = self.info.video
+        wanted = v.metadata.sample_aspect_ratio or v.sample_aspect_ratio
+        if not wanted or wanted == 1:
+            return
+        try:
+            with av.open(str(self.path)) as written:
+                got = written.streams.video[0].sample_aspect_ratio
+        except (av.error.FFmpegError, IndexError):
+            return
+        if got and Fraction(got) == Fraction(wanted):
+            return
+        dar = Fraction(wanted) * Fraction(v.width, v.height)
+        message = (
+            f"the pixel aspect {wanted.numerator}:{wanted.denominator} could not be written for {self.settings.codec} "
+            f"in {self.container.format.name} (PyAV sets no stream aspect), so the output plays with square pixels; "
+            f"set it afterwards with: ffmpeg -i OUTPUT -c copy -aspect {dar.numerator}:{dar.denominator} FIXED"
+        )
+        self.warnings.append(message)  # said with the run's other warnings, even with -q
 
 
 class SideStreams:
