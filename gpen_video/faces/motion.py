@@ -22,8 +22,7 @@ _MIN_INLIERS = 8
 _MIN_INLIER_FRACTION = 0.5
 _FB_ERROR = 0.7  # forward-backward error (work px) above which a feature is dropped
 _RANSAC_PX = 1.0  # work px
-_MAX_CORNERS = 40  # enough for a robust similarity; LK time grows with the count
-_LK = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+_LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -86,9 +85,7 @@ def measure_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray) -
     mask = np.zeros((size, size), np.uint8)
     inner = (np.array([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0]) * factor).round().astype(int)
     mask[max(inner[1], 0) : inner[3], max(inner[0], 0) : inner[2]] = 255
-    corners = cv2.goodFeaturesToTrack(
-        before, maxCorners=_MAX_CORNERS, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5
-    )
+    corners = cv2.goodFeaturesToTrack(before, maxCorners=80, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5)
     if corners is None or len(corners) < _MIN_INLIERS:
         return Motion(IDENTITY.copy(), False, 0)
     p0 = corners.astype(np.float32)
