@@ -39,6 +39,7 @@ _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that ov
 _FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
 _COARSE_MIN = 12  # smallest box (px) the detector can see
 _COARSE_FROM = 18  # smallest box (px) asked for on the downscaled copy when a fine pass covers the rest
+_BAND_REACH = 0.75  # of the largest small face: how far a fine-pass band reaches past its share of the frame
 _TILE = 640  # tile side (px) for detectors that see a fixed-size input
 
 
@@ -481,7 +482,7 @@ class Tracker:
         """Faces between ``smallest`` and ``largest`` source px, at source resolution.
 
         On a shot's first key frame the whole frame is searched; after that, one horizontal band per key
-        frame (bands overlap by twice the largest face), so the pass costs at most about ``_FINE_BUDGET``
+        frame (bands overlap by 1.5 times the largest face), so the pass costs at most about ``_FINE_BUDGET``
         times the coarse one and sweeps the frame every few key frames.
         """
         smallest = max(smallest, float(_COARSE_MIN))  # below the detector's own minimum: not worth restoring
@@ -491,7 +492,10 @@ class Tracker:
             bands = 1
         band = self._fine_sweep % bands
         self._fine_sweep += 1
-        overlap = int(np.ceil(2 * largest))
+        # every face has its centre in one band; the band reaches half the largest face (and a margin) past
+        # its edges, so that face lies wholly inside it (twice the largest face each side made a 4K band ~5x
+        # its share of the frame)
+        overlap = int(np.ceil(_BAND_REACH * largest))
         y0 = max(0, int(band * height / bands) - overlap)
         y1 = min(height, int((band + 1) * height / bands) + overlap)
         part = image[y0:y1]
