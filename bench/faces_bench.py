@@ -1,11 +1,11 @@
 """Faces-stage throughput: detect+track (key frames + refinement) vs. the full detector on every frame.
 
     python bench/faces_bench.py [--frames 48] [--width 1920 --height 1080] [--threads 0]
-    python bench/faces_bench.py --crowd [--frames 8] [--baseline /tmp/faces-base]
+    python bench/faces_bench.py --crowd [--frames 8] [--baseline bc608b2|DIR]
 
 ``--crowd``: t1.jpg's faces shrunk to 16-40 px and tiled over 1080p and 4K frames (``CrowdScene``), and the
 six-face wide shot at 4K: recall of faces of 20 px and more (and of smaller ones) at the last frame, tracks on
-no face, faces-stage ms per frame; with ``--baseline`` (a checkout of bc608b2) today's code on the same
+no face, faces-stage ms per frame; with ``--baseline`` (a commit or a folder; default bc608b2) today's code on the same
 frames in a subprocess, for the ratio.
 
 Renders a synthetic 1080p clip with the six real faces of insightface's t1.jpg under a slow pan/zoom
@@ -31,6 +31,9 @@ from gpen_video.faces import FaceStage
 from gpen_video.faces.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
+from baseline import baseline_tree
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,7 +45,9 @@ def main() -> None:
         "--min-face", type=int, default=FacesConfig.min_face, help="smallest face (box side, source px)"
     )
     parser.add_argument("--crowd", action="store_true", help="small-face recall and cost on crowd clips")
-    parser.add_argument("--baseline", default="/tmp/faces-base", help="checkout of today's code (bc608b2)")
+    parser.add_argument(
+        "--baseline", default="bc608b2", help="the code to compare with: a commit or a folder ('' for none)"
+    )
     args = parser.parse_args()
     if args.crowd:
         crowd(args)
@@ -177,8 +182,8 @@ def crowd(args) -> None:
             big, small, false = _score(now["boxes"], centres, sizes)
             ms = now["ms_per_frame"]
             line = f"{name:16} recall>=20px {big:5.2f}  <20px {small:5.2f}  false {false}  {ms:7.1f} ms/frame"
-            if Path(args.baseline, "gpen_video").is_dir():
-                base = _timed(Path(args.baseline), clip_file, args.threads)
+            if args.baseline:
+                base = _timed(baseline_tree(args.baseline), clip_file, args.threads)
                 b_big, b_small, b_false = _score(base["boxes"], centres, sizes)
                 line += (
                     f" | today: recall {b_big:5.2f} / {b_small:5.2f}, false {b_false},"

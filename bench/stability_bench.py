@@ -1,6 +1,6 @@
 """Landmark accuracy and crop stability on clips with known camera trajectories, against raw detection.
 
-    python bench/stability_bench.py [--frames 36] [--width 960 --height 540] [--baseline /tmp/faces-base]
+    python bench/stability_bench.py [--frames 36] [--width 960 --height 540] [--baseline bc608b2|DIR]
 
 Clips: t1.jpg's six faces filmed along a known similarity per frame (``gpen_video.synthetic``):
 slow sway with a breathing zoom, hand-held shake (random walk, 3 px a frame), fast pan (20 px a frame),
@@ -14,8 +14,8 @@ of raw per-frame detection (MTCNN on every frame), ``--no-smooth`` and the defau
   RMS in crop px, with the true camera motion taken out (a perfect tracker gives 0);
 - both as ratios to raw; detector calls per frame.
 
-Then the faces stage's ms per frame on a 1080p clip, today's code (``--baseline``: a checkout of main at
-bc608b2, e.g. ``git worktree add /tmp/faces-base bc608b2``) timed in a subprocess in the same run.
+Then the faces stage's ms per frame on a 1080p clip, today's code (``--baseline``: a commit, unpacked with
+``git archive`` by ``bench/baseline.py``, or a folder) timed in a subprocess in the same run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ from gpen_video.config import FacesConfig  # noqa: E402
 from gpen_video.faces import FaceStage  # noqa: E402
 from gpen_video.faces.mtcnn import MtcnnDetector  # noqa: E402
 from gpen_video.synthetic import PHOTO_FACE_BOXES, FaceScene, faces_image, frames, trajectory_accuracy  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
+from baseline import baseline_tree  # noqa: E402
 
 PATHS = ("sway", "shake", "pan", "zoomin", "roll")
 
@@ -76,6 +79,7 @@ from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
 from gpen_video.faces.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
+
 w, h, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 det = MtcnnDetector(threads=1)
 stage = FaceStage(FacesConfig(detector="mtcnn"), detector=det)
@@ -112,7 +116,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=540)
     parser.add_argument("--paths", default=",".join(PATHS))
-    parser.add_argument("--baseline", default="/tmp/faces-base", help="checkout of today's code (bc608b2)")
+    parser.add_argument(
+        "--baseline", default="bc608b2", help="the code to compare with: a commit or a folder ('' for none)"
+    )
     parser.add_argument("--timing-frames", type=int, default=96, help="frames of the timed clips (one shot); 0: none")
     args = parser.parse_args()
 
@@ -143,8 +149,8 @@ def main() -> None:
     for width, height in ((1920, 1080), (3840, 2160)) if args.timing_frames > 0 else ():
         now = time_stage(ROOT, width, height, args.timing_frames)
         line = f"faces stage {width}x{height}: {now['ms_per_frame']:.1f} ms/frame ({now['tracks']} tracks)"
-        if Path(args.baseline, "gpen_video").is_dir():
-            base = time_stage(Path(args.baseline), width, height, args.timing_frames)
+        if args.baseline:
+            base = time_stage(baseline_tree(args.baseline), width, height, args.timing_frames)
             line += (
                 f"; today (bc608b2) {base['ms_per_frame']:.1f} ms/frame ({base['tracks']} tracks);"
                 f" ratio {now['ms_per_frame'] / base['ms_per_frame']:.2f}"
