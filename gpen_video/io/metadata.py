@@ -8,9 +8,12 @@ title, language and disposition), so the writer can put each back and ``probe`` 
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -74,6 +77,7 @@ class VideoMetadata:
     display_aspect_ratio: Fraction | None = None
     field_order: str | None = None  # in words; None when unknown
     field_order_id: int = 0  # FFmpeg's AVFieldOrder
+    chroma_location: str | None = None  # FFmpeg's name (left, topleft, ...); None: unspecified or unknown
     mastering_display: MasteringDisplay | None = None
     content_light: ContentLight | None = None
     title: str | None = None
@@ -135,6 +139,7 @@ def video_metadata(
         title=stream.metadata.get("title"),
         language=stream.metadata.get("language"),
         tags={k: v for k, v in stream.metadata.items() if k.lower() not in _STREAM_TAGS_NOT_COPIED},
+        chroma_location=read_chroma_location(container.name, stream.index),
         chapters=read_chapters(container),
         attachments=[
             Attachment(s.index, s.metadata.get("filename"), s.metadata.get("mimetype"), _extradata_size(s))
@@ -150,6 +155,23 @@ def video_metadata(
             cll, fall = struct.unpack("<II", bytes(item)[:8])
             meta.content_light = ContentLight(cll, fall)
     return meta
+
+
+def read_chroma_location(path: str, index: int) -> str | None:
+    """The stream's chroma location as FFmpeg names it, asked of ``ffprobe`` (PyAV 18 exposes none); None when
+    no ffprobe is on PATH, the file is not a plain file, or the stream leaves it unspecified. ffprobe reads
+    the header and its probe packets only."""
+    ffprobe = shutil.which("ffprobe")
+    if not ffprobe or not Path(path).is_file():
+        return None
+    command = [ffprobe, "-v", "error", "-select_streams", str(index), "-show_entries", "stream=chroma_location",
+               "-of", "csv=p=0", path]  # fmt: skip
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = next((line.strip().rstrip(",") for line in out.splitlines() if line.strip()), "")  # TS: once a program
+    return found if found and found not in ("unspecified", "N/A") else None
 
 
 def read_chapters(container: av.container.InputContainer) -> list[Chapter]:

@@ -410,6 +410,8 @@ def picture_options(settings: EncodeSettings, video: VideoInfo) -> dict[str, str
     """Encoder options plus what the codec context must carry for the muxer: field order, interlaced coding."""
     options = dict(settings.options)
     meta = video.metadata
+    if meta.chroma_location:  # the encoder signals it (H.264/HEVC VUI), the muxer stores it
+        options.setdefault("chroma_sample_location", meta.chroma_location)
     if meta.field_order_id:
         options.setdefault("field_order", str(meta.field_order_id))
         if meta.interlaced and settings.codec in ("prores_ks", "mpeg2video", "dnxhd", "libx264", "dvvideo"):
