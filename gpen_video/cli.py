@@ -202,13 +202,10 @@ def format_probe(info: Any) -> str:
         f"time base {v.time_base}",
         f"    colour: {v.colour.describe()}",
         f"    rotation: {v.rotation}°" + (f", timecode {v.timecode}" if v.timecode else ""),
-        *(f"    {line}" for line in v.metadata.describe()),  # issue 12: aspect, field order, HDR, chapters
+        *(f"    {line}" for line in v.metadata.describe()),  # aspect, fields, HDR, chapters, attachments
     ]
-    from gpen_video.io.fields import TELECINE_RATE, field_order_words, probe_telecine
+    from gpen_video.io.fields import TELECINE_RATE, probe_telecine
 
-    words = field_order_words(v.metadata.field_order_id)  # issue 15: "interlaced, top field first"
-    if words:
-        lines.append(f"    fields: {words}")
     if v.frame_rate == TELECINE_RATE and info.path.is_file():
         lines.append(f"    pulldown: {probe_telecine(str(info.path), v.index).describe()}")
     for s in info.streams:

@@ -126,7 +126,7 @@ def test_probe_plan_lists_every_stream_with_its_action(small_clip: Path, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "plan: webm output, video libvpx-vp9" in result.stdout
     assert "audio #1 (aac): encode" in result.stdout
-    assert "field order:" in result.stdout and "aspect: pixel" in result.stdout
+    assert "fields: " in result.stdout and "aspect: pixel" in result.stdout
 
 
 def test_container_caps_come_from_ffmpeg() -> None:

@@ -418,12 +418,6 @@ class Weaver:
 TELECINE_RATE = Fraction(30000, 1001)
 
 
-def field_order_words(field_order_id: int) -> str | None:
-    """``interlaced, top field first`` (and so on) for FFmpeg's AVFieldOrder; None when untagged."""
-    order = _CODEC_FIELD_ORDER.get(int(field_order_id), "unknown")
-    return None if order == "unknown" else StreamFieldOrder(order, None).describe()
-
-
 def probe_telecine(path: str, stream_index: int, frames: int = 40) -> TelecineReport:
     """``detect_telecine`` on the first ``frames`` pictures of a 30000/1001 stream (decoded as grey)."""
     with av.open(str(path)) as container:

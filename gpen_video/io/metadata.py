@@ -100,7 +100,8 @@ class VideoMetadata:
         dar = f", display {self.display_aspect_ratio.numerator}:{self.display_aspect_ratio.denominator}" if (
             self.display_aspect_ratio) else ""  # fmt: skip
         lines.append(f"aspect: pixel {sar.numerator}:{sar.denominator}{dar}")
-        lines.append(f"field order: {self.field_order or 'unknown'}")
+        order = self.field_order or "field order not tagged"
+        lines.append(f"fields: {'interlaced, ' if self.interlaced else ''}{order}")
         if self.mastering_display:
             lines.append(f"HDR: {self.mastering_display.describe()}")
         if self.content_light:
