@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -106,3 +107,13 @@ def run_cli():
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def restore_gpen_logger():
+    """``cli.main`` called in-process points the package's logger at stderr and stops its propagation: undo
+    that afterwards, so later tests' ``caplog`` still sees the package's records."""
+    logger = logging.getLogger("gpen_video")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved

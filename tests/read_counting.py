@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+from conformance_cases import ffmpeg_exe, ffprobe_exe
 
-FFMPEG = "/usr/bin/ffmpeg"
-FFPROBE = "/usr/bin/ffprobe"
+FFMPEG = ffmpeg_exe()
+FFPROBE = ffprobe_exe() or "ffprobe"
 
 
 class CountingFile(io.RawIOBase):
@@ -98,10 +99,6 @@ def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignor
         yield log
     finally:
         monkeypatch.setattr(av, "open", real_open)
-
-
-def ffmpeg(*args: str | Path) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
 
 
 def video_packets(path: Path) -> list[dict]:

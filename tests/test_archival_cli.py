@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conformance_cases import ffmpeg_exe, ffprobe_exe
 
 from gpen_video.restore.restorer import IdentityRestorer
 
-FFMPEG = "/usr/bin/ffmpeg"
-FFPROBE = "/usr/bin/ffprobe"
+FFMPEG = ffmpeg_exe()
+FFPROBE = ffprobe_exe() or "ffprobe"
 W, H = 48, 32
 DEEP = (
     f"nullsrc=size={W}x{H}:rate=24,format=gbrp16le,geq=r='mod(X*1361+Y*97+N*4099,65536)'"

@@ -16,6 +16,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conformance_cases import ffmpeg_exe, ffprobe_exe
 
 from gpen_video.align.compose import AlignedBatch, compose
 from gpen_video.align.warp import warp_cpu
@@ -34,8 +35,8 @@ from gpen_video.io.fields import (
 )
 from gpen_video.synthetic import faces_image_path
 
-FFMPEG = "/usr/bin/ffmpeg"
-FFPROBE = "/usr/bin/ffprobe"
+FFMPEG = ffmpeg_exe()
+FFPROBE = ffprobe_exe() or "ffprobe"
 SCALE = 0.75  # photo scale in the clips
 X0, Y0, DX, DY = 230, 170, 4, 2  # crop window origin and its motion per field (50p frame)
 W, H = 320, 240

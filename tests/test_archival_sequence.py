@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conformance_cases import ffmpeg_exe, ffprobe_exe
 
 from gpen_video.errors import InputError, OutputError
 from gpen_video.io.sequence import (
@@ -26,8 +27,8 @@ from gpen_video.io.sequence import (
     looks_like_sequence,
 )
 
-FFMPEG = "/usr/bin/ffmpeg"
-FFPROBE = "/usr/bin/ffprobe"
+FFMPEG = ffmpeg_exe()
+FFPROBE = ffprobe_exe() or "ffprobe"
 W, H = 48, 32
 
 

@@ -12,8 +12,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from conformance_cases import ffmpeg
 from media_checks import frame_times
-from read_counting import counting_reads, ffmpeg, packet_spans, video_packets
+from read_counting import counting_reads, packet_spans, video_packets
 
 from gpen_video.cli import main
 from gpen_video.io.probe import probe

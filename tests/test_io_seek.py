@@ -8,13 +8,13 @@ frame every 50 frames); which frames lie in the range comes from ffprobe, and so
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from read_counting import FFPROBE, counting_reads, ffmpeg, packet_spans
+from conformance_cases import ffmpeg
+from read_counting import FFPROBE, counting_reads, packet_spans
 
 from gpen_video.cli import main
 
@@ -25,14 +25,7 @@ MAKE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main`` in-process points the package's logger at stderr and stops propagation: undo it for the next
-    tests (their caplog)."""
-    logger = logging.getLogger("gpen_video")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
+pytestmark = pytest.mark.usefixtures("restore_gpen_logger")  # these tests call main() in-process
 
 
 def ffprobe_times(path: Path) -> list[Fraction]:

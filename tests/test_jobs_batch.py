@@ -190,7 +190,8 @@ def test_assembled_matroska_keeps_the_source_frame_rate(tmp_path: Path) -> None:
     """Issue 12's bug: batch-assembled MKV files said 1000 fps (the segment files' guessed rate)."""
     import subprocess
 
-    from read_counting import FFPROBE, ffmpeg
+    from conformance_cases import ffmpeg
+    from read_counting import FFPROBE
 
     src = tmp_path / "in" / "clip.mkv"
     src.parent.mkdir()

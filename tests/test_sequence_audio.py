@@ -6,39 +6,28 @@ and with the samples the ffmpeg CLI decodes from it, never with the code under t
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 from pathlib import Path
 
 import pytest
+from conformance_cases import ffmpeg, ffmpeg_exe, ffprobe_exe
 
 from gpen_video.cli import main
 
-FFMPEG = "/usr/bin/ffmpeg"
-FFPROBE = "/usr/bin/ffprobe"
+FFMPEG = ffmpeg_exe()
+FFPROBE = ffprobe_exe() or "ffprobe"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main`` in-process points the package's logger at stderr and stops propagation: undo it for the next
-    tests (their caplog)."""
-    logger = logging.getLogger("gpen_video")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
-def _ffmpeg(*args: str | Path) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
+pytestmark = pytest.mark.usefixtures("restore_gpen_logger")  # these tests call main() in-process
 
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory) -> tuple[Path, Path]:
     """24 PNG frames (1 s at --fps 24) and a 1-s WAV (48 kHz, 16-bit stereo)."""
     folder = tmp_path_factory.mktemp("scan")
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "24", folder / "reel_%04d.png")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "24", folder / "reel_%04d.png")
     wav = folder / "sound.wav"
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-af", "pan=stereo|c0=c0|c1=0.5*c0",
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-af", "pan=stereo|c0=c0|c1=0.5*c0",
             "-t", "1", "-c:a", "pcm_s16le", wav)  # fmt: skip
     return folder / "reel_%04d.png", wav
 

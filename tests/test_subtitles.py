@@ -6,16 +6,16 @@ source (``-c:s mov_text``), both read back as SRT by the ffmpeg CLI.
 
 from __future__ import annotations
 
-import logging
 import subprocess
 from pathlib import Path
 
 import pytest
+from conformance_cases import ffmpeg, ffmpeg_exe, ffprobe_exe
 
 from gpen_video.cli import main
 
-FFMPEG = "/usr/bin/ffmpeg"
-FFPROBE = "/usr/bin/ffprobe"
+FFMPEG = ffmpeg_exe()
+FFPROBE = ffprobe_exe() or "ffprobe"
 SRT = "1\n00:00:00,500 --> 00:00:01,200\nHello there\n\n2\n00:00:01,500 --> 00:00:02,400\nSecond line\n"
 ASS = """[Script Info]
 ScriptType: v4.00+
@@ -33,17 +33,7 @@ Dialogue: 0,0:00:01.50,0:00:02.40,Default,,0,0,0,,Second line
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main`` in-process points the package's logger at stderr and stops propagation: undo it afterwards."""
-    logger = logging.getLogger("gpen_video")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
-def _ffmpeg(*args: str | Path) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
+pytestmark = pytest.mark.usefixtures("restore_gpen_logger")  # these tests call main() in-process
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +44,7 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     made = {}
     for kind, codec in (("srt", "srt"), ("ass", "ass")):
         made[kind] = folder / f"{kind}.mkv"
-        _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-i", folder / f"s.{kind}", "-t", "3",
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-i", folder / f"s.{kind}", "-t", "3",
                 "-map", "0:v", "-map", "1", "-c:v", "mpeg4", "-c:s", codec, "-metadata:s:s:0", "language=fra",
                 made[kind])  # fmt: skip
     return made
@@ -80,7 +70,7 @@ def _subtitle_stream(path: Path) -> str:
 def test_text_subtitles_are_converted_to_mov_text_like_the_cli(sources, tmp_path, capsys, kind, ext):
     src, out, ref = sources[kind], tmp_path / f"out{ext}", tmp_path / f"ref{ext}"
     assert main(["restore", str(src), "-o", str(out), "--model", "identity", "-q"]) == 0
-    _ffmpeg("-i", src, "-map", "0:s", "-c:s", "mov_text", ref)
+    ffmpeg("-i", src, "-map", "0:s", "-c:s", "mov_text", ref)
     assert _subtitle_stream(out) == "mov_text,fra"
     assert _as_srt(out) == _as_srt(ref)
     assert "Second line" in _as_srt(out) and "00:00:01,500 --> 00:00:02,400" in _as_srt(out)
