@@ -20,6 +20,7 @@ from gpen_video.errors import InputError
 from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, find_ffmpeg
+from gpen_video.io.fields import check_fields
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import atomic_output, check_output_path, verify_video
 from gpen_video.io.plan import preflight
@@ -49,7 +50,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
-    source_info = job.info or probe(job.input)
+    source_info = check_fields(job.info or probe(job.input))  # untagged fields: judged on the first pictures
     info = output_info(source_info, config)  # the output stream: k× with --upscale, progressive after deinterlace
     if config.start is not None and config.start >= source_info.video.duration:  # counts from the stream's start
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
@@ -111,6 +112,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         report.finish(reader.stats, result, summary, times, faces.track_summaries())
         if segment is None and config.start is None and config.duration is None and not reader.stats.truncated:
             report.warnings += frame_count_warnings(source_info, reader.stats.frames)  # shows a truncated tail
+        report.warnings += source.notes  # the field order taken from the pictures, or doubted
         report.flicker = composer.flicker.summary()
         report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,
                           "batches": batcher.batches, "device": str(restorer.device or "host"),
