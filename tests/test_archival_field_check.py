@@ -189,3 +189,39 @@ def test_static_pictures_say_nothing_moves():
     analysis = analyse_fields([still] * 5)
     assert analysis.order == "unknown" and analysis.moving_blocks == 0 and not analysis.confident
     assert "nothing moves" in analysis.describe()
+
+
+def _scaled_fields(path: Path, which: str, k: int) -> np.ndarray:
+    """The source's ``which`` field pictures, scaled k× by the ffmpeg CLI (Lanczos): each field's own moment."""
+    out = subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-i", str(path), "-vf", f"field={which},scale={k * W}:{k * H // 2}:flags=lanczos",
+         "-f", "rawvideo", "-pix_fmt", "gray", "-"], check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, np.uint8).reshape(-1, k * H // 2, k * W).astype(np.float32)
+
+
+def test_keep_with_upscale_weaves_fields_of_the_upscaled_pictures(clips, tmp_path):
+    """``--deinterlace keep --upscale 2``: each field-rate picture is upscaled and composed, then woven into a
+    2×-height interlaced frame; ``off`` upscales the woven frame, which smears each field into the other."""
+    clip, k = clips["tff"], 2
+    errors = {}
+    for mode in ("keep", "off"):
+        out = tmp_path / f"{mode}.mkv"
+        run = _run(clip, out, **{"reader.deinterlace": mode, "compose.upscale": k})
+        assert _probe(out, "stream=width,height") == f"{k * W},{k * H}"
+        assert _pts(out) == _pts(clip) and len(_pts(out)) == FRAMES
+        if mode == "keep":
+            assert run["faces"]["frames_with_faces"] == 2 * FRAMES
+            assert FFPROBE_ORDER[_probe(out, "stream=field_order")] == "tff"
+            assert analyse_fields(_frames(out, k)).order == "tff"  # the woven k× frames show it too
+        errors[mode] = [np.abs(_fields(out, w, k * W, k * H) - _scaled_fields(clip, w, k)).mean() for w in ("top", "bottom")]
+    for keep, off in zip(errors["keep"], errors["off"], strict=True):
+        assert keep < 0.7 * off, errors
+
+
+def _frames(path: Path, k: int) -> list[np.ndarray]:
+    out = subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return list(np.frombuffer(out, np.uint8).reshape(-1, k * H, k * W))
