@@ -167,9 +167,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from gpen_video.io.probe import probe
-
     from gpen_video.io.fields import check_fields
+    from gpen_video.io.probe import probe
 
     info = probe(args.input, exact=args.exact)  # --exact scans; else the container's index
     info = check_fields(info, tagged_progressive_too=True)  # not tagged tff/bff: the first pictures judged

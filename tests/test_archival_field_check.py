@@ -194,8 +194,9 @@ def test_static_pictures_say_nothing_moves():
 def _scaled_fields(path: Path, which: str, k: int) -> np.ndarray:
     """The source's ``which`` field pictures, scaled k× by the ffmpeg CLI (Lanczos): each field's own moment."""
     out = subprocess.run(
-        [FFMPEG, "-loglevel", "error", "-i", str(path), "-vf", f"field={which},scale={k * W}:{k * H // 2}:flags=lanczos",
-         "-f", "rawvideo", "-pix_fmt", "gray", "-"], check=True, capture_output=True,
+        [FFMPEG, "-loglevel", "error", "-i", str(path), "-vf",
+         f"field={which},scale={k * W}:{k * H // 2}:flags=lanczos", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        check=True, capture_output=True,
     ).stdout  # fmt: skip
     return np.frombuffer(out, np.uint8).reshape(-1, k * H // 2, k * W).astype(np.float32)
 
@@ -214,7 +215,9 @@ def test_keep_with_upscale_weaves_fields_of_the_upscaled_pictures(clips, tmp_pat
             assert run["faces"]["frames_with_faces"] == 2 * FRAMES
             assert FFPROBE_ORDER[_probe(out, "stream=field_order")] == "tff"
             assert analyse_fields(_frames(out, k)).order == "tff"  # the woven k× frames show it too
-        errors[mode] = [np.abs(_fields(out, w, k * W, k * H) - _scaled_fields(clip, w, k)).mean() for w in ("top", "bottom")]
+        errors[mode] = [
+            np.abs(_fields(out, w, k * W, k * H) - _scaled_fields(clip, w, k)).mean() for w in ("top", "bottom")
+        ]
     for keep, off in zip(errors["keep"], errors["off"], strict=True):
         assert keep < 0.7 * off, errors
 

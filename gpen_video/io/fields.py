@@ -155,7 +155,7 @@ class FieldAnalysis:
 
     @property
     def confidence(self) -> float:
-        """The larger field distance over the smaller: about 3 for linear motion in interlaced video, 1 if progressive."""
+        """The larger field distance over the smaller: about 3 for linear motion when interlaced, 1 if progressive."""
         lo, hi = sorted((self.tff_distance, self.bff_distance))
         return hi / lo if lo > 0 else float("inf") if hi > 0 else 1.0
 
@@ -544,7 +544,6 @@ class CombWatch:
         self.analysis = analyse_fields(self._pictures)
         self._pictures = []
         return self.analysis
-
 
 
 def probe_telecine(path: str, stream_index: int, frames: int = 40) -> TelecineReport:

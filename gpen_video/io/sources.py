@@ -23,7 +23,15 @@ from gpen_video.config import Config
 from gpen_video.errors import InputError
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
-from gpen_video.io.fields import CombWatch, FieldAnalysis, FieldDeinterlacer, FieldRateFrames, Order, Weaver, tagged_order
+from gpen_video.io.fields import (
+    CombWatch,
+    FieldAnalysis,
+    FieldDeinterlacer,
+    FieldRateFrames,
+    Order,
+    Weaver,
+    tagged_order,
+)
 from gpen_video.io.metadata import FIELD_ORDERS
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
@@ -57,9 +65,13 @@ def field_notes(info: MediaInfo, config: Config) -> list[str]:
     analysis, name = check.analysis, info.path.name
     seen = f"the first frames show {analysis.describe()}, measured in {check.milliseconds:.0f} ms"
     if analysis.confident:
-        action = ("left as decoded (--deinterlace off)" if config.reader.deinterlace == "off" else
-                  f"restored as {analysis.order} (--deinterlace {config.reader.deinterlace}); "
-                  f"--field-order {'bff' if analysis.order == 'tff' else 'tff'} or --deinterlace off to override")  # fmt: skip
+        other = "bff" if analysis.order == "tff" else "tff"
+        action = (
+            "left as decoded (--deinterlace off)"
+            if config.reader.deinterlace == "off"
+            else f"restored as {analysis.order} (--deinterlace {config.reader.deinterlace}); "
+            f"--field-order {other} or --deinterlace off to override"
+        )
         return [f"{name}: field order not tagged; {seen}: {action}"]
     if analysis.clearly_progressive:
         log.info("%s: field order not tagged; %s: progressive", name, seen)
@@ -156,8 +168,10 @@ class FrameSource:
 
     def _watched(self, analysis: FieldAnalysis | None) -> None:
         if analysis is not None and analysis.confident:
-            note = (f"{self.path.name}: tagged progressive, but its first frames comb: {analysis.describe()}; "
-                    f"if it is interlaced, pass --field-order {analysis.order} (faces are then restored per field)")  # fmt: skip
+            note = (
+                f"{self.path.name}: tagged progressive, but its first frames comb: {analysis.describe()}; "
+                f"if it is interlaced, pass --field-order {analysis.order} (faces are then restored per field)"
+            )
             log.warning("%s", note)
             self.notes.append(note)
 
@@ -259,8 +273,13 @@ def frame_source(reader: VideoReader, side: SidePackets, path: Path, info: Media
     """The view of the input the stages work on: as decoded, at field rate (``keep``), or deinterlaced."""
     source = _frame_source(reader, side, path, info, config)
     source.notes = field_notes(info, config)
-    if config.reader.field_order == "auto" and config.reader.deinterlace != "off" and tagged_order(info) == "progressive":
-        source.watch = CombWatch()
+    reader_config = config.reader
+    if (
+        reader_config.field_order == "auto"
+        and reader_config.deinterlace != "off"
+        and tagged_order(info) == "progressive"
+    ):
+        source.watch = CombWatch()  # the frames the run decodes anyway: no extra read
     return source
 
 
