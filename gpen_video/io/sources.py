@@ -63,7 +63,7 @@ def field_notes(info: MediaInfo, config: Config) -> list[str]:
     if config.reader.field_order != "auto" or tagged_order(info) != "unknown" or check is None:
         return []
     analysis, name = check.analysis, info.path.name
-    seen = f"the first frames show {analysis.describe()}, measured in {check.milliseconds:.0f} ms"
+    seen = f"judged on its first pictures ({check.milliseconds:.0f} ms): {analysis.describe()}"
     if analysis.confident:
         other = "bff" if analysis.order == "tff" else "tff"
         action = (
