@@ -172,7 +172,7 @@ class FrameSource:
                 f"{self.path.name}: tagged progressive, but its first frames comb: {analysis.describe()}; "
                 f"if it is interlaced, pass --field-order {analysis.order} (faces are then restored per field)"
             )
-            log.warning("%s", note)
+            log.info("%s", note)  # said once, with the report's warnings (even with -q)
             self.notes.append(note)
 
     def wanted(self, emits: Callable[[int], bool]) -> Callable[[int], bool]:
