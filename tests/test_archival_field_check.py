@@ -228,3 +228,17 @@ def _frames(path: Path, k: int) -> list[np.ndarray]:
         check=True, capture_output=True,
     ).stdout  # fmt: skip
     return list(np.frombuffer(out, np.uint8).reshape(-1, k * H, k * W))
+
+
+def test_a_still_start_is_looked_past(tmp_path):
+    """A slate for the first 1.6 s (40 frames: more than the 16 the start is judged on), then a bff pan."""
+    clip = tmp_path / "slate.avi"
+    _ffmpeg("-loop", 1, "-framerate", 50, "-i", faces_image_path(), "-vf",
+            f"crop={W}:{H}:x='300+6*max(n-80,0)':y=230,format=yuv420p,interlace=scan=bff,setfield=prog",
+            "-frames:v", 75, "-c:v", "ffv1", clip)  # fmt: skip
+    assert _probe(clip, "stream=field_order") == "unknown" and len(_pts(clip)) == 75
+    from gpen_video.io.fields import measure_field_order
+
+    assert measure_field_order(clip, 0, places=1).analysis.order == "unknown"  # the start alone: nothing moves
+    check = check_fields(probe(clip)).video.field_check
+    assert check.analysis.order == "bff" and check.analysis.confident, check
