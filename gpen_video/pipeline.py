@@ -18,13 +18,12 @@ from gpen_video.errors import InputError
 from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, find_ffmpeg
-from gpen_video.io.fields import check_fields
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.io.sources import frame_source, open_writer, output_info
+from gpen_video.io.sources import frame_source, open_writer, output_info, with_field_check
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import RunReport, StageTimes
 from gpen_video.restore.loader import load_restorer
@@ -48,7 +47,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
-    source_info = check_fields(job.info or probe(job.input))  # untagged fields: judged on the first pictures
+    source_info = with_field_check(job.info or probe(job.input), config)  # untagged fields: judged on pictures
     info = output_info(source_info, config)  # the output stream: k× with --upscale, progressive after deinterlace
     if config.start is not None and config.start >= source_info.video.duration:  # counts from the stream's start
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")

@@ -30,6 +30,7 @@ from gpen_video.io.fields import (
     FieldRateFrames,
     Order,
     Weaver,
+    check_fields,
     tagged_order,
 )
 from gpen_video.io.metadata import FIELD_ORDERS
@@ -57,6 +58,14 @@ def field_order(info: MediaInfo, config: Config) -> Order:
     return "progressive"
 
 
+def with_field_check(info: MediaInfo, config: Config) -> MediaInfo:
+    """``info`` with its untagged field order judged on the first pictures (``io.fields.check_fields``), where
+    the run would use the verdict: not with ``--field-order tff|bff`` or ``--deinterlace off``."""
+    if config.reader.field_order != "auto" or config.reader.deinterlace == "off":
+        return info
+    return check_fields(info)
+
+
 def field_notes(info: MediaInfo, config: Config) -> list[str]:
     """What the run must say about a field order it took from the pictures (or could not), even with -q."""
     check = info.video.field_check
@@ -66,13 +75,9 @@ def field_notes(info: MediaInfo, config: Config) -> list[str]:
     seen = f"judged on its first pictures ({check.milliseconds:.0f} ms): {analysis.describe()}"
     if analysis.confident:
         other = "bff" if analysis.order == "tff" else "tff"
-        action = (
-            "left as decoded (--deinterlace off)"
-            if config.reader.deinterlace == "off"
-            else f"restored as {analysis.order} (--deinterlace {config.reader.deinterlace}); "
-            f"--field-order {other} or --deinterlace off to override"
-        )
-        return [f"{name}: field order not tagged; {seen}: {action}"]
+        action = f"--field-order {other} or --deinterlace off to override"
+        return [f"{name}: field order not tagged; {seen}: restored as {analysis.order} "
+                f"(--deinterlace {config.reader.deinterlace}); {action}"]  # fmt: skip
     if analysis.clearly_progressive:
         log.info("%s: field order not tagged; %s: progressive", name, seen)
         return []
