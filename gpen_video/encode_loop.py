@@ -6,7 +6,7 @@ frame's time merged in, then close and verify. A video (``pipeline``) and an ima
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -38,11 +38,14 @@ def encode_frames(
     """Write every emitted frame at its ``pts`` and the side packets due before it; close ``writer`` and check
     the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written.
 
-    Any failure aborts the writer (the caller's ``atomic_output`` removes ``temp``).
+    Any failure (Ctrl-C too) aborts the writer (the caller's ``atomic_output`` removes ``temp``) and closes
+    ``items`` at once, so the stage threads behind it stop before the caller closes the reader they decode
+    from (held by this frame's traceback, an open generator would outlive the reader: a crash at exit).
     """
+    frames = iter(items)
     try:
         written = 0
-        for item in items:
+        for item in frames:
             t0 = time.perf_counter()
             writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
             if item.emit:
@@ -57,6 +60,8 @@ def encode_frames(
         times.add("encode", time.perf_counter() - t0)
     except BaseException:
         writer.abort()
+        if isinstance(frames, Generator):
+            frames.close()
         raise
     t0 = time.perf_counter()
     verify_video(temp, result.pts, result.time_base, result.side_starts)
