@@ -1,7 +1,6 @@
 """Issue 15's parts of a run chosen from the configuration: the background upscaler and the frame path it
 and grain need, and the combinations of archival options that cannot work, refused in one line before any
-work. (``--deinterlace progressive`` and ``--audio``, declared but not wired yet, are refused where they
-would be read: ``io.sources.deinterlace_mode`` and ``sequence_restore``.)
+work.
 """
 
 from __future__ import annotations

@@ -167,9 +167,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from gpen_video.io.fields import check_fields
     from gpen_video.io.probe import probe
 
     info = probe(args.input, exact=args.exact)  # --exact scans; else the container's index
+    info = check_fields(info, tagged_progressive_too=True)  # not tagged tff/bff: the first pictures judged
     plan = None
     if args.plan:  # issue 12: the logic is io/plan.py
         from gpen_video.io.output import default_output_path
@@ -204,6 +206,8 @@ def format_probe(info: Any) -> str:
         f"    rotation: {v.rotation}°" + (f", timecode {v.timecode}" if v.timecode else ""),
         *(f"    {line}" for line in v.metadata.describe()),  # aspect, fields, HDR, chapters, attachments
     ]
+    if v.field_check is not None:  # issue 15: what the first pictures show where the tag says no field order
+        lines.append(f"    fields from the pictures: {field_check_line(v)}")
     from gpen_video.io.fields import TELECINE_RATE, probe_telecine
 
     if v.frame_rate == TELECINE_RATE and info.path.is_file():
@@ -218,6 +222,17 @@ def format_probe(info: Any) -> str:
     if info.damaged_packets:
         lines.append(f"  damaged: {info.damaged_packets} packet(s) could not be read")
     return "\n".join(lines)
+
+
+def field_check_line(video: Any) -> str:
+    """``interlaced, top field first (confident: ...)``, with what a restore does with it."""
+    analysis = video.field_check.analysis
+    said = f"{analysis.describe()}, {video.field_check.milliseconds:.0f} ms"
+    if video.metadata.field_order_id == 1 and analysis.confident:  # tagged progressive, yet combed
+        return f"{said}; restore treats it as tagged (progressive) unless given --field-order {analysis.order}"
+    if analysis.confident:
+        return f"{said}; restore works per field"
+    return f"{said}; restore treats it as progressive"
 
 
 def main(argv: list[str] | None = None) -> int:

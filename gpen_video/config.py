@@ -170,7 +170,8 @@ class ReaderConfig:
         Flag("--deinterlace", "interlaced input: keep (restore per field, weave back), progressive, frame, off"),
     ] = "keep"
     field_order: Annotated[
-        Literal["auto", "tff", "bff"], Flag("--field-order", "field order of interlaced input (auto: the stream's)")
+        Literal["auto", "tff", "bff"],
+        Flag("--field-order", "field order of interlaced input (auto: the tag, else judged on the first pictures)"),
     ] = "auto"
 
 

@@ -4,33 +4,31 @@ A frame with no face goes to the encoder as the decoded source samples (one enco
 is aligned, restored and pasted back (``align.stage``, ``restore.batcher``, ``align.compose_stage``, on the
 frame path ``align.paths.choose_path`` picks once) and converted back with the stream's own matrix; samples
 outside the paste mask stay the source's. Side packets reach the writer on their own channel
-(``side_packets``); per-frame face rows go to the ``--tracks`` file (``faces.tracks_file``).
+(``side_packets``); per-frame face rows go to the ``--tracks`` file (``faces.tracks_file``). The stages are
+built and summarised (``run_stages``) and the frames written (``encode_loop``) as an image sequence's are.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 
-from gpen_video.align.compose_stage import ComposeStage
-from gpen_video.align.paths import choose_path
-from gpen_video.align.stage import AlignStage
-from gpen_video.archival import frame_path_choice, refuse_conflicts, upscaler_for
+from gpen_video.archival import refuse_conflicts
+from gpen_video.encode_loop import encode_frames
 from gpen_video.errors import InputError
 from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
 from gpen_video.io.ffmpeg_backend import FfmpegEncoders, find_ffmpeg
 from gpen_video.io.formats import output_caps
-from gpen_video.io.output import atomic_output, check_output_path, verify_video
+from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.io.sources import frame_source, open_writer, output_info
+from gpen_video.io.sources import frame_source, open_writer, output_info, with_field_check
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import RunReport, StageTimes
-from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore_job import ProgressCallback, RestoreJob, SegmentWindow, planned_frames
+from gpen_video.run_stages import RunStages
 from gpen_video.sequence_restore import looks_like_sequence, run_sequence_restore
 from gpen_video.side_packets import SidePackets
 from gpen_video.stage_threads import Flow
@@ -49,7 +47,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         return run_sequence_restore(job, threaded)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     check_output_path(job.input, job.output, config.output.overwrite)
-    source_info = job.info or probe(job.input)
+    source_info = with_field_check(job.info or probe(job.input), config)  # untagged fields: judged on pictures
     info = output_info(source_info, config)  # the output stream: k× with --upscale, progressive after deinterlace
     if config.start is not None and config.start >= source_info.video.duration:  # counts from the stream's start
         raise InputError(f"{job.input}: --start {config.start:.3f}s is past the end ({info.video.duration:.3f}s)")
@@ -58,7 +56,6 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS, caps)
     preflight(job.output, info, settings, caps, binary)  # encoder options, container, free space: before any work
     restorer = job.restorer or load_restorer(config.restore)
-    batch_size = config.restore.batch_size or restorer.preferred_batch()
     report = RunReport.begin(job.input, job.output, source_info, settings, restorer.name, config)
     times = StageTimes()
     start, duration, segment = config.start, config.duration, job.segment
@@ -75,45 +72,15 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         source = frame_source(reader, side, job.input, source_info, config)  # as decoded, or field-aware
         frames = source.decoded()
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known
-        path = choose_path(restorer, frame_path_choice(config))
         wanted = source.wanted(segment.emits) if segment is not None else None
-        faces = AlignStage(config, path, restorer.size, wanted, tracks)
-        batcher = CrossFrameBatcher(path, batch_size)
-        composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
-        flow = Flow(itertools.chain([first], frames), [faces, batcher, composer], times, threaded=threaded)
+        stages = RunStages(config, info, restorer, threaded, wanted, tracks)
+        flow = Flow(itertools.chain([first], frames), stages.stages, times, threaded=threaded)
         with atomic_output(job.output) as temp:
             writer = open_writer(temp, info, settings, reader, binary, video_only=segment is not None)
             writer.copy_container_metadata(reader.container)
-            try:
-                written = 0
-                for item in source.outputs(flow):
-                    t0 = time.perf_counter()
-                    writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
-                    if item.emit:
-                        writer.write(item.output, item.frame.pts)
-                        written += 1
-                    times.add("encode", time.perf_counter() - t0)
-                    if job.progress:
-                        job.progress(written)
-                t0 = time.perf_counter()
-                writer.write_packets(side.rest())
-                result = writer.close()
-                times.add("encode", time.perf_counter() - t0)
-            except BaseException:
-                writer.abort()
-                raise
-            t0 = time.perf_counter()
-            verify_video(temp, result.pts, result.time_base, result.side_starts)
-            times.add("verify", time.perf_counter() - t0)
-        summary = faces.summary()
-        summary["faces_restored"] = batcher.faces_restored
-        summary["frames_with_faces"] = composer.frames_with_faces
-        report.finish(reader.stats, result, summary, times, faces.track_summaries())
+            result = encode_frames(source.outputs(flow), writer, side, temp, times, job.progress)
+        stages.finish(report, reader.stats, result, times)
         if segment is None and config.start is None and config.duration is None and not reader.stats.truncated:
             report.warnings += frame_count_warnings(source_info, reader.stats.frames)  # shows a truncated tail
-        report.flicker = composer.flicker.summary()
-        report.restore = {"restorer": restorer.name, "batch_size": batch_size, "forward_batch": batcher.largest_forward,
-                          "batches": batcher.batches, "device": str(restorer.device or "host"),
-                          "precision": str(restorer.precision), "device_path": path.on_device}  # fmt: skip
-        report.faces_per_second = round(batcher.faces_restored / report.wall_seconds, 3) if report.wall_seconds else 0
+        report.warnings += source.notes  # the field order taken from the pictures, or doubted
     return report

@@ -20,22 +20,19 @@ from pathlib import Path
 
 import av
 
-from gpen_video import __version__
-from gpen_video.align.compose_stage import ComposeStage
-from gpen_video.align.paths import choose_path
 from gpen_video.align.records import Decoded
-from gpen_video.align.stage import AlignStage
-from gpen_video.archival import frame_path_choice, upscaler_for
 from gpen_video.config import Config
+from gpen_video.encode_loop import encode_frames
 from gpen_video.errors import ConfigError, InputError, OutputError
 from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.io.colour import colour_of_frame
-from gpen_video.io.encoding import PYAV_ENCODERS, choose_encoding
+from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.formats import output_caps
 from gpen_video.io.metadata import VideoMetadata
-from gpen_video.io.output import atomic_output, check_output_path, verify_video
+from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import MediaInfo, VideoInfo
+from gpen_video.io.reader import ReadStats
 from gpen_video.io.sequence import (
     CODEC_OF_SUFFIX,
     ImageSequence,
@@ -46,11 +43,11 @@ from gpen_video.io.sequence import (
     looks_like_sequence,
 )
 from gpen_video.io.sources import output_info
-from gpen_video.io.writer import VideoWriter
+from gpen_video.io.writer import VideoWriter, WriteResult
 from gpen_video.report import RunReport, StageTimes
-from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore_job import RestoreJob
+from gpen_video.run_stages import RunStages
 from gpen_video.stage_threads import Flow
 
 log = logging.getLogger(__name__)
@@ -82,122 +79,90 @@ def check_sequence_config(config: Config, sequence: ImageSequence, to_video: boo
 
 
 def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
-    """Restore the sequence (or still) ``job.input`` names into the folder ``job.output``."""
+    """Restore the sequence (or still) ``job.input`` names into the folder ``job.output``, or into the video
+    file it names."""
     config = job.config
     to_video = job.output.suffix.lower() in VIDEO_SUFFIXES
     if job.output.suffix.lower() in CODEC_OF_SUFFIX:
         raise OutputError(f"{job.output}: a sequence (or still) is written into a folder; give a folder with -o")
     sequence = find_sequence(job.input, on_gap="warn" if config.input.allow_gaps else "error")
     check_sequence_config(config, sequence, to_video)
-    probe_reader = ImageSequenceReader(sequence, Fraction(config.input.fps))
-    done: set[int] = set()
-    writer: ImageSequenceWriter | VideoOutput
-    if to_video:
-        info = sequence_info(job.input, sequence, probe_reader)
-        audio = Path(config.input.audio) if config.input.audio is not None else None
-        writer = VideoOutput(job.input, job.output, output_info(info, config), config, audio)
-        encode = {"codec": writer.settings.codec, "pix_fmt": writer.settings.pix_fmt,
-                  "options": writer.settings.options, "reason": writer.settings.reason}  # fmt: skip
-    else:
-        writer = ImageSequenceWriter(job.output, sequence, probe_reader.format.pix_fmt)
-        done = set() if config.output.overwrite else writer.done_numbers()
-        if sequence.is_still and writer.is_done(sequence.files[0].number) and not config.output.overwrite:
-            raise OutputError(f"{writer.path_for(sequence.files[0].number)} already exists; pass --overwrite")
-        if done:
-            log.warning("%s: %d frame(s) already restored there; going on from the others", job.output, len(done))
-        encode = {"codec": writer.codec, "pix_fmt": writer.pix_fmt, "options": {},
-                  "reason": "an image sequence is written as the input's kind and bit depth"}  # fmt: skip
-    reader = ImageSequenceReader(sequence, Fraction(config.input.fps), skip=done)
+    report = _into_video(job, sequence, threaded) if to_video else _into_folder(job, sequence, threaded)
+    if sequence.gaps:
+        missing = sum(g.count for g in sequence.gaps)
+        report.warnings.append(f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)")
+    return report
+
+
+def _into_folder(job: RestoreJob, sequence: ImageSequence, threaded: bool) -> RunReport:
+    """One image file a frame, each written (atomically) as soon as it is composed: a rerun skips those done."""
+    config = job.config
+    fps = Fraction(config.input.fps)
+    writer = ImageSequenceWriter(job.output, sequence, ImageSequenceReader(sequence, fps).format.pix_fmt)
+    done = set() if config.output.overwrite else writer.done_numbers()
+    if sequence.is_still and writer.is_done(sequence.files[0].number) and not config.output.overwrite:
+        raise OutputError(f"{writer.path_for(sequence.files[0].number)} already exists; pass --overwrite")
+    if done:
+        log.warning("%s: %d frame(s) already restored there; going on from the others", job.output, len(done))
+    reader = ImageSequenceReader(sequence, fps, skip=done)
     info = sequence_info(job.input, sequence, reader)
+    settings = EncodeSettings(writer.codec, writer.pix_fmt, reason="an image sequence is written as the input's "
+                              "kind and bit depth")  # fmt: skip
     restorer = job.restorer or load_restorer(config.restore)
-    batch_size = config.restore.batch_size or restorer.preferred_batch()
-    report = RunReport(str(job.input), str(job.output), __version__, restorer.name, info.to_dict(), encode,
-                       config.to_dict(), time.time())  # fmt: skip
+    report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
     times = StageTimes()
-    path = choose_path(restorer, frame_path_choice(config))
-    written = 0
-    with contextlib.ExitStack() as outputs:  # the --tracks file is complete when the frames are
-        tracks = outputs.enter_context(open_tracks(config.faces.tracks))
-        faces = AlignStage(config, path, restorer.size, tracks=tracks)
-        batcher = CrossFrameBatcher(path, batch_size)
-        composer = ComposeStage(config.compose, info, path, 2 if threaded else 0, upscaler_for(config))
-        stages = [faces, batcher, composer]
-        flow = Flow(_decoded(reader, info, job.input, bool(done)), stages, times, threaded=threaded)
-        video = outputs.enter_context(writer.open()) if isinstance(writer, VideoOutput) else None
-        for item in flow:
+    with open_tracks(config.faces.tracks) as tracks:  # the --tracks file is complete when the frames are
+        stages = RunStages(config, output_info(info, config), restorer, threaded, tracks=tracks)
+        written = 0
+        for item in Flow(_decoded(reader, info, job.input, bool(done)), stages.stages, times, threaded=threaded):
             t0 = time.perf_counter()
-            if video is not None:
-                video.write(item.output, item.frame.pts)
-            else:
-                assert isinstance(writer, ImageSequenceWriter)
-                writer.write(reader.number_of(item.frame), item.output)
+            writer.write(reader.number_of(item.frame), item.output)
             written += 1
             times.add("encode", time.perf_counter() - t0)
             if job.progress:
                 job.progress(written)
-    summary = faces.summary()
-    summary["faces_restored"] = batcher.faces_restored
-    summary["frames_with_faces"] = composer.frames_with_faces
-    report.frames_read = report.frames_decoded = reader.frames_read
-    report.frames_written = written
-    report.faces = summary
-    report.tracks = faces.track_summaries()
-    report.stage_seconds = {k: round(v, 4) for k, v in times.seconds.items()}
-    report.bounding_stage = times.bounding_stage()
-    report.wall_seconds = round(time.time() - report.started, 3)
-    report.fps = round(written / report.wall_seconds, 3) if report.wall_seconds > 0 else 0.0
-    report.flicker = composer.flicker.summary()
-    report.restore = {"restorer": restorer.name, "batch_size": batch_size, "batches": batcher.batches,
-                      "device": str(restorer.device or "host"), "precision": str(restorer.precision),
-                      "device_path": path.on_device}  # fmt: skip
-    if sequence.gaps:
-        missing = sum(g.count for g in sequence.gaps)
-        report.warnings.append(f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)")
-    if isinstance(writer, VideoOutput) and writer.audio_plan is not None and writer.audio_plan != "copy":
-        report.warnings.append(f"--audio {config.input.audio}: {writer.audio_plan}")
+    read = ReadStats(frames=reader.frames_read, decoded=reader.frames_read)
+    stages.finish(report, read, WriteResult(written, [], reader.time_base), times)
     if done:
         report.warnings.append(f"{len(done)} frame(s) were already in {job.output} and were kept as they are")
     return report
 
 
-class VideoOutput:
-    """A sequence written into a video file: encoded as a video run would (``choose_encoding``), into a
-    temporary file moved into place once its frames and timestamps are verified."""
-
-    def __init__(self, source: Path, output: Path, info: MediaInfo, config: Config, audio: Path | None = None) -> None:
-        if config.output.encoder_backend == "ffmpeg":
-            raise ConfigError("a sequence is encoded with PyAV; leave --encoder-backend ffmpeg out")
-        check_output_path(source, output, config.output.overwrite)
-        caps = output_caps(output)
-        self.settings = choose_encoding(info.video, config.output, PYAV_ENCODERS, caps)
-        preflight(output, info, self.settings, caps)
-        self.output, self.info, self.audio = output, info, audio
-        if audio is not None:
-            with open_audio(audio):  # a missing or silent file is refused before any frame is restored
-                pass
-        self.audio_plan: str | None = None  # how the WAV went in: copied, or re-encoded and why
-
-    @contextlib.contextmanager
-    def open(self) -> Iterator[SequenceVideo]:
-        with contextlib.ExitStack() as stack:
-            wav = stack.enter_context(open_audio(self.audio)) if self.audio is not None else None
-            temp = stack.enter_context(atomic_output(self.output))
-            side = [wav.streams.audio[0]] if wav is not None else []
+def _into_video(job: RestoreJob, sequence: ImageSequence, threaded: bool) -> RunReport:
+    """The frames encoded as a video run's are (``choose_encoding``, ``encode_loop``), with ``--audio`` muxed in
+    sync and cut to the pictures' length, into a temporary file moved into place once verified."""
+    config = job.config
+    if config.output.encoder_backend == "ffmpeg":
+        raise ConfigError("a sequence is encoded with PyAV; leave --encoder-backend ffmpeg out")
+    check_output_path(job.input, job.output, config.output.overwrite)
+    reader = ImageSequenceReader(sequence, Fraction(config.input.fps))
+    info = sequence_info(job.input, sequence, reader)
+    out_info = output_info(info, config)
+    caps = output_caps(job.output)
+    settings = choose_encoding(out_info.video, config.output, PYAV_ENCODERS, caps)
+    preflight(job.output, out_info, settings, caps)
+    audio_path = Path(config.input.audio) if config.input.audio is not None else None
+    with contextlib.ExitStack() as stack:
+        wav = stack.enter_context(open_audio(audio_path)) if audio_path is not None else None  # before any work
+        restorer = job.restorer or load_restorer(config.restore)
+        report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
+        times = StageTimes()
+        tracks = stack.enter_context(open_tracks(config.faces.tracks))
+        stages = RunStages(config, out_info, restorer, threaded, tracks=tracks)
+        flow = Flow(_decoded(reader, info, job.input, False), stages.stages, times, threaded=threaded)
+        audio = AudioFile(wav, audio_path, picture_end(sequence, reader)) if wav is not None and audio_path else None
+        with atomic_output(job.output) as temp:
             # the sequence's first frame is at 0, so is the WAV's sample 0: no offset
-            writer = VideoWriter(temp, self.info, self.settings, side, offset=Fraction(0))
-            output = SequenceVideo(writer, wav)
-            try:
-                yield output
-                output.finish()
-                result = writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-            for plan in writer.side.plans:
-                self.audio_plan = plan.action + (f" ({plan.reason})" if plan.reason else "")
+            writer = VideoWriter(temp, out_info, settings, [audio.stream] if audio else [], offset=Fraction(0))
+            for plan in writer.plans:
                 if plan.output_index is None:
-                    raise OutputError(f"{self.output}: --audio {self.audio} cannot go in it: {plan.reason}")
-            verify_video(temp, result.pts, result.time_base, result.side_starts)
+                    writer.abort()
+                    raise OutputError(f"{job.output}: --audio {audio_path} cannot go in it: {plan.reason}")
+            result = encode_frames(flow, writer, audio or NO_PACKETS, temp, times, job.progress)
+    stages.finish(report, ReadStats(frames=reader.frames_read, decoded=reader.frames_read), result, times)
+    if audio is not None:
+        report.warnings += audio.notes(reader.fps)
+    return report
 
 
 @contextlib.contextmanager
@@ -215,39 +180,96 @@ def open_audio(path: Path) -> Iterator[av.container.InputContainer]:
         container.close()
 
 
-class SequenceVideo:
-    """Frames into the video writer, with the ``--audio`` packets interleaved up to each frame's time."""
+def picture_end(sequence: ImageSequence, reader: ImageSequenceReader) -> Fraction:
+    """Seconds from the first frame to the end of the last (a numbered sequence's holes included)."""
+    last = sequence.files[-1].number
+    frames = 1 if last is None else last - sequence.start_number + 1
+    return frames * reader.time_base
 
-    LEAD = Fraction(1, 2)  # seconds of audio muxed ahead of the last video frame
 
-    def __init__(self, writer: VideoWriter, wav: av.container.InputContainer | None) -> None:
-        self.writer = writer
-        self._packets = wav.demux(wav.streams.audio[0]) if wav is not None else iter(())
+class _NoPackets:
+    def due(self, until: Fraction) -> list[av.Packet]:
+        return []
+
+    def rest(self) -> list[av.Packet]:
+        return []
+
+
+NO_PACKETS = _NoPackets()
+
+
+class AudioFile:
+    """The ``--audio`` file's packets by time for ``encode_loop`` (read as they fall due, never all held),
+    up to ``end``: the pictures' length. A longer file is cut there (a PCM packet across the end at the
+    sample; another codec's after the packet that crosses it); a shorter one is measured, and ``notes`` says
+    by how much either differs."""
+
+    def __init__(self, container: av.container.InputContainer, path: Path, end: Fraction) -> None:
+        self.stream = container.streams.audio[0]
+        self.path, self.end = path, end
+        self._packets = container.demux(self.stream)
         self._held: av.Packet | None = None
-        self._tb = writer.info.video.time_base
+        self.length = Fraction(0)  # seconds of audio muxed (after a cut: up to ``end``)
+        self.cut: Fraction | None = None  # seconds left out past ``end``, when the file is longer
 
-    def write(self, frame: av.VideoFrame, pts: int) -> None:
-        self.writer.write(frame, pts)
-        self._audio_until(pts * self._tb + self.LEAD)
+    def due(self, until: Fraction) -> list[av.Packet]:
+        return self._take(min(until, self.end))
 
-    def finish(self) -> None:
-        self._audio_until(None)
+    def rest(self) -> list[av.Packet]:
+        return self._take(self.end)
 
-    def _audio_until(self, time: Fraction | None) -> None:
-        batch = []
-        while True:
+    def _take(self, limit: Fraction) -> list[av.Packet]:
+        out = []
+        while self.cut is None:
             packet = self._held if self._held is not None else next(self._packets, None)
             self._held = None
             if packet is None:
                 break
-            if packet.size == 0:
+            if packet.size == 0 or packet.pts is None:
                 continue
-            if time is not None and packet.pts is not None and packet.pts * packet.time_base > time:
+            tb = Fraction(packet.time_base)
+            start, stop = packet.pts * tb, (packet.pts + (packet.duration or 0)) * tb
+            if start >= self.end:
+                self._cut_at(start)
+                break
+            if start > limit:
                 self._held = packet
                 break
-            batch.append(packet)
-        if batch:
-            self.writer.write_packets(batch)
+            if stop > self.end:
+                packet = self._trimmed(packet, self.end - start)
+                self._cut_at(stop)
+                stop = start + (packet.duration or 0) * tb
+            self.length = max(self.length, stop)
+            out.append(packet)
+        return out
+
+    def _cut_at(self, reached: Fraction) -> None:
+        """The file goes on past ``end``: what is left out, from its header's duration where it has one."""
+        total = self.stream.duration * Fraction(self.stream.time_base) if self.stream.duration else reached
+        self.cut = max(total, reached) - self.end
+
+    def _trimmed(self, packet: av.Packet, keep: Fraction) -> av.Packet:
+        """``packet`` cut to its first ``keep`` seconds: PCM at the sample; any other codec kept whole."""
+        if not self.stream.codec_context.name.startswith("pcm_") or not packet.duration:
+            return packet
+        tb = Fraction(packet.time_base)
+        samples = int(keep / tb)  # a WAV's packets count samples (time base 1/rate)
+        frame_bytes = packet.size // packet.duration
+        cut = av.Packet(bytes(packet)[: samples * frame_bytes])
+        cut.pts, cut.dts, cut.duration, cut.time_base = packet.pts, packet.dts, samples, packet.time_base
+        cut.stream = packet.stream
+        return cut
+
+    def notes(self, fps: Fraction) -> list[str]:
+        """What the run says when the audio and the pictures differ in length by more than half a frame."""
+        half_frame = 1 / (2 * fps)
+        picture = f"the pictures' {float(self.end):.3f} s ({float(fps):g} fps)"
+        if self.cut is not None and self.cut > half_frame:
+            return [f"--audio {self.path.name}: {float(self.cut):.3f} s longer than {picture}; cut to their length"]
+        if self.cut is None and self.end - self.length > half_frame:
+            return [f"--audio {self.path.name}: ends {float(self.end - self.length):.3f} s before the end of "
+                    f"{picture}; the rest is silent"]  # fmt: skip
+        return []
 
 
 def sequence_info(spec: Path, sequence: ImageSequence, reader: ImageSequenceReader) -> MediaInfo:

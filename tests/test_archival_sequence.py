@@ -169,8 +169,9 @@ def test_resume_keeps_finished_frames_and_drops_partial_ones(tmp_path):
         writer.write(reader.number_of(f), f.source)
     stamp = os.stat(out / "f_001.tif").st_mtime_ns
     (out / "f_003.tif.partial-99999").write_bytes(b"half a frame")  # a crash mid-write
+    (out / ".f_004.tif.partial-88888").write_bytes(b"half a frame")  # the same, named by atomic_write_bytes
     again = ImageSequenceWriter(out, sequence, reader.format.pix_fmt)
-    assert not (out / "f_003.tif.partial-99999").exists()
+    assert not (out / "f_003.tif.partial-99999").exists() and not (out / ".f_004.tif.partial-88888").exists()
     done = again.done_numbers()
     assert done == {1, 2}
     rest = ImageSequenceReader(sequence, skip=done)
@@ -236,3 +237,25 @@ def test_working_space_round_trip_is_exact(tmp_path, pix_fmt):
     writer.write(reader.number_of(frame), from_working(bgr, colour, pix_fmt))
     raw_fmt = "gbrp10le" if pix_fmt == "gbrp10le" else "gbrp12le" if pix_fmt == "gbrp12le" else "rgb48le"
     assert np.array_equal(_raw(tmp_path / "out" / "w_001.dpx", raw_fmt), _raw(tmp_path / "in" / "w_001.dpx", raw_fmt))
+
+
+def test_a_frame_that_fails_to_land_leaves_no_file(tmp_path, monkeypatch):
+    """The rename into place fails (a crash there, a full disk): neither the frame nor its temporary file is left."""
+    import gpen_video.io.output as output
+
+    _make(tmp_path / "in", "f_%03d.tif", "rgb48le", frames=2)
+    sequence = find_sequence(tmp_path / "in" / "f_%03d.tif")
+    reader = ImageSequenceReader(sequence)
+    out = tmp_path / "out"
+    writer = ImageSequenceWriter(out, sequence, reader.format.pix_fmt)
+    first, second = list(reader)
+    writer.write(reader.number_of(first), first.source)
+
+    def fail(temp, target, replace=False):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output, "_rename_into_place", fail)
+    with pytest.raises(OutputError, match="disk is full"):
+        writer.write(reader.number_of(second), second.source)
+    assert sorted(p.name for p in out.iterdir()) == ["f_001.tif"]
+    assert writer.done_numbers() == {1}

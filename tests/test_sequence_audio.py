@@ -93,3 +93,45 @@ def test_an_unreadable_audio_file_is_refused_in_one_line(scan, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--audio" in err, err
     assert not (tmp_path / "out.mov").exists()
+
+
+def _duration(path: Path) -> float:
+    """Seconds of audio in ``path``'s first audio stream, from the samples the ffmpeg CLI decodes (s16 stereo)."""
+    return len(_samples(path)) / (48000 * 2 * 2)
+
+
+@pytest.mark.parametrize("ext", ["mov", "mkv"])
+def test_a_longer_wav_is_cut_to_the_pictures_length_at_the_sample(scan, tmp_path, capsys, ext):
+    pattern, _ = scan
+    long_wav = tmp_path / "long.wav"  # 2.5 s for 1 s of frames; 48000 samples is not a whole number of packets
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000", "-af", "pan=stereo|c0=c0|c1=0.25*c0",
+           "-t", "2.5", "-c:a", "pcm_s16le", long_wav)  # fmt: skip
+    out, report = tmp_path / f"out.{ext}", tmp_path / "report.json"
+    assert main(["restore", str(pattern), "-o", str(out), "--model", "identity", "--fps", "24", "--audio",
+                 str(long_wav), "-q", "--report", str(report)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "1.500 s longer than the pictures' 1.000 s (24 fps); cut to their length" in err  # said even with -q
+    assert _duration(out) == 1.0  # 48000 samples exactly
+    assert _samples(out) == _samples(long_wav)[: 48000 * 2 * 2]  # the first second, bit for bit
+    if ext == "mov":
+        (audio,) = _audio_stream(out)
+        assert abs(float(audio["duration"]) - 1.0) < 1e-3
+    assert any("cut to their length" in w for w in json.loads(report.read_text())["warnings"])
+
+
+def test_a_shorter_wav_is_said_with_by_how_much(scan, tmp_path, capsys):
+    pattern, _ = scan
+    short = tmp_path / "short.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000", "-af", "pan=stereo|c0=c0|c1=c0",
+           "-t", "0.6", "-c:a", "pcm_s16le", short)  # fmt: skip
+    out = tmp_path / "out.mov"
+    assert _restore(pattern, out, short) == 0
+    assert "ends 0.400 s before the end of the pictures' 1.000 s (24 fps)" in capsys.readouterr().err
+    assert _samples(out) == _samples(short)  # all of it, nothing added
+    assert _duration(out) == pytest.approx(0.6)
+
+
+def test_a_wav_as_long_as_the_pictures_is_not_remarked_on(scan, tmp_path, capsys):
+    pattern, wav = scan
+    assert _restore(pattern, tmp_path / "out.mkv", wav) == 0
+    assert "--audio" not in capsys.readouterr().err

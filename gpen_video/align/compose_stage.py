@@ -27,8 +27,9 @@ from gpen_video.io.probe import MediaInfo
 from gpen_video.io.splice import splice_composed
 from gpen_video.report import FlickerMeter
 
-#: a composed frame: the encoder's frame, and the upright image and paste mask (for the flicker meter)
-Result = tuple[av.VideoFrame, np.ndarray, np.ndarray] | None
+#: a composed frame: the encoder's frame, and for the flicker meter the upright image before and after the paste
+#: and the paste mask, all three at the output's size (k× the source's with a background upscale)
+Result = tuple[av.VideoFrame, np.ndarray, np.ndarray, np.ndarray] | None
 
 
 class ComposeStage:
@@ -95,8 +96,8 @@ class ComposeStage:
                 self.flicker.add(None, None, None)
                 out.append(Composed(aligned.frame, aligned.emit, aligned.frame.source))
             else:
-                output, image, mask = composed
-                self.flicker.add(aligned.image, image, mask)
+                output, before, image, mask = composed
+                self.flicker.add(before, image, mask)
                 out.append(Composed(aligned.frame, aligned.emit, output))
             wait = everything
         return out
@@ -109,12 +110,12 @@ class ComposeStage:
             image, mask = self.path.compose(
                 big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
             )
-            return from_working(image, self.colour, aligned.frame.source.format.name, self.rotation), image, mask
+            return from_working(image, self.colour, aligned.frame.source.format.name, self.rotation), big, image, mask
         image, mask = self.path.compose(
             aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
         )
         output = splice_composed(aligned.frame.source, image, mask, self.colour, self.rotation)
-        return output, image, mask
+        return output, aligned.image, image, mask
 
     def _upscale(self, item: Restored) -> Result:
         assert self.upscaler is not None
@@ -122,6 +123,7 @@ class ComposeStage:
         big = self.upscaler.upscale(item.aligned.frame.upright(self.colour, self.rotation))
         return (
             from_working(big, self.colour, source.format.name, self.rotation),
+            big,
             big,
             np.zeros(big.shape[:2], np.float32),
         )

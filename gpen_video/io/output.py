@@ -53,6 +53,9 @@ def check_output_path(input_path: Path, output_path: Path, overwrite: bool) -> N
         raise OutputError(f"{output_path}: give the output a file extension (.mp4, .mov, .mkv, ...)")
 
 
+PARTIAL_MARK = ".partial-"  # in the name of every temporary file written here (a crash may leave one)
+
+
 def temporary_path(output_path: Path) -> Path:
     """A hidden sibling of the output with the same extension (so the muxer is chosen the same way)."""
     return output_path.with_name(f".{output_path.stem}.partial-{os.getpid()}{output_path.suffix}")
@@ -216,7 +219,7 @@ def _renameat2_noreplace(src: Path, dst: Path) -> bool:
 def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary sibling, fsync, rename, fsync of the folder (so a crash leaves
     the old file or the new one, never a torn one); ``replace=False``: never clobber a file already there."""
-    temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    temp = path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}")
     try:
         with open(temp, "wb") as handle:
             handle.write(data)

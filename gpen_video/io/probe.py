@@ -25,7 +25,7 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -33,6 +33,9 @@ from gpen_video.errors import InputError
 from gpen_video.io.colour import ColourInfo, colour_info, colour_of_frame
 from gpen_video.io.metadata import VideoMetadata, video_metadata
 from gpen_video.io.rotation import normalize_rotation
+
+if TYPE_CHECKING:
+    from gpen_video.io.fields import FieldCheck
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class VideoInfo:
     keyframe_count: int = 0  # from an index or scan; with cues: the cue points (a lower bound); else 0
     frame_count_source: str = "scan"  # index | estimate | scan (see FRAME_COUNT_SOURCES)
     metadata: VideoMetadata = field(default_factory=VideoMetadata)  # aspect, field order, HDR, chapters
+    # field order measured on the first pictures where the tag does not say it (``io.fields.check_fields``);
+    # None: not looked (``probe`` reads one frame only)
+    field_check: FieldCheck | None = None
 
 
 @dataclass

@@ -21,7 +21,6 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
-import os
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Literal
 import av
 
 from gpen_video.errors import InputError, OutputError
+from gpen_video.io.output import PARTIAL_MARK, atomic_write_bytes
 from gpen_video.io.reader import Frame
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ WRITABLE_CODECS = ("dpx", "tiff", "png")
 DEFAULT_FPS = Fraction(24)
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _LAST_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
-TEMP_MARK = ".partial-"
+TEMP_MARK = PARTIAL_MARK  # the temporary files of atomic_write_bytes: never frames
 
 
 class SequenceError(InputError):
@@ -362,20 +362,9 @@ class ImageSequenceWriter:
         """Encode ``picture`` (converted to the output pixel format) to its final name, atomically."""
         if picture.format.name != self.pix_fmt:
             picture = picture.reformat(format=self.pix_fmt)
-        data = encode_image(picture, self.codec)
         target = self.path_for(number)
-        temp = target.with_name(f"{target.name}{TEMP_MARK}{os.getpid()}")
-        try:
-            with open(temp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(temp, target)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise OutputError(
-                f"cannot write {target} ({exc.strerror}); check the folder's space and permissions"
-            ) from exc
+        # a temporary sibling, fsync, rename, fsync of the folder: a crash leaves finished frames only
+        atomic_write_bytes(target, encode_image(picture, self.codec))
         self.written += 1
         return target
 

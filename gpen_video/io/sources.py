@@ -20,10 +20,20 @@ from pathlib import Path
 
 from gpen_video.align.records import Composed, Decoded
 from gpen_video.config import Config
-from gpen_video.errors import ConfigError, InputError
+from gpen_video.errors import InputError
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
-from gpen_video.io.fields import _CODEC_FIELD_ORDER, FieldDeinterlacer, FieldRateFrames, Order, Weaver
+from gpen_video.io.fields import (
+    CombWatch,
+    FieldAnalysis,
+    FieldDeinterlacer,
+    FieldRateFrames,
+    Order,
+    Weaver,
+    check_fields,
+    tagged_order,
+)
+from gpen_video.io.metadata import FIELD_ORDERS
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
 from gpen_video.io.writer import VideoWriter, Writer
@@ -31,32 +41,70 @@ from gpen_video.side_packets import SidePackets
 
 log = logging.getLogger(__name__)
 PROGRESSIVE_ID = 1  # AVFieldOrder: progressive
+ORDER_ID = {"tff": 2, "bff": 3}  # AVFieldOrder of a woven output
 
 
 def field_order(info: MediaInfo, config: Config) -> Order:
-    """The input's field order: ``--field-order``, else the stream's (untagged or progressive: progressive)."""
+    """The input's field order: ``--field-order``; else the stream's tag; else, where the tag says nothing, a
+    confident verdict from the first pictures (``info.video.field_check``); else progressive."""
     if config.reader.field_order != "auto":
         return config.reader.field_order
-    order = _CODEC_FIELD_ORDER.get(info.video.metadata.field_order_id, "unknown")
-    return order if order in ("tff", "bff") else "progressive"
+    tagged = tagged_order(info)
+    if tagged in ("tff", "bff"):
+        return tagged
+    check = info.video.field_check
+    if tagged == "unknown" and check is not None and check.analysis.confident:
+        return check.analysis.order
+    return "progressive"
+
+
+def with_field_check(info: MediaInfo, config: Config) -> MediaInfo:
+    """``info`` with its untagged field order judged on the first pictures (``io.fields.check_fields``), where
+    the run would use the verdict: not with ``--field-order tff|bff`` or ``--deinterlace off``."""
+    if config.reader.field_order != "auto" or config.reader.deinterlace == "off":
+        return info
+    return check_fields(info)
+
+
+def field_notes(info: MediaInfo, config: Config) -> list[str]:
+    """What the run must say about a field order it took from the pictures (or could not), even with -q."""
+    check = info.video.field_check
+    if config.reader.field_order != "auto" or tagged_order(info) != "unknown" or check is None:
+        return []
+    analysis, name = check.analysis, info.path.name
+    seen = f"judged on its first pictures ({check.milliseconds:.0f} ms): {analysis.describe()}"
+    if analysis.confident:
+        other = "bff" if analysis.order == "tff" else "tff"
+        action = f"--field-order {other} or --deinterlace off to override"
+        return [f"{name}: field order not tagged; {seen}: restored as {analysis.order} "
+                f"(--deinterlace {config.reader.deinterlace}); {action}"]  # fmt: skip
+    if analysis.clearly_progressive:
+        log.info("%s: field order not tagged; %s: progressive", name, seen)
+        return []
+    return [f"{name}: field order not tagged; {seen}: treated as progressive; pass --field-order tff|bff if "
+            "it is interlaced"]  # fmt: skip
 
 
 def deinterlace_mode(info: MediaInfo, config: Config) -> str:
-    """``keep``, ``frame`` or ``none`` (progressive input, or ``--deinterlace off``) for this input."""
+    """``keep``, ``progressive``, ``frame`` or ``none`` (progressive input, or ``--deinterlace off``)."""
     mode = config.reader.deinterlace
     if field_order(info, config) == "progressive" or mode == "off":
         return "none"
-    if mode == "keep" and config.compose.upscale != 1:
-        raise ConfigError("--upscale with interlaced input needs --deinterlace frame (fields cannot be woven at k×)")
     return mode
 
 
 def output_info(info: MediaInfo, config: Config) -> MediaInfo:
-    """``info`` as the output stream will be: ``upscale``× the width and height, progressive after
-    ``--deinterlace frame``; pixel aspect, colour and timing kept."""
+    """``info`` as the output stream will be: ``upscale``× the width and height (a woven frame too: its fields
+    are k× pictures), the field order woven (``keep``: tagged as restored, where the source's tag did not say
+    it), progressive after ``--deinterlace frame|progressive``; pixel aspect, colour and timing kept."""
     k = config.compose.upscale
     video = dataclasses.replace(info.video, width=info.video.width * k, height=info.video.height * k)
     mode = deinterlace_mode(info, config)
+    if mode == "keep" and tagged_order(info) != field_order(info, config):
+        order = field_order(info, config)
+        meta = dataclasses.replace(video.metadata, field_order=FIELD_ORDERS[ORDER_ID[order]],
+                                   field_order_id=ORDER_ID[order])  # fmt: skip
+        video = dataclasses.replace(video, metadata=meta, field_order=meta.field_order)
     if mode == "progressive":  # field rate: two pictures a frame, in bwdif's time base (half the stream's)
         rate = None if video.frame_rate is None else video.frame_rate * 2
         video = dataclasses.replace(video, time_base=video.time_base / 2, frame_rate=rate,
@@ -104,13 +152,33 @@ def decoded_frames(reader: VideoReader, side: SidePackets, path: Path, info: Med
 
 
 class FrameSource:
-    """What the stages see of the input, and how their output becomes the frames written (one to one here)."""
+    """What the stages see of the input, and how their output becomes the frames written (one to one here).
+
+    ``notes`` is what the run must say about the fields (``field_notes``; a stream tagged progressive whose
+    first decoded frames comb, seen by a ``CombWatch`` on them), for the report's warnings.
+    """
 
     def __init__(self, reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo) -> None:
         self.reader, self.side, self.path, self.info = reader, side, path, info
+        self.notes: list[str] = []
+        self.watch: CombWatch | None = None
 
     def decoded(self) -> Iterator[Decoded]:
-        return decoded_frames(self.reader, self.side, self.path, self.info)
+        for item in decoded_frames(self.reader, self.side, self.path, self.info):
+            if self.watch is not None:
+                self._watched(self.watch.add(item.frame.source))
+            yield item
+        if self.watch is not None:
+            self._watched(self.watch.finish())
+
+    def _watched(self, analysis: FieldAnalysis | None) -> None:
+        if analysis is not None and analysis.confident:
+            note = (
+                f"{self.path.name}: tagged progressive, but its first frames comb: {analysis.describe()}; "
+                f"if it is interlaced, pass --field-order {analysis.order} (faces are then restored per field)"
+            )
+            log.info("%s", note)  # said once, with the report's warnings (even with -q)
+            self.notes.append(note)
 
     def wanted(self, emits: Callable[[int], bool]) -> Callable[[int], bool]:
         """A segment's emit test on source ``pts``, for the records the stages see."""
@@ -149,8 +217,13 @@ class FieldSource(FrameSource):
                 raise InputError(f"{self.path}: field {item.frame.index} came without its frame's first field")
             yield self._woven(weaver, first, item)
             first = None
-        if first is not None:  # a last frame with one field out of bwdif: as decoded
-            frame = weaver.add_untouched(first.frame.index // 2)
+        if first is not None:  # a last frame with one field out of bwdif: as decoded, or its one picture k×
+            if first.output is first.frame.source:
+                frame = weaver.add_untouched(first.frame.index // 2)
+            else:
+                weaver.add(first.frame.index, first.output)
+                frame = weaver.add(first.frame.index + 1, first.output)
+                assert frame is not None
             yield Composed(frame, first.emit, frame.source)
 
     @staticmethod
@@ -203,6 +276,19 @@ class DeinterlacedSource(FrameSource):
 
 def frame_source(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> FrameSource:
     """The view of the input the stages work on: as decoded, at field rate (``keep``), or deinterlaced."""
+    source = _frame_source(reader, side, path, info, config)
+    source.notes = field_notes(info, config)
+    reader_config = config.reader
+    if (
+        reader_config.field_order == "auto"
+        and reader_config.deinterlace != "off"
+        and tagged_order(info) == "progressive"
+    ):
+        source.watch = CombWatch()  # the frames the run decodes anyway: no extra read
+    return source
+
+
+def _frame_source(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> FrameSource:
     mode = deinterlace_mode(info, config)
     if mode == "keep":
         log.info("%s: interlaced (%s); faces are restored per field and the fields woven back", path.name,

@@ -1,0 +1,63 @@
+"""The faces+align, restore and compose stages of one run, built and summarised the same way for a video
+(``pipeline``) and for an image sequence or still (``sequence_restore``), so the two paths cannot drift.
+
+The frame path (host or device, ``align.paths.choose_path``) is chosen once here; ``finish`` fills the
+report from what the stages counted (``RunReport.finish``), where both paths read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gpen_video.align.compose_stage import ComposeStage
+from gpen_video.align.paths import choose_path
+from gpen_video.align.stage import AlignStage
+from gpen_video.archival import frame_path_choice, upscaler_for
+from gpen_video.config import Config
+from gpen_video.faces.tracks_file import TracksFile
+from gpen_video.io.probe import MediaInfo
+from gpen_video.io.reader import ReadStats
+from gpen_video.io.writer import WriteResult
+from gpen_video.report import RunReport, StageTimes
+from gpen_video.restore.batcher import CrossFrameBatcher
+from gpen_video.restore.restorer import Restorer
+from gpen_video.stage_threads import Stage
+
+
+class RunStages:
+    """Faces+align → restore (batched across frames) → compose, for ``info``'s frames (the output's size)."""
+
+    def __init__(
+        self,
+        config: Config,
+        info: MediaInfo,
+        restorer: Restorer,
+        threaded: bool,
+        wanted: Callable[[int], bool] | None = None,
+        tracks: TracksFile | None = None,
+    ) -> None:
+        self.restorer = restorer
+        self.batch_size = config.restore.batch_size or restorer.preferred_batch()
+        self.path = choose_path(restorer, frame_path_choice(config))
+        self.faces = AlignStage(config, self.path, restorer.size, wanted, tracks)
+        self.batcher = CrossFrameBatcher(self.path, self.batch_size)
+        self.composer = ComposeStage(config.compose, info, self.path, 2 if threaded else 0, upscaler_for(config))
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [self.faces, self.batcher, self.composer]
+
+    def finish(self, report: RunReport, read: ReadStats, result: WriteResult, times: StageTimes) -> None:
+        """The report's frames, faces, tracks, flicker, restorer and timing, from what the stages did."""
+        summary = self.faces.summary()
+        summary["faces_restored"] = self.batcher.faces_restored
+        summary["frames_with_faces"] = self.composer.frames_with_faces
+        report.finish(read, result, summary, times, self.faces.track_summaries())
+        report.flicker = self.composer.flicker.summary()
+        restorer, batcher = self.restorer, self.batcher
+        report.restore = {"restorer": restorer.name, "batch_size": self.batch_size,
+                          "forward_batch": batcher.largest_forward, "batches": batcher.batches,
+                          "device": str(restorer.device or "host"), "precision": str(restorer.precision),
+                          "device_path": self.path.on_device}  # fmt: skip
+        seconds = report.wall_seconds
+        report.faces_per_second = round(batcher.faces_restored / seconds, 3) if seconds else 0
