@@ -80,7 +80,8 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 
 def _crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Zero-padded crops of integer boxes (pixels x0..x1 inclusive), resized to size×size, transposed NWHC."""
+    """Zero-padded crops of integer boxes (pixels x0..x1 inclusive) of ``rgb`` (uint8), resized as float to
+    size×size, transposed NWHC."""
     height, width = rgb.shape[:2]
     batch = np.zeros((len(boxes), size, size, 3), np.float32)
     for k, (x0, y0, x1, y1) in enumerate(boxes.astype(np.int64)):
@@ -123,9 +124,8 @@ class MtcnnDetector(Detector):
     # -- full detection -------------------------------------------------------------------------------
 
     def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
-        rgb8 = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        boxes = self._stage1(rgb8, self.min_size if min_size is None else max(12, int(min_size)), max_size)
-        rgb = rgb8.astype(np.float32)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        boxes = self._stage1(rgb, self.min_size if min_size is None else max(12, int(min_size)), max_size)
         if len(boxes):
             boxes = self._stage2(rgb, boxes)
         if not len(boxes):
@@ -154,10 +154,15 @@ class MtcnnDetector(Detector):
     def _stage1(self, rgb: np.ndarray, min_size: int, max_size: int | None = None) -> np.ndarray:
         height, width = rgb.shape[:2]
         found = []
+        # PNet is fed the image transposed (width first): transposed once here, each level resized from that
+        # (area resizing is separable: the same levels, without a float transposed copy of each)
+        columns = cv2.transpose(rgb)
         for scale in self._scales(height, width, min_size, max_size):
             w, h = int(np.ceil(width * scale)), int(np.ceil(height * scale))
-            scaled = (cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) - 127.5) * 0.0078125
-            reg, prob = self._pnet.run(None, {"input_1": np.ascontiguousarray(scaled.transpose(1, 0, 2)[None])})
+            scaled = cv2.resize(columns, (h, w), interpolation=cv2.INTER_AREA).astype(np.float32)
+            scaled -= 127.5
+            scaled *= 0.0078125
+            reg, prob = self._pnet.run(None, {"input_1": scaled[None]})
             prob = prob[0, :, :, 1].T  # (h', w')
             reg = reg[0].transpose(1, 0, 2)  # (h', w', 4)
             rows, cols = np.nonzero(prob >= self.thresholds[0])

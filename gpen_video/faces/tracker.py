@@ -494,7 +494,7 @@ class Tracker:
         height, width = image.shape[:2]
         target = self.config.detect_size
         factor = 1.0 if target <= 0 or max(height, width) <= target else target / max(height, width)
-        smallest = max(float(self.config.min_face), 4.0) * 0.8  # a little below the smallest face kept
+        smallest = max(float(self.config.min_face), 4.0)  # the smallest face kept (levels below cost 36 % of a 4K sweep)
         coarse_min = max(_COARSE_MIN, int(smallest * factor))
         if factor < 1.0 and coarse_min < _COARSE_FROM:
             coarse_min = _COARSE_FROM  # the copy's costly fine levels: the source-resolution pass does them
