@@ -11,7 +11,7 @@ observation across an unreliable link (blur, occlusion, a face too small to have
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -34,6 +34,12 @@ class Motion:
     affine: np.ndarray  # 2×3 float64
     reliable: bool
     inliers: int = 0
+    #: frame ``index`` → ``index - 1`` (the smoother's carry of later observations), once per link; identity where
+    #: unreliable (never carried; a degenerate fit may have no inverse)
+    inverse: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.inverse = invert(self.affine) if self.reliable else IDENTITY.copy()
 
 
 def compose(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
