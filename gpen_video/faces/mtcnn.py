@@ -52,10 +52,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "
         w = np.maximum(0.0, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]) + 1)
         h = np.maximum(0.0, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]) + 1)
         inter = w * h
-        if method == "min":
-            denom = np.minimum(area[:, None], area[None])
-        else:
-            denom = area[:, None] + area[None] - inter
+        denom = np.minimum(area[:, None], area[None]) if method == "min" else area[:, None] + area[None] - inter
         overlaps = inter / denom > threshold
         suppressed = np.zeros(len(boxes), bool)
         kept = []
