@@ -24,7 +24,7 @@ _FB_ERROR = 0.7  # forward-backward error (work px) above which a feature is dro
 _RANSAC_PX = 1.0  # work px
 _HOLD = 0.1  # of the face size: how far a face may move (or grow) before its measuring region is placed anew
 _CORNER_REACH = 6  # work px: how far outside a pixel the corner measure (5x5 block, 3x3 Sobel, 3x3 maximum) looks
-_LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
+_LK = dict(winSize=(13, 13), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
