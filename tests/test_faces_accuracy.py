@@ -124,6 +124,26 @@ def test_small_faces_are_found_where_the_detector_copy_is_much_smaller_than_the_
     assert blind < 0.5
 
 
+def test_small_faces_stay_tracked_and_on_the_face_for_48_frames():
+    """20-26 px faces the coarse pass cannot see (the detector's copy at a quarter of the frame, as for 4K), so
+    between rare band re-detections only the per-frame refinement follows them: every face is given out in every
+    frame after the first key-frame interval, near its true landmarks. (Boxes placed from ONet's own answers for
+    such faces drifted and turned away: faces lost after ~8 frames, others never confirmed.)"""
+    scene = CrowdScene(width=640, height=360, frames=48, columns=4, rows=2, sizes=(20.0, 26.0), seed=2)
+    results, _ = run(FacesConfig(detect_size=160), list(crowd_frames(scene)))
+    assert [r.index for r in results] == list(range(48))
+    truth = photo_landmarks()
+    faces = crowd_faces(scene)
+    for r in results[8:]:
+        shift = crowd_shift(scene, r.index)
+        for k, face in enumerate(faces):
+            true = apply(face.affine, truth[face.photo_face]) + shift
+            errors = [float(np.sqrt(np.mean(np.sum((f.landmarks5 - true) ** 2, axis=-1)))) for f in r.faces]
+            assert errors and min(errors) < 0.25 * face.size, (
+                f"frame {r.index}: face {k} ({face.size:.0f} px) missing or off by {min(errors, default=-1):.1f} px"
+            )
+
+
 @pytest.mark.parametrize("count", [1, 2])
 def test_a_still_or_two_frames_get_their_faces(count):
     image = render(FaceScene(width=640, height=360, degrade=0.3, seed=2), 0)
