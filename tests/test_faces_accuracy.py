@@ -75,12 +75,15 @@ def test_false_candidates_are_rejected_and_counted():
     found = mtcnn().detect(clip[0].image, min_size=12)
     strays = [lm for lm in found.landmarks if which_photo_face(to_photo(lm, clip[0].affine)) is None]
     assert strays, "the clip should hold detections that are not faces"
-    results, stage = run(FacesConfig(), [f.image for f in clip])
-    for r in results:
-        for face in r.faces:
-            assert which_photo_face(to_photo(face.landmarks5, clip[r.index].affine)) is not None
-    # five or six: the top face is turned too far for ``min_frontal`` on some frames at this size
-    assert len(stage.track_summaries()) >= 5
+    # the default, and ``min_face`` 12: the default's small-face pass starts at the pyramid level that still sees
+    # a 16 px face, which no longer sees these strays (18 and 26 px boxes found at the levels for 13 and 18 px)
+    for config in (FacesConfig(), FacesConfig(min_face=12)):
+        results, stage = run(config, [f.image for f in clip])
+        for r in results:
+            for face in r.faces:
+                assert which_photo_face(to_photo(face.landmarks5, clip[r.index].affine)) is not None
+        # five or six: the top face is turned too far for ``min_frontal`` on some frames at this size
+        assert len(stage.track_summaries()) >= 5
     assert stage.report()["rejected_candidates"] >= 1
 
 
@@ -119,6 +122,26 @@ def test_small_faces_are_found_where_the_detector_copy_is_much_smaller_than_the_
     # without the source-resolution pass (the faces' size on the small copy is what decides) most are lost
     blind, _, _ = crowd_recall(scene, FacesConfig(detect_size=240, min_face=48))
     assert blind < 0.5
+
+
+def test_small_faces_stay_tracked_and_on_the_face_for_48_frames():
+    """20-26 px faces the coarse pass cannot see (the detector's copy at a quarter of the frame, as for 4K), so
+    between rare band re-detections only the per-frame refinement follows them: every face is given out in every
+    frame after the first key-frame interval, near its true landmarks. (Boxes placed from ONet's own answers for
+    such faces drifted and turned away: faces lost after ~8 frames, others never confirmed.)"""
+    scene = CrowdScene(width=640, height=360, frames=48, columns=4, rows=2, sizes=(20.0, 26.0), seed=2)
+    results, _ = run(FacesConfig(detect_size=160), list(crowd_frames(scene)))
+    assert [r.index for r in results] == list(range(48))
+    truth = photo_landmarks()
+    faces = crowd_faces(scene)
+    for r in results[8:]:
+        shift = crowd_shift(scene, r.index)
+        for k, face in enumerate(faces):
+            true = apply(face.affine, truth[face.photo_face]) + shift
+            errors = [float(np.sqrt(np.mean(np.sum((f.landmarks5 - true) ** 2, axis=-1)))) for f in r.faces]
+            assert errors and min(errors) < 0.25 * face.size, (
+                f"frame {r.index}: face {k} ({face.size:.0f} px) missing or off by {min(errors, default=-1):.1f} px"
+            )
 
 
 @pytest.mark.parametrize("count", [1, 2])

@@ -266,7 +266,7 @@ class FaceStage:
             link = track.motions.get(k + 1)  # frame k -> k+1
             if link is None or not link.reliable:
                 break
-            affine = compose(affine, invert(link.affine))
+            affine = compose(affine, link.inverse)
             k += 1
             if k in obs:
                 offsets.append(k - index)

@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces.detectors import Detector
-from gpen_video.faces.motion import IDENTITY, Motion, apply, compose, measure_motion
+from gpen_video.faces.motion import IDENTITY, Motion, MotionMeter, apply, compose
 from gpen_video.faces.types import Detections, face_box, face_scale, frontalness, plausible_face
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,15 @@ _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that ov
 _FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
 _COARSE_MIN = 12  # smallest box (px) the detector can see
 _COARSE_FROM = 18  # smallest box (px) asked for on the downscaled copy when a fine pass covers the rest
+_PYRAMID_STEP = 0.709  # face size from one level of the detector's pyramid to the next (MTCNN's)
+_LEVEL_REACH = 0.84  # a pyramid level finds faces down to about this times its own face size
 _BAND_REACH = 0.75  # of the largest small face: how far a fine-pass band reaches past its share of the frame
 _TILE = 640  # tile side (px) for detectors that see a fixed-size input
+#: landmark box side (px) below which a face's refinement box follows its measured motion, not its own answers:
+#: ONet's answer for a small face follows the box it is given (and leans up and to upright), so boxes placed from
+#: those answers drift and turn away (21-25 px faces of a 4K crowd: 8-10 px off and 20-50 degrees turned within
+#: 20-35 frames, then lost)
+_FOLLOW_MOTION_BELOW = 48.0
 
 
 @dataclass
@@ -69,6 +76,10 @@ class Track:
     #: measured motion into each recent frame (frame index -> previous frame → that frame), pruned with observations
     motions: dict[int, Motion] = field(default_factory=dict)
     estimate: np.ndarray | None = None  # (5, 2) landmarks at the latest frame (observed, or carried by motion)
+    #: (5, 2) where a small face's refinement box goes: its first observation carried by the measured motion
+    #: (None for a face big enough to place its box from its own landmarks, or after an unreliable motion)
+    reference: np.ndarray | None = None
+    meter: MotionMeter = field(default_factory=MotionMeter)  # measures the motion into each frame
     keyframe_hits: int = 0  # full detections matched to this track
     best_score: float = 0.0  # best full-detection score
     plausible: bool = True  # landmark layout of a face at the first detection
@@ -104,6 +115,21 @@ class Track:
         if carried and (index in self.motions or self.last.index == index):
             return np.mean(carried, axis=0)
         return self._predict_linear(index)
+
+    def placement(self, index: int) -> np.ndarray:
+        """Landmarks the refinement box at ``index`` is placed around: the motion-carried reference of a small
+        face, else the prediction."""
+        return self.reference if self.reference is not None else self.predict(index)
+
+    def follow(self, link: Motion | None) -> None:
+        """Carry the reference into the next frame by the measured motion; drop it where that is unreliable
+        (or the face has grown big enough to place its own box)."""
+        if self.reference is None:
+            return
+        if link is None or not link.reliable or not _follows_motion(self.reference):
+            self.reference = None
+        else:
+            self.reference = apply(link.affine, self.reference)
 
     def _predict_linear(self, index: int) -> np.ndarray:
         """A straight-line fit through the last few observations.
@@ -155,6 +181,12 @@ class Framing:
         placement that changes on every key frame would put a small step into the track each time.
         """
         return Framing(self.scale + _SCALE_GAIN * (other.scale - self.scale), self.offset, self.side, self.roll)
+
+
+def _follows_motion(landmarks: np.ndarray) -> bool:
+    """Whether a face is small enough for its refinement box to follow its motion (see ``_FOLLOW_MOTION_BELOW``)."""
+    box = face_box(landmarks)
+    return float(max(box[2] - box[0], box[3] - box[1])) < _FOLLOW_MOTION_BELOW
 
 
 def _roll(landmarks: np.ndarray) -> float:
@@ -278,6 +310,8 @@ class Tracker:
             obs = refined.get(track.id)
             if obs is not None:
                 track.add(obs)
+                if track.reference is None and _follows_motion(obs.landmarks):
+                    track.reference = obs.landmarks
             young = not track.confirmed and index - track.first == _CONFIRM_AFTER
             if young and not keyframe and track.last.index == index:
                 self._second_look(image, track)
@@ -325,12 +359,13 @@ class Tracker:
         previous = self._previous[1]
         for track in tracks:
             estimate = track.estimate if track.estimate is not None else track.last.landmarks
-            track.motions[index] = measure_motion(previous, image, face_box(estimate))
+            track.motions[index] = track.meter.measure(index, previous, image, face_box(estimate))
+            track.follow(track.motions[index])
 
     def _refine_tracks(self, index: int, image: np.ndarray, tracks: list[Track]) -> dict[int, Observation]:
         if not tracks:
             return {}
-        predicted = np.stack([t.predict(index) for t in tracks])
+        predicted = np.stack([t.placement(index) for t in tracks])
         found = self._refine(image, predicted, [t.framing for t in tracks])
         out = {}
         for k, track in enumerate(tracks):
@@ -419,6 +454,7 @@ class Tracker:
                 obs = self._anchor(index, image, detections, d_idx, track.framing)
                 if obs is not None:
                     refined[track.id] = obs
+                    track.reference = obs.landmarks if _follows_motion(obs.landmarks) else None
         # new faces
         taken = [o.box for o in refined.values()]
         for d_idx in range(len(detections)):
@@ -443,6 +479,7 @@ class Tracker:
             track.keyframe_hits = 1
             track.best_score = float(detections.scores[d_idx])
             track.estimate = obs.landmarks
+            track.reference = obs.landmarks if _follows_motion(obs.landmarks) else None
             self._next_id += 1
             track.add(obs)
             self.tracks.append(track)
@@ -460,7 +497,8 @@ class Tracker:
         height, width = image.shape[:2]
         target = self.config.detect_size
         factor = 1.0 if target <= 0 or max(height, width) <= target else target / max(height, width)
-        smallest = max(float(self.config.min_face), 4.0) * 0.8  # a little below the smallest face kept
+        kept_from = max(float(self.config.min_face), 4.0)
+        smallest = kept_from * 0.8  # a little below the smallest face kept
         coarse_min = max(_COARSE_MIN, int(smallest * factor))
         if factor < 1.0 and coarse_min < _COARSE_FROM:
             coarse_min = _COARSE_FROM  # the copy's costly fine levels: the source-resolution pass does them
@@ -470,10 +508,15 @@ class Tracker:
         else:
             found = self.detector.detect(image, min_size=coarse_min)
         covered_from = coarse_min / factor  # source px: the coarse pass finds faces at least this big
-        if factor < 1.0 and smallest < covered_from:
-            # PNet pixels of the fine pass (levels from ``smallest`` up) against the coarse pass's
-            cost = (coarse_min / (factor * max(smallest, _COARSE_MIN))) ** 2
-            fine = self._detect_small(image, smallest, covered_from * 0.99, cost)
+        if factor < 1.0 and kept_from < covered_from:
+            # the fine pass continues the coarse pass's pyramid downwards to the last level that still sees a face
+            # of ``min_face`` (levels for faces below it were 36 % of a 4K sweep)
+            fine_from = covered_from
+            while fine_from * _PYRAMID_STEP >= kept_from * _LEVEL_REACH:
+                fine_from *= _PYRAMID_STEP
+            # PNet pixels of the fine pass (levels from ``fine_from`` up) against the coarse pass's
+            cost = (coarse_min / (factor * max(fine_from, _COARSE_MIN))) ** 2
+            fine = self._detect_small(image, fine_from, covered_from * 0.99, cost)
             found = _merge(found, fine)
         keep = found.scores >= self.config.score_threshold
         return found.select(keep)
@@ -499,7 +542,8 @@ class Tracker:
         y0 = max(0, int(band * height / bands) - overlap)
         y1 = min(height, int((band + 1) * height / bands) + overlap)
         part = image[y0:y1]
-        min_size, max_size = int(smallest), int(np.ceil(largest))
+        # largest rounded down: a level for faces of about ``largest`` is the coarse pass's first one again
+        min_size, max_size = int(smallest), int(largest)
         if self.detector.whole_frame_pyramid:
             found = self.detector.detect(part, min_size=min_size, max_size=max_size)
         else:
