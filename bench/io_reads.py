@@ -187,7 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--soak", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", type=Path, default=Path("/tmp/probe-base"), help="a checkout of bc608b2")
+    parser.add_argument("--baseline", type=Path, action="append",
+                        help="a checkout of bc608b2 (default /tmp/probe-base); repeat to compare several")  # fmt: skip
     parser.add_argument("--size", default="960x540")
     parser.add_argument("--mov-frames", type=int, default=3200)
     parser.add_argument("--ts-frames", type=int, default=1500)
@@ -202,10 +203,11 @@ def main() -> None:
         return
 
     roots = {"this": ROOT}
-    if (args.baseline / "gpen_video").is_dir():
-        roots["bc608b2"] = args.baseline.resolve()
-    else:
-        print(f"(no baseline at {args.baseline}: git worktree add {args.baseline} bc608b2)")
+    for baseline in args.baseline or [Path("/tmp/probe-base")]:
+        if (baseline / "gpen_video").is_dir():
+            roots[baseline.name[-7:]] = baseline.resolve()  # labelled by the folder's last 7 characters
+        else:
+            print(f"(no baseline at {baseline}: git worktree add {baseline} bc608b2)")
     tmp = Path(tempfile.mkdtemp(prefix="io-reads-", dir=args.workdir))
     try:
         inputs = {}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -27,6 +28,18 @@ log = logging.getLogger(__name__)
 # demuxers without an index: their seek lands on any packet before the target, not on a key frame
 UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "mpeg2video")
 SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on those; doubled while it misses
+
+
+# A file whose media info is known (probed once per job) need not have a TS or PS file's duration estimated
+# again on every open: FFmpeg reads the last 250 kB of the file for it (estimate_timings_from_pts), ten times
+# over for ten segments. Only mpeg and mpegts estimate it so, and ``truncation`` never asks them for it.
+PROBED_INPUT_OPTIONS = {"skip_estimate_duration_from_pts": "1"}
+
+
+def open_probed(path: str | Path, **kwargs: Any) -> av.container.InputContainer:
+    """``open_input`` for a file already probed (its duration is in the media info)."""
+    options = {**PROBED_INPUT_OPTIONS, **kwargs.pop("container_options", {})}
+    return open_input(path, container_options=options, **kwargs)
 
 
 class _SeekMissedStart(Exception):
@@ -125,7 +138,7 @@ class VideoReader:
         self.path = Path(path)
         self.info = info
         self.config = config or ReaderConfig()
-        self.container = open_input(self.path)
+        self.container = open_probed(self.path)
         self.video = self.container.streams[info.video.index]
         self.video.thread_type = "AUTO"
         if self.config.threads:
@@ -204,7 +217,7 @@ class VideoReader:
         """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
         if reopen:
             self.container.close()
-            self.container = open_input(self.path)
+            self.container = open_probed(self.path)
             self.video = self.container.streams[self.info.video.index]
             self.video.thread_type = "AUTO"
             if self.config.threads:

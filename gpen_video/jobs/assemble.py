@@ -24,13 +24,21 @@ import av
 from gpen_video.errors import OutputError, VerificationError
 from gpen_video.io import writer as _writer
 from gpen_video.io.output import atomic_output, verify_video
-from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
-from gpen_video.io.reader import PacketRange
+from gpen_video.io.probe import MediaInfo, ffmpeg_reason
+from gpen_video.io.reader import PacketRange, open_probed
 from gpen_video.io.writer import SideStreams, StreamPlan, container_family, copy_stream
 
 log = logging.getLogger(__name__)
 
 _SKIP_CONTAINER_METADATA = ("encoder", "major_brand", "minor_version", "compatible_brands")
+
+# The side streams are read alone, sample by sample where the container has an index (MOV/MP4: a PCM or AAC
+# chunk of a few kB between the video samples). Each read fills FFmpeg's read buffer (32 kB), so most of it
+# would be the video next to the chunk: 0.27x of a 320x180 rawvideo MOV read for 0.048x of audio. Reads of at
+# most 4 kB (the file protocol's ``blocksize``; ``buffer_size`` where the input is a Python file object, as
+# in the read-counting tests and bench) read 0.064x. Containers without an index are read through either way.
+SIDE_READ_BLOCK = 4096
+SIDE_READ_OPTIONS = {"container_options": {"blocksize": str(SIDE_READ_BLOCK)}, "buffer_size": SIDE_READ_BLOCK}
 
 
 @dataclass
@@ -56,7 +64,7 @@ def assemble(
     if not segment_files:
         raise OutputError(f"{output}: no segments to assemble")
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_input(info.path))
+        source = stack.enter_context(open_probed(info.path, **SIDE_READ_OPTIONS))
         first = stack.enter_context(av.open(str(segment_files[0])))
         side_in = [s for s in source.streams if s.index != info.video.index and s.type in ("audio", "subtitle", "data")]
         with atomic_output(output) as temp:
