@@ -24,7 +24,6 @@ prints the RSS at 10 %, 50 % and 100 % of it; the goal is no growth past warm-up
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -57,33 +56,6 @@ def _rss_mb() -> float:
     return 0.0
 
 
-class _CountingFile(io.RawIOBase):
-    def __init__(self, path: str, tally: list[int]) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
-        self._tally = tally
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        n = self._file.readinto(buffer)
-        self._tally[0] += n or 0
-        return n
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 def child(input_path: str, args: list[str], soak: bool) -> None:
     """Run ``gpen-video ARGS`` in this process; print one JSON line with what it read."""
     import av
@@ -93,13 +65,16 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
     import gpen_video.pipeline
     import gpen_video.preview
 
-    tally = [0]
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' counting file object: one definition of "bytes read"
+    from read_counting import CountingFile
+
+    reads: list[tuple[int, int]] = []
     real_open = av.open
     target = os.path.realpath(input_path)
 
     def counting_open(file, mode="r", **kwargs):  # type: ignore[no-untyped-def]
         if mode == "r" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
-            return real_open(_CountingFile(str(file), tally), mode, **kwargs)
+            return real_open(CountingFile(Path(file), reads), mode, **kwargs)
         return real_open(file, mode, **kwargs)
 
     av.open = counting_open
@@ -130,7 +105,7 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
         code = cli.main(args)
     wall = time.perf_counter() - t0
     after = _proc_io()
-    print(json.dumps({"code": code, "input": tally[0], "rchar": after["rchar"] - before["rchar"],
+    print(json.dumps({"code": code, "input": sum(n for _, n in reads), "rchar": after["rchar"] - before["rchar"],
                       "read_bytes": after["read_bytes"] - before["read_bytes"], "wall": wall, "rss": rss}))  # fmt: skip
 
 

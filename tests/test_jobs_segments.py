@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-from jobs_helpers import LONG, VFR, longer, outcome, same_media, summary, write
+from jobs_helpers import FACES, LONG, VFR, longer, outcome, same_media, summary, write
 from media_checks import frame_times, side_packets
 
 from gpen_video.cli import main
@@ -166,3 +166,50 @@ def test_interrupted_assembly_resumes_from_the_recorded_segments(tmp_path: Path,
     row = outcome(summary(tmp_path / "s.json"), "clip.mp4")
     assert row["segments_reused"] == [0, 1] and row["segments_computed"] == []
     assert frame_times(tmp_path / "out" / "clip.mp4") == frame_times(clip)
+
+
+def test_lookahead_is_what_the_faces_stage_holds_back() -> None:
+    """A segment decodes past its last frame exactly as many frames as the faces stage holds back before it
+    releases a frame (a released frame is final): no fewer, or the seam changes; no more, or it reads for nothing."""
+    from gpen_video.config import FacesConfig
+    from gpen_video.faces.stage import FaceStage
+
+    configs = (FacesConfig(), FacesConfig(smooth=False), FacesConfig(smooth_window=20), FacesConfig(max_gap=30),
+               FacesConfig(smooth=False, max_gap=0, min_track_length=1), FacesConfig(min_track_length=12))  # fmt: skip
+    for config in configs:
+        stage = FaceStage(config, detector=object())  # the detector is not used to tell the look-ahead
+        assert PlanSettings.for_faces(config, 1.0).lookahead_frames == stage.lookahead, config
+
+
+def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_the_seam(tmp_path: Path, monkeypatch) -> None:
+    """Segment 0 stops decoding the faces stage's look-ahead past the seam: its frames are those of one restore
+    of the whole file, bit for bit (lossless FFV1); half the look-ahead changes them (the test can tell). The last
+    frame of the window weighs nothing in the smoothing here (8 frames give the same), the stage holds 9 back."""
+    import numpy as np
+    from media_checks import video_planes
+
+    from gpen_video.jobs import runner
+
+    clip = write(tmp_path, "faces.mkv", FACES)  # 48 frames with faces, a key frame every 24: two segments
+    lossless = ("--video-codec", "ffv1")
+    assert main(["restore", str(clip), "-o", str(tmp_path / "whole.mkv"), "--model", "identity", "-q", *lossless]) == 0
+    assert batch(clip, "-o", tmp_path / "seg", "--segment-seconds", "1", *lossless) == 0
+    whole, segmented, source = (video_planes(p) for p in (tmp_path / "whole.mkv", tmp_path / "seg" / clip.name, clip))
+    assert len(whole) == len(segmented) == 48
+
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert all(not same(w, s) for w, s in zip(whole[:24], source[:24], strict=True))  # faces restored on every frame
+    assert all(same(w, s) for w, s in zip(whole[:24], segmented[:24], strict=True))
+
+    planned = runner.PlanSettings.for_faces
+
+    def shorter(*args, **kwargs):  # type: ignore[no-untyped-def]
+        settings = planned(*args, **kwargs)
+        return replace(settings, lookahead_frames=settings.lookahead_frames // 2)
+
+    monkeypatch.setattr(runner.PlanSettings, "for_faces", shorter)
+    assert batch(clip, "-o", tmp_path / "short", "--segment-seconds", "1", *lossless) == 0
+    cut_short = video_planes(tmp_path / "short" / clip.name)
+    assert not all(same(w, s) for w, s in zip(whole[:24], cut_short[:24], strict=True))
