@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -75,23 +73,16 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
 
     out = tmp_path / "killed"
     record = out / ".gpen-video-job" / "files" / f"{record_key(Path(name))}.json"
-    command = [sys.executable, "-m", "gpen_video", "batch", str(clip), "-o", str(out), "--model", "identity",
-               "--segment-seconds", "1", *codec, "-q"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            segments = json.loads(record.read_text())["segments"]
-        except FileNotFoundError:
-            segments = {}
-        if segments:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    args = [str(clip), "-o", str(out), "--model", "identity", "--segment-seconds", "1", *codec, "-q"]
+    # The process kills itself (SIGKILL: no handler, no cleanup) half-way through segment 2's frames, once
+    # segments 0 and 1 are recorded and segment 2's partial file is on disk: the same moment on every run, where
+    # polling the record from here raced the job (on a loaded machine it could finish before the kill).
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_SEGMENT, json.dumps(args)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert [p.name for p in (out / ".gpen-video-job" / "work").rglob("*.partial-*")], "segment 2 was not half-written"
     finished = sorted(int(k) for k in json.loads(record.read_text())["segments"])
-    assert 1 <= len(finished) < 5
+    assert finished == [0, 1]
     assert not (out / name).exists()  # nothing half-written at the output path
 
     caplog.set_level(logging.INFO, logger="gpen_video.jobs.runner")  # why a segment is not reused, if it is not
@@ -104,6 +95,26 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
     assert frame_times(out / name) == frame_times(clip)
     assert not any((out / ".gpen-video-job" / "work").iterdir())
     assert not [p for p in out.iterdir() if ".partial-" in p.name]
+
+
+_KILLED_MID_SEGMENT = """
+import json, os, signal, sys
+from gpen_video.cli import main
+from gpen_video.jobs import engine_local
+
+real = engine_local.execute_segment
+
+def execute_segment(task, restorers, progress=None):
+    def killing(done):
+        if task.index == 2 and done == 12:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if progress is not None:
+            progress(done)
+    return real(task, restorers, killing)
+
+engine_local.execute_segment = execute_segment
+sys.exit(main(["batch", *json.loads(sys.argv[1])]))
+"""
 
 
 def test_ctrl_c_and_a_failed_segment_keep_finished_segments(tmp_path: Path, monkeypatch) -> None:
