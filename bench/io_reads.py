@@ -1,13 +1,15 @@
 """Archive-scale I/O: how much of the input each command reads, against main at bc608b2, in the same run.
 
-    python bench/io_reads.py [--baseline /tmp/probe-base] [--size 960x540] [--mov-frames 3200]
-                             [--ts-frames 1500] [--soak-minutes 10] [--soak-fps 10] [--no-soak]
+    python bench/io_reads.py [--baseline /tmp/probe-base ...] [--size 960x540] [--mov-frames 3200]
+                             [--ts-frames 1500] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
+                             [--no-soak] [--only mov|ts|soak]
 
 Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
 audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
 checkout, and the baseline: ``git worktree add /tmp/probe-base bc608b2``) it runs, each in a fresh
 process: ``probe``, a 1-second ``preview`` from the middle, a whole-file ``restore --model identity``
-and a ``batch`` of 10 segments, and prints for each:
+and a ``batch`` of 10 segments (of ``--ts-segment-seconds`` on the TS, to see a realistic 60 s segment on a
+longer ``--ts-frames``), and prints for each:
 
 - ``input×``: bytes read from the input through ``av.open`` (a counting file object), / its size;
 - ``rchar×`` / ``read_bytes×``: the process's own ``/proc/self/io`` around the command, / the input's
@@ -138,15 +140,16 @@ def run_child(code_root: Path, input_path: Path, args: list[str], soak: bool = F
     return result
 
 
-def commands(src: Path, work: Path, duration: float, extra: list[str]) -> dict[str, list[str]]:
+def commands(src: Path, work: Path, duration: float, extra: list[str], segment: float | None) -> dict[str, list[str]]:
+    segment_seconds = duration / 10 if segment is None else segment
     return {
         "probe": ["probe", str(src), "--json"],
         "preview 1 s": ["preview", str(src), "--start", f"{duration / 2:.3f}", "--duration", "1", "--compare",
                         "none", "-o", str(work / "pv"), "--model", "identity", "-q", "--overwrite", *extra],
         "restore": ["restore", str(src), "-o", str(work / f"restored{src.suffix}"), "--model", "identity", "-q",
                     "--overwrite", *extra],
-        "batch 10 seg": ["batch", str(src), "-o", str(work / "batch"), "--model", "identity", "-q",
-                         "--segment-seconds", f"{duration / 10:.3f}", *extra],
+        f"batch {round(duration / segment_seconds)} seg": ["batch", str(src), "-o", str(work / "batch"), "--model",
+                         "identity", "-q", "--segment-seconds", f"{segment_seconds:.3f}", *extra],
     }  # fmt: skip
 
 
@@ -169,6 +172,7 @@ def main() -> None:
     parser.add_argument("--ts-frames", type=int, default=1500)
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--soak-fps", type=int, default=10)
+    parser.add_argument("--ts-segment-seconds", type=float, help="the TS batch's segments (default: a tenth of it)")
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
@@ -207,7 +211,8 @@ def main() -> None:
             print(f"  {'command':<13} {'code':<8} {'input×':>8} {'rchar×':>8} {'read_bytes×':>12} {'wall s':>8}")
             work = tmp / "work"
             work.mkdir(exist_ok=True)
-            for name, command in commands(src, work, frames / rate, extra).items():
+            segment = args.ts_segment_seconds if src.suffix == ".ts" else None
+            for name, command in commands(src, work, frames / rate, extra, segment).items():
                 for label, root in roots.items():
                     result = run_child(root, src, command)
                     clean(work)
