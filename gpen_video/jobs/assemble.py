@@ -25,8 +25,9 @@ from gpen_video.errors import OutputError, VerificationError
 from gpen_video.io import writer as _writer
 from gpen_video.io.output import atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
-from gpen_video.io.reader import PacketRange, open_probed
+from gpen_video.io.reader import ASSEMBLED_SIDE_TYPES, PacketRange, open_probed
 from gpen_video.io.writer import SideStreams, StreamPlan, container_family, copy_stream
+from gpen_video.side_packets import read_side_file
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,20 @@ def assemble(
     output: Path,
     durations: dict[int, int] | None = None,
     frame_pts: list[int] | None = None,
+    side_files: list[Path] | None = None,
 ) -> AssembleResult:
     """Write ``output`` from ``segment_files`` (in order; the first frame of each at ``starts``, source
     pts) plus the side streams of ``info.path``. ``durations`` (source pts -> ticks) gives each frame the
     source packet's duration, so the last frame and the stream length come out as the source's;
     ``frame_pts`` (the source's sorted pts) lets missing decode timestamps be rebuilt as the encoder made
-    them."""
+    them. ``side_files`` (one per segment, in order) hold the side streams' packets, each segment's share:
+    then the input is opened for its stream headers only, not read again."""
     if not segment_files:
         raise OutputError(f"{output}: no segments to assemble")
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_probed(info.path, **SIDE_READ_OPTIONS))
         first = stack.enter_context(av.open(str(segment_files[0])))
-        side_in = [s for s in source.streams if s.index != info.video.index and s.type in ("audio", "subtitle", "data")]
+        side_in = [s for s in source.streams if s.index != info.video.index and s.type in ASSEMBLED_SIDE_TYPES]
         with atomic_output(output) as temp:
             try:
                 out = av.open(str(temp), "w")
@@ -80,7 +83,11 @@ def assemble(
                         out.metadata[key] = value
                 timing = _Timing(durations or {}, sorted(frame_pts or []), _frame_ticks(info, durations or {}))
                 videos = _video_packets(segment_files, starts, info.video.time_base, timing)
-                written = _mux(out, video, side, videos, _side_packets(source, side_in))
+                if side_files is None:
+                    side_packets = _side_packets(source, side_in)
+                else:
+                    side_packets = _side_files(side_files, {s.index: s for s in side_in})
+                written = _mux(out, video, side, videos, side_packets)
                 side.flush()
             finally:
                 out.close()
@@ -234,6 +241,12 @@ def _side_packets(
                 yield False, packet
     except av.error.FFmpegError as exc:  # damaged tail: what was read is kept, as the restore path does
         log.warning("%s: side streams end early (%s)", source.name, ffmpeg_reason(exc))
+
+
+def _side_files(files: list[Path], streams: dict[int, av.stream.Stream]) -> Iterator[tuple[bool, av.Packet]]:
+    for path in files:
+        for packet in read_side_file(path, streams):
+            yield False, packet
 
 
 def _time(item: tuple[bool, av.Packet]) -> float:
