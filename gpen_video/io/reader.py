@@ -33,7 +33,8 @@ SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on th
 
 # A file whose media info is known (probed once per job) need not have a TS or PS file's duration estimated
 # again on every open: FFmpeg reads the last 250 kB of the file for it (estimate_timings_from_pts), ten times
-# over for ten segments. Only mpeg and mpegts estimate it so, and ``truncation`` never asks them for it.
+# over for ten segments. Only mpeg and mpegts estimate it so; ``truncation`` needs it there (a TS cut before
+# its last packets ends before its pts-estimated duration), so a whole-file decode still opens with it.
 PROBED_INPUT_OPTIONS = {"skip_estimate_duration_from_pts": "1"}
 
 
@@ -180,7 +181,9 @@ class VideoReader:
         self.path = Path(path)
         self.info = info
         self.config = config or ReaderConfig()
-        self.container = open_probed(self.path)
+        # a range (a segment, --start/--duration) is never checked for a cut tail, which on a TS needs the estimate
+        self._open = open_probed if start is not None or duration is not None else open_input
+        self.container = self._open(self.path)
         self.video = self.container.streams[info.video.index]
         self.video.thread_type = "AUTO"
         if self.config.threads:
@@ -279,7 +282,7 @@ class VideoReader:
         """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
         if reopen:
             self.container.close()
-            self.container = open_probed(self.path)
+            self.container = self._open(self.path)
             self.video = self.container.streams[self.info.video.index]
             self.video.thread_type = "AUTO"
             if self.config.threads:
