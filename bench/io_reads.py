@@ -1,13 +1,15 @@
 """Archive-scale I/O: how much of the input each command reads, against main at bc608b2, in the same run.
 
-    python bench/io_reads.py [--baseline /tmp/probe-base] [--size 960x540] [--mov-frames 3200]
-                             [--ts-frames 1500] [--soak-minutes 10] [--soak-fps 10] [--no-soak]
+    python bench/io_reads.py [--baseline /tmp/probe-base ...] [--size 960x540] [--mov-frames 3200]
+                             [--ts-frames 1500] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
+                             [--no-soak] [--only mov|ts|soak]
 
 Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
 audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
 checkout, and the baseline: ``git worktree add /tmp/probe-base bc608b2``) it runs, each in a fresh
 process: ``probe``, a 1-second ``preview`` from the middle, a whole-file ``restore --model identity``
-and a ``batch`` of 10 segments, and prints for each:
+and a ``batch`` of 10 segments (of ``--ts-segment-seconds`` on the TS, to see a realistic 60 s segment on a
+longer ``--ts-frames``), and prints for each:
 
 - ``input×``: bytes read from the input through ``av.open`` (a counting file object), / its size;
 - ``rchar×`` / ``read_bytes×``: the process's own ``/proc/self/io`` around the command, / the input's
@@ -24,7 +26,6 @@ prints the RSS at 10 %, 50 % and 100 % of it; the goal is no growth past warm-up
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -57,33 +58,6 @@ def _rss_mb() -> float:
     return 0.0
 
 
-class _CountingFile(io.RawIOBase):
-    def __init__(self, path: str, tally: list[int]) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
-        self._tally = tally
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        n = self._file.readinto(buffer)
-        self._tally[0] += n or 0
-        return n
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 def child(input_path: str, args: list[str], soak: bool) -> None:
     """Run ``gpen-video ARGS`` in this process; print one JSON line with what it read."""
     import av
@@ -93,13 +67,16 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
     import gpen_video.pipeline
     import gpen_video.preview
 
-    tally = [0]
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' counting file object: one definition of "bytes read"
+    from read_counting import CountingFile
+
+    reads: list[tuple[int, int]] = []
     real_open = av.open
     target = os.path.realpath(input_path)
 
     def counting_open(file, mode="r", **kwargs):  # type: ignore[no-untyped-def]
         if mode == "r" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
-            return real_open(_CountingFile(str(file), tally), mode, **kwargs)
+            return real_open(CountingFile(Path(file), reads), mode, **kwargs)
         return real_open(file, mode, **kwargs)
 
     av.open = counting_open
@@ -130,7 +107,7 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
         code = cli.main(args)
     wall = time.perf_counter() - t0
     after = _proc_io()
-    print(json.dumps({"code": code, "input": tally[0], "rchar": after["rchar"] - before["rchar"],
+    print(json.dumps({"code": code, "input": sum(n for _, n in reads), "rchar": after["rchar"] - before["rchar"],
                       "read_bytes": after["read_bytes"] - before["read_bytes"], "wall": wall, "rss": rss}))  # fmt: skip
 
 
@@ -163,15 +140,16 @@ def run_child(code_root: Path, input_path: Path, args: list[str], soak: bool = F
     return result
 
 
-def commands(src: Path, work: Path, duration: float, extra: list[str]) -> dict[str, list[str]]:
+def commands(src: Path, work: Path, duration: float, extra: list[str], segment: float | None) -> dict[str, list[str]]:
+    segment_seconds = duration / 10 if segment is None else segment
     return {
         "probe": ["probe", str(src), "--json"],
         "preview 1 s": ["preview", str(src), "--start", f"{duration / 2:.3f}", "--duration", "1", "--compare",
                         "none", "-o", str(work / "pv"), "--model", "identity", "-q", "--overwrite", *extra],
         "restore": ["restore", str(src), "-o", str(work / f"restored{src.suffix}"), "--model", "identity", "-q",
                     "--overwrite", *extra],
-        "batch 10 seg": ["batch", str(src), "-o", str(work / "batch"), "--model", "identity", "-q",
-                         "--segment-seconds", f"{duration / 10:.3f}", *extra],
+        f"batch {round(duration / segment_seconds)} seg": ["batch", str(src), "-o", str(work / "batch"), "--model",
+                         "identity", "-q", "--segment-seconds", f"{segment_seconds:.3f}", *extra],
     }  # fmt: skip
 
 
@@ -187,12 +165,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--soak", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", type=Path, default=Path("/tmp/probe-base"), help="a checkout of bc608b2")
+    parser.add_argument("--baseline", type=Path, action="append",
+                        help="a checkout of bc608b2 (default /tmp/probe-base); repeat to compare several")  # fmt: skip
     parser.add_argument("--size", default="960x540")
     parser.add_argument("--mov-frames", type=int, default=3200)
     parser.add_argument("--ts-frames", type=int, default=1500)
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--soak-fps", type=int, default=10)
+    parser.add_argument("--ts-segment-seconds", type=float, help="the TS batch's segments (default: a tenth of it)")
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
@@ -202,10 +182,11 @@ def main() -> None:
         return
 
     roots = {"this": ROOT}
-    if (args.baseline / "gpen_video").is_dir():
-        roots["bc608b2"] = args.baseline.resolve()
-    else:
-        print(f"(no baseline at {args.baseline}: git worktree add {args.baseline} bc608b2)")
+    for baseline in args.baseline or [Path("/tmp/probe-base")]:
+        if (baseline / "gpen_video").is_dir():
+            roots[baseline.name[-7:]] = baseline.resolve()  # labelled by the folder's last 7 characters
+        else:
+            print(f"(no baseline at {baseline}: git worktree add {baseline} bc608b2)")
     tmp = Path(tempfile.mkdtemp(prefix="io-reads-", dir=args.workdir))
     try:
         inputs = {}
@@ -230,7 +211,8 @@ def main() -> None:
             print(f"  {'command':<13} {'code':<8} {'input×':>8} {'rchar×':>8} {'read_bytes×':>12} {'wall s':>8}")
             work = tmp / "work"
             work.mkdir(exist_ok=True)
-            for name, command in commands(src, work, frames / rate, extra).items():
+            segment = args.ts_segment_seconds if src.suffix == ".ts" else None
+            for name, command in commands(src, work, frames / rate, extra, segment).items():
                 for label, root in roots.items():
                     result = run_child(root, src, command)
                     clean(work)

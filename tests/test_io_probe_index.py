@@ -17,6 +17,7 @@ from media_checks import frame_times
 from read_counting import counting_reads, packet_spans, video_packets
 
 from gpen_video.cli import main
+from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
 from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
 
@@ -176,7 +177,9 @@ def test_batch_of_segments_reads_its_input_about_once(tmp_path, monkeypatch):
     assert code == 0
     row = json.loads(summary.read_text())["files"][0]
     assert row["segments"] == 3 and row["frames"] == 300
-    overlap = 2 * 2 * 17 / 300  # each inner boundary decodes 17 frames of warm-up and 17 of look-ahead twice
+    plan = PlanSettings.for_faces(FacesConfig(), 4.0)  # 17 frames of warm-up, 9 of look-ahead (was 17 and 17)
+    assert (plan.warmup_frames, plan.lookahead_frames) == (17, 9)
+    overlap = 2 * (plan.warmup_frames + plan.lookahead_frames) / 300  # each inner boundary decodes these twice
     # beyond that: per open, a header, a read buffer and the threaded decoder's delay (a few frames); the
     # assembly reads the audio (and the buffers around it), not the video again
     assert log.ratio() <= 1 + overlap + 2 * audio_share + 0.2, (log.ratio(), log.opens, audio_share)
@@ -203,3 +206,36 @@ def test_plan_from_the_index_only_where_key_frames_open_closed_gops(tmp_path):
         truth = [int(p["pts"]) for p in video_packets(path) if "K" in p["flags"]]
         assert index.keyframes == sorted(truth)
         assert index.pts == sorted(int(p["pts"]) for p in video_packets(path))
+
+
+def test_ts_segment_decodes_from_the_gop_its_warmup_falls_in(tmp_path):
+    """Without an index, segments start on key frames found by seeking, and a segment's decode starts on the key
+    frame at or before its warm-up (not a GOP or a second earlier): warm-up, the GOP it falls in, the look-ahead.
+    The TS starts at 1.4 s (its first pts): decode windows count from there, as the reader does."""
+    from gpen_video.io.reader import VideoReader
+
+    path = tmp_path / "reel.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "10", "-c:v", "libx264", "-g", "50",
+           "-bf", "2", path)  # fmt: skip
+    info = probe(path)
+    index = index_packets(path, info, 4.0)
+    assert index.source == "seek" and info.video.start_time > 1
+    settings = PlanSettings.for_faces(FacesConfig(), 4.0)
+    plan = plan_segments(index, settings)
+    packets = video_packets(path)
+    truth = sorted(int(p["pts"]) for p in packets)
+    keys = sorted(int(p["pts"]) for p in packets if "K" in p["flags"])
+    assert [s.emit_start for s in plan] == [truth[0], keys[2], keys[4]]  # every 4 s: on the key frames there
+    for seg in plan[1:]:
+        window = seg.window
+        duration = None if window.decode_until is None else window.decode_until - window.decode_from
+        with VideoReader(path, info, None, window.decode_from, duration) as reader:
+            reader.side_streams = []  # as a segment's run has them
+            emitted = [f.pts for f in reader.frames() if window.emits(f.pts)]
+        assert emitted == [p for p in truth if seg.emit_start <= p < (seg.emit_end or truth[-1] + 1)]
+        first = truth.index(seg.emit_start)
+        gop_start = max(k for k in keys if k <= truth[first - settings.warmup_frames])  # the warm-up's GOP
+        last = len(truth) if seg.emit_end is None else truth.index(seg.emit_end) + settings.lookahead_frames
+        needed = len(truth[truth.index(gop_start) : last])
+        # + 2: the plan's frame of rounding (its frame counts are from the rate) and the frame that ends the window
+        assert needed <= reader.stats.decoded <= needed + 2, (reader.stats.decoded, needed)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import av
-from jobs_helpers import LONG, VFR, longer, outcome, same_media, summary, write
+from jobs_helpers import FACES, LONG, VFR, longer, outcome, same_media, summary, write
 from media_checks import frame_times, side_packets
 
 from gpen_video.cli import main
@@ -75,23 +73,16 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
 
     out = tmp_path / "killed"
     record = out / ".gpen-video-job" / "files" / f"{record_key(Path(name))}.json"
-    command = [sys.executable, "-m", "gpen_video", "batch", str(clip), "-o", str(out), "--model", "identity",
-               "--segment-seconds", "1", *codec, "-q"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            segments = json.loads(record.read_text())["segments"]
-        except FileNotFoundError:
-            segments = {}
-        if segments:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    args = [str(clip), "-o", str(out), "--model", "identity", "--segment-seconds", "1", *codec, "-q"]
+    # The process kills itself (SIGKILL: no handler, no cleanup) half-way through segment 2's frames, once
+    # segments 0 and 1 are recorded and segment 2's partial file is on disk: the same moment on every run, where
+    # polling the record from here raced the job (on a loaded machine it could finish before the kill).
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_SEGMENT, json.dumps(args)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert [p.name for p in (out / ".gpen-video-job" / "work").rglob("*.partial-*")], "segment 2 was not half-written"
     finished = sorted(int(k) for k in json.loads(record.read_text())["segments"])
-    assert 1 <= len(finished) < 5
+    assert finished == [0, 1]
     assert not (out / name).exists()  # nothing half-written at the output path
 
     caplog.set_level(logging.INFO, logger="gpen_video.jobs.runner")  # why a segment is not reused, if it is not
@@ -104,6 +95,26 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
     assert frame_times(out / name) == frame_times(clip)
     assert not any((out / ".gpen-video-job" / "work").iterdir())
     assert not [p for p in out.iterdir() if ".partial-" in p.name]
+
+
+_KILLED_MID_SEGMENT = """
+import json, os, signal, sys
+from gpen_video.cli import main
+from gpen_video.jobs import engine_local
+
+real = engine_local.execute_segment
+
+def execute_segment(task, restorers, progress=None):
+    def killing(done):
+        if task.index == 2 and done == 12:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if progress is not None:
+            progress(done)
+    return real(task, restorers, killing)
+
+engine_local.execute_segment = execute_segment
+sys.exit(main(["batch", *json.loads(sys.argv[1])]))
+"""
 
 
 def test_ctrl_c_and_a_failed_segment_keep_finished_segments(tmp_path: Path, monkeypatch) -> None:
@@ -166,3 +177,50 @@ def test_interrupted_assembly_resumes_from_the_recorded_segments(tmp_path: Path,
     row = outcome(summary(tmp_path / "s.json"), "clip.mp4")
     assert row["segments_reused"] == [0, 1] and row["segments_computed"] == []
     assert frame_times(tmp_path / "out" / "clip.mp4") == frame_times(clip)
+
+
+def test_lookahead_is_what_the_faces_stage_holds_back() -> None:
+    """A segment decodes past its last frame exactly as many frames as the faces stage holds back before it
+    releases a frame (a released frame is final): no fewer, or the seam changes; no more, or it reads for nothing."""
+    from gpen_video.config import FacesConfig
+    from gpen_video.faces.stage import FaceStage
+
+    configs = (FacesConfig(), FacesConfig(smooth=False), FacesConfig(smooth_window=20), FacesConfig(max_gap=30),
+               FacesConfig(smooth=False, max_gap=0, min_track_length=1), FacesConfig(min_track_length=12))  # fmt: skip
+    for config in configs:
+        stage = FaceStage(config, detector=object())  # the detector is not used to tell the look-ahead
+        assert PlanSettings.for_faces(config, 1.0).lookahead_frames == stage.lookahead, config
+
+
+def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_the_seam(tmp_path: Path, monkeypatch) -> None:
+    """Segment 0 stops decoding the faces stage's look-ahead past the seam: its frames are those of one restore
+    of the whole file, bit for bit (lossless FFV1); half the look-ahead changes them (the test can tell). The last
+    frame of the window weighs nothing in the smoothing here (8 frames give the same), the stage holds 9 back."""
+    import numpy as np
+    from media_checks import video_planes
+
+    from gpen_video.jobs import runner
+
+    clip = write(tmp_path, "faces.mkv", FACES)  # 48 frames with faces, a key frame every 24: two segments
+    lossless = ("--video-codec", "ffv1")
+    assert main(["restore", str(clip), "-o", str(tmp_path / "whole.mkv"), "--model", "identity", "-q", *lossless]) == 0
+    assert batch(clip, "-o", tmp_path / "seg", "--segment-seconds", "1", *lossless) == 0
+    whole, segmented, source = (video_planes(p) for p in (tmp_path / "whole.mkv", tmp_path / "seg" / clip.name, clip))
+    assert len(whole) == len(segmented) == 48
+
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert all(not same(w, s) for w, s in zip(whole[:24], source[:24], strict=True))  # faces restored on every frame
+    assert all(same(w, s) for w, s in zip(whole[:24], segmented[:24], strict=True))
+
+    planned = runner.PlanSettings.for_faces
+
+    def shorter(*args, **kwargs):  # type: ignore[no-untyped-def]
+        settings = planned(*args, **kwargs)
+        return replace(settings, lookahead_frames=settings.lookahead_frames // 2)
+
+    monkeypatch.setattr(runner.PlanSettings, "for_faces", shorter)
+    assert batch(clip, "-o", tmp_path / "short", "--segment-seconds", "1", *lossless) == 0
+    cut_short = video_planes(tmp_path / "short" / clip.name)
+    assert not all(same(w, s) for w, s in zip(whole[:24], cut_short[:24], strict=True))

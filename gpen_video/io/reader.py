@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -21,12 +22,67 @@ from gpen_video.config import ReaderConfig
 from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
+from gpen_video.side_packets import SideFileWriter
 
 log = logging.getLogger(__name__)
 
 # demuxers without an index: their seek lands on any packet before the target, not on a key frame
 UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "mpeg2video")
 SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on those; doubled while it misses
+
+
+# A file whose media info is known (probed once per job) need not have a TS or PS file's duration estimated
+# again on every open: FFmpeg reads the last 250 kB of the file for it (estimate_timings_from_pts), ten times
+# over for ten segments. Only mpeg and mpegts estimate it so; ``truncation`` needs it there (a TS cut before
+# its last packets ends before its pts-estimated duration), so a whole-file decode still opens with it.
+PROBED_INPUT_OPTIONS = {"skip_estimate_duration_from_pts": "1"}
+
+
+def open_probed(path: str | Path, **kwargs: Any) -> av.container.InputContainer:
+    """``open_input`` for a file already probed (its duration is in the media info)."""
+    options = {**PROBED_INPUT_OPTIONS, **kwargs.pop("container_options", {})}
+    return open_input(path, container_options=options, **kwargs)
+
+
+# The side streams a batch's output holds (assembly copies these; attachments and extra video are left out)
+ASSEMBLED_SIDE_TYPES = ("audio", "subtitle", "data")
+SIDE_SLACK = 2  # seconds of file past a range's end that side packets due before it may still come in
+
+
+@dataclass
+class _Diversion:
+    """A batch segment's side packets: those with a time in ``[start, end)`` seconds go to ``file``."""
+
+    file: SideFileWriter
+    start: Fraction | None  # None: from the file's start (the first segment also owns what precedes its video)
+    end: Fraction | None  # None: to the end of the file
+    audio: set[int]  # audio streams: in time order, so one packet at or past ``end`` says the rest are later
+    passed: set[int] = field(default_factory=set)
+    sparse: bool = False  # subtitles or data: nothing says when their next packet comes; read SIDE_SLACK past
+
+    def owns(self, packet: av.Packet) -> bool:
+        t = packet_time(packet)
+        if t is None:
+            return self.start is None
+        if self.end is not None and t >= self.end:
+            if packet.stream.index in self.audio:
+                self.passed.add(packet.stream.index)
+            return False
+        return self.start is None or t >= self.start
+
+    def done(self, packet: av.Packet) -> bool:
+        """Every side packet this range owns is in (the video is done; ``packet`` is the last demuxed)."""
+        if self.end is None:
+            return False
+        if not self.sparse and self.passed >= self.audio:
+            return True
+        t = packet_time(packet)
+        return t is not None and t >= self.end + SIDE_SLACK
+
+
+def packet_time(packet: av.Packet) -> Fraction | None:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    return None if ts is None or packet.time_base is None else ts * packet.time_base
 
 
 class _SeekMissedStart(Exception):
@@ -125,7 +181,9 @@ class VideoReader:
         self.path = Path(path)
         self.info = info
         self.config = config or ReaderConfig()
-        self.container = open_input(self.path)
+        # a range (a segment, --start/--duration) is never checked for a cut tail, which on a TS needs the estimate
+        self._open = open_probed if start is not None or duration is not None else open_input
+        self.container = self._open(self.path)
         self.video = self.container.streams[info.video.index]
         self.video.thread_type = "AUTO"
         if self.config.threads:
@@ -145,6 +203,7 @@ class VideoReader:
         self._pending: list[av.Packet] = []
         self._early: list[av.Packet] = []  # side packets seen before the first kept frame (range starts)
         self._size: tuple[int, int] | None = None
+        self._diversion: _Diversion | None = None
 
     # -- packets of the other streams -------------------------------------------------------------
     def take_packets(self) -> list[av.Packet]:
@@ -156,7 +215,26 @@ class VideoReader:
         """The side-packet range of this run (valid once the first frame has been read)."""
         return PacketRange(self.start, self._end_time, self.offset if self.offset is not None else Fraction(0))
 
+    def divert_side_packets(self, path: Path, emit_start: int, emit_end: int | None) -> None:
+        """A batch segment's run: the side packets with a time from ``emit_start`` up to ``emit_end`` (video
+        pts; the first segment's window, starting at the stream's first frame, owns what precedes it too) go
+        to the side file ``path``, written when the pass has read them all, instead of to ``take_packets``.
+        Windows that tile the video tile the side packets: each is kept by exactly one segment."""
+        tb = self.video.time_base
+        rate = self.info.video.frame_rate or 25
+        first = emit_start * tb <= Fraction(self.info.video.start_time).limit_denominator(10**9) + 1 / (2 * rate)
+        self.side_streams = [s for s in self.side_streams if s.type in ASSEMBLED_SIDE_TYPES]
+        start = None if first else emit_start * tb
+        end = None if emit_end is None else emit_end * tb
+        audio = {s.index for s in self.side_streams if s.type == "audio"}
+        sparse = any(s.type != "audio" for s in self.side_streams)
+        self._diversion = _Diversion(SideFileWriter(path), start, end, audio, sparse=sparse)
+
     def _keep_side_packet(self, packet: av.Packet) -> None:
+        if self._diversion is not None:
+            if self._diversion.owns(packet):
+                self._diversion.file.write(packet)
+            return
         if self.offset is None and self.start is not None:  # the range's first frame is not decoded yet
             self._early.append(packet)
         elif self.packet_range().keeps(packet):
@@ -204,13 +282,16 @@ class VideoReader:
         """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
         if reopen:
             self.container.close()
-            self.container = open_input(self.path)
+            self.container = self._open(self.path)
             self.video = self.container.streams[self.info.video.index]
             self.video.thread_type = "AUTO"
             if self.config.threads:
                 self.video.codec_context.thread_count = self.config.threads
             self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         self._pending, self._early = [], []
+        if self._diversion is not None:
+            self._diversion.file.reset()
+            self._diversion.passed.clear()
         self.offset = None
         self._size = None
         self.stats = ReadStats()
@@ -283,6 +364,8 @@ class VideoReader:
         damage = self.stats.damage_summary
         if damage and self.config.strict:
             raise DamagedInputError(f"{self.path}: {damage}; run without --strict to restore what can be decoded")
+        if self._diversion is not None:
+            self._diversion.file.commit()  # every side packet of the range is in
 
     def _check_size(self, frame: av.VideoFrame, pts: int) -> None:
         want = (self.info.video.width, self.info.video.height)
@@ -293,6 +376,8 @@ class VideoReader:
             self._size = (frame.width, frame.height)
 
     def _side_streams_past_end(self, packet: av.Packet) -> bool:
+        if self._diversion is not None:
+            return self._diversion.done(packet)
         ts = packet.pts if packet.pts is not None else packet.dts
         if self._end_time is None or ts is None:
             return False
@@ -312,6 +397,8 @@ class VideoReader:
         log.debug("%s: damaged input: %s", self.path, reason)
 
     def close(self) -> None:
+        if self._diversion is not None:
+            self._diversion.file.abort()  # a pass that did not finish (a committed file stays)
         self.container.close()
 
     def __enter__(self) -> VideoReader:

@@ -72,6 +72,8 @@ class SegmentRecord:
     frames: int
     size: int
     faces: int = 0
+    side_file: str = ""  # the segment's side-stream packets (side_packets.side_file_for), where it made them
+    side_size: int = 0
 
 
 @dataclass

@@ -19,21 +19,26 @@ import bisect
 import contextlib
 import itertools
 import logging
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 
 from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
-from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, open_input, reorder_shift, sample_index
+from gpen_video.faces.tracker import _CONFIRM_AFTER as CONFIRM_AFTER
+from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
+from gpen_video.io.reader import SEEK_BACKOFF, UNINDEXED_FORMATS, open_probed
 from gpen_video.pipeline import SegmentWindow
 
 log = logging.getLogger(__name__)
 
 
 INDEX_SOURCES = ("index", "scan", "cues", "seek")  # the first two list every frame; the others key frames only
+REORDER_FRAMES = 4  # frames a key frame's decode time may precede its presentation time (B-frames), and more
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,9 @@ class PacketIndex:
     source: str = "scan"  # index | scan | cues | seek
     frame_ticks: Fraction | None = None  # nominal frame duration, in ticks (cues / seek only)
     end: int | None = None  # pts just past the last frame (cues / seek only)
-    seek_margin: int = 0  # ticks to start decoding earlier: a seek without index may land past a key frame
+    gop: int = 0  # the widest key-frame interval seen (ticks; seek plans only)
+    unindexed: bool = False  # the reader's seek lands on any packet and backs off (TS, PS: reader.UNINDEXED_FORMATS)
+    origin: float = 0.0  # the stream's start (seconds): a segment's decode window counts from it, as --start does
 
     @property
     def exact(self) -> bool:
@@ -97,10 +104,19 @@ class PlanSettings:
 
     @classmethod
     def for_faces(cls, faces: FacesConfig, segment_seconds: float, overlap_frames: int | None = None) -> PlanSettings:
-        """Look-ahead covering the faces stage's (smoothing window, gap, track length) plus a margin."""
+        """The faces stage's overlap: what a segment must decode around the frames it emits so that they come
+        out as in one run over the whole file.
+
+        - Look-ahead: the faces stage releases a frame once ``FaceStage.lookahead`` newer frames are in
+          (smoothing window, gap bridging, track length, the candidates' second look); a released frame is
+          final, so decoding more after the segment's last frame changes nothing it emits.
+        - Warm-up (``overlap_frames``, by default): the smoothing window's (or a bridged gap's) past, and a
+          key-frame interval for the tracks found by the first full detection to be seen by a second one.
+        """
         smooth = faces.smooth_window if faces.smooth else 0
-        lookahead = max(smooth, faces.max_gap + 1, faces.min_track_length, 1) + max(faces.keyframe_interval, 8)
-        warmup = lookahead if overlap_frames is None else overlap_frames
+        reach = max(smooth, faces.max_gap + 1, faces.min_track_length, 1)
+        lookahead = max(reach, CONFIRM_AFTER + 1)  # FaceStage.lookahead (tests/test_jobs_segments.py checks it)
+        warmup = reach + max(faces.keyframe_interval, 8) if overlap_frames is None else overlap_frames
         return cls(float(segment_seconds), int(warmup), int(lookahead))
 
 
@@ -112,16 +128,15 @@ def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, ex
     they hold too few key frames to cut on. Others: a seek every ``segment_seconds``. ``exact`` (or a
     file without duration or rate) demuxes every packet instead, as ``probe --exact`` does.
     """
-    with open_input(path) as container:
+    index = None
+    with open_probed(path) as container:
         stream = container.streams[info.video.index]
         time_base = stream.time_base or info.video.time_base
         if not exact:
             index = _from_sample_index(container, stream, info, time_base, segment_seconds)
             if index is None:
                 index = _from_cues_or_seeks(container, stream, info, time_base, segment_seconds)
-            if index is not None:
-                return index
-    return _scan_packets(path, info)
+    return replace(index or _scan_packets(path, info), origin=info.video.start_time)
 
 
 def _from_sample_index(
@@ -215,14 +230,15 @@ def _from_cues_or_seeks(
             source = "cues"
         else:
             keyframes = []
-    margin = 0
+    gop = 0
     if not keyframes:
-        keyframes, gop = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds)
-        margin = gop + int(4 * frame_ticks)  # and a few frames for reordering (a landing compares dts)
+        lead = int(REORDER_FRAMES * frame_ticks)
+        keyframes, gop = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds, lead)
     keyframes = [k for k in keyframes if k < end]
     if not keyframes:
         return None
-    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, margin)
+    unindexed = container.format.name.split(",")[0] in UNINDEXED_FORMATS
+    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, unindexed)
 
 
 def _keyframes_by_seeking(
@@ -232,11 +248,13 @@ def _keyframes_by_seeking(
     end: int,
     time_base: Fraction,
     segment_seconds: float,
+    lead: int = 0,
 ) -> tuple[list[int], int]:
     """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), and
-    the decode margin: the widest key-frame interval seen, since a seek in a container without index
-    (TS, PS) lands on any packet before the target, possibly just past a key frame, and decoding then
-    starts at the next one."""
+    the widest key-frame interval seen. A seek in a container without index (TS, PS) lands on a packet
+    whose decode time is before the target: seeking ``lead`` ticks (a few frames of reordering) early lands
+    before a key frame shown at the target, not just past it (then the boundary would be a GOP later,
+    and finding it would read that GOP)."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
     targets = [start]
     while step is not None and targets[-1] + step < end:
@@ -245,7 +263,8 @@ def _keyframes_by_seeking(
     gop = 0
     for target in targets:
         try:
-            container.seek(int(target), stream=stream, backward=True, any_frame=False)
+            container.seek(int(target) - (lead if target != start else 0), stream=stream, backward=True,
+                           any_frame=False)  # fmt: skip
             seen: list[int] = []  # key frames after this seek: the first new one is the boundary
             for packet in container.demux(stream):
                 if packet.pts is None or not packet.is_keyframe:
@@ -278,7 +297,7 @@ def _scan_packets(path: Path, info: MediaInfo) -> PacketIndex:
     pts: list[int] = []
     keyframes: list[int] = []
     durations: dict[int, int] = {}
-    with open_input(path) as container:
+    with open_probed(path) as container:
         stream = container.streams[info.video.index]
         try:
             for packet in container.demux(stream):
@@ -300,7 +319,10 @@ def _scan_packets(path: Path, info: MediaInfo) -> PacketIndex:
 
 
 def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
-    """Group key frames into segments of about ``settings.segment_seconds`` (short inputs: one segment)."""
+    """Group key frames into segments of about ``settings.segment_seconds`` (short inputs: one segment).
+
+    Decode windows are in seconds from the stream's start (``index.origin``), as the reader counts them.
+    """
     tb = index.time_base
     starts = [index.first]
     if settings.segment_seconds > 0:  # 0: the whole file is one segment
@@ -308,42 +330,88 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
         for kf in index.keyframes:
             if kf - starts[-1] >= limit:
                 starts.append(kf)
-    if not index.exact:
-        return _plan_by_rate(index, starts, settings)
-    pts = index.pts
+    frames: _Frames = _IndexedFrames(index) if index.exact else _RateFrames(index)
+    origin = Fraction(index.origin).limit_denominator(10**9)
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
-        first = bisect.bisect_left(pts, start)
-        stop = len(pts) if end is None else bisect.bisect_left(pts, end)
-        warm = max(first - settings.warmup_frames, 0)
-        decode_from = float((pts[warm] - Fraction(1, 4)) * tb)  # a quarter tick early: float rounding keeps it
-        after = stop + settings.lookahead_frames
-        decode_until = None if end is None or after >= len(pts) else float((pts[after] - Fraction(1, 2)) * tb)
-        segments.append(Segment(i, start, end, decode_from, decode_until, stop - first))
-    return segments
-
-
-def _plan_by_rate(index: PacketIndex, starts: list[int], settings: PlanSettings) -> list[Segment]:
-    """Segments where only key frames are known: warm-up, look-ahead and frame counts from the frame rate.
-
-    One frame more of warm-up and look-ahead than asked covers rounding; the emitted frames are exact
-    whatever the rate says (they are the decoded frames with ``emit_start <= pts < emit_end``).
-    """
-    tb, ticks = index.time_base, index.frame_ticks or Fraction(1)
-    last = index.end if index.end is not None else starts[-1] + ticks
-    segments = []
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else None
-        warm_from = max(start - (settings.warmup_frames + 1) * ticks - index.seek_margin, index.first)
-        decode_from = float((warm_from - Fraction(1, 4)) * tb)
+        warm = frames.before(start, settings.warmup_frames)
+        decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
         if i == 0:
-            decode_from = min(decode_from, 0.0)  # from the file's start: a seek there lands on its first frame
-        after = None if end is None else end + (settings.lookahead_frames + 1) * ticks
-        decode_until = None if after is None or after >= last else float((after - Fraction(1, 2)) * tb)
-        frames = max(round(((end if end is not None else last) - start) / ticks), 0)
-        segments.append(Segment(i, start, end, decode_from, decode_until, frames))
+            decode_from = min(decode_from, 0.0)  # from the stream's start: the reader does not seek
+        after = None if end is None else frames.after(end, settings.lookahead_frames)
+        decode_until = None if after is None else float((after - Fraction(1, 2)) * tb - origin)
+        segments.append(Segment(i, start, end, decode_from, decode_until, frames.count(start, end)))
     return segments
+
+
+class _Frames(Protocol):
+    """Where a segment's warm-up starts and its look-ahead stops, and how many frames it emits."""
+
+    def before(self, start: int, count: int) -> int:
+        """The pts to decode from: ``count`` frames before ``start`` (or the first frame)."""
+        ...
+
+    def after(self, end: int, count: int) -> int | None:
+        """The pts to stop decoding before: ``count`` frames from ``end`` on; None past the last frame."""
+        ...
+
+    def count(self, start: int, end: int | None) -> int: ...
+
+
+class _IndexedFrames:
+    """Every frame's pts is known: counts are exact."""
+
+    def __init__(self, index: PacketIndex) -> None:
+        self.pts = index.pts
+
+    def before(self, start: int, count: int) -> int:
+        return self.pts[max(bisect.bisect_left(self.pts, start) - count, 0)]
+
+    def after(self, end: int, count: int) -> int | None:
+        after = bisect.bisect_left(self.pts, end) + count
+        return self.pts[after] if after < len(self.pts) else None
+
+    def count(self, start: int, end: int | None) -> int:
+        stop = len(self.pts) if end is None else bisect.bisect_left(self.pts, end)
+        return stop - bisect.bisect_left(self.pts, start)
+
+
+class _RateFrames:
+    """Only key frames are known (cues, seeks): frames from the rate, one more each way to cover rounding.
+    The emitted frames are exact whatever the rate says (they are the decoded frames with
+    ``emit_start <= pts < emit_end``); only their count is estimated.
+
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``SEEK_BACKOFF`` before
+    the window and decodes from the first key frame after where it lands (backing off further if that is
+    past the window's start). The segment's own key frame is known, and a GOP before it is likely another:
+    the window starts ``SEEK_BACKOFF`` (less a few frames) after that one, so the seek lands just before it
+    and the decode starts there, one GOP (the warm-up falls in) before the segment, instead of a second's
+    packets earlier and, where that landing was past it, the GOP before too.
+    """
+
+    def __init__(self, index: PacketIndex) -> None:
+        self.ticks = index.frame_ticks or Fraction(1)
+        self.first = index.first
+        self.last = index.end
+        self.gop = index.gop if index.unindexed else 0
+        self.backoff = int(SEEK_BACKOFF / index.time_base)
+        self.lead = int(REORDER_FRAMES * self.ticks)
+
+    def before(self, start: int, count: int) -> int:
+        warm = start - (count + 1) * self.ticks
+        if self.gop > 0:
+            gops = max(math.ceil((start - warm + self.backoff - self.lead) / self.gop), 1)
+            warm = min(warm, start - gops * self.gop + self.backoff - self.lead)
+        return max(warm, self.first)
+
+    def after(self, end: int, count: int) -> int | None:
+        after = end + (count + 1) * self.ticks
+        return None if self.last is not None and after >= self.last else after
+
+    def count(self, start: int, end: int | None) -> int:
+        stop = end if end is not None else (self.last if self.last is not None else start + self.ticks)
+        return max(round((stop - start) / self.ticks), 0)
 
 
 def expected_pts(index: PacketIndex, segments: list[Segment]) -> list[int]:

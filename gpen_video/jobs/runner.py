@@ -246,7 +246,8 @@ class BatchJob:
         remove_stale_partials(item.output)  # temporary outputs of killed runs to this output
         reused = self._reusable_segments(record, segments, work_dir)
         record.segments = {str(i): record.segments[str(i)] for i in reused}
-        _clean_work_dir(work_dir, {record.segments[str(i)].file for i in reused})
+        kept = [record.segments[str(i)] for i in reused]
+        _clean_work_dir(work_dir, {r.file for r in kept} | {r.side_file for r in kept if r.side_file})
         todo = [s for s in segments if s.index not in reused]
         total = sum(s.frames for s in segments)
         remaining = sum(s.frames for s in todo)
@@ -280,7 +281,9 @@ class BatchJob:
                 log.info("segment %d: planned %s now, %s before; recomputing it", seg.index, planned, done)
                 continue
             path = work_dir / done.file
-            if path.is_file() and path.stat().st_size == done.size:
+            side = work_dir / done.side_file if done.side_file else None
+            side_kept = side is None or (side.is_file() and side.stat().st_size == done.side_size)
+            if path.is_file() and path.stat().st_size == done.size and side_kept:
                 reused.add(seg.index)
             else:
                 log.info("segment %d: %s is missing or not the recorded %d bytes; recomputing it", seg.index,
@@ -328,7 +331,7 @@ class BatchJob:
         seg = run.segments[done.index]
         run.record.segments[str(done.index)] = SegmentRecord(
             seg.index, seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until,
-            done.file, done.frames, done.size, done.faces,
+            done.file, done.frames, done.size, done.faces, done.side_file, done.side_size,
         )  # fmt: skip
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
@@ -345,7 +348,11 @@ class BatchJob:
         try:
             files = [run.work_dir / record.segments[str(s.index)].file for s in run.segments]
             starts = [s.emit_start for s in run.segments]
-            result = assemble(run.info, files, starts, run.item.output, run.index.durations, run.index.pts)
+            recorded = [record.segments[str(s.index)].side_file for s in run.segments]
+            # side packets from the segments' side files where every segment made one, else from the input
+            side_files = [run.work_dir / name for name in recorded] if all(recorded) else None
+            result = assemble(run.info, files, starts, run.item.output, run.index.durations, run.index.pts,
+                              side_files)  # fmt: skip
         except GpenVideoError as exc:
             self._fail_run(run, str(exc), sticky=not isinstance(exc, OutputError))
             return

@@ -19,6 +19,7 @@ from gpen_video.io.probe import MediaInfo
 from gpen_video.pipeline import RestoreJob, SegmentWindow, run_restore
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore.restorer import Restorer
+from gpen_video.side_packets import side_file_for
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class SegmentDone:
     host: str = ""
     file: str = ""  # the segment file's name
     faces: int = 0  # faces restored
+    side_file: str = ""  # its side-stream packets' file, where the run made one (side_packets.side_file_for)
+    side_size: int = 0
 
 
 class RestorerCache:
@@ -77,6 +80,8 @@ def execute_segment(
     import platform
 
     t0 = time.perf_counter()
+    side = side_file_for(Path(task.output))
+    side.unlink(missing_ok=True)  # only this run's
     try:
         restorer = restorers.get(task.config.restore)
         report = run_restore(
@@ -109,4 +114,6 @@ def execute_segment(
         host=platform.node(),
         file=Path(task.output).name,
         faces=int(report.faces.get("faces_restored", 0)),
+        side_file=side.name if side.is_file() else "",
+        side_size=side.stat().st_size if side.is_file() else 0,
     )
