@@ -30,7 +30,7 @@ from gpen_video.restore.loader import load_restorer
 from gpen_video.restore_job import ProgressCallback, RestoreJob, SegmentWindow, planned_frames
 from gpen_video.run_stages import RunStages
 from gpen_video.sequence_restore import looks_like_sequence, run_sequence_restore
-from gpen_video.side_packets import SidePackets
+from gpen_video.side_packets import SidePackets, side_file_for
 from gpen_video.stage_threads import Flow
 
 __all__ = ["ProgressCallback", "RestoreJob", "SegmentWindow", "planned_frames", "run_restore"]
@@ -67,8 +67,8 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         VideoReader(job.input, source_info, config.reader, start, duration) as reader,
         open_tracks(config.faces.tracks) as tracks,
     ):
-        if segment is not None:  # a segment file is video only; demuxing audio would read 2 s past its end
-            reader.side_streams = []
+        if segment is not None:  # a segment file is video only; its own side packets go to a file beside it
+            reader.divert_side_packets(side_file_for(job.output), segment.emit_start, segment.emit_end)
         source = frame_source(reader, side, job.input, source_info, config)  # as decoded, or field-aware
         frames = source.decoded()
         first = next(frames)  # decoded before the writer opens: a range start's offset is then known

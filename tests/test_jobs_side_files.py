@@ -15,6 +15,7 @@ import av
 from conformance_cases import ffmpeg
 from read_counting import FFPROBE, counting_reads
 
+from gpen_video.cli import main
 from gpen_video.config import FacesConfig, load_config
 from gpen_video.io.probe import probe
 from gpen_video.io.reader import VideoReader
@@ -49,14 +50,8 @@ def test_segments_side_files_tile_the_input_and_assembly_reads_them_instead(tmp_
     for seg in plan:
         segment_file = tmp_path / f"seg-{seg.index:05d}.nut"
         task = SegmentTask("k", seg.index, path, segment_file, config, seg.window, seg.frames, info, output)
-        assert execute_segment(task, restorers).error is None
-        # what the segment's run does once pipeline.run_restore diverts its side packets (see the report)
-        window = seg.window
-        duration = None if window.decode_until is None else window.decode_until - window.decode_from
-        with VideoReader(path, info, None, window.decode_from, duration) as reader:
-            reader.divert_side_packets(side_file_for(segment_file), seg.emit_start, seg.emit_end)
-            for _ in reader.frames():
-                pass
+        done = execute_segment(task, restorers)  # its run keeps its own side packets (pipeline.run_restore)
+        assert done.error is None and done.side_file == side_file_for(segment_file).name and done.side_size > 0
         files.append(segment_file)
         sides.append(side_file_for(segment_file))
     restorers.close()
@@ -72,3 +67,30 @@ def test_segments_side_files_tile_the_input_and_assembly_reads_them_instead(tmp_
         assemble(info, files, [s.emit_start for s in plan], output, index.durations, index.pts, sides)
     assert log.opens == 1 and log.bytes_read <= 64 << 10, log.reads  # the stream headers only, not the packets
     assert _side_packets(output) == truth  # pts, durations, sizes, flags and payloads: the input's audio exactly
+
+
+def _batch_reads(monkeypatch, path: Path, out: Path) -> float:
+    with counting_reads(monkeypatch, path) as log:
+        code = main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"])
+    assert code == 0
+    return log.ratio()
+
+
+def test_batch_of_a_ts_keeps_its_audio_exactly_without_reading_the_file_again(tmp_path, monkeypatch):
+    """End to end: a ``batch`` of a TS takes its audio from the segments' side files: the output's audio is
+    the input's packet for packet, and the job reads about one file less than when assembly reads the input."""
+    path = tmp_path / "in" / "reel.ts"
+    path.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "8",
+           "-vf", "noise=alls=30:allf=t", "-c:v", "libx264", "-g", "25", "-bf", "2", "-c:a", "aac", path)  # fmt: skip
+    ratio = _batch_reads(monkeypatch, path, tmp_path / "out")
+    (record,) = (tmp_path / "out" / ".gpen-video-job" / "files").glob("*.json")
+    segments = list(json.loads(record.read_text())["segments"].values())
+    assert len(segments) >= 3 and all(s["side_file"] == s["file"] + ".side" and s["side_size"] > 0 for s in segments)
+    assert _side_packets(tmp_path / "out" / "reel.ts") == _side_packets(path)
+
+    with monkeypatch.context() as patch:  # segments that keep no side packets: assembly reads the input for them
+        patch.setattr(VideoReader, "divert_side_packets", lambda reader, *_: setattr(reader, "side_streams", []))
+        without = _batch_reads(monkeypatch, path, tmp_path / "out-without")
+    assert _side_packets(tmp_path / "out-without" / "reel.ts") == _side_packets(path)
+    assert ratio <= without - 0.85, (ratio, without)

@@ -32,6 +32,7 @@ from gpen_video.io.formats import output_caps
 from gpen_video.io.output import remove_stale_partials, verify_video
 from gpen_video.io.plan import check_encoder_opens
 from gpen_video.io.probe import MediaInfo, probe
+from gpen_video.io.sources import with_field_check
 from gpen_video.io.writer import check_video_codec
 from gpen_video.jobs.assemble import assemble
 from gpen_video.jobs.inputs import BatchItem
@@ -231,7 +232,7 @@ class BatchJob:
         if reusable is not None:
             record.segments, record.attempts = reusable.segments, reusable.attempts
         record.identity, record.settings = asdict(identity), settings
-        info = probe(item.input)
+        info = with_field_check(probe(item.input), config)  # untagged fields judged once, for every segment
         index = index_packets(item.input, info, options.segment_seconds)
         if item.output.exists() and not ours and not options.overwrite:
             if options.resume and old is None and _complete(item.output, index):
