@@ -38,13 +38,13 @@ def _session(path: Path, threads: int):
 
 _NMS_MATRIX = 1024  # up to this many boxes, non-maximum suppression works on the matrix of all overlaps
 #: crops per RNet / ONet run, and PNet's tile step (level px): each run's largest tensor (the first convolution's
-#: output) stays near 2-3 MB, under the 4 MiB above which glibc maps fresh pages for every buffer (memory.py pins
-#: it there). Without an arena, one run over all 610 RNet crops of a 1080p key frame cost 81 ms, in runs of 32
-#: 47 ms; ONet's 36 refinement crops of six faces 18.7 -> 13.2 ms in runs of 12; PNet's 1273x716 level (the
-#: small-face pass at 1080p) 145 -> ~80 ms in 266-px tiles
+#: output, channels padded to 16 by ONNX Runtime's blocked layout) stays at 2-3.5 MB, under the 4 MiB above which
+#: glibc maps fresh pages for every buffer (memory.py pins it there). Measured pinned, no arena, 1 thread: the 610
+#: RNet crops of a 1080p key frame in one run 81 ms, in runs of 32 47 ms; ONet's 36 refinement crops of six faces
+#: 18.7 -> 13.2 ms in runs of 12; PNet's 1273x716 level (the small-face pass at 1080p) 145 -> 73-77 ms in tiles
 _RNET_RUN = 32
 _ONET_RUN = 12
-_PNET_STEP = 256
+_PNET_STEP = 224
 _PNET_LAST = 32  # px: the last tile along an axis is at least this long
 _PNET_REACH = 10  # PNet sees 12 px for each output cell, 2 px apart: a tile reaches this far past its cells
 
