@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import cv2
 import numpy as np
 import pytest
 from faces_helpers import mtcnn, photo_landmarks
@@ -44,6 +45,58 @@ def test_mtcnn_sessions_keep_no_arena_between_shapes():
     for session in (detector._pnet, detector._rnet, detector._onet):
         options = session.get_session_options()
         assert not options.enable_cpu_mem_arena and not options.enable_mem_pattern
+
+
+def test_pnet_tiles_give_the_whole_levels_maps_exactly():
+    """PNet runs on bounded tiles (each run's tensors under glibc's 4 MiB mmap threshold); every output cell must
+    be the one the whole level gives, at sizes around the tile step and the edge rules."""
+    from gpen_video.faces.mtcnn import _PNET_STEP, _pnet_tiled
+
+    pnet = mtcnn()._pnet
+    rng = np.random.default_rng(3)
+    sizes = [(12, 12), (_PNET_STEP + 9, 40), (_PNET_STEP + 11, _PNET_STEP + 40), (2 * _PNET_STEP + 13, 301), (700, 533)]
+    for width, height in sizes:
+        level = rng.uniform(-1, 1, (width, height, 3)).astype(np.float32)
+        reg, prob = pnet.run(None, {"input_1": level[None]})
+        tiled_reg, tiled_prob = _pnet_tiled(pnet, level)
+        assert tiled_prob.shape == prob[0].shape and tiled_reg.shape == reg[0].shape, (width, height)
+        assert np.array_equal(tiled_prob, prob[0]) and np.array_equal(tiled_reg, reg[0]), (width, height)
+
+
+class _ShapeLog:
+    """A session that records each run's input shape."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feed):
+        self.shapes.append(next(iter(feed.values())).shape)
+        return self.session.run(names, feed)
+
+
+def test_mtcnn_runs_stay_small_and_detect_the_same_faces(monkeypatch):
+    """RNet/ONet crops go in runs of a few dozen and PNet levels in tiles, so no run's buffers reach the mmap
+    threshold; the faces found are those of one run per stage (landmarks to float rounding)."""
+    from gpen_video.faces.mtcnn import _ONET_RUN, _PNET_REACH, _PNET_STEP, _RNET_RUN
+
+    image = cv2.resize(faces_image(), None, fx=2.0, fy=2.0)  # enough candidates for several RNet runs
+    detector = MtcnnDetector(threads=1)
+    logs = {name: _ShapeLog(getattr(detector, name)) for name in ("_pnet", "_rnet", "_onet")}
+    for name, log in logs.items():
+        setattr(detector, name, log)
+    found = detector.detect(image)
+    assert len(logs["_rnet"].shapes) > 2, "the test image gives too few candidates to need several runs"
+    assert max(s[0] for s in logs["_rnet"].shapes) <= _RNET_RUN
+    assert max(s[0] for s in logs["_onet"].shapes) <= _ONET_RUN
+    assert max(s[1] for s in logs["_pnet"].shapes) <= _PNET_STEP + _PNET_REACH
+    assert max(s[2] for s in logs["_pnet"].shapes) <= _PNET_STEP + _PNET_REACH
+    from gpen_video.faces import mtcnn as module
+
+    for name in ("_RNET_RUN", "_ONET_RUN", "_PNET_STEP"):
+        monkeypatch.setattr(module, name, 10**6)  # one run per crop batch, each level whole
+    whole = mtcnn().detect(image)
+    assert len(found) == len(whole) >= 6
+    assert np.abs(found.boxes - whole.boxes).max() < 1e-2 and np.abs(found.landmarks - whole.landmarks).max() < 1e-2
 
 
 def test_auto_falls_back_to_mtcnn_and_says_so(tmp_path, monkeypatch, caplog):

@@ -194,3 +194,18 @@ def test_large_16bit_frames_are_detected_on_a_small_copy_and_refined_at_full_siz
         error = np.linalg.norm(np.mean(points, axis=0) - gt[k], axis=-1).max()
         assert error < 0.3 * scale, f"face {k}: {error:.1f} px off at face scale {scale:.1f}"
     assert stage.report()["detector_calls"] <= 3
+
+
+def test_the_second_look_confirms_big_faces_on_a_shrunk_region():
+    """A new candidate's second look shrinks a face bigger than ``_LOOK_SIDE`` before detecting; the six faces of a
+    1920x1080 frame (boxes 100-200 px) must still be found there, each look counting as a second detection."""
+    from gpen_video.faces.tracker import _CONFIRM_AFTER, _LOOK_SIDE
+
+    clip = list(frames(FaceScene(width=1920, height=1080, frames=_CONFIRM_AFTER + 1, degrade=0.5, seed=1)))
+    stage = FaceStage(FacesConfig(), detector=mtcnn())
+    for frame in clip:
+        stage.push(frame.index, frame.image)
+    tracks = stage.tracker.tracks
+    assert len(tracks) == 6 and stage.tracker.detector_region_calls == 6
+    assert min(float(t.last.box[2] - t.last.box[0]) for t in tracks) > _LOOK_SIDE, "the faces should be shrunk"
+    assert all(t.keyframe_hits == 2 for t in tracks), [t.keyframe_hits for t in tracks]

@@ -23,6 +23,7 @@ _MIN_INLIER_FRACTION = 0.5
 _FB_ERROR = 0.7  # forward-backward error (work px) above which a feature is dropped
 _RANSAC_PX = 1.0  # work px
 _HOLD = 0.1  # of the face size: how far a face may move (or grow) before its measuring region is placed anew
+_CORNERS = 48  # corners followed per face
 _CORNER_REACH = 6  # work px: how far outside a pixel the corner measure (5x5 block, 3x3 Sobel, 3x3 maximum) looks
 _LK = dict(winSize=(13, 13), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
 
@@ -159,7 +160,7 @@ def _measure(before: np.ndarray, after: np.ndarray, box: np.ndarray, placement: 
     corners = None
     if mask.size and mask.any():
         corners = cv2.goodFeaturesToTrack(
-            before[cy0:cy1, cx0:cx1], maxCorners=80, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5
+            before[cy0:cy1, cx0:cx1], maxCorners=_CORNERS, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5
         )
     if corners is None or len(corners) < _MIN_INLIERS:
         return Motion(IDENTITY.copy(), False, 0)

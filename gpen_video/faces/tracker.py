@@ -37,6 +37,7 @@ _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region 
 _ROLL_FREE = np.radians(3.0)  # roll away from the detected one (radians) that the refinement leaves as it is
 _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
 _FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
+_LOOK_SIDE = 96.0  # face side (px) a candidate's second look shrinks a bigger face to
 _COARSE_MIN = 12  # smallest box (px) the detector can see
 _COARSE_FROM = 18  # smallest box (px) asked for on the downscaled copy when a fine pass covers the rest
 _PYRAMID_STEP = 0.709  # face size from one level of the detector's pyramid to the next (MTCNN's)
@@ -342,10 +343,18 @@ class Tracker:
         if x1 - x0 < 12 or y1 - y0 < 12:
             return
         self.detector_region_calls += 1
-        found = self.detector.detect(image[y0:y1, x0:x1], min_size=max(12, int(0.5 * side)))
+        region = image[y0:y1, x0:x1]
+        # a big face is looked at shrunk to about ``_LOOK_SIDE`` px, still finer than the coarse pass saw it: the
+        # pyramid's resizes of a 4K face's full-size region cost ~18 ms a look
+        shrink = min(1.0, _LOOK_SIDE / max(side, 1.0))
+        if shrink < 1.0:
+            size = (max(12, round((x1 - x0) * shrink)), max(12, round((y1 - y0) * shrink)))
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+            shrink = size[0] / (x1 - x0)
+        found = self.detector.detect(region, min_size=max(12, int(0.5 * side * shrink)))
         if len(found) == 0:
             return
-        boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+        boxes = found.boxes / shrink + np.array([x0, y0, x0, y0], np.float32)
         iou = box_iou(box, boxes)[0]
         best = int(np.argmax(iou))
         if iou[best] > 0.3 and found.scores[best] >= self.config.score_threshold:
