@@ -28,7 +28,16 @@ log = logging.getLogger(__name__)
 
 # demuxers without an index: their seek lands on any packet before the target, not on a key frame
 UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "mpeg2video")
-SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on those; doubled while it misses
+SEEK_BACKOFF = Fraction(1)  # seconds: the back-off on those after a first miss; doubled while it misses
+# The first seek on those goes only this many frames early (a key frame's decode time precedes its presentation by
+# the B-frame delay): a start on a key frame (a batch segment's, planned on one) then reads no packet before it. A
+# start inside a GOP misses (the first frame decoded is the next key frame, read up to) and backs off SEEK_BACKOFF.
+SEEK_LEAD_FRAMES = 4
+
+
+def first_seek_margin(frame_rate: float | None) -> Fraction:
+    """Seconds before the start that the first seek aims at, on a demuxer without an index."""
+    return SEEK_LEAD_FRAMES / Fraction(frame_rate or 25).limit_denominator(10**6)
 
 
 # A file whose media info is known (probed once per job) need not have a TS or PS file's duration estimated
@@ -204,6 +213,7 @@ class VideoReader:
         self._early: list[av.Packet] = []  # side packets seen before the first kept frame (range starts)
         self._size: tuple[int, int] | None = None
         self._diversion: _Diversion | None = None
+        self._audio_past: set[int] = set()  # audio streams with a packet past a range's end (no diversion)
 
     # -- packets of the other streams -------------------------------------------------------------
     def take_packets(self) -> list[av.Packet]:
@@ -258,7 +268,8 @@ class VideoReader:
         # range. So seek ``margin`` earlier and check that a key frame at or before the start was decoded;
         # else back off twice as far, and decode from the top only once the margin reaches the stream's start.
         tb = self.video.time_base
-        margin = Fraction(0) if self.info.format_name not in UNINDEXED_FORMATS else SEEK_BACKOFF
+        unindexed = self.info.format_name in UNINDEXED_FORMATS
+        margin = first_seek_margin(self.info.video.frame_rate) if unindexed else Fraction(0)
         while True:
             target = self._start_pts - int(margin / tb)
             if target <= self._first_pts():
@@ -289,6 +300,7 @@ class VideoReader:
                 self.video.codec_context.thread_count = self.config.threads
             self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         self._pending, self._early = [], []
+        self._audio_past.clear()
         if self._diversion is not None:
             self._diversion.file.reset()
             self._diversion.passed.clear()
@@ -381,7 +393,14 @@ class VideoReader:
         ts = packet.pts if packet.pts is not None else packet.dts
         if self._end_time is None or ts is None:
             return False
-        return ts * packet.time_base >= self._end_time + 2  # interleaving slack: 2 s of file time
+        t = ts * packet.time_base
+        if packet.stream.type == "audio" and t >= self._end_time:
+            self._audio_past.add(packet.stream.index)
+        # audio comes in time order: once every audio stream has a packet past the end, the rest are later;
+        # subtitles and data may come any time: read SIDE_SLACK seconds of file past the end
+        if all(s.type == "audio" for s in self.side_streams):
+            return self._audio_past >= {s.index for s in self.side_streams}
+        return t >= self._end_time + SIDE_SLACK
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:

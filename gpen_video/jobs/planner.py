@@ -31,7 +31,7 @@ from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
 from gpen_video.faces.tracker import _CONFIRM_AFTER as CONFIRM_AFTER
 from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
-from gpen_video.io.reader import SEEK_BACKOFF, UNINDEXED_FORMATS, open_probed
+from gpen_video.io.reader import UNINDEXED_FORMATS, open_probed
 from gpen_video.pipeline import SegmentWindow
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,11 @@ class PlanSettings:
     segment_seconds: float = 60.0
     warmup_frames: int = 16
     lookahead_frames: int = 24
+    # Long GOPs (a key-frame interval over warm-up + look-ahead): a segment decodes from its key frame K and emits
+    # from the frame ``warmup_frames`` after it, instead of emitting from K after decoding from the GOP before
+    # (the overlap per boundary drops from a GOP + the look-ahead to the warm-up + the look-ahead). Segment
+    # files are re-encoded, each starting on its own key frame, so an emitted start need not be a source one.
+    emit_after_key: bool = False
 
     @classmethod
     def for_faces(cls, faces: FacesConfig, segment_seconds: float, overlap_frames: int | None = None) -> PlanSettings:
@@ -322,21 +327,39 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     """Group key frames into segments of about ``settings.segment_seconds`` (short inputs: one segment).
 
     Decode windows are in seconds from the stream's start (``index.origin``), as the reader counts them.
+    With ``settings.emit_after_key``, a segment whose key frame closes a long GOP decodes from that key frame
+    and emits from ``warmup_frames`` frames after it (``_Frames.nth``); the segment before emits up to there.
     """
     tb = index.time_base
-    starts = [index.first]
+    keys = [index.first]
     if settings.segment_seconds > 0:  # 0: the whole file is one segment
         limit = Fraction(settings.segment_seconds).limit_denominator(10**6) / tb  # in ticks
         for kf in index.keyframes:
-            if kf - starts[-1] >= limit:
-                starts.append(kf)
+            if kf - keys[-1] >= limit:
+                keys.append(kf)
     frames: _Frames = _IndexedFrames(index) if index.exact else _RateFrames(index)
     origin = Fraction(index.origin).limit_denominator(10**9)
+    # where each segment starts emitting, and the key frame it decodes from when that is not the start itself
+    starts: list[int] = list(keys)
+    from_key: list[bool] = [False] * len(keys)
+    if settings.emit_after_key:
+        for i in range(1, len(keys)):
+            shifted = frames.nth(keys[i], settings.warmup_frames)
+            limit_pts = keys[i + 1] if i + 1 < len(keys) else None
+            if (
+                frames.gop_frames(keys[i]) > settings.warmup_frames + settings.lookahead_frames
+                and shifted is not None
+                and (limit_pts is None or shifted < limit_pts)
+            ):
+                starts[i], from_key[i] = shifted, True
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
-        warm = frames.before(start, settings.warmup_frames)
-        decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
+        if from_key[i]:  # the key frame itself, a quarter tick late: the reader's first frame is the key frame
+            decode_from = float((keys[i] + Fraction(1, 4)) * tb - origin)
+        else:
+            warm = frames.before(start, settings.warmup_frames)
+            decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
         if i == 0:
             decode_from = min(decode_from, 0.0)  # from the stream's start: the reader does not seek
         after = None if end is None else frames.after(end, settings.lookahead_frames)
@@ -358,12 +381,21 @@ class _Frames(Protocol):
 
     def count(self, start: int, end: int | None) -> int: ...
 
+    def nth(self, key: int, count: int) -> int | None:
+        """Where emitting starts ``count`` frames after the key frame ``key`` (None: past the last frame)."""
+        ...
+
+    def gop_frames(self, key: int) -> float:
+        """Frames from the key frame before ``key`` up to it (the GOP a warm-up before ``key`` would fall in)."""
+        ...
+
 
 class _IndexedFrames:
     """Every frame's pts is known: counts are exact."""
 
     def __init__(self, index: PacketIndex) -> None:
         self.pts = index.pts
+        self.keyframes = index.keyframes
 
     def before(self, start: int, count: int) -> int:
         return self.pts[max(bisect.bisect_left(self.pts, start) - count, 0)]
@@ -376,18 +408,27 @@ class _IndexedFrames:
         stop = len(self.pts) if end is None else bisect.bisect_left(self.pts, end)
         return stop - bisect.bisect_left(self.pts, start)
 
+    def nth(self, key: int, count: int) -> int | None:
+        at = bisect.bisect_left(self.pts, key) + count
+        return self.pts[at] if at < len(self.pts) else None
+
+    def gop_frames(self, key: int) -> float:
+        before = bisect.bisect_left(self.keyframes, key) - 1
+        if before < 0:
+            return 0.0
+        return float(bisect.bisect_left(self.pts, key) - bisect.bisect_left(self.pts, self.keyframes[before]))
+
 
 class _RateFrames:
     """Only key frames are known (cues, seeks): frames from the rate, one more each way to cover rounding.
     The emitted frames are exact whatever the rate says (they are the decoded frames with
     ``emit_start <= pts < emit_end``); only their count is estimated.
 
-    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``SEEK_BACKOFF`` before
-    the window and decodes from the first key frame after where it lands (backing off further if that is
-    past the window's start). The segment's own key frame is known, and a GOP before it is likely another:
-    the window starts ``SEEK_BACKOFF`` (less a few frames) after that one, so the seek lands just before it
-    and the decode starts there, one GOP (the warm-up falls in) before the segment, instead of a second's
-    packets earlier and, where that landing was past it, the GOP before too.
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``first_seek_margin`` (a few
+    frames) before the window and decodes from the first key frame after where it lands (backing off a second,
+    and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it
+    is likely another: the window starts half a frame after that one, so the seek lands just before it and the
+    decode starts there, one GOP (the warm-up falls in) before the segment.
     """
 
     def __init__(self, index: PacketIndex) -> None:
@@ -395,14 +436,14 @@ class _RateFrames:
         self.first = index.first
         self.last = index.end
         self.gop = index.gop if index.unindexed else 0
-        self.backoff = int(SEEK_BACKOFF / index.time_base)
-        self.lead = int(REORDER_FRAMES * self.ticks)
+        self.keyframes = index.keyframes
+        self.widest = index.gop  # the widest key-frame interval seen by seeking (0: cues, or not measured)
 
     def before(self, start: int, count: int) -> int:
         warm = start - (count + 1) * self.ticks
-        if self.gop > 0:
-            gops = max(math.ceil((start - warm + self.backoff - self.lead) / self.gop), 1)
-            warm = min(warm, start - gops * self.gop + self.backoff - self.lead)
+        if self.gop > 0:  # half a frame past the key frame a whole number of GOPs back (reader.first_seek_margin)
+            gops = max(math.ceil((start - warm + self.ticks / 2) / self.gop), 1)
+            warm = min(warm, start - gops * self.gop + self.ticks / 2)
         return max(warm, self.first)
 
     def after(self, end: int, count: int) -> int | None:
@@ -412,6 +453,18 @@ class _RateFrames:
     def count(self, start: int, end: int | None) -> int:
         stop = end if end is not None else (self.last if self.last is not None else start + self.ticks)
         return max(round((stop - start) / self.ticks), 0)
+
+    def nth(self, key: int, count: int) -> int | None:
+        # half a frame before the frame ``count`` after ``key`` at the nominal rate: timestamps jittering by
+        # less than half a frame still fall on the same side
+        shifted = int(key + (count - Fraction(1, 2)) * self.ticks)
+        return None if self.last is not None and shifted >= self.last else shifted
+
+    def gop_frames(self, key: int) -> float:
+        if self.widest > 0:  # seeks list one key frame a boundary: the interval is what the first seek measured
+            return float(self.widest / self.ticks)
+        at = bisect.bisect_left(self.keyframes, key)  # cues: the key frames (or cluster starts) they list
+        return float((key - self.keyframes[at - 1]) / self.ticks) if at > 0 else 0.0
 
 
 def expected_pts(index: PacketIndex, segments: list[Segment]) -> list[int]:
