@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 INDEX_SOURCES = ("index", "scan", "cues", "seek")  # the first two list every frame; the others key frames only
 REORDER_FRAMES = 4  # frames a key frame's decode time may precede its presentation time (B-frames), and more
+# A GOP is long (PlanSettings.emit_after_key) from this many warm-ups: cutting after the warm-up then saves at least
+# a warm-up's frames per boundary. Shorter GOPs (and all-intra) keep cuts on key frames; the look-ahead plays no part.
+LONG_GOP_WARMUPS = 2
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,8 @@ class PlanSettings:
     segment_seconds: float = 60.0
     warmup_frames: int = 16
     lookahead_frames: int = 24
-    # Long GOPs (a key-frame interval over warm-up + look-ahead): a segment decodes from its key frame K and emits
-    # from the frame ``warmup_frames`` after it, instead of emitting from K after decoding from the GOP before
+    # Long GOPs (a key-frame interval of LONG_GOP_WARMUPS warm-ups or more): a segment decodes from its key frame K
+    # and emits from the frame ``warmup_frames`` after it, instead of emitting from K after decoding from the GOP before
     # (the overlap per boundary drops from a GOP + the look-ahead to the warm-up + the look-ahead). Segment
     # files are re-encoded, each starting on its own key frame, so an emitted start need not be a source one.
     emit_after_key: bool = False
@@ -259,7 +262,8 @@ def _keyframes_by_seeking(
     the widest key-frame interval seen. A seek in a container without index (TS, PS) lands on a packet
     whose decode time is before the target: seeking ``lead`` ticks (a few frames of reordering) early lands
     before a key frame shown at the target, not just past it (then the boundary would be a GOP later,
-    and finding it would read that GOP)."""
+    and finding it would read that GOP). The first target (the stream's start) too: else the seek lands just
+    past the first key frame, and measuring the key-frame interval reads a second GOP."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
     targets = [start]
     while step is not None and targets[-1] + step < end:
@@ -268,8 +272,7 @@ def _keyframes_by_seeking(
     gop = 0
     for target in targets:
         try:
-            container.seek(int(target) - (lead if target != start else 0), stream=stream, backward=True,
-                           any_frame=False)  # fmt: skip
+            container.seek(int(target) - lead, stream=stream, backward=True, any_frame=False)
             seen: list[int] = []  # key frames after this seek: the first new one is the boundary
             for packet in container.demux(stream):
                 if packet.pts is None or not packet.is_keyframe:
@@ -347,7 +350,7 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
             shifted = frames.nth(keys[i], settings.warmup_frames)
             limit_pts = keys[i + 1] if i + 1 < len(keys) else None
             if (
-                frames.gop_frames(keys[i]) > settings.warmup_frames + settings.lookahead_frames
+                frames.gop_frames(keys[i]) >= LONG_GOP_WARMUPS * settings.warmup_frames
                 and shifted is not None
                 and (limit_pts is None or shifted < limit_pts)
             ):
@@ -424,10 +427,10 @@ class _RateFrames:
     The emitted frames are exact whatever the rate says (they are the decoded frames with
     ``emit_start <= pts < emit_end``); only their count is estimated.
 
-    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``first_seek_margin`` (a few
-    frames) before the window and decodes from the first key frame after where it lands (backing off a second,
-    and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it
-    is likely another: the window starts half a frame after that one, so the seek lands just before it and the
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``reader.first_seek_margin`` (a
+    few frames) before the window and decodes from the first key frame after where it lands (backing off a second,
+    and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it is
+    likely another: the window starts half a frame after that one, so the seek lands just before it and the
     decode starts there, one GOP (the warm-up falls in) before the segment.
     """
 
@@ -441,7 +444,7 @@ class _RateFrames:
 
     def before(self, start: int, count: int) -> int:
         warm = start - (count + 1) * self.ticks
-        if self.gop > 0:  # half a frame past the key frame a whole number of GOPs back (reader.first_seek_margin)
+        if self.gop > 0:  # half a frame past the key frame a whole number of GOPs back
             gops = max(math.ceil((start - warm + self.ticks / 2) / self.gop), 1)
             warm = min(warm, start - gops * self.gop + self.ticks / 2)
         return max(warm, self.first)
