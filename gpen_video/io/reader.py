@@ -21,7 +21,7 @@ import numpy as np
 from gpen_video.config import ReaderConfig
 from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
-from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
+from gpen_video.io.probe import MediaInfo, ffmpeg_reason, nominal_rate, open_input
 from gpen_video.side_packets import SideFileWriter
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,51 @@ def first_seek_margin(frame_rate: float | None) -> Fraction:
 PROBED_INPUT_OPTIONS = {"skip_estimate_duration_from_pts": "1"}
 
 
-def open_probed(path: str | Path, **kwargs: Any) -> av.container.InputContainer:
-    """``open_input`` for a file already probed (its duration is in the media info)."""
+# FFmpeg's stream analysis (avformat_find_stream_info) reads on, after every stream's parameters are known, to
+# 20 frames of video (``fpsprobesize``) to estimate the frame rate: half of a TS open's reads (0.39 MB at 4 Mbit/s,
+# on every segment's open). A probed file's rate is known, so an open given its media info skips that estimate,
+# then checks that the streams say what the probe found (``analysis_differs``) and opens again with the full
+# analysis where anything differs.
+LIGHT_ANALYSIS_OPTIONS = {"fpsprobesize": "0"}
+
+
+def open_probed(path: str | Path, info: MediaInfo | None = None, **kwargs: Any) -> av.container.InputContainer:
+    """``open_input`` for a file already probed (its duration is in the media info; with ``info``, its streams)."""
     options = {**PROBED_INPUT_OPTIONS, **kwargs.pop("container_options", {})}
+    if info is None:
+        return open_input(path, container_options=options, **kwargs)
+    container = open_input(path, container_options={**options, **LIGHT_ANALYSIS_OPTIONS}, **kwargs)
+    differs = analysis_differs(container, info)
+    if differs is None:
+        return container
+    log.debug("%s: %s after the light stream analysis; opening it again with the full one", path, differs)
+    container.close()
     return open_input(path, container_options=options, **kwargs)
+
+
+def analysis_differs(container: av.container.InputContainer, info: MediaInfo) -> str | None:
+    """What the opened streams say unlike the probe (the parameters a run uses), or None where nothing differs."""
+    others = {s.index: s for s in info.streams}
+    if len(container.streams) != len(others) + 1:
+        return f"{len(container.streams)} streams where the probe found {len(others) + 1}"
+    for stream in container.streams:
+        cc = stream.codec_context
+        if stream.index == info.video.index:
+            video = info.video
+            seen = (stream.type, cc.name, cc.width, cc.height, Fraction(stream.time_base), nominal_rate(stream))
+            want = ("video", video.codec, video.width, video.height, Fraction(video.time_base), video.frame_rate)
+            if seen != want or cc.pix_fmt is None:
+                return f"video {seen} (pixel format {cc.pix_fmt}) where the probe found {want}"
+            continue
+        other = others.get(stream.index)
+        if other is None or stream.type != other.type or (cc.name if cc is not None else None) != other.codec:
+            return f"stream {stream.index} is {stream.type} {cc.name if cc is not None else None}"
+        if stream.type == "audio":
+            seen_audio = (cc.sample_rate, cc.channels, cc.layout.name if cc.layout else None, cc.format is not None)
+            want_audio = (other.sample_rate, other.channels, other.layout, True)
+            if seen_audio != want_audio:
+                return f"audio stream {stream.index}: {seen_audio} where the probe found {want_audio}"
+    return None
 
 
 # The side streams a batch's output holds (assembly copies these; attachments and extra video are left out)
@@ -191,8 +232,8 @@ class VideoReader:
         self.info = info
         self.config = config or ReaderConfig()
         # a range (a segment, --start/--duration) is never checked for a cut tail, which on a TS needs the estimate
-        self._open = open_probed if start is not None or duration is not None else open_input
-        self.container = self._open(self.path)
+        self._ranged = start is not None or duration is not None
+        self.container = self._open()
         self.video = self.container.streams[info.video.index]
         self.video.thread_type = "AUTO"
         if self.config.threads:
@@ -214,6 +255,9 @@ class VideoReader:
         self._size: tuple[int, int] | None = None
         self._diversion: _Diversion | None = None
         self._audio_past: set[int] = set()  # audio streams with a packet past a range's end (no diversion)
+
+    def _open(self) -> av.container.InputContainer:
+        return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
 
     # -- packets of the other streams -------------------------------------------------------------
     def take_packets(self) -> list[av.Packet]:
@@ -293,7 +337,7 @@ class VideoReader:
         """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
         if reopen:
             self.container.close()
-            self.container = self._open(self.path)
+            self.container = self._open()
             self.video = self.container.streams[self.info.video.index]
             self.video.thread_type = "AUTO"
             if self.config.threads:

@@ -137,7 +137,7 @@ def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, ex
     file without duration or rate) demuxes every packet instead, as ``probe --exact`` does.
     """
     index = None
-    with open_probed(path) as container:
+    with open_probed(path, info) as container:
         stream = container.streams[info.video.index]
         time_base = stream.time_base or info.video.time_base
         if not exact:
@@ -305,7 +305,7 @@ def _scan_packets(path: Path, info: MediaInfo) -> PacketIndex:
     pts: list[int] = []
     keyframes: list[int] = []
     durations: dict[int, int] = {}
-    with open_probed(path) as container:
+    with open_probed(path, info) as container:
         stream = container.streams[info.video.index]
         try:
             for packet in container.demux(stream):
