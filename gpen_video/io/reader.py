@@ -313,13 +313,15 @@ class VideoReader:
         # else back off twice as far, and decode from the top only once the margin reaches the stream's start.
         tb = self.video.time_base
         unindexed = self.info.format_name in UNINDEXED_FORMATS
-        margin = first_seek_margin(self.info.video.frame_rate) if unindexed else Fraction(0)
+        lead = first_seek_margin(self.info.video.frame_rate) if unindexed else Fraction(0)
+        margin = Fraction(0)  # the back-off past the lead: none first, then SEEK_BACKOFF, doubled while it misses
         while True:
-            target = self._start_pts - int(margin / tb)
+            target = self._start_pts - int((margin + lead) / tb)
             if target <= self._first_pts():
                 break
             try:
-                yield from self._frames(seek=True, seek_pts=target)
+                # the first, near seek (unindexed) gives up as soon as the packets pass the start without a key frame
+                yield from self._frames(seek=True, seek_pts=target, quick_miss=unindexed and not margin)
                 return
             except _SeekMissedStart as missed:
                 log.debug("%s: seek to %.3fs - %.3fs %s; backing off", self.path, self.start, float(margin), missed)
@@ -352,10 +354,13 @@ class VideoReader:
         self._size = None
         self.stats = ReadStats()
 
-    def _frames(self, seek: bool, seek_pts: int | None = None) -> Iterator[Frame]:
+    def _frames(self, seek: bool, seek_pts: int | None = None, quick_miss: bool = False) -> Iterator[Frame]:
         """One pass; after a seek, raises ``_SeekMissedStart`` (before yielding anything) where the first
-        frame decoded is not a key frame at or before the start, or where nothing in the range was decoded."""
+        frame decoded is not a key frame at or before the start, or where nothing in the range was decoded.
+        ``quick_miss``: as soon as a video packet decoded after the start comes before any key-frame packet (any
+        key frame to come is shown after the start: a miss), without reading on to the next key frame."""
         checking = seek
+        key_packet_seen = not quick_miss
         if seek:
             try:
                 self.container.seek(seek_pts, stream=self.video, backward=True, any_frame=False)
@@ -381,6 +386,10 @@ class VideoReader:
                 continue
             if packet.is_corrupt:
                 self._damaged("corrupt packet")
+            if not key_packet_seen:
+                key_packet_seen = packet.is_keyframe
+                if not key_packet_seen and packet.dts is not None and packet.dts > self._start_pts:
+                    raise _SeekMissedStart(f"a packet decoded at {packet.dts} before any key frame")
             for frame in self._decode(packet):
                 self.stats.decoded += 1
                 pts = frame.pts

@@ -9,8 +9,10 @@ segment emits the frames ``emit_start <= pts < emit_end``, whatever their number
 grouped into segments of about ``segment_seconds``; each segment emits the frames from
 its key frame up to the next segment's, after decoding some frames before it (warm-up: tracks and
 landmark smoothing settle, then those frames are dropped) and some after it (the faces stage's
-look-ahead). The plan depends only on the input and the settings, so a resumed job gets exactly
-the segments an uninterrupted one would, and their files can be reused.
+look-ahead). With long GOPs (``PlanSettings.emit_after_key``, as batch jobs plan) a segment instead decodes
+from its key frame and emits from the end of its warm-up there, so no GOP before it is read again. The plan
+depends only on the input and the settings, so a resumed job gets exactly the segments an uninterrupted one
+would, and their files can be reused.
 """
 
 from __future__ import annotations
