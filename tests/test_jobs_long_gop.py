@@ -7,6 +7,7 @@ tile the input exactly, and each decodes the warm-up + its frames + the look-ahe
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,3 +95,34 @@ def test_indexed_long_gop_emits_after_the_warmup_and_all_intra_stays_on_key_fram
     shifted = plan_segments(intra_index, settings)
     assert shifted == plan_segments(intra_index, replace(settings, emit_after_key=False))
     assert len(shifted) > 1 and all(s.emit_start in intra_keys for s in shifted)
+
+
+def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_a_seam_after_the_warmup(tmp_path):
+    """A long GOP (48 frames at 24 fps, two warm-ups and more): segment 1 decodes from the key frame at 48 and emits
+    from frame 48 + 17; segment 0 emits up to there and decodes the look-ahead past it, so its frames are those of
+    one restore of the whole file, bit for bit (lossless FFV1), faces restored on every one."""
+    import numpy as np
+    from jobs_helpers import FACES, longer, write
+    from media_checks import video_planes
+
+    from gpen_video.cli import main
+
+    spec = replace(longer(FACES, 96), codec_options={"g": "48", "keyint_min": "48", "sc_threshold": "0"})
+    clip = write(tmp_path, "faces.mkv", spec)
+    lossless = ("--video-codec", "ffv1", "--model", "identity", "-q")
+    assert main(["restore", str(clip), "-o", str(tmp_path / "whole.mkv"), *lossless]) == 0
+    assert main(["batch", str(clip), "-o", str(tmp_path / "seg"), "--segment-seconds", "2", *lossless]) == 0
+    whole, segmented, source = (video_planes(p) for p in (tmp_path / "whole.mkv", tmp_path / "seg" / clip.name, clip))
+    assert len(whole) == len(segmented) == len(source) == 96
+    truth, keys = _truth(clip)
+    assert keys[:2] == [truth[0], truth[48]]
+    seam = 48 + _settings(2.0).warmup_frames
+    (record,) = (tmp_path / "seg" / ".gpen-video-job" / "files").glob("*.json")
+    planned = json.loads(record.read_text())["segments"]
+    assert len(planned) == 2 and truth[seam - 1] < planned["1"]["emit_start"] <= truth[seam]  # the seam: 48 + 17
+
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert all(not same(w, s) for w, s in zip(whole[:seam], source[:seam], strict=True))  # faces restored
+    assert all(same(w, s) for w, s in zip(whole[:seam], segmented[:seam], strict=True))
