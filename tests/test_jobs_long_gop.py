@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 from conformance_cases import ffmpeg
@@ -98,31 +99,51 @@ def test_indexed_long_gop_emits_after_the_warmup_and_all_intra_stays_on_key_fram
 
 
 def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_a_seam_after_the_warmup(tmp_path):
-    """A long GOP (48 frames at 24 fps, two warm-ups and more): segment 1 decodes from the key frame at 48 and emits
-    from frame 48 + 17; segment 0 emits up to there and decodes the look-ahead past it, so its frames are those of
-    one restore of the whole file, bit for bit (lossless FFV1), faces restored on every one."""
+    """A long GOP (50 frames at 25 fps, two warm-ups and more): segment 1 decodes from the key frame at 50 and emits
+    from frame 50 + 17; segment 0 emits up to there and decodes the look-ahead past it, so its frames are those of
+    one restore of the whole file, bit for bit (lossless FFV1), faces restored on every one; every frame keeps the
+    source's timestamp (assembly takes a segment's first frame to be at its emit_start)."""
     import numpy as np
     from jobs_helpers import FACES, longer, write
-    from media_checks import video_planes
+    from media_checks import frame_times, video_planes
 
     from gpen_video.cli import main
 
-    spec = replace(longer(FACES, 96), codec_options={"g": "48", "keyint_min": "48", "sc_threshold": "0"})
+    keyint = {"g": "50", "keyint_min": "50", "sc_threshold": "0"}
+    spec = replace(longer(FACES, 100), rate=Fraction(25), codec_options=keyint)
     clip = write(tmp_path, "faces.mkv", spec)
     lossless = ("--video-codec", "ffv1", "--model", "identity", "-q")
     assert main(["restore", str(clip), "-o", str(tmp_path / "whole.mkv"), *lossless]) == 0
     assert main(["batch", str(clip), "-o", str(tmp_path / "seg"), "--segment-seconds", "2", *lossless]) == 0
     whole, segmented, source = (video_planes(p) for p in (tmp_path / "whole.mkv", tmp_path / "seg" / clip.name, clip))
-    assert len(whole) == len(segmented) == len(source) == 96
+    assert len(whole) == len(segmented) == len(source) == 100
+    assert frame_times(tmp_path / "seg" / clip.name) == frame_times(clip)
     truth, keys = _truth(clip)
-    assert keys[:2] == [truth[0], truth[48]]
-    seam = 48 + _settings(2.0).warmup_frames
+    assert keys[:2] == [truth[0], truth[50]]
+    seam = 50 + _settings(2.0).warmup_frames
     (record,) = (tmp_path / "seg" / ".gpen-video-job" / "files").glob("*.json")
     planned = json.loads(record.read_text())["segments"]
-    assert len(planned) == 2 and truth[seam - 1] < planned["1"]["emit_start"] <= truth[seam]  # the seam: 48 + 17
+    assert len(planned) == 2 and planned["1"]["emit_start"] == truth[seam]  # the seam: 50 + 17
 
     def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
         return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
     assert all(not same(w, s) for w, s in zip(whole[:seam], source[:seam], strict=True))  # faces restored
     assert all(same(w, s) for w, s in zip(whole[:seam], segmented[:seam], strict=True))
+
+
+def test_batch_of_a_long_gop_ts_keeps_every_timestamp(tmp_path):
+    from media_checks import frame_times
+
+    from gpen_video.cli import main
+
+    path = tmp_path / "reel.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "8",
+           "-c:v", "libx264", "-g", "50", "-bf", "2", "-c:a", "aac", path)  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"]) == 0
+    (record,) = (out / ".gpen-video-job" / "files").glob("*.json")
+    starts = [s["emit_start"] for s in json.loads(record.read_text())["segments"].values()]
+    truth, keys = _truth(path)
+    assert starts[1:] == [truth[truth.index(k) + 17] for k in keys[1:4]]  # 17 frames after the key frames
+    assert frame_times(out / "reel.ts") == frame_times(path)

@@ -65,6 +65,7 @@ class PacketIndex:
     gop: int = 0  # the widest key-frame interval seen (ticks; seek plans only)
     unindexed: bool = False  # the reader's seek lands on any packet and backs off (TS, PS: reader.UNINDEXED_FORMATS)
     origin: float = 0.0  # the stream's start (seconds): a segment's decode window counts from it, as --start does
+    vfr: bool = False  # the probe found a variable rate (cues / seek: frames are then off the nominal grid)
 
     @property
     def exact(self) -> bool:
@@ -248,7 +249,7 @@ def _from_cues_or_seeks(
     if not keyframes:
         return None
     unindexed = container.format.name.split(",")[0] in UNINDEXED_FORMATS
-    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, unindexed)
+    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, unindexed, vfr=info.video.is_vfr)
 
 
 def _keyframes_by_seeking(
@@ -442,6 +443,7 @@ class _RateFrames:
         self.last = index.end
         self.gop = index.gop if index.unindexed else 0
         self.keyframes = index.keyframes
+        self.on_grid = not index.vfr  # frames at the nominal rate's pts (nth)
         self.widest = index.gop  # the widest key-frame interval seen by seeking (0: cues, or not measured)
 
     def before(self, start: int, count: int) -> int:
@@ -460,10 +462,14 @@ class _RateFrames:
         return max(round((stop - start) / self.ticks), 0)
 
     def nth(self, key: int, count: int) -> int | None:
-        # half a frame before the frame ``count`` after ``key`` at the nominal rate: timestamps jittering by
-        # less than half a frame still fall on the same side
-        shifted = int(key + (count - Fraction(1, 2)) * self.ticks)
-        return None if self.last is not None and shifted >= self.last else shifted
+        # The frame ``count`` after ``key`` at the nominal rate, which must be a frame's pts: assembly takes a
+        # segment's first frame to be at its ``emit_start``. So only where frames lie on whole ticks (TS: 3600 of
+        # 90 kHz at 25 fps; not 24 fps in Matroska's milliseconds) at a constant rate, else None: the segment
+        # stays on its key frame.
+        shifted = key + count * self.ticks
+        if not self.on_grid or shifted.denominator != 1 or (self.last is not None and shifted >= self.last):
+            return None
+        return int(shifted)
 
     def gop_frames(self, key: int) -> float:
         if self.widest > 0:  # seeks list one key frame a boundary: the interval is what the first seek measured
