@@ -2,7 +2,7 @@
 
     python bench/io_reads.py [--baseline /tmp/probe-base ...] [--size 960x540] [--mov-frames 3200]
                              [--ts-frames 1500] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
-                             [--no-soak] [--only mov|ts|soak]
+                             [--no-soak] [--only mov|ts|soak] [--per-open]
 
 Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
 audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
@@ -15,7 +15,9 @@ longer ``--ts-frames``), and prints for each:
 - ``rchar×`` / ``read_bytes×``: the process's own ``/proc/self/io`` around the command, / the input's
   size (rchar includes reading back its own output for verification; read_bytes is what came from
   the disk: the input's pages are dropped from the cache before each command);
-- the wall time.
+- the wall time;
+- with ``--per-open``, under each row: the input's bytes read by each ``av.open`` of it, by the function that
+  opened it (repeated opens summed, their count in brackets), as a multiple of its size.
 
 Goals (issue 13): probe <= 1 % on MOV/MP4/AVI/MKV, preview <= 5 %, restore and batch <= 1.1×.
 
@@ -71,12 +73,14 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
     from read_counting import CountingFile
 
     reads: list[tuple[int, int]] = []
+    opens: list[tuple[str, list[tuple[int, int]]]] = []  # per av.open of the input: who opened it, what it read
     real_open = av.open
     target = os.path.realpath(input_path)
 
     def counting_open(file, mode="r", **kwargs):  # type: ignore[no-untyped-def]
         if mode == "r" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
-            return real_open(CountingFile(Path(file), reads), mode, **kwargs)
+            opens.append((_opener(), []))
+            return real_open(CountingFile(Path(file), opens[-1][1]), mode, **kwargs)
         return real_open(file, mode, **kwargs)
 
     av.open = counting_open
@@ -107,8 +111,22 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
         code = cli.main(args)
     wall = time.perf_counter() - t0
     after = _proc_io()
+    reads += [r for _, log in opens for r in log]
+    per_open = [[who, sum(n for _, n in log)] for who, log in opens]
     print(json.dumps({"code": code, "input": sum(n for _, n in reads), "rchar": after["rchar"] - before["rchar"],
-                      "read_bytes": after["read_bytes"] - before["read_bytes"], "wall": wall, "rss": rss}))  # fmt: skip
+                      "read_bytes": after["read_bytes"] - before["read_bytes"], "wall": wall, "rss": rss,
+                      "opens": per_open}))  # fmt: skip
+
+
+def _opener() -> str:
+    """The project's function that opened the input (the innermost gpen_video frame above the open helpers)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_stack() if "gpen_video" in f.filename and f.name not in _OPEN_HELPERS]
+    return f"{Path(frames[-1].filename).stem}.{frames[-1].name}" if frames else "?"
+
+
+_OPEN_HELPERS = ("open_input", "open_probed", "_open")
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -153,6 +171,16 @@ def commands(src: Path, work: Path, duration: float, extra: list[str], segment: 
     }  # fmt: skip
 
 
+def per_open_line(opens: list[list], size: int) -> str:
+    """``who ×share`` for each opener (repeated opens summed, their count in brackets), in first-open order."""
+    totals: dict[str, list[float]] = {}
+    for who, n in opens:
+        totals.setdefault(who, [0, 0])
+        totals[who][0] += n / size
+        totals[who][1] += 1
+    return ", ".join(f"{who}{f'[{int(c)}]' if c > 1 else ''} {share:.4f}" for who, (share, c) in totals.items())
+
+
 def clean(work: Path) -> None:
     for path in work.iterdir():
         if path.is_dir():
@@ -174,6 +202,7 @@ def main() -> None:
     parser.add_argument("--soak-fps", type=int, default=10)
     parser.add_argument("--ts-segment-seconds", type=float, help="the TS batch's segments (default: a tenth of it)")
     parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--per-open", action="store_true", help="under each row, the bytes each av.open of it read")
     parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     args, rest = parser.parse_known_args()
@@ -221,6 +250,8 @@ def main() -> None:
                         continue
                     print(f"  {name:<13} {label:<8} {result['input'] / size:>8.4f} {result['rchar'] / size:>8.3f} "
                           f"{result['read_bytes'] / size:>12.4f} {result['wall']:>8.1f}")  # fmt: skip
+                    if args.per_open:
+                        print("      " + per_open_line(result["opens"], size))
             src.unlink()
         if not args.no_soak:
             soak(tmp, args.soak_minutes, args.soak_fps)

@@ -21,14 +21,23 @@ import numpy as np
 from gpen_video.config import ReaderConfig
 from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
-from gpen_video.io.probe import MediaInfo, ffmpeg_reason, open_input
+from gpen_video.io.probe import MediaInfo, ffmpeg_reason, nominal_rate, open_input
 from gpen_video.side_packets import SideFileWriter
 
 log = logging.getLogger(__name__)
 
 # demuxers without an index: their seek lands on any packet before the target, not on a key frame
 UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "mpeg2video")
-SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on those; doubled while it misses
+SEEK_BACKOFF = Fraction(1)  # seconds: the back-off on those after a first miss; doubled while it misses
+# The first seek on those goes only this many frames early (a key frame's decode time precedes its presentation by
+# the B-frame delay): a start on a key frame (a batch segment's, planned on one) then reads no packet before it. A
+# start inside a GOP misses (the first frame decoded is the next key frame, read up to) and backs off SEEK_BACKOFF.
+SEEK_LEAD_FRAMES = 4
+
+
+def first_seek_margin(frame_rate: float | None) -> Fraction:
+    """Seconds before the start that the first seek aims at, on a demuxer without an index."""
+    return SEEK_LEAD_FRAMES / Fraction(frame_rate or 25).limit_denominator(10**6)
 
 
 # A file whose media info is known (probed once per job) need not have a TS or PS file's duration estimated
@@ -38,10 +47,51 @@ SEEK_BACKOFF = Fraction(1)  # seconds: the first back-off before the start on th
 PROBED_INPUT_OPTIONS = {"skip_estimate_duration_from_pts": "1"}
 
 
-def open_probed(path: str | Path, **kwargs: Any) -> av.container.InputContainer:
-    """``open_input`` for a file already probed (its duration is in the media info)."""
+# FFmpeg's stream analysis (avformat_find_stream_info) reads on, after every stream's parameters are known, to
+# 20 frames of video (``fpsprobesize``) to estimate the frame rate: half of a TS open's reads (0.39 MB at 4 Mbit/s,
+# on every segment's open). A probed file's rate is known, so an open given its media info skips that estimate,
+# then checks that the streams say what the probe found (``analysis_differs``) and opens again with the full
+# analysis where anything differs.
+LIGHT_ANALYSIS_OPTIONS = {"fpsprobesize": "0"}
+
+
+def open_probed(path: str | Path, info: MediaInfo | None = None, **kwargs: Any) -> av.container.InputContainer:
+    """``open_input`` for a file already probed (its duration is in the media info; with ``info``, its streams)."""
     options = {**PROBED_INPUT_OPTIONS, **kwargs.pop("container_options", {})}
+    if info is None:
+        return open_input(path, container_options=options, **kwargs)
+    container = open_input(path, container_options={**options, **LIGHT_ANALYSIS_OPTIONS}, **kwargs)
+    differs = analysis_differs(container, info)
+    if differs is None:
+        return container
+    log.debug("%s: %s after the light stream analysis; opening it again with the full one", path, differs)
+    container.close()
     return open_input(path, container_options=options, **kwargs)
+
+
+def analysis_differs(container: av.container.InputContainer, info: MediaInfo) -> str | None:
+    """What the opened streams say unlike the probe (the parameters a run uses), or None where nothing differs."""
+    others = {s.index: s for s in info.streams}
+    if len(container.streams) != len(others) + 1:
+        return f"{len(container.streams)} streams where the probe found {len(others) + 1}"
+    for stream in container.streams:
+        cc = stream.codec_context
+        if stream.index == info.video.index:
+            video = info.video
+            seen = (stream.type, cc.name, cc.width, cc.height, Fraction(stream.time_base), nominal_rate(stream))
+            want = ("video", video.codec, video.width, video.height, Fraction(video.time_base), video.frame_rate)
+            if seen != want or cc.pix_fmt is None:
+                return f"video {seen} (pixel format {cc.pix_fmt}) where the probe found {want}"
+            continue
+        other = others.get(stream.index)
+        if other is None or stream.type != other.type or (cc.name if cc is not None else None) != other.codec:
+            return f"stream {stream.index} is {stream.type} {cc.name if cc is not None else None}"
+        if stream.type == "audio":
+            seen_audio = (cc.sample_rate, cc.channels, cc.layout.name if cc.layout else None, cc.format is not None)
+            want_audio = (other.sample_rate, other.channels, other.layout, True)
+            if seen_audio != want_audio:
+                return f"audio stream {stream.index}: {seen_audio} where the probe found {want_audio}"
+    return None
 
 
 # The side streams a batch's output holds (assembly copies these; attachments and extra video are left out)
@@ -182,8 +232,8 @@ class VideoReader:
         self.info = info
         self.config = config or ReaderConfig()
         # a range (a segment, --start/--duration) is never checked for a cut tail, which on a TS needs the estimate
-        self._open = open_probed if start is not None or duration is not None else open_input
-        self.container = self._open(self.path)
+        self._ranged = start is not None or duration is not None
+        self.container = self._open()
         self.video = self.container.streams[info.video.index]
         self.video.thread_type = "AUTO"
         if self.config.threads:
@@ -204,6 +254,10 @@ class VideoReader:
         self._early: list[av.Packet] = []  # side packets seen before the first kept frame (range starts)
         self._size: tuple[int, int] | None = None
         self._diversion: _Diversion | None = None
+        self._audio_past: set[int] = set()  # audio streams with a packet past a range's end (no diversion)
+
+    def _open(self) -> av.container.InputContainer:
+        return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
 
     # -- packets of the other streams -------------------------------------------------------------
     def take_packets(self) -> list[av.Packet]:
@@ -258,13 +312,16 @@ class VideoReader:
         # range. So seek ``margin`` earlier and check that a key frame at or before the start was decoded;
         # else back off twice as far, and decode from the top only once the margin reaches the stream's start.
         tb = self.video.time_base
-        margin = Fraction(0) if self.info.format_name not in UNINDEXED_FORMATS else SEEK_BACKOFF
+        unindexed = self.info.format_name in UNINDEXED_FORMATS
+        lead = first_seek_margin(self.info.video.frame_rate) if unindexed else Fraction(0)
+        margin = Fraction(0)  # the back-off past the lead: none first, then SEEK_BACKOFF, doubled while it misses
         while True:
-            target = self._start_pts - int(margin / tb)
+            target = self._start_pts - int((margin + lead) / tb)
             if target <= self._first_pts():
                 break
             try:
-                yield from self._frames(seek=True, seek_pts=target)
+                # the first, near seek (unindexed) gives up as soon as the packets pass the start without a key frame
+                yield from self._frames(seek=True, seek_pts=target, quick_miss=unindexed and not margin)
                 return
             except _SeekMissedStart as missed:
                 log.debug("%s: seek to %.3fs - %.3fs %s; backing off", self.path, self.start, float(margin), missed)
@@ -282,13 +339,14 @@ class VideoReader:
         """Forget a pass whose seek missed the start; ``reopen`` to decode from the top."""
         if reopen:
             self.container.close()
-            self.container = self._open(self.path)
+            self.container = self._open()
             self.video = self.container.streams[self.info.video.index]
             self.video.thread_type = "AUTO"
             if self.config.threads:
                 self.video.codec_context.thread_count = self.config.threads
             self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         self._pending, self._early = [], []
+        self._audio_past.clear()
         if self._diversion is not None:
             self._diversion.file.reset()
             self._diversion.passed.clear()
@@ -296,10 +354,13 @@ class VideoReader:
         self._size = None
         self.stats = ReadStats()
 
-    def _frames(self, seek: bool, seek_pts: int | None = None) -> Iterator[Frame]:
+    def _frames(self, seek: bool, seek_pts: int | None = None, quick_miss: bool = False) -> Iterator[Frame]:
         """One pass; after a seek, raises ``_SeekMissedStart`` (before yielding anything) where the first
-        frame decoded is not a key frame at or before the start, or where nothing in the range was decoded."""
+        frame decoded is not a key frame at or before the start, or where nothing in the range was decoded.
+        ``quick_miss``: as soon as a video packet decoded after the start comes before any key-frame packet (any
+        key frame to come is shown after the start: a miss), without reading on to the next key frame."""
         checking = seek
+        key_packet_seen = not quick_miss
         if seek:
             try:
                 self.container.seek(seek_pts, stream=self.video, backward=True, any_frame=False)
@@ -325,6 +386,10 @@ class VideoReader:
                 continue
             if packet.is_corrupt:
                 self._damaged("corrupt packet")
+            if not key_packet_seen:
+                key_packet_seen = packet.is_keyframe
+                if not key_packet_seen and packet.dts is not None and packet.dts > self._start_pts:
+                    raise _SeekMissedStart(f"a packet decoded at {packet.dts} before any key frame")
             for frame in self._decode(packet):
                 self.stats.decoded += 1
                 pts = frame.pts
@@ -381,7 +446,14 @@ class VideoReader:
         ts = packet.pts if packet.pts is not None else packet.dts
         if self._end_time is None or ts is None:
             return False
-        return ts * packet.time_base >= self._end_time + 2  # interleaving slack: 2 s of file time
+        t = ts * packet.time_base
+        if packet.stream.type == "audio" and t >= self._end_time:
+            self._audio_past.add(packet.stream.index)
+        # audio comes in time order: once every audio stream has a packet past the end, the rest are later;
+        # subtitles and data may come any time: read SIDE_SLACK seconds of file past the end
+        if all(s.type == "audio" for s in self.side_streams):
+            return self._audio_past >= {s.index for s in self.side_streams}
+        return t >= self._end_time + SIDE_SLACK
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:

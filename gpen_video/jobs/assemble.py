@@ -67,7 +67,7 @@ def assemble(
     if not segment_files:
         raise OutputError(f"{output}: no segments to assemble")
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_probed(info.path, **SIDE_READ_OPTIONS))
+        source = stack.enter_context(open_probed(info.path, info, **SIDE_READ_OPTIONS))
         first = stack.enter_context(av.open(str(segment_files[0])))
         side_in = [s for s in source.streams if s.index != info.video.index and s.type in ASSEMBLED_SIDE_TYPES]
         with atomic_output(output) as temp:

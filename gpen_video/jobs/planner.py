@@ -9,8 +9,10 @@ segment emits the frames ``emit_start <= pts < emit_end``, whatever their number
 grouped into segments of about ``segment_seconds``; each segment emits the frames from
 its key frame up to the next segment's, after decoding some frames before it (warm-up: tracks and
 landmark smoothing settle, then those frames are dropped) and some after it (the faces stage's
-look-ahead). The plan depends only on the input and the settings, so a resumed job gets exactly
-the segments an uninterrupted one would, and their files can be reused.
+look-ahead). With long GOPs (``PlanSettings.emit_after_key``, as batch jobs plan) a segment instead decodes
+from its key frame and emits from the end of its warm-up there, so no GOP before it is read again. The plan
+depends only on the input and the settings, so a resumed job gets exactly the segments an uninterrupted one
+would, and their files can be reused.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
 from gpen_video.faces.tracker import _CONFIRM_AFTER as CONFIRM_AFTER
 from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
-from gpen_video.io.reader import SEEK_BACKOFF, UNINDEXED_FORMATS, open_probed
+from gpen_video.io.reader import UNINDEXED_FORMATS, open_probed
 from gpen_video.pipeline import SegmentWindow
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 INDEX_SOURCES = ("index", "scan", "cues", "seek")  # the first two list every frame; the others key frames only
 REORDER_FRAMES = 4  # frames a key frame's decode time may precede its presentation time (B-frames), and more
+# A GOP is long (PlanSettings.emit_after_key) from this many warm-ups: cutting after the warm-up then saves at least
+# a warm-up's frames per boundary. Shorter GOPs (and all-intra) keep cuts on key frames; the look-ahead plays no part.
+LONG_GOP_WARMUPS = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class PacketIndex:
     gop: int = 0  # the widest key-frame interval seen (ticks; seek plans only)
     unindexed: bool = False  # the reader's seek lands on any packet and backs off (TS, PS: reader.UNINDEXED_FORMATS)
     origin: float = 0.0  # the stream's start (seconds): a segment's decode window counts from it, as --start does
+    vfr: bool = False  # the probe found a variable rate (cues / seek: frames are then off the nominal grid)
 
     @property
     def exact(self) -> bool:
@@ -101,6 +107,11 @@ class PlanSettings:
     segment_seconds: float = 60.0
     warmup_frames: int = 16
     lookahead_frames: int = 24
+    # Long GOPs (a key-frame interval of LONG_GOP_WARMUPS warm-ups or more): a segment decodes from its key frame K
+    # and emits from the frame ``warmup_frames`` after it, instead of emitting from K after decoding from the GOP before
+    # (the overlap per boundary drops from a GOP + the look-ahead to the warm-up + the look-ahead). Segment
+    # files are re-encoded, each starting on its own key frame, so an emitted start need not be a source one.
+    emit_after_key: bool = False
 
     @classmethod
     def for_faces(cls, faces: FacesConfig, segment_seconds: float, overlap_frames: int | None = None) -> PlanSettings:
@@ -129,7 +140,7 @@ def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, ex
     file without duration or rate) demuxes every packet instead, as ``probe --exact`` does.
     """
     index = None
-    with open_probed(path) as container:
+    with open_probed(path, info) as container:
         stream = container.streams[info.video.index]
         time_base = stream.time_base or info.video.time_base
         if not exact:
@@ -238,7 +249,7 @@ def _from_cues_or_seeks(
     if not keyframes:
         return None
     unindexed = container.format.name.split(",")[0] in UNINDEXED_FORMATS
-    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, unindexed)
+    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, unindexed, vfr=info.video.is_vfr)
 
 
 def _keyframes_by_seeking(
@@ -254,7 +265,8 @@ def _keyframes_by_seeking(
     the widest key-frame interval seen. A seek in a container without index (TS, PS) lands on a packet
     whose decode time is before the target: seeking ``lead`` ticks (a few frames of reordering) early lands
     before a key frame shown at the target, not just past it (then the boundary would be a GOP later,
-    and finding it would read that GOP)."""
+    and finding it would read that GOP). The first target (the stream's start) too: else the seek lands just
+    past the first key frame, and measuring the key-frame interval reads a second GOP."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
     targets = [start]
     while step is not None and targets[-1] + step < end:
@@ -263,8 +275,7 @@ def _keyframes_by_seeking(
     gop = 0
     for target in targets:
         try:
-            container.seek(int(target) - (lead if target != start else 0), stream=stream, backward=True,
-                           any_frame=False)  # fmt: skip
+            container.seek(int(target) - lead, stream=stream, backward=True, any_frame=False)
             seen: list[int] = []  # key frames after this seek: the first new one is the boundary
             for packet in container.demux(stream):
                 if packet.pts is None or not packet.is_keyframe:
@@ -297,7 +308,7 @@ def _scan_packets(path: Path, info: MediaInfo) -> PacketIndex:
     pts: list[int] = []
     keyframes: list[int] = []
     durations: dict[int, int] = {}
-    with open_probed(path) as container:
+    with open_probed(path, info) as container:
         stream = container.streams[info.video.index]
         try:
             for packet in container.demux(stream):
@@ -322,21 +333,39 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     """Group key frames into segments of about ``settings.segment_seconds`` (short inputs: one segment).
 
     Decode windows are in seconds from the stream's start (``index.origin``), as the reader counts them.
+    With ``settings.emit_after_key``, a segment whose key frame closes a long GOP decodes from that key frame
+    and emits from ``warmup_frames`` frames after it (``_Frames.nth``); the segment before emits up to there.
     """
     tb = index.time_base
-    starts = [index.first]
+    keys = [index.first]
     if settings.segment_seconds > 0:  # 0: the whole file is one segment
         limit = Fraction(settings.segment_seconds).limit_denominator(10**6) / tb  # in ticks
         for kf in index.keyframes:
-            if kf - starts[-1] >= limit:
-                starts.append(kf)
+            if kf - keys[-1] >= limit:
+                keys.append(kf)
     frames: _Frames = _IndexedFrames(index) if index.exact else _RateFrames(index)
     origin = Fraction(index.origin).limit_denominator(10**9)
+    # where each segment starts emitting, and the key frame it decodes from when that is not the start itself
+    starts: list[int] = list(keys)
+    from_key: list[bool] = [False] * len(keys)
+    if settings.emit_after_key:
+        for i in range(1, len(keys)):
+            shifted = frames.nth(keys[i], settings.warmup_frames)
+            limit_pts = keys[i + 1] if i + 1 < len(keys) else None
+            if (
+                frames.gop_frames(keys[i]) >= LONG_GOP_WARMUPS * settings.warmup_frames
+                and shifted is not None
+                and (limit_pts is None or shifted < limit_pts)
+            ):
+                starts[i], from_key[i] = shifted, True
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
-        warm = frames.before(start, settings.warmup_frames)
-        decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
+        if from_key[i]:  # the key frame itself, a quarter tick late: the reader's first frame is the key frame
+            decode_from = float((keys[i] + Fraction(1, 4)) * tb - origin)
+        else:
+            warm = frames.before(start, settings.warmup_frames)
+            decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
         if i == 0:
             decode_from = min(decode_from, 0.0)  # from the stream's start: the reader does not seek
         after = None if end is None else frames.after(end, settings.lookahead_frames)
@@ -358,12 +387,21 @@ class _Frames(Protocol):
 
     def count(self, start: int, end: int | None) -> int: ...
 
+    def nth(self, key: int, count: int) -> int | None:
+        """Where emitting starts ``count`` frames after the key frame ``key`` (None: past the last frame)."""
+        ...
+
+    def gop_frames(self, key: int) -> float:
+        """Frames from the key frame before ``key`` up to it (the GOP a warm-up before ``key`` would fall in)."""
+        ...
+
 
 class _IndexedFrames:
     """Every frame's pts is known: counts are exact."""
 
     def __init__(self, index: PacketIndex) -> None:
         self.pts = index.pts
+        self.keyframes = index.keyframes
 
     def before(self, start: int, count: int) -> int:
         return self.pts[max(bisect.bisect_left(self.pts, start) - count, 0)]
@@ -376,18 +414,27 @@ class _IndexedFrames:
         stop = len(self.pts) if end is None else bisect.bisect_left(self.pts, end)
         return stop - bisect.bisect_left(self.pts, start)
 
+    def nth(self, key: int, count: int) -> int | None:
+        at = bisect.bisect_left(self.pts, key) + count
+        return self.pts[at] if at < len(self.pts) else None
+
+    def gop_frames(self, key: int) -> float:
+        before = bisect.bisect_left(self.keyframes, key) - 1
+        if before < 0:
+            return 0.0
+        return float(bisect.bisect_left(self.pts, key) - bisect.bisect_left(self.pts, self.keyframes[before]))
+
 
 class _RateFrames:
     """Only key frames are known (cues, seeks): frames from the rate, one more each way to cover rounding.
     The emitted frames are exact whatever the rate says (they are the decoded frames with
     ``emit_start <= pts < emit_end``); only their count is estimated.
 
-    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``SEEK_BACKOFF`` before
-    the window and decodes from the first key frame after where it lands (backing off further if that is
-    past the window's start). The segment's own key frame is known, and a GOP before it is likely another:
-    the window starts ``SEEK_BACKOFF`` (less a few frames) after that one, so the seek lands just before it
-    and the decode starts there, one GOP (the warm-up falls in) before the segment, instead of a second's
-    packets earlier and, where that landing was past it, the GOP before too.
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``reader.first_seek_margin`` (a
+    few frames) before the window and decodes from the first key frame after where it lands (backing off a second,
+    and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it is
+    likely another: the window starts half a frame after that one, so the seek lands just before it and the
+    decode starts there, one GOP (the warm-up falls in) before the segment.
     """
 
     def __init__(self, index: PacketIndex) -> None:
@@ -395,14 +442,15 @@ class _RateFrames:
         self.first = index.first
         self.last = index.end
         self.gop = index.gop if index.unindexed else 0
-        self.backoff = int(SEEK_BACKOFF / index.time_base)
-        self.lead = int(REORDER_FRAMES * self.ticks)
+        self.keyframes = index.keyframes
+        self.on_grid = not index.vfr  # frames at the nominal rate's pts (nth)
+        self.widest = index.gop  # the widest key-frame interval seen by seeking (0: cues, or not measured)
 
     def before(self, start: int, count: int) -> int:
         warm = start - (count + 1) * self.ticks
-        if self.gop > 0:
-            gops = max(math.ceil((start - warm + self.backoff - self.lead) / self.gop), 1)
-            warm = min(warm, start - gops * self.gop + self.backoff - self.lead)
+        if self.gop > 0:  # half a frame past the key frame a whole number of GOPs back
+            gops = max(math.ceil((start - warm + self.ticks / 2) / self.gop), 1)
+            warm = min(warm, start - gops * self.gop + self.ticks / 2)
         return max(warm, self.first)
 
     def after(self, end: int, count: int) -> int | None:
@@ -412,6 +460,22 @@ class _RateFrames:
     def count(self, start: int, end: int | None) -> int:
         stop = end if end is not None else (self.last if self.last is not None else start + self.ticks)
         return max(round((stop - start) / self.ticks), 0)
+
+    def nth(self, key: int, count: int) -> int | None:
+        # The frame ``count`` after ``key`` at the nominal rate, which must be a frame's pts: assembly takes a
+        # segment's first frame to be at its ``emit_start``. So only where frames lie on whole ticks (TS: 3600 of
+        # 90 kHz at 25 fps; not 24 fps in Matroska's milliseconds) at a constant rate, else None: the segment
+        # stays on its key frame.
+        shifted = key + count * self.ticks
+        if not self.on_grid or shifted.denominator != 1 or (self.last is not None and shifted >= self.last):
+            return None
+        return int(shifted)
+
+    def gop_frames(self, key: int) -> float:
+        if self.widest > 0:  # seeks list one key frame a boundary: the interval is what the first seek measured
+            return float(self.widest / self.ticks)
+        at = bisect.bisect_left(self.keyframes, key)  # cues: the key frames (or cluster starts) they list
+        return float((key - self.keyframes[at - 1]) / self.ticks) if at > 0 else 0.0
 
 
 def expected_pts(index: PacketIndex, segments: list[Segment]) -> list[int]:

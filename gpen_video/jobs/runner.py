@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -206,7 +206,7 @@ class BatchJob:
         """Decide what to do with one input; None when there is nothing to do (skipped)."""
         options = self.options
         config = config_with(self.config, item.overrides)
-        plan_settings = PlanSettings.for_faces(config.faces, options.segment_seconds, options.overlap_frames)
+        plan_settings = _plan_settings(config, options)
         try:
             identity = InputIdentity.of(item.input)
         except OSError as exc:
@@ -395,7 +395,7 @@ class BatchJob:
         record = self.store.load(item.key) or FileRecord(item.key, str(item.input), str(item.output))
         with contextlib.suppress(OSError):
             config = config_with(self.config, item.overrides)
-            plan = PlanSettings.for_faces(config.faces, self.options.segment_seconds, self.options.overlap_frames)
+            plan = _plan_settings(config, self.options)
             record.identity = asdict(InputIdentity.of(item.input))
             record.settings = settings_hash(config, asdict(plan))
         record.status, record.error, record.sticky = "failed", error, sticky
@@ -405,6 +405,12 @@ class BatchJob:
         outcome.seconds = round(time.time() - started, 3)
         log.warning("%s", _with_path(item.input, error))
         self.events.file_finished(item, outcome)
+
+
+def _plan_settings(config: Config, options: JobOptions) -> PlanSettings:
+    """The faces stage's overlap; long-GOP segments emit from their warm-up's end (``PlanSettings.emit_after_key``)."""
+    settings = PlanSettings.for_faces(config.faces, options.segment_seconds, options.overlap_frames)
+    return replace(settings, emit_after_key=True)
 
 
 def _frame_count_warnings(index: PacketIndex, decoded: int) -> list[str]:
