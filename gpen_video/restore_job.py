@@ -18,11 +18,12 @@ ProgressCallback = Callable[[int], None]
 class SegmentWindow:
     """A piece of a long input, restored on its own for later assembly (batch jobs).
 
-    Decoding starts at ``decode_from`` seconds (a key frame some frames before the segment, so tracks
-    and smoothing warm up) and stops at ``decode_until`` (some frames after, for the look-ahead); only
-    frames with ``emit_start <= pts < emit_end`` (source time-base ticks) are restored and written.
-    The segment file holds video only, at the source timestamps (no shift), so segments concatenate
-    exactly; the audio and other streams are muxed once when the segments are assembled.
+    Decoding starts at ``decode_from`` seconds (a key frame before the segment or, on a long GOP, the
+    segment's own key frame, whose first frames are warm-up only: tracks and smoothing warm up) and stops
+    at ``decode_until`` (some frames after, for the look-ahead); only frames with
+    ``emit_start <= pts < emit_end`` (source time-base ticks) are restored and written. The segment file
+    holds video only, at the source timestamps (no shift), so segments concatenate exactly; the side
+    packets of its span go to a side file beside it, and assembly muxes them in.
     """
 
     decode_from: float

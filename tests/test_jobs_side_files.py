@@ -23,7 +23,7 @@ from gpen_video.jobs.assemble import assemble
 from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
 from gpen_video.jobs.runner import _segment_config
 from gpen_video.jobs.tasks import RestorerCache, SegmentTask, execute_segment
-from gpen_video.side_packets import read_side_file, side_file_for
+from gpen_video.side_packets import SideFileWriter, read_side_file, side_file_for
 
 
 def _side_packets(path: Path) -> list[tuple[str, str, str, str, str]]:
@@ -67,6 +67,21 @@ def test_segments_side_files_tile_the_input_and_assembly_reads_them_instead(tmp_
         assemble(info, files, [s.emit_start for s in plan], output, index.durations, index.pts, sides)
     assert log.opens == 1 and log.bytes_read <= 64 << 10, log.reads  # the stream headers only, not the packets
     assert _side_packets(output) == truth  # pts, durations, sizes, flags and payloads: the input's audio exactly
+
+    # a segment whose read began after its span's first audio packet (muxed early) lacks it: assembly sees the
+    # gap at the seam and copies the audio from the input instead of writing it with a hole
+    with av.open(str(path)) as source:
+        streams = {s.index: s for s in source.streams}
+        packets = list(read_side_file(sides[2], streams))
+        short = SideFileWriter(sides[2])
+        for packet in packets[1:]:
+            short.write(packet)
+        short.commit()
+    output.unlink()
+    with counting_reads(monkeypatch, path) as log:
+        assemble(info, files, [s.emit_start for s in plan], output, index.durations, index.pts, sides)
+    assert log.bytes_read > path.stat().st_size // 2  # the input's audio, read again
+    assert _side_packets(output) == truth
 
 
 def _batch_reads(monkeypatch, path: Path, out: Path) -> float:

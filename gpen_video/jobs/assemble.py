@@ -83,7 +83,10 @@ def assemble(
                         out.metadata[key] = value
                 timing = _Timing(durations or {}, sorted(frame_pts or []), _frame_ticks(info, durations or {}))
                 videos = _video_packets(segment_files, starts, info.video.time_base, timing)
-                if side_files is None:
+                gap = None if side_files is None else _audio_gap(side_files, {s.index: s for s in side_in})
+                if gap:
+                    log.info("%s: %s; its side streams are copied from the input instead", info.path, gap)
+                if side_files is None or gap:
                     side_packets = _side_packets(source, side_in)
                 else:
                     side_packets = _side_files(side_files, {s.index: s for s in side_in})
@@ -241,6 +244,24 @@ def _side_packets(
                 yield False, packet
     except av.error.FFmpegError as exc:  # damaged tail: what was read is kept, as the restore path does
         log.warning("%s: side streams end early (%s)", source.name, ffmpeg_reason(exc))
+
+
+def _audio_gap(files: list[Path], streams: dict[int, av.stream.Stream]) -> str | None:
+    """Where an audio stream's packets in consecutive side files leave a gap at a seam (packets of a segment's
+    span muxed before its read began would be lost), what is missing; None where every seam is contiguous."""
+    ends: dict[int, Fraction] = {}
+    for number, path in enumerate(files):
+        seen: set[int] = set()
+        for packet in read_side_file(path, streams):
+            if packet.stream.type != "audio" or packet.pts is None or not packet.time_base:
+                continue
+            index, start = packet.stream.index, packet.pts * packet.time_base
+            length = packet.duration * packet.time_base
+            if index not in seen and index in ends and start - ends[index] > length / 2:
+                return f"audio stream #{index} has a {float(start - ends[index]):.3f} s gap before segment {number}"
+            seen.add(index)
+            ends[index] = start + length
+    return None
 
 
 def _side_files(files: list[Path], streams: dict[int, av.stream.Stream]) -> Iterator[tuple[bool, av.Packet]]:
