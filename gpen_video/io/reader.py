@@ -100,34 +100,50 @@ SIDE_SLACK = 2  # seconds of file past a range's end that side packets due befor
 
 
 @dataclass
+class _SideEnd:
+    """Whether a range's side packets are all in once its video is: audio comes in time order, so once every
+    audio stream has had a packet at or past ``end`` the rest are later; subtitles and data may come any time,
+    so where there are any, SIDE_SLACK seconds of file are read past ``end``."""
+
+    end: Fraction | None  # None: to the end of the file
+    audio: set[int]
+    sparse: bool  # subtitles or data among the side streams
+    passed: set[int] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, end: Fraction | None, streams: list[av.stream.Stream]) -> _SideEnd:
+        return cls(end, {s.index for s in streams if s.type == "audio"}, any(s.type != "audio" for s in streams))
+
+    def note(self, packet: av.Packet, t: Fraction | None) -> None:
+        if self.end is not None and t is not None and t >= self.end and packet.stream.index in self.audio:
+            self.passed.add(packet.stream.index)
+
+    def reached(self, packet: av.Packet) -> bool:
+        """Every side packet of the range is in (the video is done; ``packet`` is the last demuxed)."""
+        if self.end is None:
+            return False
+        t = packet_time(packet)
+        self.note(packet, t)
+        if not self.sparse and self.passed >= self.audio:
+            return True
+        return t is not None and t >= self.end + SIDE_SLACK
+
+
+@dataclass
 class _Diversion:
     """A batch segment's side packets: those with a time in ``[start, end)`` seconds go to ``file``."""
 
     file: SideFileWriter
     start: Fraction | None  # None: from the file's start (the first segment also owns what precedes its video)
-    end: Fraction | None  # None: to the end of the file
-    audio: set[int]  # audio streams: in time order, so one packet at or past ``end`` says the rest are later
-    passed: set[int] = field(default_factory=set)
-    sparse: bool = False  # subtitles or data: nothing says when their next packet comes; read SIDE_SLACK past
+    side_end: _SideEnd  # its end, and when every side packet up to it is in
 
     def owns(self, packet: av.Packet) -> bool:
         t = packet_time(packet)
+        self.side_end.note(packet, t)
         if t is None:
             return self.start is None
-        if self.end is not None and t >= self.end:
-            if packet.stream.index in self.audio:
-                self.passed.add(packet.stream.index)
-            return False
-        return self.start is None or t >= self.start
-
-    def done(self, packet: av.Packet) -> bool:
-        """Every side packet this range owns is in (the video is done; ``packet`` is the last demuxed)."""
-        if self.end is None:
-            return False
-        if not self.sparse and self.passed >= self.audio:
-            return True
-        t = packet_time(packet)
-        return t is not None and t >= self.end + SIDE_SLACK
+        end = self.side_end.end
+        return (end is None or t < end) and (self.start is None or t >= self.start)
 
 
 def packet_time(packet: av.Packet) -> Fraction | None:
@@ -254,7 +270,7 @@ class VideoReader:
         self._early: list[av.Packet] = []  # side packets seen before the first kept frame (range starts)
         self._size: tuple[int, int] | None = None
         self._diversion: _Diversion | None = None
-        self._audio_past: set[int] = set()  # audio streams with a packet past a range's end (no diversion)
+        self._side_end: _SideEnd | None = None  # when a range's side packets are all in (made on first use)
 
     def _open(self) -> av.container.InputContainer:
         return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
@@ -280,9 +296,7 @@ class VideoReader:
         self.side_streams = [s for s in self.side_streams if s.type in ASSEMBLED_SIDE_TYPES]
         start = None if first else emit_start * tb
         end = None if emit_end is None else emit_end * tb
-        audio = {s.index for s in self.side_streams if s.type == "audio"}
-        sparse = any(s.type != "audio" for s in self.side_streams)
-        self._diversion = _Diversion(SideFileWriter(path), start, end, audio, sparse=sparse)
+        self._diversion = _Diversion(SideFileWriter(path), start, _SideEnd.of(end, self.side_streams))
 
     def _keep_side_packet(self, packet: av.Packet) -> None:
         if self._diversion is not None:
@@ -346,10 +360,10 @@ class VideoReader:
                 self.video.codec_context.thread_count = self.config.threads
             self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         self._pending, self._early = [], []
-        self._audio_past.clear()
+        self._side_end = None
         if self._diversion is not None:
             self._diversion.file.reset()
-            self._diversion.passed.clear()
+            self._diversion.side_end.passed.clear()
         self.offset = None
         self._size = None
         self.stats = ReadStats()
@@ -442,18 +456,10 @@ class VideoReader:
 
     def _side_streams_past_end(self, packet: av.Packet) -> bool:
         if self._diversion is not None:
-            return self._diversion.done(packet)
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if self._end_time is None or ts is None:
-            return False
-        t = ts * packet.time_base
-        if packet.stream.type == "audio" and t >= self._end_time:
-            self._audio_past.add(packet.stream.index)
-        # audio comes in time order: once every audio stream has a packet past the end, the rest are later;
-        # subtitles and data may come any time: read SIDE_SLACK seconds of file past the end
-        if all(s.type == "audio" for s in self.side_streams):
-            return self._audio_past >= {s.index for s in self.side_streams}
-        return t >= self._end_time + SIDE_SLACK
+            return self._diversion.side_end.reached(packet)
+        if self._side_end is None:
+            self._side_end = _SideEnd.of(self._end_time, self.side_streams)
+        return self._side_end.reached(packet)
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
