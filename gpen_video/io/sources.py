@@ -33,15 +33,15 @@ from gpen_video.io.fields import (
     check_fields,
     tagged_order,
 )
-from gpen_video.io.metadata import FIELD_ORDERS
+from gpen_video.io.metadata import FIELD_ORDER_IDS, FIELD_ORDERS
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
 from gpen_video.io.writer import VideoWriter, Writer
 from gpen_video.side_packets import SidePackets
 
 log = logging.getLogger(__name__)
-PROGRESSIVE_ID = 1  # AVFieldOrder: progressive
-ORDER_ID = {"tff": 2, "bff": 3}  # AVFieldOrder of a woven output
+PROGRESSIVE_ID = FIELD_ORDER_IDS["progressive"]  # AVFieldOrder, from the one table in io.metadata
+ORDER_ID = {"tff": FIELD_ORDER_IDS["tt"], "bff": FIELD_ORDER_IDS["bb"]}  # AVFieldOrder of a woven output
 
 
 def field_order(info: MediaInfo, config: Config) -> Order:
