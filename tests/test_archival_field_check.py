@@ -239,6 +239,6 @@ def test_a_still_start_is_looked_past(tmp_path):
     assert _probe(clip, "stream=field_order") == "unknown" and len(_pts(clip)) == 75
     from gpen_video.io.fields import measure_field_order
 
-    assert measure_field_order(clip, 0, places=1).analysis.order == "unknown"  # the start alone: nothing moves
+    assert measure_field_order(probe(clip), places=1).analysis.order == "unknown"  # the start alone: nothing moves
     check = check_fields(probe(clip)).video.field_check
     assert check.analysis.order == "bff" and check.analysis.confident, check

@@ -32,7 +32,7 @@ import numpy as np
 
 from gpen_video.errors import InputError
 from gpen_video.io.probe import MediaInfo
-from gpen_video.io.reader import Frame
+from gpen_video.io.reader import Frame, open_probed
 
 log = logging.getLogger(__name__)
 
@@ -510,23 +510,22 @@ class FieldCheck:
 
 
 def measure_field_order(
-    path: str | Path, stream_index: int, frames: int = FIELD_CHECK_FRAMES, places: int = FIELD_CHECK_PLACES
+    info: MediaInfo, frames: int = FIELD_CHECK_FRAMES, places: int = FIELD_CHECK_PLACES
 ) -> FieldCheck:
-    """Decode ``frames`` pictures of the stream from its start (as 8-bit grey) and judge their fields.
+    """Decode ``frames`` pictures of the video stream from its start (as 8-bit grey) and judge their fields.
 
-    One more open of the file and a short read at its start (never a full read): about 50 ms for 16 SD
-    frames, 450 ms at 1280x720 FFV1. Where the start says nothing (a still slate, black, bars: no verdict
-    either way), ``frames`` more are read after a seek to each of ``places - 1`` later points (a third, two
-    thirds of the way). A stretch that cannot be decoded is judged on what did decode.
+    One more open of the file (a probed file's light open: ``io.reader.open_probed``) and a short read at its
+    start (never a full read): about 50 ms for 16 SD frames, 450 ms at 1280x720 FFV1. Where the start says
+    nothing (a still slate, black, bars: no verdict either way), ``frames`` more are read after a seek to each
+    of ``places - 1`` later points (a third, two thirds of the probed duration). A stretch that cannot be
+    decoded is judged on what did decode.
     """
     t0 = time.perf_counter()
     meter = FieldMeter()
+    duration = info.video.duration
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams[stream_index]
-            duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-            if not duration and container.duration:
-                duration = container.duration / av.time_base
+        with open_probed(info.path, info) as container:
+            stream = container.streams[info.video.index]
             for place in range(places):
                 if place:
                     analysis = meter.result()
@@ -539,8 +538,8 @@ def measure_field_order(
                     meter.add(frame.to_ndarray(format="gray"))
                     if n >= frames:
                         break
-    except (av.error.FFmpegError, OSError) as exc:
-        log.debug("%s: field check stopped after %d pictures (%s)", path, meter.frames, exc)
+    except (av.error.FFmpegError, OSError, InputError) as exc:
+        log.debug("%s: field check stopped after %d pictures (%s)", info.path, meter.frames, exc)
     return FieldCheck(meter.result(), round(1000 * (time.perf_counter() - t0), 1))
 
 
@@ -556,7 +555,7 @@ def check_fields(info: MediaInfo, tagged_progressive_too: bool = False) -> Media
         return info
     if tagged == "progressive" and not tagged_progressive_too:
         return info
-    video = dataclasses.replace(info.video, field_check=measure_field_order(info.path, info.video.index))
+    video = dataclasses.replace(info.video, field_check=measure_field_order(info))
     return dataclasses.replace(info, video=video)
 
 
