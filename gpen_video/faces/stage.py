@@ -66,6 +66,13 @@ class _TrackTally:
     sample_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
+def lookahead_frames(config: FacesConfig) -> int:
+    """Frames ``FaceStage.push`` may hold back (a released frame is final): the smoothing window, a gap to
+    bridge, the track length and the candidates' second look. Batch segments decode this far past their end."""
+    window = max(0, int(config.smooth_window)) if config.smooth else 0
+    return max(window, config.max_gap + 1, config.min_track_length, _CONFIRM_AFTER + 1, 1)
+
+
 class FaceStage:
     """Streaming: push frames in order; get back frames whose faces are final (delayed by the look-ahead window).
 
@@ -110,8 +117,7 @@ class FaceStage:
 
     @property
     def lookahead(self) -> int:
-        """Frames ``push`` may hold back: smoothing window, gap length, track length and the confirmation look."""
-        return max(self.window, self.config.max_gap + 1, self.config.min_track_length, _CONFIRM_AFTER + 1, 1)
+        return lookahead_frames(self.config)
 
     def push(self, index: int, image: np.ndarray, pts_seconds: float | None = None) -> list[FrameFaces]:
         if image.dtype != np.uint8:

@@ -31,7 +31,7 @@ import av
 
 from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
-from gpen_video.faces.tracker import _CONFIRM_AFTER as CONFIRM_AFTER
+from gpen_video.faces.stage import lookahead_frames
 from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
 from gpen_video.io.reader import UNINDEXED_FORMATS, open_probed
 from gpen_video.pipeline import SegmentWindow
@@ -126,7 +126,7 @@ class PlanSettings:
         """
         smooth = faces.smooth_window if faces.smooth else 0
         reach = max(smooth, faces.max_gap + 1, faces.min_track_length, 1)
-        lookahead = max(reach, CONFIRM_AFTER + 1)  # FaceStage.lookahead (tests/test_jobs_segments.py checks it)
+        lookahead = lookahead_frames(faces)  # FaceStage.lookahead
         warmup = reach + max(faces.keyframe_interval, 8) if overlap_frames is None else overlap_frames
         return cls(float(segment_seconds), int(warmup), int(lookahead))
 
