@@ -76,13 +76,12 @@ def run_preview(
     report = run_restore(RestoreJob(input_path, outputs.restored, config, progress=progress, info=info))
     wanted = _contact_frames(report.tracks)
     before_after: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-    if outputs.comparison is None:  # the second pass is for the contact sheet's crops only: up to the last one
-        if wanted:
-            _collect_crops(input_path, info, config, outputs.restored, wanted, before_after)
+    if outputs.comparison is None and not wanted:  # no comparison clip and no crops: nothing to read again
         _write_contact_sheet(outputs.contact_sheet, before_after)
         return PreviewResult(outputs, report)
     reader = VideoReader(input_path, info, config.reader, config.start, config.duration)
     reader.side_streams = []  # the comparison needs the video only: no audio demuxed past the range
+    last = max(wanted, default=-1)
     with contextlib.ExitStack() as stack:
         stack.enter_context(reader)
         restored = stack.enter_context(av.open(str(outputs.restored)))
@@ -94,44 +93,20 @@ def run_preview(
             stack.callback(sink.close_file)  # runs before the temporary file is removed or renamed
         out_colour: ColourInfo | None = None
         for frame, after_frame in zip(reader, restored.decode(out_stream), strict=False):
-            out_colour = out_colour or colour_of_frame(after_frame)
-            before = frame.upright(info.video.colour, info.video.rotation)
-            after = to_working(after_frame, out_colour, info.video.rotation)
-            before, after = to_8bit(before), to_8bit(after)
-            if sink is not None:
-                sink.add(before, after, after_frame.pts, out_stream.time_base)
-            for track_id, box in wanted.get(frame.index, []):
-                before_after.setdefault(track_id, []).append((_crop(before, box), _crop(after, box)))
+            if sink is not None or frame.index in wanted:
+                out_colour = out_colour or colour_of_frame(after_frame)
+                before = to_8bit(frame.upright(info.video.colour, info.video.rotation))
+                after = to_8bit(to_working(after_frame, out_colour, info.video.rotation))
+                if sink is not None:
+                    sink.add(before, after, after_frame.pts, out_stream.time_base)
+                for track_id, box in wanted.get(frame.index, []):
+                    before_after.setdefault(track_id, []).append((_crop(before, box), _crop(after, box)))
+            if sink is None and frame.index >= last:
+                break  # no comparison clip: the range is read up to the contact sheet's last crop only
         if sink is not None:
             sink.finish()
     _write_contact_sheet(outputs.contact_sheet, before_after)
     return PreviewResult(outputs, report)
-
-
-def _collect_crops(
-    input_path: Path,
-    info: MediaInfo,
-    config: Config,
-    restored_path: Path,
-    wanted: dict[int, list[tuple[int, list[float]]]],
-    before_after: dict[int, list[tuple[np.ndarray, np.ndarray]]],
-) -> None:
-    """The contact sheet's before/after crops (no comparison clip): the range is read up to the last one only."""
-    last = max(wanted)
-    reader = VideoReader(input_path, info, config.reader, config.start, config.duration)
-    reader.side_streams = []
-    with reader, av.open(str(restored_path)) as restored:
-        out_stream = restored.streams.video[0]
-        out_colour: ColourInfo | None = None
-        for frame, after_frame in zip(reader, restored.decode(out_stream), strict=False):
-            if frame.index in wanted:
-                out_colour = out_colour or colour_of_frame(after_frame)
-                before = to_8bit(frame.upright(info.video.colour, info.video.rotation))
-                after = to_8bit(to_working(after_frame, out_colour, info.video.rotation))
-                for track_id, box in wanted[frame.index]:
-                    before_after.setdefault(track_id, []).append((_crop(before, box), _crop(after, box)))
-            if frame.index >= last:
-                break
 
 
 def _contact_frames(tracks: list[TrackSummary]) -> dict[int, list[tuple[int, list[float]]]]:
