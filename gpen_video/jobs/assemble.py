@@ -25,7 +25,7 @@ from gpen_video.errors import OutputError, VerificationError
 from gpen_video.io import writer as _writer
 from gpen_video.io.output import atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
-from gpen_video.io.reader import ASSEMBLED_SIDE_TYPES, PacketRange, open_probed
+from gpen_video.io.reader import ASSEMBLED_SIDE_TYPES, UNINDEXED_FORMATS, PacketRange, open_probed
 from gpen_video.io.writer import SideStreams, StreamPlan, container_family, copy_stream
 from gpen_video.side_packets import read_side_file
 
@@ -83,10 +83,10 @@ def assemble(
                         out.metadata[key] = value
                 timing = _Timing(durations or {}, sorted(frame_pts or []), _frame_ticks(info, durations or {}))
                 videos = _video_packets(segment_files, starts, info.video.time_base, timing)
-                gap = None if side_files is None else _audio_gap(side_files, {s.index: s for s in side_in})
-                if gap:
-                    log.info("%s: %s; its side streams are copied from the input instead", info.path, gap)
-                if side_files is None or gap:
+                unusable = None if side_files is None else _side_files_unusable(info, side_files, side_in)
+                if unusable:
+                    log.info("%s: %s; its side streams are copied from the input instead", info.path, unusable)
+                if side_files is None or unusable:
                     side_packets = _side_packets(source, side_in)
                 else:
                     side_packets = _side_files(side_files, {s.index: s for s in side_in})
@@ -244,6 +244,14 @@ def _side_packets(
                 yield False, packet
     except av.error.FFmpegError as exc:  # damaged tail: what was read is kept, as the restore path does
         log.warning("%s: side streams end early (%s)", source.name, ffmpeg_reason(exc))
+
+
+def _side_files_unusable(info: MediaInfo, files: list[Path], side_in: list[av.stream.Stream]) -> str | None:
+    """Why the segments' side files may miss packets, or None. A TS/PS segment's read starts about a second
+    before its span: subtitles or data muxed earlier than that cannot be told missing; audio can (a gap)."""
+    if info.format_name in UNINDEXED_FORMATS and any(s.type != "audio" for s in side_in):
+        return "subtitles or data in a container without an index (their packets at the seams cannot be checked)"
+    return _audio_gap(files, {s.index: s for s in side_in})
 
 
 def _audio_gap(files: list[Path], streams: dict[int, av.stream.Stream]) -> str | None:

@@ -350,12 +350,9 @@ class BatchJob:
             files = [run.work_dir / record.segments[str(s.index)].file for s in run.segments]
             starts = [s.emit_start for s in run.segments]
             recorded = [record.segments[str(s.index)].side_file for s in run.segments]
-            # side packets from the segments' side files where every segment made one, else from the input;
-            # a TS/PS segment's read starts ~1 s before its span: subtitles or data muxed earlier than that
-            # cannot be told missing (audio can: assembly checks it is contiguous at every seam)
-            sparse = any(s.type in ("subtitle", "data") for s in run.info.streams)
-            usable = all(recorded) and not (sparse and run.index.unindexed)
-            side_files = [run.work_dir / name for name in recorded] if usable else None
+            # side packets from the segments' side files where every segment made one (and assembly finds them
+            # whole), else from the input
+            side_files = [run.work_dir / name for name in recorded] if all(recorded) else None
             result = assemble(run.info, files, starts, run.item.output, run.index.durations, run.index.pts,
                               side_files)  # fmt: skip
         except GpenVideoError as exc:
