@@ -97,6 +97,14 @@ class Case:
 # -- sources ---------------------------------------------------------------------------------------
 
 
+def deep_16bit_source(size: str, rate: int = 24) -> str:
+    """A lavfi source of true 16-bit RGB (not 8-bit x 257): every sample value differs in its low byte."""
+    return (
+        f"nullsrc=size={size}:rate={rate},format=gbrp16le,geq=r='mod(X*1361+Y*97+N*4099,65536)'"
+        ":g='mod(X*31+Y*2039+N*17,65536)':b='mod(65535-X*977-Y*13,65536)'"
+    )
+
+
 def video_src(size: str = "64x48", rate: str = "25", seconds: float = 0.4) -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
 

@@ -14,17 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conformance_cases import ffmpeg_exe, ffprobe_exe
+from conformance_cases import deep_16bit_source, ffmpeg_exe, ffprobe_exe
 
 from gpen_video.restore.restorer import IdentityRestorer
 
 FFMPEG = ffmpeg_exe()
 FFPROBE = ffprobe_exe() or "ffprobe"
 W, H = 48, 32
-DEEP = (
-    f"nullsrc=size={W}x{H}:rate=24,format=gbrp16le,geq=r='mod(X*1361+Y*97+N*4099,65536)'"
-    ":g='mod(X*31+Y*2039+N*17,65536)':b='mod(65535-X*977-Y*13,65536)'"
-)
 
 
 def _t1() -> Path:
@@ -88,7 +84,7 @@ def test_a_still_has_its_faces_restored(tmp_path, run_cli, suffix, pix_fmt):
 
 def _dpx_reel(folder: Path, frames: int = 5, start: int = 86400, size: str = f"{W}x{H}") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    _ffmpeg("-f", "lavfi", "-i", DEEP.replace(f"{W}x{H}", size), "-frames:v", frames, "-pix_fmt", "rgb48le",
+    _ffmpeg("-f", "lavfi", "-i", deep_16bit_source(size), "-frames:v", frames, "-pix_fmt", "rgb48le",
             "-start_number", start, folder / "reel_%06d.dpx")  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conformance_cases import ffmpeg_exe, ffprobe_exe
+from conformance_cases import deep_16bit_source, ffmpeg_exe, ffprobe_exe
 
 from gpen_video.errors import InputError, OutputError
 from gpen_video.io.sequence import (
@@ -32,11 +32,7 @@ FFPROBE = ffprobe_exe() or "ffprobe"
 W, H = 48, 32
 
 
-# true 16-bit content (not 8-bit × 257): every sample value differs in its low byte
-DEEP = (
-    f"nullsrc=size={W}x{H}:rate=24,format=gbrp16le,geq=r='mod(X*1361+Y*97+N*4099,65536)'"
-    ":g='mod(X*31+Y*2039+N*17,65536)':b='mod(65535-X*977-Y*13,65536)'"
-)
+DEEP = deep_16bit_source(f"{W}x{H}")  # true 16-bit content: every sample differs in its low byte
 
 
 def _make(folder: Path, pattern: str, pix_fmt: str, frames: int = 4, start: int = 1, extra: tuple[str, ...] = ()):
