@@ -97,6 +97,26 @@ class Case:
 # -- sources ---------------------------------------------------------------------------------------
 
 
+ASS_HEADER = """[Script Info]
+ScriptType: v4.00+
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
+Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
+MarginV, Encoding
+Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+"""
+
+
+def ass_script(*dialogues: str) -> str:
+    """An ASS subtitle file: one default style, one ``Dialogue:`` line each (``0:00:00.50,0:00:01.20,Text``)."""
+    return ASS_HEADER + "".join(f"Dialogue: 0,{start},{end},Default,,0,0,0,,{text}\n"
+                                for start, end, text in (d.split(",", 2) for d in dialogues))  # fmt: skip
+
+
 def deep_16bit_source(size: str, rate: int = 24) -> str:
     """A lavfi source of true 16-bit RGB (not 8-bit x 257): every sample value differs in its low byte."""
     return (

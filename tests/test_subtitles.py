@@ -10,27 +10,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conformance_cases import ffmpeg, ffmpeg_exe, ffprobe_exe
+from conformance_cases import ass_script, ffmpeg, ffmpeg_exe, ffprobe_exe
 
 from gpen_video.cli import main
 
 FFMPEG = ffmpeg_exe()
 FFPROBE = ffprobe_exe() or "ffprobe"
 SRT = "1\n00:00:00,500 --> 00:00:01,200\nHello there\n\n2\n00:00:01,500 --> 00:00:02,400\nSecond line\n"
-ASS = """[Script Info]
-ScriptType: v4.00+
-
-[V4+ Styles]
-Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
-Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
-MarginV, Encoding
-Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1
-
-[Events]
-Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:00.50,0:00:01.20,Default,,0,0,0,,Hello {\\i1}there{\\i0}
-Dialogue: 0,0:00:01.50,0:00:02.40,Default,,0,0,0,,Second line
-"""
+ASS = ass_script("0:00:00.50,0:00:01.20,Hello {\\i1}there{\\i0}", "0:00:01.50,0:00:02.40,Second line")
 
 
 pytestmark = pytest.mark.usefixtures("restore_gpen_logger")  # these tests call main() in-process
