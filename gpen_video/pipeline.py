@@ -58,13 +58,13 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
     restorer = job.restorer or load_restorer(config.restore)
     report = RunReport.begin(job.input, job.output, source_info, settings, restorer.name, config)
     times = StageTimes()
-    start, duration, segment = config.start, config.duration, job.segment
+    start, duration, segment, start_byte = config.start, config.duration, job.segment, None
     if segment is not None:
-        start = segment.decode_from
+        start, start_byte = segment.decode_from, segment.decode_from_byte
         duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
     side = SidePackets()
     with (
-        VideoReader(job.input, source_info, config.reader, start, duration) as reader,
+        VideoReader(job.input, source_info, config.reader, start, duration, start_byte) as reader,
         open_tracks(config.faces.tracks) as tracks,
     ):
         if segment is not None:  # a segment file is video only; its own side packets go to a file beside it

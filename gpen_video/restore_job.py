@@ -23,13 +23,16 @@ class SegmentWindow:
     at ``decode_until`` (some frames after, for the look-ahead); only frames with
     ``emit_start <= pts < emit_end`` (source time-base ticks) are restored and written. The segment file
     holds video only, at the source timestamps (no shift), so segments concatenate exactly; the side
-    packets of its span go to a side file beside it, and assembly muxes them in.
+    packets of its span go to a side file beside it, and assembly muxes them in. ``decode_from_byte``: where
+    the key frame at ``decode_from`` begins in the file, where the plan found it (a TS or PS file's: the reader
+    opens the file there instead of seeking).
     """
 
     decode_from: float
     emit_start: int
     emit_end: int | None
     decode_until: float | None = None
+    decode_from_byte: int | None = None
 
     def emits(self, pts: int) -> bool:
         return pts >= self.emit_start and (self.emit_end is None or pts < self.emit_end)

@@ -35,6 +35,18 @@ SEEK_BACKOFF = Fraction(1)  # seconds: the back-off on those after a first miss;
 SEEK_LEAD_FRAMES = 4
 
 
+# Demuxers whose packet position (``packet.pos``) is a point they can start reading from: a TS packet or a PS pack
+# that begins a PES packet. A batch segment whose plan found its key frame by seeking knows that key frame's
+# position, and opens the file there (FFmpeg's ``skip_initial_bytes``) instead of seeking by timestamp: a timestamp
+# seek there bisects the file, reading its last 250 kB for the end's timestamp, and the open's stream analysis
+# reads its first 250 kB, both again for every segment. Opened at the key frame, the analysis reads the packets
+# the segment decodes anyway.
+BYTE_START_FORMATS = ("mpegts", "mpeg")
+# Bytes before the key frame's packet that such an open starts at: a PS's MPEG video parser that starts on the key
+# frame's own start code gives its picture the next packet's timestamp; started in the packet before, it is in step.
+BYTE_START_LEAD = 8192
+
+
 def first_seek_margin(frame_rate: float | None) -> Fraction:
     """Seconds before the start that the first seek aims at, on a demuxer without an index."""
     return SEEK_LEAD_FRAMES / Fraction(frame_rate or 25).limit_denominator(10**6)
@@ -78,7 +90,11 @@ def analysis_differs(container: av.container.InputContainer, info: MediaInfo) ->
         cc = stream.codec_context
         if stream.index == info.video.index:
             video = info.video
-            seen = (stream.type, cc.name, cc.width, cc.height, Fraction(stream.time_base), nominal_rate(stream))
+            rate = nominal_rate(stream)
+            # without the estimate, the rate of a codec that counts fields (MPEG-2, H.264) is guessed as the field rate
+            if rate and video.frame_rate and rate == 2 * Fraction(video.frame_rate).limit_denominator(10**6):
+                rate = video.frame_rate
+            seen = (stream.type, cc.name, cc.width, cc.height, Fraction(stream.time_base), rate)
             want = ("video", video.codec, video.width, video.height, Fraction(video.time_base), video.frame_rate)
             if seen != want or cc.pix_fmt is None:
                 return f"video {seen} (pixel format {cc.pix_fmt}) where the probe found {want}"
@@ -243,12 +259,18 @@ class VideoReader:
         config: ReaderConfig | None = None,
         start: float | None = None,
         duration: float | None = None,
+        start_byte: int | None = None,
     ) -> None:
+        """``start_byte``: where in the file the key frame at ``start`` begins (a batch segment's, from its plan):
+        on a BYTE_START_FORMATS file the reader opens the file there, and seeks only where its first frame is
+        not that key frame."""
         self.path = Path(path)
         self.info = info
         self.config = config or ReaderConfig()
         # a range (a segment, --start/--duration) is never checked for a cut tail, which on a TS needs the estimate
         self._ranged = start is not None or duration is not None
+        usable = start is not None and start_byte is not None and start_byte > 0
+        self._start_byte = start_byte if usable and info.format_name in BYTE_START_FORMATS else None
         self.container = self._open()
         self.video = self.container.streams[info.video.index]
         self.video.thread_type = "AUTO"
@@ -273,6 +295,9 @@ class VideoReader:
         self._side_end: _SideEnd | None = None  # when a range's side packets are all in (made on first use)
 
     def _open(self) -> av.container.InputContainer:
+        if self._start_byte is not None:  # the format is named: probing it would read the file's start
+            at = {"skip_initial_bytes": str(max(self._start_byte - BYTE_START_LEAD, 0))}
+            return open_probed(self.path, self.info, format=self.info.format_name, container_options=at)
         return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
 
     # -- packets of the other streams -------------------------------------------------------------
@@ -319,8 +344,16 @@ class VideoReader:
 
     def frames(self) -> Iterator[Frame]:
         if self._start_pts is None or self._start_pts <= self._first_pts():
-            yield from self._frames(seek=False)
+            yield from self._frames()
             return
+        if self._start_byte is not None:  # opened at the key frame: its first frame must be that key frame
+            try:
+                yield from self._frames(check_start=True)
+                return
+            except _SeekMissedStart as missed:
+                log.debug("%s: opened at byte %d, %s; seeking instead", self.path, self._start_byte, missed)
+                self._start_byte = None
+                self._restart(reopen=True)
         # A demuxer without an index (TS, PS, elementary streams) seeks by timestamp to any packet before the
         # target, not to a key frame: the decoder then starts at the next key frame, which may lie past the
         # range. So seek ``margin`` earlier and check that a key frame at or before the start was decoded;
@@ -335,7 +368,7 @@ class VideoReader:
                 break
             try:
                 # the first, near seek (unindexed) gives up as soon as the packets pass the start without a key frame
-                yield from self._frames(seek=True, seek_pts=target, quick_miss=unindexed and not margin)
+                yield from self._frames(seek_pts=target, check_start=True, quick_miss=unindexed and not margin)
                 return
             except _SeekMissedStart as missed:
                 log.debug("%s: seek to %.3fs - %.3fs %s; backing off", self.path, self.start, float(margin), missed)
@@ -344,7 +377,7 @@ class VideoReader:
         log.debug("%s: no key frame at or before %.3fs found by seeking; decoding from the top", self.path, self.start)
         if margin:
             self._restart(reopen=True)
-        yield from self._frames(seek=False)
+        yield from self._frames()
 
     def _first_pts(self) -> int:
         return int(Fraction(self.info.video.start_time).limit_denominator(10**9) / self.video.time_base)
@@ -368,14 +401,17 @@ class VideoReader:
         self._size = None
         self.stats = ReadStats()
 
-    def _frames(self, seek: bool, seek_pts: int | None = None, quick_miss: bool = False) -> Iterator[Frame]:
-        """One pass; after a seek, raises ``_SeekMissedStart`` (before yielding anything) where the first
-        frame decoded is not a key frame at or before the start, or where nothing in the range was decoded.
-        ``quick_miss``: as soon as a video packet decoded after the start comes before any key-frame packet (any
-        key frame to come is shown after the start: a miss), without reading on to the next key frame."""
-        checking = seek
+    def _frames(
+        self, seek_pts: int | None = None, check_start: bool = False, quick_miss: bool = False
+    ) -> Iterator[Frame]:
+        """One pass, after a seek to ``seek_pts`` where given. ``check_start``: raises ``_SeekMissedStart``
+        (before yielding anything) where the first frame decoded is not a key frame at or before the start, or
+        where nothing in the range was decoded. ``quick_miss``: as soon as a video packet decoded after the
+        start comes before any key-frame packet (any key frame to come is shown after the start: a miss),
+        without reading on to the next key frame."""
+        checking = check_start
         key_packet_seen = not quick_miss
-        if seek:
+        if seek_pts is not None:
             try:
                 self.container.seek(seek_pts, stream=self.video, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:

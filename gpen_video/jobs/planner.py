@@ -10,7 +10,9 @@ grouped into segments of about ``segment_seconds``; each segment emits the frame
 its key frame up to the next segment's, after decoding some frames before it (warm-up: tracks and
 landmark smoothing settle, then those frames are dropped) and some after it (the faces stage's
 look-ahead). With long GOPs (``PlanSettings.emit_after_key``, as batch jobs plan) a segment instead decodes
-from its key frame and emits from the end of its warm-up there, so no GOP before it is read again. The plan
+from its key frame and emits from the end of its warm-up there, so no GOP before it is read again; so does every
+segment of a TS or PS plan (whatever its GOP), whose key frames' byte positions the seeks found: the segment's
+reader opens the file at its key frame, without a seek (``Segment.decode_from_byte``). The plan
 depends only on the input and the settings, so a resumed job gets exactly the segments an uninterrupted one
 would, and their files can be reused.
 """
@@ -33,7 +35,7 @@ from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
 from gpen_video.faces.stage import lookahead_frames
 from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
-from gpen_video.io.reader import UNINDEXED_FORMATS, open_probed
+from gpen_video.io.reader import BYTE_START_FORMATS, UNINDEXED_FORMATS, open_probed
 from gpen_video.pipeline import SegmentWindow
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class PacketIndex:
     unindexed: bool = False  # the reader's seek lands on any packet and backs off (TS, PS: reader.UNINDEXED_FORMATS)
     origin: float = 0.0  # the stream's start (seconds): a segment's decode window counts from it, as --start does
     vfr: bool = False  # the probe found a variable rate (cues / seek: frames are then off the nominal grid)
+    # key frame pts -> where its packet begins in the file (seek plans of reader.BYTE_START_FORMATS: TS, PS)
+    key_positions: dict[int, int] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -94,10 +98,11 @@ class Segment:
     decode_from: float  # seconds; the reader seeks to the key frame at or before
     decode_until: float | None  # seconds; None: to the end
     frames: int  # frames emitted
+    decode_from_byte: int | None = None  # where the key frame it decodes from begins, where the plan found it
 
     @property
     def window(self) -> SegmentWindow:
-        return SegmentWindow(self.decode_from, self.emit_start, self.emit_end, self.decode_until)
+        return SegmentWindow(self.decode_from, self.emit_start, self.emit_end, self.decode_until, self.decode_from_byte)
 
 
 @dataclass(frozen=True)
@@ -242,14 +247,18 @@ def _from_cues_or_seeks(
         else:
             keyframes = []
     gop = 0
+    positions: dict[int, int] = {}
+    name = container.format.name.split(",")[0]
     if not keyframes:
         lead = int(REORDER_FRAMES * frame_ticks)
-        keyframes, gop = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds, lead)
+        found = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds, lead)
+        keyframes, gop, positions = found
     keyframes = [k for k in keyframes if k < end]
     if not keyframes:
         return None
-    unindexed = container.format.name.split(",")[0] in UNINDEXED_FORMATS
-    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, unindexed, vfr=info.video.is_vfr)
+    positions = {k: p for k, p in positions.items() if k < end} if name in BYTE_START_FORMATS else {}
+    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, name in UNINDEXED_FORMATS,
+                       vfr=info.video.is_vfr, key_positions=positions)  # fmt: skip
 
 
 def _keyframes_by_seeking(
@@ -260,18 +269,20 @@ def _keyframes_by_seeking(
     time_base: Fraction,
     segment_seconds: float,
     lead: int = 0,
-) -> tuple[list[int], int]:
-    """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), and
-    the widest key-frame interval seen. A seek in a container without index (TS, PS) lands on a packet
-    whose decode time is before the target: seeking ``lead`` ticks (a few frames of reordering) early lands
-    before a key frame shown at the target, not just past it (then the boundary would be a GOP later,
-    and finding it would read that GOP). The first target (the stream's start) too: else the seek lands just
-    past the first key frame, and measuring the key-frame interval reads a second GOP."""
+) -> tuple[list[int], int, dict[int, int]]:
+    """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), the
+    widest key-frame interval seen, and where each key frame found begins in the file (its packet's position).
+    A seek in a container without index (TS, PS) lands on a packet whose decode time is before the target:
+    seeking ``lead`` ticks (a few frames of reordering) early lands before a key frame shown at the target, not
+    just past it (then the boundary would be a GOP later, and finding it would read that GOP). The first target
+    (the stream's start) too: else the seek lands just past the first key frame, and measuring the key-frame
+    interval reads a second GOP."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
     targets = [start]
     while step is not None and targets[-1] + step < end:
         targets.append(targets[-1] + step)
     found: list[int] = []
+    positions: dict[int, int] = {}
     gop = 0
     for target in targets:
         try:
@@ -285,18 +296,20 @@ def _keyframes_by_seeking(
                 seen.append(packet.pts)
                 if len(seen) > 1:
                     gop = max(gop, seen[-1] - seen[-2])
-                if packet.pts >= end:
-                    break
+                if packet.pts >= end or len(seen) > 1:
+                    break  # the first seek reads on to a second key frame (the interval), not a boundary
                 if not found or packet.pts > found[-1]:
                     found.append(packet.pts)
-                    if len(seen) > 1 or target != start:
-                        break  # the first seek reads on to a second key frame: the interval
+                    if packet.pos is not None and packet.pos >= 0:
+                        positions[packet.pts] = packet.pos
+                    if target != start:
+                        break
         except av.error.FFmpegError as exc:
             log.warning("%s: seeking to plan segments failed (%s)", container.name, ffmpeg_reason(exc))
             break
     if found and found[0] > start:
         found.insert(0, start)  # the first segment starts at the first frame (decoded from the file's start)
-    return found, gop
+    return found, gop, positions
 
 
 def _ticks(seconds: float, time_base: Fraction) -> int:
@@ -340,6 +353,8 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     keys = [index.first]
     if settings.segment_seconds > 0:  # 0: the whole file is one segment
         limit = Fraction(settings.segment_seconds).limit_denominator(10**6) / tb  # in ticks
+        if index.source == "seek":  # one key frame found a boundary, up to a few frames before it (the seek's lead)
+            limit /= 2
         for kf in index.keyframes:
             if kf - keys[-1] >= limit:
                 keys.append(kf)
@@ -352,8 +367,11 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
         for i in range(1, len(keys)):
             shifted = frames.nth(keys[i], settings.warmup_frames)
             limit_pts = keys[i + 1] if i + 1 < len(keys) else None
+            # a key frame whose position the plan found (TS, PS) is opened at: a warm-up before it would instead seek
+            # by timestamp to an earlier key frame not known, reading more than the warm-up, whatever the GOP
+            long_gop = frames.gop_frames(keys[i]) >= LONG_GOP_WARMUPS * settings.warmup_frames
             if (
-                frames.gop_frames(keys[i]) >= LONG_GOP_WARMUPS * settings.warmup_frames
+                (long_gop or keys[i] in index.key_positions)
                 and shifted is not None
                 and (limit_pts is None or shifted < limit_pts)
             ):
@@ -370,7 +388,8 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
             decode_from = min(decode_from, 0.0)  # from the stream's start: the reader does not seek
         after = None if end is None else frames.after(end, settings.lookahead_frames)
         decode_until = None if after is None else float((after - Fraction(1, 2)) * tb - origin)
-        segments.append(Segment(i, start, end, decode_from, decode_until, frames.count(start, end)))
+        at_byte = index.key_positions.get(keys[i]) if from_key[i] else None
+        segments.append(Segment(i, start, end, decode_from, decode_until, frames.count(start, end), at_byte))
     return segments
 
 

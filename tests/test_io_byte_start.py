@@ -1,0 +1,159 @@
+"""A TS or PS batch segment opens the file at its key frame's byte position instead of seeking (issue 13).
+
+A timestamp seek in a file without an index bisects it (FFmpeg reads its last 250 kB for the end's timestamp),
+and every open's stream analysis reads the file's first 250 kB: on ten segments, both ten times. The plan's seeks
+find each segment's key frame anyway, and with it the position its packet starts at; the segment's reader opens
+the file there. The truth about where each key frame lies is ffprobe's packet list, and a segment opened at its
+key frame must decode, emit and keep exactly what the same segment decoded after a seek does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import pytest
+from conformance_cases import ffmpeg
+from read_counting import counting_reads, video_packets
+
+from gpen_video.config import FacesConfig
+from gpen_video.io.probe import probe
+from gpen_video.io.reader import BYTE_START_LEAD, VideoReader
+from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
+from gpen_video.restore_job import SegmentWindow
+from gpen_video.side_packets import read_side_file
+
+
+def _settings(seconds: float) -> PlanSettings:
+    return replace(PlanSettings.for_faces(FacesConfig(), seconds), emit_after_key=True)  # as the batch runner plans
+
+
+@pytest.fixture(scope="module")
+def reel(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("byte-start") / "reel.ts"  # 12 s, a key frame every 2 s, AAC interleaved
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+           "-t", "12", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "2", "-c:a", "aac",
+           path)  # fmt: skip
+    return path
+
+
+def _keys(path: Path) -> dict[int, int]:
+    """ffprobe's key frames: pts -> the position of its packet."""
+    return {int(p["pts"]): int(p["pos"]) for p in video_packets(path) if "K" in p["flags"]}
+
+
+def _spans(reads: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of the file read, merged: (start, end) in file order."""
+    spans: list[tuple[int, int]] = []
+    for offset, n in sorted(reads):
+        if spans and offset <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], offset + n))
+        else:
+            spans.append((offset, offset + n))
+    return spans
+
+
+def _run(path: Path, window: SegmentWindow, side: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A segment's read: the frames it emits (pts, picture hash), every frame decoded, its side file, its reads."""
+    info = probe(path)
+    duration = None if window.decode_until is None else window.decode_until - window.decode_from
+    with counting_reads(monkeypatch, path) as log:
+        reader = VideoReader(path, info, None, window.decode_from, duration, window.decode_from_byte)
+        with reader:
+            reader.divert_side_packets(side, window.emit_start, window.emit_end)
+            emitted = [
+                (f.pts, hashlib.sha256(f.source.to_ndarray().tobytes()).hexdigest())
+                for f in reader.frames()
+                if window.emits(f.pts)
+            ]
+    return emitted, reader.stats.decoded, side.read_bytes(), log
+
+
+def test_plan_finds_each_key_frame_where_ffprobe_puts_it(reel):
+    info = probe(reel)
+    index = index_packets(reel, info, 4.0)
+    truth = _keys(reel)
+    assert index.source == "seek" and len(index.key_positions) >= 3
+    assert all(truth.get(pts) == pos for pts, pos in index.key_positions.items()), (index.key_positions, truth)
+    plan = plan_segments(index, _settings(4.0))
+    assert len(plan) == 3 and plan[0].decode_from_byte is None  # the first decodes from the file's start
+    for seg in plan[1:]:
+        key = round((info.video.start_time + seg.decode_from) * 90000)  # the key frame its warm-up starts on
+        assert seg.decode_from_byte == truth[key] > 0
+
+
+def test_a_segment_opened_at_its_key_frame_reads_from_there_and_decodes_as_after_a_seek(reel, tmp_path, monkeypatch):
+    info = probe(reel)
+    plan = plan_segments(index_packets(reel, info, 4.0), _settings(4.0))
+    size = reel.stat().st_size
+    emitted_all = []
+    for seg in plan[1:]:
+        window = seg.window
+        opened = _run(reel, window, tmp_path / f"at-{seg.index}.side", monkeypatch)
+        sought = _run(reel, replace(window, decode_from_byte=None), tmp_path / f"seek-{seg.index}.side", monkeypatch)
+        assert opened[:3] == sought[:3]  # the same frames, pictures, decode count and side packets
+        emitted_all += [pts for pts, _ in opened[0]]
+        log = opened[3]
+        # one run of the file, from just before its key frame on: nothing earlier, no jump to the file's end
+        assert _spans(log.reads) == [(window.decode_from_byte - BYTE_START_LEAD, _spans(log.reads)[0][1])]
+        # the seek's open analyses the file's start, and its bisection reads the file's end
+        sought_spans = _spans(sought[3].reads)
+        assert sought_spans[0][0] == 0 and sought_spans[-1][1] == size
+        assert len(sought_spans) >= (3 if seg.emit_end is not None else 2)  # the last segment reads to the end
+        assert log.distinct_bytes < sought[3].distinct_bytes
+    with av.open(str(reel)) as source:  # and the side file holds audio packets (it is not empty on both paths)
+        streams = {s.index: s for s in source.streams}
+        assert len(list(read_side_file(tmp_path / "at-1.side", streams))) > 100
+    first = plan[1].emit_start
+    assert emitted_all == sorted(int(p["pts"]) for p in video_packets(reel) if int(p["pts"]) >= first)
+
+
+def test_a_byte_position_that_is_not_the_key_frame_falls_back_to_the_seek(reel, tmp_path, monkeypatch):
+    info = probe(reel)
+    plan = plan_segments(index_packets(reel, info, 4.0), _settings(4.0))
+    window = plan[1].window
+    packets = video_packets(reel)
+    far = window.decode_from_byte + 2 * BYTE_START_LEAD  # its open starts past the key frame
+    inside = next(int(p["pos"]) for p in packets if "K" not in p["flags"] and int(p["pos"]) > far)
+    wrong = _run(reel, replace(window, decode_from_byte=inside), tmp_path / "wrong.side", monkeypatch)
+    sought = _run(reel, replace(window, decode_from_byte=None), tmp_path / "seek.side", monkeypatch)
+    assert wrong[:3] == sought[:3] and len(wrong[0]) == plan[1].frames
+    assert wrong[3].opens == 2  # opened at the byte, found no key frame there, then opened to seek
+
+
+@pytest.mark.parametrize(
+    "name, codec",
+    [
+        ("broadcast.ts", ["-c:v", "mpeg2video", "-g", "12", "-bf", "2", "-c:a", "mp2"]),
+        ("dvd.mpg", ["-c:v", "mpeg2video", "-g", "15", "-bf", "2", "-c:a", "mp2", "-f", "vob"]),
+    ],
+)
+def test_short_gop_segments_open_at_their_own_key_frame_and_tile_the_frames(name, codec, tmp_path, monkeypatch):
+    """MPEG-2 at 12-15 frames a GOP (broadcast TS, DVD PS): a warm-up before a key frame would seek by timestamp to
+    a key frame the plan does not know; each segment instead decodes from its own and emits after the warm-up."""
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+           "-t", "8", "-b:v", "2M", *codec, path)  # fmt: skip
+    info = probe(path)
+    settings = _settings(2.0)
+    plan = plan_segments(index_packets(path, info, 2.0), settings)
+    truth = sorted(int(p["pts"]) for p in video_packets(path))
+    keys = _keys(path)
+    assert len(plan) == 4
+    emitted_all: list[int] = []
+    for seg, nxt in itertools.zip_longest(plan, plan[1:]):
+        emitted, decoded, _, log = _run(path, seg.window, tmp_path / f"{seg.index}.side", monkeypatch)
+        emitted_all += [pts for pts, _ in emitted]
+        if seg.index == 0:
+            continue
+        key = round((info.video.start_time + seg.decode_from) * 90000)  # the key frame it decodes from
+        assert key in keys and truth.index(seg.emit_start) - truth.index(key) == settings.warmup_frames
+        assert seg.decode_from_byte == keys[key] and log.opens == 1
+        assert _spans(log.reads) == [(keys[key] - BYTE_START_LEAD, _spans(log.reads)[0][1])]  # one run, from there
+        stop = len(truth) if nxt is None else truth.index(nxt.emit_start) + settings.lookahead_frames
+        needed = stop - truth.index(key)
+        assert needed <= decoded <= needed + 2, (seg.index, decoded, needed)  # + rounding of the rate's counts
+    assert emitted_all == truth  # every frame once, in order
