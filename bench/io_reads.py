@@ -1,15 +1,15 @@
 """Archive-scale I/O: how much of the input each command reads, against main at bc608b2, in the same run.
 
     python bench/io_reads.py [--baseline /tmp/probe-base ...] [--size 960x540] [--mov-frames 3200]
-                             [--ts-frames 1500] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
+                             [--ts-frames 15000] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
                              [--no-soak] [--only mov|ts|soak] [--per-open]
 
 Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
 audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
 checkout, and the baseline: ``git worktree add /tmp/probe-base bc608b2``) it runs, each in a fresh
 process: ``probe``, a 1-second ``preview`` from the middle, a whole-file ``restore --model identity``
-and a ``batch`` of 10 segments (of ``--ts-segment-seconds`` on the TS, to see a realistic 60 s segment on a
-longer ``--ts-frames``), and prints for each:
+and a ``batch`` of 10 segments (a tenth of the file each, or ``--ts-segment-seconds`` on the TS), and prints for
+each:
 
 - ``input×``: bytes read from the input through ``av.open`` (a counting file object), / its size;
 - ``rchar×`` / ``read_bytes×``: the process's own ``/proc/self/io`` around the command, / the input's
@@ -20,6 +20,11 @@ longer ``--ts-frames``), and prints for each:
   opened it (repeated opens summed, their count in brackets), as a multiple of its size.
 
 Goals (issue 13): probe <= 1 % on MOV/MP4/AVI/MKV, preview <= 5 %, restore and batch <= 1.1×.
+
+The TS is 10 minutes by default (60-second segments, as a reel is cut). Under each batch row, the overlap floor:
+the warm-up and look-ahead frames each seam reads twice, which no way of reading removes. On a short file with
+short segments the floor alone passes 1.1× (``--ts-frames 1500``: 1 minute in 6-second segments, 1.156×), and a
+1-second preview with its GOP before it is already some 4 % of a minute.
 
 The soak restores a >= 10-minute 360p clip with faces (insightface's t1.jpg) with ``identity`` and
 prints the RSS at 10 %, 50 % and 100 % of it; the goal is no growth past warm-up.
@@ -181,6 +186,21 @@ def per_open_line(opens: list[list], size: int) -> str:
     return ", ".join(f"{who}{f'[{int(c)}]' if c > 1 else ''} {share:.4f}" for who, (share, c) in totals.items())
 
 
+def overlap_floor(frames: int, rate: int, command: list[str]) -> str:
+    """What a batch must read at least: every frame once, and at each seam between segments the warm-up and the
+    look-ahead again (``PlanSettings.for_faces``, as the batch runner plans): the floor under its input×."""
+    sys.path.insert(0, str(ROOT))
+    from gpen_video.config import load_config
+    from gpen_video.jobs.planner import PlanSettings
+
+    seconds = float(command[command.index("--segment-seconds") + 1])
+    plan = PlanSettings.for_faces(load_config(None).faces, seconds)
+    seams = max(round(frames / (seconds * rate)) - 1, 0)
+    overlap = plan.warmup_frames + plan.lookahead_frames
+    return (f"overlap floor: {1 + seams * overlap / frames:.3f}× (warm-up {plan.warmup_frames} + look-ahead "
+            f"{plan.lookahead_frames} frames read again at each of {seams} seams, over {frames} frames)")  # fmt: skip
+
+
 def clean(work: Path) -> None:
     for path in work.iterdir():
         if path.is_dir():
@@ -197,10 +217,11 @@ def main() -> None:
                         help="a checkout of bc608b2 (default /tmp/probe-base); repeat to compare several")  # fmt: skip
     parser.add_argument("--size", default="960x540")
     parser.add_argument("--mov-frames", type=int, default=3200)
-    parser.add_argument("--ts-frames", type=int, default=1500)
+    parser.add_argument("--ts-frames", type=int, default=15000, help="10 minutes; 1500 shows a short file's floor")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--soak-fps", type=int, default=10)
-    parser.add_argument("--ts-segment-seconds", type=float, help="the TS batch's segments (default: a tenth of it)")
+    parser.add_argument("--ts-segment-seconds", type=float, help="the TS batch's segments (default: a tenth of it, "
+                        "60 s on the default 10 minutes)")  # fmt: skip
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--per-open", action="store_true", help="under each row, the bytes each av.open of it read")
     parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
@@ -252,6 +273,8 @@ def main() -> None:
                           f"{result['read_bytes'] / size:>12.4f} {result['wall']:>8.1f}")  # fmt: skip
                     if args.per_open:
                         print("      " + per_open_line(result["opens"], size))
+                if name.startswith("batch"):
+                    print("      " + overlap_floor(frames, rate, command))
             src.unlink()
         if not args.no_soak:
             soak(tmp, args.soak_minutes, args.soak_fps)
