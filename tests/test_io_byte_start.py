@@ -122,6 +122,8 @@ def test_a_byte_position_that_is_not_the_key_frame_falls_back_to_the_seek(reel, 
     sought = _run(reel, replace(window, decode_from_byte=None), tmp_path / "seek.side", monkeypatch)
     assert wrong[:3] == sought[:3] and len(wrong[0]) == plan[1].frames
     assert wrong[3].opens == 2  # opened at the byte, found no key frame there, then opened to seek
+    past_end = replace(window, decode_from_byte=reel.stat().st_size + 10**6)  # nothing there at all
+    assert _run(reel, past_end, tmp_path / "past.side", monkeypatch)[:3] == sought[:3]
 
 
 @pytest.mark.parametrize(

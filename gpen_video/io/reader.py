@@ -297,7 +297,11 @@ class VideoReader:
     def _open(self) -> av.container.InputContainer:
         if self._start_byte is not None:  # the format is named: probing it would read the file's start
             at = {"skip_initial_bytes": str(max(self._start_byte - BYTE_START_LEAD, 0))}
-            return open_probed(self.path, self.info, format=self.info.format_name, container_options=at)
+            try:
+                return open_probed(self.path, self.info, format=self.info.format_name, container_options=at)
+            except InputError as exc:  # nothing readable there: open it as any range is, and seek
+                log.debug("%s: cannot open it at byte %d (%s); seeking instead", self.path, self._start_byte, exc)
+                self._start_byte = None
         return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
 
     # -- packets of the other streams -------------------------------------------------------------
