@@ -159,3 +159,15 @@ def test_short_gop_segments_open_at_their_own_key_frame_and_tile_the_frames(name
         needed = stop - truth.index(key)
         assert needed <= decoded <= needed + 2, (seg.index, decoded, needed)  # + rounding of the rate's counts
     assert emitted_all == truth  # every frame once, in order
+
+
+def test_segments_shorter_than_the_gop_cut_on_every_key_frame(tmp_path):
+    """2-second segments over 3-second GOPs: a seek lands in the GOP before the one it aims at, whose key frame is
+    already a boundary; it reads on to the next key frame, which is the next boundary (none is skipped)."""
+    path = tmp_path / "long-gop.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "12", "-c:v", "libx264", "-g", "75",
+           "-bf", "2", path)  # fmt: skip
+    index = index_packets(path, probe(path), 2.0)
+    truth = _keys(path)
+    assert index.keyframes == sorted(truth) and len(truth) == 4
+    assert index.key_positions == truth

@@ -296,7 +296,7 @@ def _keyframes_by_seeking(
                 seen.append(packet.pts)
                 if len(seen) > 1:
                     gop = max(gop, seen[-1] - seen[-2])
-                if packet.pts >= end or len(seen) > 1:
+                if packet.pts >= end or (target == start and len(seen) > 1):
                     break  # the first seek reads on to a second key frame (the interval), not a boundary
                 if not found or packet.pts > found[-1]:
                     found.append(packet.pts)
