@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import av
 import pytest
 from conformance_cases import ffmpeg
-from read_counting import counting_reads, video_packets
+from read_counting import FFPROBE, counting_reads, video_packets
 
+from gpen_video.cli import main
 from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
 from gpen_video.io.reader import BYTE_START_LEAD, VideoReader
@@ -171,3 +174,50 @@ def test_segments_shorter_than_the_gop_cut_on_every_key_frame(tmp_path):
     truth = _keys(path)
     assert index.keyframes == sorted(truth) and len(truth) == 4
     assert index.key_positions == truth
+
+
+def _audio_packets(path: Path) -> list[tuple[str, str, str, str]]:
+    """ffprobe's audio packets of every audio stream: stream, pts (s), size, payload hash, in file order."""
+    out = subprocess.run([FFPROBE, "-v", "error", "-select_streams", "a", "-show_data_hash", "sha256",
+                          "-show_entries", "packet=stream_index,pts_time,size,data_hash", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return sorted((p["stream_index"], p["pts_time"], p["size"], p["data_hash"]) for p in json.loads(out)["packets"])
+
+
+@pytest.mark.parametrize(
+    "video",
+    [
+        ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=12:min-keyint=12:bframes=2:log-level=0"],
+        ["-c:v", "mpeg2video", "-g", "12", "-bf", "2", "-b:v", "2M"],
+    ],
+    ids=["hevc", "mpeg2"],
+)
+def test_batch_of_a_two_audio_ts_opens_each_segment_at_its_key_frame_and_keeps_everything(video, tmp_path,
+                                                                                          monkeypatch):  # fmt: skip
+    """End to end (``gpen-video batch``): a broadcast-like TS, two audio tracks (AAC and AC-3), short GOPs. Every
+    segment opens at its key frame, once; the output holds the input's frames at their times and both audio tracks
+    packet for packet (ffprobe's view of both files), from the segments' side files."""
+    path = tmp_path / "in" / "broadcast.ts"
+    path.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+           "-f", "lavfi", "-i", "sine=frequency=660", "-t", "8", "-map", "0:v", "-map", "1:a", "-map", "2:a", *video,
+           "-c:a:0", "aac", "-c:a:1", "ac3", path)  # fmt: skip
+    opened_at: list[int | None] = []
+    real_init = VideoReader.__init__
+
+    def recording_init(reader, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_init(reader, *args, **kwargs)
+        opened_at.append(reader.opened_at_byte)  # None: not opened at a byte (the first segment), or fell back
+
+    monkeypatch.setattr(VideoReader, "__init__", recording_init)
+    out = tmp_path / "out"
+    code = main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"])
+    assert code == 0
+    result = out / "broadcast.ts"
+    assert len(opened_at) == 4 and opened_at[0] is None and all(opened_at[1:]), opened_at
+    keys = set(_keys(path).values())
+    assert set(opened_at[1:]) <= keys  # each at a key frame ffprobe lists
+    frames_in = sorted(int(p["pts"]) for p in video_packets(path))
+    frames_out = sorted(int(p["pts"]) for p in video_packets(result))
+    assert frames_out == frames_in
+    assert _audio_packets(result) == _audio_packets(path) and len(_audio_packets(path)) > 500

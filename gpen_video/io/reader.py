@@ -304,6 +304,12 @@ class VideoReader:
                 self._start_byte = None
         return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
 
+    @property
+    def opened_at_byte(self) -> int | None:
+        """The key frame's byte position the file is read from (``start_byte``), or None: read from its start and
+        sought, or not a BYTE_START_FORMATS file."""
+        return self._start_byte
+
     # -- packets of the other streams -------------------------------------------------------------
     def take_packets(self) -> list[av.Packet]:
         """Side-stream packets demuxed since the last call, in file order, inside the processed range."""
