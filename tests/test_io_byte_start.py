@@ -202,17 +202,18 @@ def test_batch_of_a_two_audio_ts_opens_each_segment_at_its_key_frame_and_keeps_e
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
            "-f", "lavfi", "-i", "sine=frequency=660", "-t", "8", "-map", "0:v", "-map", "1:a", "-map", "2:a", *video,
            "-c:a:0", "aac", "-c:a:1", "ac3", path)  # fmt: skip
-    opened_at: list[int | None] = []
+    readers: list[VideoReader] = []
     real_init = VideoReader.__init__
 
     def recording_init(reader, *args, **kwargs):  # type: ignore[no-untyped-def]
         real_init(reader, *args, **kwargs)
-        opened_at.append(reader.opened_at_byte)  # None: not opened at a byte (the first segment), or fell back
+        readers.append(reader)
 
     monkeypatch.setattr(VideoReader, "__init__", recording_init)
     out = tmp_path / "out"
     code = main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"])
     assert code == 0
+    opened_at = [r.opened_at_byte for r in readers]  # after the run: None where it fell back to a seek
     result = out / "broadcast.ts"
     assert len(opened_at) == 4 and opened_at[0] is None and all(opened_at[1:]), opened_at
     keys = set(_keys(path).values())
