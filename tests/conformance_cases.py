@@ -62,15 +62,19 @@ class Probed:
         return [int(t) * tb for t in stamps if t is not None]
 
 
-def ffprobe(path: Path) -> Probed:
+def ffprobe_json(path: Path, *args: str) -> dict[str, Any]:
+    """ffprobe's JSON answer about ``path``, for the given ``-show_*``/``-select_streams`` arguments."""
     exe = ffprobe_exe()
     assert exe, "ffprobe is needed (scripts/setup.sh --test installs Debian's ffmpeg)"
-    args = [exe, "-v", "error", "-of", "json", "-show_streams", "-show_format", "-show_chapters"]
-    meta = json.loads(subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout)
-    fargs = [exe, "-v", "error", "-of", "json", "-select_streams", "V:0", "-show_frames",
-             "-show_entries", "frame=pts,best_effort_timestamp,width,height,side_data_list,interlaced_frame,"
-             "top_field_first,pix_fmt,sample_aspect_ratio,pict_type"]  # fmt: skip
-    frames = json.loads(subprocess.run([*fargs, str(path)], capture_output=True, text=True, check=True).stdout)
+    cmd = [exe, "-v", "error", "-of", "json", *args, str(path)]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def ffprobe(path: Path) -> Probed:
+    meta = ffprobe_json(path, "-show_streams", "-show_format", "-show_chapters")
+    frames = ffprobe_json(path, "-select_streams", "V:0", "-show_frames",
+                          "-show_entries", "frame=pts,best_effort_timestamp,width,height,side_data_list,"
+                          "interlaced_frame,top_field_first,pix_fmt,sample_aspect_ratio,pict_type")  # fmt: skip
     return Probed(meta.get("streams", []), meta.get("format", {}), meta.get("chapters", []), frames.get("frames", []))
 
 
@@ -322,12 +326,8 @@ def cut_before_last_packets(count: int) -> Callable[[Path], None]:
     """Cut the file exactly where its ``count``-th last video packet starts (a clean cut between packets)."""
 
     def damage(path: Path) -> None:
-        exe = ffprobe_exe()
-        assert exe
-        args = [exe, "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries", "packet=pos",
-                "-show_packets", str(path)]  # fmt: skip
-        out = subprocess.run(args, capture_output=True, text=True, check=True)
-        positions = sorted(int(p["pos"]) for p in json.loads(out.stdout)["packets"] if p.get("pos", "N/A") != "N/A")
+        probed = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pos", "-show_packets")
+        positions = sorted(int(p["pos"]) for p in probed["packets"] if p.get("pos", "N/A") != "N/A")
         cut = positions[-count]
         if path.suffix == ".ts":
             cut -= cut % 188
@@ -352,12 +352,8 @@ def corrupt_inside_packet(index: int) -> Callable[[Path], None]:
     """Overwrite bytes in the middle of the ``index``-th video packet's payload (headers intact)."""
 
     def damage(path: Path) -> None:
-        exe = ffprobe_exe()
-        assert exe
-        out = subprocess.run([exe, "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries",
-                              "packet=pos,size", "-show_packets", str(path)], capture_output=True, text=True,
-                             check=True)  # fmt: skip
-        packet = json.loads(out.stdout)["packets"][index]
+        probed = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pos,size", "-show_packets")
+        packet = probed["packets"][index]
         pos, size = int(packet["pos"]), int(packet["size"])
         data = bytearray(path.read_bytes())
         start = pos + size // 3

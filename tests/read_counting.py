@@ -6,16 +6,14 @@ The truth about where each frame's bytes lie comes from the ffprobe CLI, not fro
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-from conformance_cases import ffmpeg_exe, ffprobe_exe
+from conformance_cases import ffmpeg_exe, ffprobe_exe, ffprobe_json
 
 FFMPEG = ffmpeg_exe()
 FFPROBE = ffprobe_exe() or "ffprobe"
@@ -103,12 +101,7 @@ def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignor
 
 def video_packets(path: Path) -> list[dict]:
     """ffprobe's video packets: pos, size, pts, flags (in file order)."""
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size,pts,flags",
-         "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(out)["packets"]
+    return ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pos,size,pts,flags")["packets"]
 
 
 def packet_spans(path: Path) -> list[tuple[int, int]]:

@@ -8,7 +8,6 @@ Clips are made with the ffmpeg CLI from insightface's t1.jpg panned 4 px right a
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conformance_cases import ffmpeg_exe, ffprobe_exe
+from conformance_cases import ffmpeg_exe, ffprobe_json
 
 from gpen_video.align.compose import AlignedBatch, compose
 from gpen_video.align.warp import warp_cpu
@@ -36,7 +35,6 @@ from gpen_video.io.fields import (
 from gpen_video.synthetic import faces_image_path
 
 FFMPEG = ffmpeg_exe()
-FFPROBE = ffprobe_exe() or "ffprobe"
 SCALE = 0.75  # photo scale in the clips
 X0, Y0, DX, DY = 230, 170, 4, 2  # crop window origin and its motion per field (50p frame)
 W, H = 320, 240
@@ -52,12 +50,8 @@ def _ffmpeg(*args: str) -> None:
 
 
 def _probe(path: Path) -> dict:
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=field_order,nb_read_frames,r_frame_rate", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    return json.loads(out)["streams"][0]
+    entries = "stream=field_order,nb_read_frames,r_frame_rate"
+    return ffprobe_json(path, "-count_frames", "-select_streams", "v:0", "-show_entries", entries)["streams"][0]
 
 
 @pytest.fixture(scope="module")

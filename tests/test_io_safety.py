@@ -149,9 +149,7 @@ def test_timecode_offset_and_8bit_rule() -> None:
 
 def test_batch_assembled_mkv_keeps_its_frame_rate(tmp_path: Path) -> None:
     """Segments stream-copied into an MKV keep the source's rate (copy_stream), not Matroska's 1000 fps."""
-    import json
-
-    from conformance_cases import ffprobe_exe
+    from conformance_cases import ffprobe_json
 
     src = tmp_path / "in"
     src.mkdir()
@@ -161,9 +159,8 @@ def test_batch_assembled_mkv_keeps_its_frame_rate(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "gpen_video", "batch", str(src), "-o", str(out), "--model",
                            "identity", "--segment-seconds", "1", "-q"], capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    probe = subprocess.run([ffprobe_exe(), "-v", "error", "-of", "json", "-select_streams", "v", "-show_entries",
-                            "stream=avg_frame_rate", str(out / "c.mkv")], capture_output=True, text=True)  # fmt: skip
-    assert json.loads(probe.stdout)["streams"][0]["avg_frame_rate"] == "25/1"
+    probe = ffprobe_json(out / "c.mkv", "-select_streams", "v", "-show_entries", "stream=avg_frame_rate")
+    assert probe["streams"][0]["avg_frame_rate"] == "25/1"
 
 
 def test_a_pixel_aspect_the_output_cannot_carry_is_said_even_with_q(tmp_path: Path, run_cli) -> None:

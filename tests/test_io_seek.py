@@ -7,14 +7,12 @@ frame every 50 frames); which frames lie in the range comes from ffprobe, and so
 
 from __future__ import annotations
 
-import json
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from conformance_cases import ffmpeg
-from read_counting import FFPROBE, counting_reads, packet_spans
+from conformance_cases import ffmpeg, ffprobe_json
+from read_counting import counting_reads, packet_spans
 
 from gpen_video.cli import main
 
@@ -30,12 +28,8 @@ pytestmark = pytest.mark.usefixtures("restore_gpen_logger")  # these tests call 
 
 def ffprobe_times(path: Path) -> list[Fraction]:
     """Presentation times (seconds, exact) of the video frames, in order, as ffprobe decodes them."""
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-select_streams", "v:0", "-of", "json",
-         "-show_entries", "stream=time_base:frame=pts,best_effort_timestamp", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    data = json.loads(out)
+    entries = "stream=time_base:frame=pts,best_effort_timestamp"
+    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", entries)
     tb = Fraction(data["streams"][0]["time_base"])
     return sorted(int(f.get("pts", f["best_effort_timestamp"])) * tb for f in data["frames"])
 

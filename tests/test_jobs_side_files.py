@@ -8,12 +8,11 @@ own span, into a side file next to its segment file. The truth about the packets
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import av
-from conformance_cases import ffmpeg
-from read_counting import FFPROBE, counting_reads
+from conformance_cases import ffmpeg, ffprobe_json
+from read_counting import counting_reads
 
 from gpen_video.cli import main
 from gpen_video.config import FacesConfig, load_config
@@ -28,11 +27,9 @@ from gpen_video.side_packets import SideFileWriter, read_side_file, side_file_fo
 
 def _side_packets(path: Path) -> list[tuple[str, str, str, str, str]]:
     """ffprobe's audio packets: pts and duration (seconds), size, key flag, payload hash, in file order."""
-    out = subprocess.run([FFPROBE, "-v", "error", "-select_streams", "a", "-show_data_hash", "sha256",
-                          "-show_entries", "packet=pts_time,duration_time,size,flags,data_hash", "-of", "json",
-                          str(path)], capture_output=True, text=True, check=True).stdout  # fmt: skip
-    return [(p["pts_time"], p["duration_time"], p["size"], p["flags"][0], p["data_hash"])
-            for p in json.loads(out)["packets"]]  # fmt: skip
+    entries = "packet=pts_time,duration_time,size,flags,data_hash"
+    probed = ffprobe_json(path, "-select_streams", "a", "-show_data_hash", "sha256", "-show_entries", entries)
+    return [(p["pts_time"], p["duration_time"], p["size"], p["flags"][0], p["data_hash"]) for p in probed["packets"]]
 
 
 def test_segments_side_files_tile_the_input_and_assembly_reads_them_instead(tmp_path, monkeypatch):

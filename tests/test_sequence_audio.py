@@ -10,12 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conformance_cases import ffmpeg, ffmpeg_exe, ffprobe_exe
+from conformance_cases import ffmpeg, ffmpeg_exe, ffprobe_json
 
 from gpen_video.cli import main
 
 FFMPEG = ffmpeg_exe()
-FFPROBE = ffprobe_exe() or "ffprobe"
 
 
 pytestmark = pytest.mark.usefixtures("restore_gpen_logger")  # these tests call main() in-process
@@ -33,12 +32,8 @@ def scan(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _audio_stream(path: Path) -> dict:
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-select_streams", "a", "-of", "json",
-         "-show_entries", "stream=codec_name,start_time,duration,sample_rate,channels", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(out)["streams"]
+    entries = "stream=codec_name,start_time,duration,sample_rate,channels"
+    return ffprobe_json(path, "-select_streams", "a", "-show_entries", entries)["streams"]
 
 
 def _samples(path: Path) -> bytes:
