@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import av
 import pytest
-from conformance_cases import ffmpeg
-from read_counting import FFPROBE, counting_reads, video_packets
+from conformance_cases import ffmpeg, ffprobe_json
+from read_counting import counting_reads, video_packets
 
 from gpen_video.cli import main
 from gpen_video.config import FacesConfig
@@ -178,10 +176,9 @@ def test_segments_shorter_than_the_gop_cut_on_every_key_frame(tmp_path):
 
 def _audio_packets(path: Path) -> list[tuple[str, str, str, str]]:
     """ffprobe's audio packets of every audio stream: stream, pts (s), size, payload hash, in file order."""
-    out = subprocess.run([FFPROBE, "-v", "error", "-select_streams", "a", "-show_data_hash", "sha256",
-                          "-show_entries", "packet=stream_index,pts_time,size,data_hash", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    return sorted((p["stream_index"], p["pts_time"], p["size"], p["data_hash"]) for p in json.loads(out)["packets"])
+    out = ffprobe_json(path, "-select_streams", "a", "-show_data_hash", "sha256",
+                       "-show_entries", "packet=stream_index,pts_time,size,data_hash")  # fmt: skip
+    return sorted((p["stream_index"], p["pts_time"], p["size"], p["data_hash"]) for p in out["packets"])
 
 
 @pytest.mark.parametrize(
