@@ -22,7 +22,7 @@ from read_counting import counting_reads, video_packets
 from gpen_video.cli import main
 from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
-from gpen_video.io.reader import BYTE_START_LEAD, VideoReader
+from gpen_video.io.reader import BYTE_START_LEAD, VideoReader, open_at_byte
 from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
 from gpen_video.restore_job import SegmentWindow
 from gpen_video.side_packets import read_side_file
@@ -157,7 +157,7 @@ def test_short_gop_segments_open_at_their_own_key_frame_and_tile_the_frames(name
         assert seg.decode_from_byte == keys[key] and log.opens == 1
         assert _spans(log.reads) == [(keys[key] - BYTE_START_LEAD, _spans(log.reads)[0][1])]  # one run, from there
         stop = len(truth) if nxt is None else truth.index(nxt.emit_start) + settings.lookahead_frames
-        needed = stop - truth.index(key)
+        needed = min(stop, len(truth)) - truth.index(key)
         assert needed <= decoded <= needed + 2, (seg.index, decoded, needed)  # + rounding of the rate's counts
     assert emitted_all == truth  # every frame once, in order
 
@@ -174,11 +174,13 @@ def test_segments_shorter_than_the_gop_cut_on_every_key_frame(tmp_path):
     assert index.key_positions == truth
 
 
-def _audio_packets(path: Path) -> list[tuple[str, str, str, str]]:
-    """ffprobe's audio packets of every audio stream: stream, pts (s), size, payload hash, in file order."""
+def _audio_packets(path: Path) -> list[tuple[int, str, str, str]]:
+    """ffprobe's audio packets of every audio stream: which audio track (0, 1, ... in stream order), pts (s), size,
+    payload hash."""
     out = ffprobe_json(path, "-select_streams", "a", "-show_data_hash", "sha256",
                        "-show_entries", "packet=stream_index,pts_time,size,data_hash")  # fmt: skip
-    return sorted((p["stream_index"], p["pts_time"], p["size"], p["data_hash"]) for p in out["packets"])
+    track = {index: n for n, index in enumerate(sorted({p["stream_index"] for p in out["packets"]}))}
+    return sorted((track[p["stream_index"]], p["pts_time"], p["size"], p["data_hash"]) for p in out["packets"])
 
 
 @pytest.mark.parametrize(
@@ -219,3 +221,105 @@ def test_batch_of_a_two_audio_ts_opens_each_segment_at_its_key_frame_and_keeps_e
     frames_out = sorted(int(p["pts"]) for p in video_packets(result))
     assert frames_out == frames_in
     assert _audio_packets(result) == _audio_packets(path) and len(_audio_packets(path)) > 500
+
+
+@pytest.mark.parametrize(
+    "name, layout",
+    [
+        # a PS numbers its streams in the order it meets them: opened in mid-file, often audio first
+        ("two-audio.mpg", ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "mpeg2video", "-g", "15", "-bf", "2",
+                           "-b:v", "2M", "-c:a", "mp2", "-f", "vob"]),
+        # a TS's second program's streams come in packet order when its table has not been read yet
+        ("two-programs.ts", ["-map", "0:v", "-map", "1:a", "-map", "0:v", "-map", "2:a", "-c:v", "libx264",
+                             "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-program", "title=A:st=0:st=1",
+                             "-program", "title=B:st=2:st=3"]),
+    ],
+)  # fmt: skip
+def test_streams_numbered_otherwise_in_mid_file_fall_back_and_keep_each_track(name, layout, tmp_path):
+    """Where the file opened at a key frame gives a stream another stream's index, the reader opens it from the
+    start and seeks: each output audio track is the input's same track, packet for packet (none swapped)."""
+    path = tmp_path / "in" / name
+    path.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+           "-f", "lavfi", "-i", "sine=frequency=660", "-t", "10", *layout, path)  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"]) == 0
+    (result,) = [p for p in out.iterdir() if p.is_file() and p.suffix != ".json"]
+    tracks_in = _audio_packets(path)
+    assert len({stream for stream, *_ in tracks_in}) == 2 and len(tracks_in) > 600
+    # track, size and payload of every packet in order (the .mpg's output is Matroska: its times are in ms)
+    assert [(t, size, h) for t, _, size, h in _audio_packets(result)] == [(t, size, h) for t, _, size, h in tracks_in]
+
+
+@pytest.mark.parametrize(
+    "name, layout",
+    [
+        ("two-audio.mpg", ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "mpeg2video", "-g", "15", "-bf", "2",
+                           "-b:v", "2M", "-c:a", "mp2", "-f", "vob"]),
+        ("program-b-audio.ts", ["-map", "0:v", "-map", "1:a", "-map", "1:a", "-map", "2:a", "-c:v", "libx264",
+                                "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-program", "title=A:st=0:st=1",
+                                "-program", "title=B:st=2:st=3"]),
+    ],
+)  # fmt: skip
+def test_an_open_at_any_key_frame_has_the_probes_streams_or_is_refused(name, layout, tmp_path):
+    """At every key frame ffprobe lists: the file opened there holds, at each index, the stream the probe found
+    there (its container id: PS stream id, TS PID), or the open is refused (the reader then seeks)."""
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+           "-f", "lavfi", "-i", "sine=frequency=660", "-t", "8", *layout, path)  # fmt: skip
+    info = probe(path)
+    want = {info.video.index: info.video.stream_id, **{s.index: s.stream_id for s in info.streams}}
+    truth = {int(s["index"]): int(s["id"], 16) for s in ffprobe_json(path, "-show_streams")["streams"]}
+    assert want == truth  # the probe's ids are ffprobe's
+    refused = 0
+    for position in sorted(_keys(path).values())[1:]:
+        container = open_at_byte(path, info, position)
+        if container is None:
+            refused += 1
+            continue
+        with container:
+            assert {s.index: s.id for s in container.streams} == want, position
+    assert refused < len(_keys(path)) - 1  # some opens are taken (not all refused)
+
+
+def test_a_fallback_open_keeps_only_the_streams_assembly_muxes(tmp_path, monkeypatch):
+    """A segment whose byte start misses reopens the file: its side file still holds audio only (a second program's
+    video is not assembled, and a side packet of it would make the segment unusable)."""
+    path = tmp_path / "two-programs.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "8",
+           "-map", "0:v", "-map", "1:a", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-g",
+           "50", "-c:a", "aac", "-program", "title=A:st=0:st=1", "-program", "title=B:st=2:st=3", path)  # fmt: skip
+    info = probe(path)
+    plan = plan_segments(index_packets(path, info, 4.0), _settings(4.0))
+    far = plan[1].decode_from_byte + 2 * BYTE_START_LEAD
+    for packet in video_packets(path):  # a non-key frame the file opens at, with the probe's streams
+        position = int(packet["pos"])
+        if "K" not in packet["flags"] and position > far and (container := open_at_byte(path, info, position)):
+            container.close()
+            break
+    window = replace(plan[1].window, decode_from_byte=position)
+    emitted, _, _, log = _run(path, window, tmp_path / "fallback.side", monkeypatch)
+    assert emitted and log.opens == 2  # opened there, found no key frame at the start, opened again to seek
+    with av.open(str(path)) as source:
+        streams = {s.index: s for s in source.streams}
+        kinds = {packet.stream.type for packet in read_side_file(tmp_path / "fallback.side", streams)}
+    assert kinds == {"audio"}
+
+
+def test_a_ts_across_the_33_bit_wrap_opened_past_it_falls_back(tmp_path, monkeypatch):
+    """FFmpeg corrects a TS's 33-bit timestamp wrap from the first timestamp it reads: a file that starts over a
+    minute before the wrap, opened past it, reads 2^33 ticks off. Such a key frame is not taken for the start."""
+    path = tmp_path / "wrap.ts"
+    wrap = 2**33 / 90000
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "80", "-c:v", "libx264", "-preset",
+           "ultrafast", "-g", "20", "-output_ts_offset", f"{wrap - 70:.3f}", path)  # fmt: skip
+    info = probe(path)
+    plan = plan_segments(index_packets(path, info, 20.0), _settings(20.0))
+    assert len(plan) == 4 and all(seg.decode_from_byte for seg in plan[1:])
+    total = 0
+    for seg in plan[1:]:
+        opened = _run(path, seg.window, tmp_path / f"{seg.index}.side", monkeypatch)
+        sought = _run(path, replace(seg.window, decode_from_byte=None), tmp_path / f"s{seg.index}.side", monkeypatch)
+        assert opened[:3] == sought[:3] and len(opened[0]) == seg.frames
+        total += len(opened[0])
+    assert total == 800 - sum(1 for p in video_packets(path) if int(p["pts"]) < plan[1].emit_start)

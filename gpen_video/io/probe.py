@@ -72,6 +72,7 @@ class VideoInfo:
     # field order measured on the first pictures where the tag does not say it (``io.fields.check_fields``);
     # None: not looked (``probe`` reads one frame only)
     field_check: FieldCheck | None = None
+    stream_id: int | None = None  # the container's id for it (TS PID, PS stream id, track number)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class StreamInfo:
     bit_rate: int | None = None
     packets: int = 0
     default: bool = False
+    stream_id: int | None = None  # the container's id for it (TS PID, PS stream id, track number)
 
 
 @dataclass
@@ -398,6 +400,7 @@ def _describe(
         timecode=vstream.metadata.get("timecode") or container.metadata.get("timecode"),
         keyframe_count=timing.keyframes,
         frame_count_source=timing.source,
+        stream_id=vstream.id,
     )
     streams = [_stream_info(s, timing.packets.get(s.index, 0)) for s in container.streams if s.index != vstream.index]
     duration_s = float(container.duration / av.time_base) if container.duration else None
@@ -448,6 +451,7 @@ def _stream_info(stream: av.stream.Stream, packets: int) -> StreamInfo:
         title=stream.metadata.get("title"),
         packets=packets,
         default=bool(stream.disposition & av.stream.Disposition.default),
+        stream_id=stream.id,
     )
     if stream.type == "audio":
         info.sample_rate = cc.sample_rate

@@ -45,6 +45,10 @@ BYTE_START_FORMATS = ("mpegts", "mpeg")
 # Bytes before the key frame's packet that such an open starts at: a PS's MPEG video parser that starts on the key
 # frame's own start code gives its picture the next packet's timestamp; started in the packet before, it is in step.
 BYTE_START_LEAD = 8192
+# ... and the earliest its first key frame may be, before the start (seconds): a lead of 8 kB holds a few frames.
+# Earlier means another reading of the timestamps: FFmpeg corrects a TS's 33-bit wrap from the first it reads, so
+# a file that crosses the wrap, opened past it, is 2^33 ticks (26.5 hours) off.
+BYTE_START_SLACK = 5
 
 
 def first_seek_margin(frame_rate: float | None) -> Fraction:
@@ -81,14 +85,41 @@ def open_probed(path: str | Path, info: MediaInfo | None = None, **kwargs: Any) 
     return open_input(path, container_options=options, **kwargs)
 
 
+def open_at_byte(path: Path, info: MediaInfo, position: int) -> av.container.InputContainer | None:
+    """``path`` opened BYTE_START_LEAD before ``position`` (the format named: probing it would read the file's start),
+    or None where nothing can be opened there or its streams there are not the probe's: a PS numbers its streams in
+    the order it meets them, a TS the streams of a program whose table comes later, so an open in mid-file can give
+    another stream another's index."""
+    options = {**PROBED_INPUT_OPTIONS, **LIGHT_ANALYSIS_OPTIONS,
+               "skip_initial_bytes": str(max(position - BYTE_START_LEAD, 0))}  # fmt: skip
+    try:
+        container = open_input(path, format=info.format_name, container_options=options)
+    except InputError as exc:
+        log.debug("%s: cannot open it at byte %d (%s)", path, position, exc)
+        return None
+    differs = analysis_differs(container, info)
+    if differs is None:
+        return container
+    log.debug("%s: opened at byte %d, %s", path, position, differs)
+    container.close()
+    return None
+
+
 def analysis_differs(container: av.container.InputContainer, info: MediaInfo) -> str | None:
-    """What the opened streams say unlike the probe (the parameters a run uses), or None where nothing differs."""
+    """What the opened streams say unlike the probe (the parameters a run uses, and each index's stream id), or
+    None where nothing differs."""
     others = {s.index: s for s in info.streams}
     if len(container.streams) != len(others) + 1:
         return f"{len(container.streams)} streams where the probe found {len(others) + 1}"
     for stream in container.streams:
         cc = stream.codec_context
+        probed = others.get(stream.index)
+        want_id = info.video.stream_id if stream.index == info.video.index else probed and probed.stream_id
+        if want_id is not None and stream.id != want_id:
+            return f"stream {stream.index} has id {stream.id:#x} where the probe found {want_id:#x}"
         if stream.index == info.video.index:
+            if stream.type != "video":
+                return f"stream {stream.index} is {stream.type} where the probe found the video"
             video = info.video
             rate = nominal_rate(stream)
             # without the estimate, the rate of a codec that counts fields (MPEG-2, H.264) is guessed as the field rate
@@ -295,13 +326,11 @@ class VideoReader:
         self._side_end: _SideEnd | None = None  # when a range's side packets are all in (made on first use)
 
     def _open(self) -> av.container.InputContainer:
-        if self._start_byte is not None:  # the format is named: probing it would read the file's start
-            at = {"skip_initial_bytes": str(max(self._start_byte - BYTE_START_LEAD, 0))}
-            try:
-                return open_probed(self.path, self.info, format=self.info.format_name, container_options=at)
-            except InputError as exc:  # nothing readable there: open it as any range is, and seek
-                log.debug("%s: cannot open it at byte %d (%s); seeking instead", self.path, self._start_byte, exc)
-                self._start_byte = None
+        if self._start_byte is not None:
+            container = open_at_byte(self.path, self.info, self._start_byte)
+            if container is not None:
+                return container
+            self._start_byte = None  # opened as any range is, and sought
         return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
 
     @property
@@ -356,9 +385,10 @@ class VideoReader:
         if self._start_pts is None or self._start_pts <= self._first_pts():
             yield from self._frames()
             return
+        tb = self.video.time_base
         if self._start_byte is not None:  # opened at the key frame: its first frame must be that key frame
             try:
-                yield from self._frames(check_start=True)
+                yield from self._frames(check_start=True, earliest=self._start_pts - int(BYTE_START_SLACK / tb))
                 return
             except _SeekMissedStart as missed:
                 log.debug("%s: opened at byte %d, %s; seeking instead", self.path, self._start_byte, missed)
@@ -368,7 +398,6 @@ class VideoReader:
         # target, not to a key frame: the decoder then starts at the next key frame, which may lie past the
         # range. So seek ``margin`` earlier and check that a key frame at or before the start was decoded;
         # else back off twice as far, and decode from the top only once the margin reaches the stream's start.
-        tb = self.video.time_base
         unindexed = self.info.format_name in UNINDEXED_FORMATS
         lead = first_seek_margin(self.info.video.frame_rate) if unindexed else Fraction(0)
         margin = Fraction(0)  # the back-off past the lead: none first, then SEEK_BACKOFF, doubled while it misses
@@ -402,6 +431,8 @@ class VideoReader:
             if self.config.threads:
                 self.video.codec_context.thread_count = self.config.threads
             self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
+            if self._diversion is not None:  # a segment's side file holds only what assembly muxes
+                self.side_streams = [s for s in self.side_streams if s.type in ASSEMBLED_SIDE_TYPES]
         self._pending, self._early = [], []
         self._side_end = None
         if self._diversion is not None:
@@ -412,13 +443,17 @@ class VideoReader:
         self.stats = ReadStats()
 
     def _frames(
-        self, seek_pts: int | None = None, check_start: bool = False, quick_miss: bool = False
+        self,
+        seek_pts: int | None = None,
+        check_start: bool = False,
+        quick_miss: bool = False,
+        earliest: int | None = None,
     ) -> Iterator[Frame]:
         """One pass, after a seek to ``seek_pts`` where given. ``check_start``: raises ``_SeekMissedStart``
-        (before yielding anything) where the first frame decoded is not a key frame at or before the start, or
-        where nothing in the range was decoded. ``quick_miss``: as soon as a video packet decoded after the
-        start comes before any key-frame packet (any key frame to come is shown after the start: a miss),
-        without reading on to the next key frame."""
+        (before yielding anything) where the first frame decoded is not a key frame at or before the start (and,
+        given ``earliest``, not before that pts), or where nothing in the range was decoded. ``quick_miss``: as
+        soon as a video packet decoded after the start comes before any key-frame packet (any key frame to come
+        is shown after the start: a miss), without reading on to the next key frame."""
         checking = check_start
         key_packet_seen = not quick_miss
         if seek_pts is not None:
@@ -458,6 +493,8 @@ class VideoReader:
                 if checking:
                     if pts > self._start_pts or (not frame.key_frame and pts >= self._start_pts):
                         raise _SeekMissedStart(f"first decoded frame at pts {pts} (key: {frame.key_frame})")
+                    if frame.key_frame and earliest is not None and pts < earliest:
+                        raise _SeekMissedStart(f"first key frame at pts {pts}, long before the start")
                     checking = not frame.key_frame  # pre-roll decoded without its references: keep looking
                 self._check_size(frame, pts)
                 if last_pts is not None and pts <= last_pts:

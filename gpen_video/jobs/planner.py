@@ -251,8 +251,8 @@ def _from_cues_or_seeks(
     name = container.format.name.split(",")[0]
     if not keyframes:
         lead = int(REORDER_FRAMES * frame_ticks)
-        found = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds, lead)
-        keyframes, gop, positions = found
+        keyframes, gop, positions = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds,
+                                                          lead)  # fmt: skip
     keyframes = [k for k in keyframes if k < end]
     if not keyframes:
         return None
@@ -278,15 +278,13 @@ def _keyframes_by_seeking(
     (the stream's start) too: else the seek lands just past the first key frame, and measuring the key-frame
     interval reads a second GOP."""
     step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
-    targets = [start]
-    while step is not None and targets[-1] + step < end:
-        targets.append(targets[-1] + step)
     found: list[int] = []
     positions: dict[int, int] = {}
     gop = 0
-    for target in targets:
+    target: Fraction | None = Fraction(start)
+    while target is not None:
         try:
-            container.seek(int(target) - lead, stream=stream, backward=True, any_frame=False)
+            container.seek(math.floor(target) - lead, stream=stream, backward=True, any_frame=False)
             seen: list[int] = []  # key frames after this seek: the first new one is the boundary
             for packet in container.demux(stream):
                 if packet.pts is None or not packet.is_keyframe:
@@ -296,6 +294,8 @@ def _keyframes_by_seeking(
                 seen.append(packet.pts)
                 if len(seen) > 1:
                     gop = max(gop, seen[-1] - seen[-2])
+                if target != start and packet.pts < target - lead:
+                    continue  # landed in an earlier GOP: its key frame would make this segment short
                 if packet.pts >= end or (target == start and len(seen) > 1):
                     break  # the first seek reads on to a second key frame (the interval), not a boundary
                 if not found or packet.pts > found[-1]:
@@ -307,6 +307,9 @@ def _keyframes_by_seeking(
         except av.error.FFmpegError as exc:
             log.warning("%s: seeking to plan segments failed (%s)", container.name, ffmpeg_reason(exc))
             break
+        # the next boundary: a segment after the key frame just found (after this target where there was none)
+        base = found[-1] if found and found[-1] >= target - lead else target
+        target = base + step if step is not None and base + step < end else None
     if found and found[0] > start:
         found.insert(0, start)  # the first segment starts at the first frame (decoded from the file's start)
     return found, gop, positions
@@ -353,8 +356,8 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     keys = [index.first]
     if settings.segment_seconds > 0:  # 0: the whole file is one segment
         limit = Fraction(settings.segment_seconds).limit_denominator(10**6) / tb  # in ticks
-        if index.source == "seek":  # one key frame found a boundary, up to a few frames before it (the seek's lead)
-            limit /= 2
+        if index.source == "seek" and index.frame_ticks:  # a boundary's key frame may be the seek's lead early
+            limit -= REORDER_FRAMES * index.frame_ticks
         for kf in index.keyframes:
             if kf - keys[-1] >= limit:
                 keys.append(kf)
