@@ -189,7 +189,8 @@ def per_open_line(opens: list[list], size: int) -> str:
 def overlap_floor(frames: int, rate: int, command: list[str]) -> str:
     """What a batch must read at least: every frame once, and at each seam between segments the warm-up and the
     look-ahead again (``PlanSettings.for_faces``, as the batch runner plans): the floor under its input×."""
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from gpen_video.config import load_config
     from gpen_video.jobs.planner import PlanSettings
 

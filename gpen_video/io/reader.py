@@ -42,8 +42,9 @@ SEEK_LEAD_FRAMES = 4
 # reads its first 250 kB, both again for every segment. Opened at the key frame, the analysis reads the packets
 # the segment decodes anyway.
 BYTE_START_FORMATS = ("mpegts", "mpeg")
-# Bytes before the key frame's packet that such an open starts at: a PS's MPEG video parser that starts on the key
-# frame's own start code gives its picture the next packet's timestamp; started in the packet before, it is in step.
+# Bytes before the key frame's packet that such an open starts at (TS and PS alike; in a TS the partial packets there
+# are dropped): a PS's MPEG video parser that starts on the key frame's own start code gives its picture the next
+# packet's timestamp; started in the packet before, it is in step.
 BYTE_START_LEAD = 8192
 # ... and the earliest its first key frame may be, before the start (seconds): a lead of 8 kB holds a few frames.
 # Earlier means another reading of the timestamps: FFmpeg corrects a TS's 33-bit wrap from the first it reads, so
@@ -293,8 +294,9 @@ class VideoReader:
         start_byte: int | None = None,
     ) -> None:
         """``start_byte``: where in the file the key frame at ``start`` begins (a batch segment's, from its plan):
-        on a BYTE_START_FORMATS file the reader opens the file there, and seeks only where its first frame is
-        not that key frame."""
+        on a BYTE_START_FORMATS file the reader opens the file BYTE_START_LEAD before it, and seeks instead where
+        the streams there are not the probe's (``open_at_byte``) or the first frame decoded is not a key frame at
+        or before the start (and at most BYTE_START_SLACK before it)."""
         self.path = Path(path)
         self.info = info
         self.config = config or ReaderConfig()
@@ -335,8 +337,8 @@ class VideoReader:
 
     @property
     def opened_at_byte(self) -> int | None:
-        """The key frame's byte position the file is read from (``start_byte``), or None: read from its start and
-        sought, or not a BYTE_START_FORMATS file."""
+        """The key frame's byte position the file is read from (from BYTE_START_LEAD before it: ``start_byte``),
+        or None: read from its start and sought, or not a BYTE_START_FORMATS file."""
         return self._start_byte
 
     # -- packets of the other streams -------------------------------------------------------------

@@ -247,8 +247,9 @@ def _side_packets(
 
 
 def _side_files_unusable(info: MediaInfo, files: list[Path], side_in: list[av.stream.Stream]) -> str | None:
-    """Why the segments' side files may miss packets, or None. A TS/PS segment's read starts about a second
-    before its span: subtitles or data muxed earlier than that cannot be told missing; audio can (a gap)."""
+    """Why the segments' side files may miss packets, or None. A TS/PS segment's read starts at (or a seek before)
+    its key frame, its warm-up before its span: subtitles or data muxed earlier than that cannot be told missing;
+    audio can (a gap)."""
     if info.format_name in UNINDEXED_FORMATS and any(s.type != "audio" for s in side_in):
         return "subtitles or data in a container without an index (their packets at the seams cannot be checked)"
     return _audio_gap(files, {s.index: s for s in side_in})

@@ -10,9 +10,10 @@ grouped into segments of about ``segment_seconds``; each segment emits the frame
 its key frame up to the next segment's, after decoding some frames before it (warm-up: tracks and
 landmark smoothing settle, then those frames are dropped) and some after it (the faces stage's
 look-ahead). With long GOPs (``PlanSettings.emit_after_key``, as batch jobs plan) a segment instead decodes
-from its key frame and emits from the end of its warm-up there, so no GOP before it is read again; so does every
-segment of a TS or PS plan (whatever its GOP), whose key frames' byte positions the seeks found: the segment's
-reader opens the file at its key frame, without a seek (``Segment.decode_from_byte``). The plan
+from its key frame and emits from the end of its warm-up there, so no GOP before it is read again; so does a
+segment of a TS or PS plan whatever its GOP, whose key frame's byte position the seeks found: the segment's
+reader opens the file at its key frame, without a seek (``Segment.decode_from_byte``; not at a rate whose frames
+fall between the time base's ticks, such as 23.976 fps in 90 kHz, where those segments keep the seek). The plan
 depends only on the input and the settings, so a resumed job gets exactly the segments an uninterrupted one
 would, and their files can be reused.
 """
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 INDEX_SOURCES = ("index", "scan", "cues", "seek")  # the first two list every frame; the others key frames only
 REORDER_FRAMES = 4  # frames a key frame's decode time may precede its presentation time (B-frames), and more
 # A GOP is long (PlanSettings.emit_after_key) from this many warm-ups: cutting after the warm-up then saves at least
-# a warm-up's frames per boundary. Shorter GOPs (and all-intra) keep cuts on key frames; the look-ahead plays no part.
+# a warm-up's frames per boundary. Shorter GOPs (and all-intra) keep cuts on key frames (the look-ahead plays no
+# part), except where the plan found the key frame's byte position (TS, PS): those cut after the warm-up too.
 LONG_GOP_WARMUPS = 2
 
 
@@ -115,7 +117,8 @@ class PlanSettings:
     # Long GOPs (a key-frame interval of LONG_GOP_WARMUPS warm-ups or more): a segment decodes from its key frame K
     # and emits from the frame ``warmup_frames`` after it, instead of emitting from K after decoding from the GOP before
     # (the overlap per boundary drops from a GOP + the look-ahead to the warm-up + the look-ahead). Segment
-    # files are re-encoded, each starting on its own key frame, so an emitted start need not be a source one.
+    # files are re-encoded, each starting on its own key frame, so an emitted start need not be a source one. A key
+    # frame whose byte position the plan found (``PacketIndex.key_positions``: TS, PS) is cut so whatever its GOP.
     emit_after_key: bool = False
 
     @classmethod
@@ -300,7 +303,7 @@ def _keyframes_by_seeking(
                     break  # the first seek reads on to a second key frame (the interval), not a boundary
                 if not found or packet.pts > found[-1]:
                     found.append(packet.pts)
-                    if packet.pos is not None and packet.pos >= 0:
+                    if packet.pos is not None:  # PyAV: None where FFmpeg has no position
                         positions[packet.pts] = packet.pos
                     if target != start:
                         break
@@ -349,8 +352,10 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     """Group key frames into segments of about ``settings.segment_seconds`` (short inputs: one segment).
 
     Decode windows are in seconds from the stream's start (``index.origin``), as the reader counts them.
-    With ``settings.emit_after_key``, a segment whose key frame closes a long GOP decodes from that key frame
-    and emits from ``warmup_frames`` frames after it (``_Frames.nth``); the segment before emits up to there.
+    With ``settings.emit_after_key``, a segment whose key frame closes a long GOP (or whose byte position the plan
+    found) decodes from that key frame and emits from ``warmup_frames`` frames after it (``_Frames.nth``, where
+    that frame's pts is known: not at a rate off the time base's ticks, such as 23.976 fps in 90 kHz); the segment
+    before emits up to there.
     """
     tb = index.time_base
     keys = [index.first]
