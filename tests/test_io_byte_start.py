@@ -223,18 +223,21 @@ def test_batch_of_a_two_audio_ts_opens_each_segment_at_its_key_frame_and_keeps_e
     assert _audio_packets(result) == _audio_packets(path) and len(_audio_packets(path)) > 500
 
 
-@pytest.mark.parametrize(
-    "name, layout",
-    [
-        # a PS numbers its streams in the order it meets them: opened in mid-file, often audio first
-        ("two-audio.mpg", ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "mpeg2video", "-g", "15", "-bf", "2",
-                           "-b:v", "2M", "-c:a", "mp2", "-f", "vob"]),
-        # a TS's second program's streams come in packet order when its table has not been read yet
-        ("two-programs.ts", ["-map", "0:v", "-map", "1:a", "-map", "0:v", "-map", "2:a", "-c:v", "libx264",
-                             "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-program", "title=A:st=0:st=1",
-                             "-program", "title=B:st=2:st=3"]),
-    ],
-)  # fmt: skip
+# Files that an open in mid-file numbers otherwise: a PS numbers its streams in the order it meets them (opened in
+# mid-file, often audio first); a TS the streams of a program whose table it has not read yet, in packet order.
+RENUMBERED = [
+    ("two-audio.mpg", ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "mpeg2video", "-g", "15", "-bf", "2",
+                       "-b:v", "2M", "-c:a", "mp2", "-f", "vob"]),
+    ("two-programs.ts", ["-map", "0:v", "-map", "1:a", "-map", "0:v", "-map", "2:a", "-c:v", "libx264",
+                         "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-program", "title=A:st=0:st=1",
+                         "-program", "title=B:st=2:st=3"]),
+    ("program-b-audio.ts", ["-map", "0:v", "-map", "1:a", "-map", "1:a", "-map", "2:a", "-c:v", "libx264",
+                            "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-program", "title=A:st=0:st=1",
+                            "-program", "title=B:st=2:st=3"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, layout", RENUMBERED)
 def test_streams_numbered_otherwise_in_mid_file_fall_back_and_keep_each_track(name, layout, tmp_path):
     """Where the file opened at a key frame gives a stream another stream's index, the reader opens it from the
     start and seeks: each output audio track is the input's same track, packet for packet (none swapped)."""
@@ -246,21 +249,12 @@ def test_streams_numbered_otherwise_in_mid_file_fall_back_and_keep_each_track(na
     assert main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"]) == 0
     (result,) = [p for p in out.iterdir() if p.is_file() and p.suffix != ".json"]
     tracks_in = _audio_packets(path)
-    assert len({stream for stream, *_ in tracks_in}) == 2 and len(tracks_in) > 600
+    assert len({stream for stream, *_ in tracks_in}) >= 2 and len(tracks_in) > 600
     # track, size and payload of every packet in order (the .mpg's output is Matroska: its times are in ms)
     assert [(t, size, h) for t, _, size, h in _audio_packets(result)] == [(t, size, h) for t, _, size, h in tracks_in]
 
 
-@pytest.mark.parametrize(
-    "name, layout",
-    [
-        ("two-audio.mpg", ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "mpeg2video", "-g", "15", "-bf", "2",
-                           "-b:v", "2M", "-c:a", "mp2", "-f", "vob"]),
-        ("program-b-audio.ts", ["-map", "0:v", "-map", "1:a", "-map", "1:a", "-map", "2:a", "-c:v", "libx264",
-                                "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-program", "title=A:st=0:st=1",
-                                "-program", "title=B:st=2:st=3"]),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("name, layout", RENUMBERED)
 def test_an_open_at_any_key_frame_has_the_probes_streams_or_is_refused(name, layout, tmp_path):
     """At every key frame ffprobe lists: the file opened there holds, at each index, the stream the probe found
     there (its container id: PS stream id, TS PID), or the open is refused (the reader then seeks)."""
