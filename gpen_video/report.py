@@ -10,6 +10,7 @@ import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,9 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     # the same tracks, typed, for preview and batch (not written: ``faces["tracks"]`` holds them in the JSON)
     tracks: list[TrackSummary] = field(default_factory=list, repr=False)
+    # when the first frame written is shown (seconds; None: none written): a batch segment's first frame, which
+    # assembly places the segment file's timeline by
+    first_frame_time: Fraction | None = None
 
     @classmethod
     def begin(
@@ -136,6 +140,7 @@ class RunReport:
         self.frames_read = read.frames
         self.frames_decoded = read.decoded
         self.frames_written = result.frames
+        self.first_frame_time = result.pts[0] * Fraction(result.time_base) if result.pts else None
         self.damaged_packets = read.damaged_packets
         self.corrupt_frames = read.corrupt_frames
         self.streams = [asdict(p) for p in result.streams]

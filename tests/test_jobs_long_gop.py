@@ -15,6 +15,7 @@ from pathlib import Path
 from conformance_cases import ffmpeg
 from read_counting import video_packets
 
+from gpen_video.cli import main
 from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
 from gpen_video.io.reader import VideoReader
@@ -107,8 +108,6 @@ def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_a_seam_after_the
     from jobs_helpers import FACES, longer, write
     from media_checks import frame_times, video_planes
 
-    from gpen_video.cli import main
-
     keyint = {"g": "50", "keyint_min": "50", "sc_threshold": "0"}
     spec = replace(longer(FACES, 100), rate=Fraction(25), codec_options=keyint)
     clip = write(tmp_path, "faces.mkv", spec)
@@ -135,8 +134,6 @@ def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_a_seam_after_the
 def test_batch_of_a_long_gop_ts_keeps_every_timestamp(tmp_path):
     from media_checks import frame_times
 
-    from gpen_video.cli import main
-
     path = tmp_path / "reel.ts"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "8",
            "-c:v", "libx264", "-g", "50", "-bf", "2", "-c:a", "aac", path)  # fmt: skip
@@ -147,3 +144,23 @@ def test_batch_of_a_long_gop_ts_keeps_every_timestamp(tmp_path):
     truth, keys = _truth(path)
     assert starts[1:] == [truth[truth.index(k) + 17] for k in keys[1:4]]  # 17 frames after the key frames
     assert frame_times(out / "reel.ts") == frame_times(path)
+
+
+def test_a_frame_missing_where_a_segment_starts_keeps_every_frame_at_its_time(tmp_path):
+    """A capture that dropped the frame a segment was planned to start on (the warm-up's end after a key frame):
+    the segment begins at the next frame, and assembly places it by that frame, not by the planned start (which
+    shifted every frame of the segment one frame early, silently). ffprobe's pts of input and output agree."""
+    path = tmp_path / "in" / "dropped.ts"
+    path.parent.mkdir()
+    # key frames every 50 frames; frame 67 (= 50 + the 17-frame warm-up: segment 1's planned start) is missing
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t",
+           "10", "-vf", r"select=not(eq(n\,67))", "-fps_mode", "passthrough", "-c:v", "libx264", "-preset",
+           "ultrafast", "-g", "50", "-bf", "2", "-c:a", "aac", path)  # fmt: skip
+    info = probe(path)
+    plan = plan_segments(index_packets(path, info, 2.0), _settings(2.0))
+    truth, _ = _truth(path)
+    missing = plan[1].emit_start
+    assert missing not in truth and missing + 3600 in truth  # the plan's start for segment 1 is the dropped frame
+    out = tmp_path / "out"
+    assert main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"]) == 0
+    assert _truth(out / "dropped.ts")[0] == truth

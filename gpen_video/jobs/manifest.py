@@ -74,6 +74,7 @@ class SegmentRecord:
     faces: int = 0
     side_file: str = ""  # the segment's side-stream packets (side_packets.side_file_for), where it made them
     side_size: int = 0
+    first_pts: int | None = None  # its first frame's source pts (None: recorded before this was: emit_start)
 
 
 @dataclass

@@ -332,7 +332,7 @@ class BatchJob:
         seg = run.segments[done.index]
         run.record.segments[str(done.index)] = SegmentRecord(
             seg.index, seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until,
-            done.file, done.frames, done.size, done.faces, done.side_file, done.side_size,
+            done.file, done.frames, done.size, done.faces, done.side_file, done.side_size, done.first_pts,
         )  # fmt: skip
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
@@ -348,7 +348,13 @@ class BatchJob:
         record, outcome = run.record, run.outcome
         try:
             files = [run.work_dir / record.segments[str(s.index)].file for s in run.segments]
-            starts = [s.emit_start for s in run.segments]
+            # where each segment file's first frame lies: its planned start, unless no source frame lay there (a
+            # frame dropped at a cut, or timestamps off the rate's grid) and the segment began at the next one
+            done = [record.segments[str(s.index)] for s in run.segments]
+            starts = [
+                d.first_pts if d.first_pts is not None else s.emit_start
+                for d, s in zip(done, run.segments, strict=True)
+            ]
             recorded = [record.segments[str(s.index)].side_file for s in run.segments]
             # side packets from the segments' side files where every segment made one (and assembly finds them
             # whole), else from the input

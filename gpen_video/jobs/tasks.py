@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from gpen_video.config import Config, RestoreConfig
@@ -50,6 +51,7 @@ class SegmentDone:
     faces: int = 0  # faces restored
     side_file: str = ""  # its side-stream packets' file, where the run made one (side_packets.side_file_for)
     side_size: int = 0
+    first_pts: int | None = None  # the source pts of its first frame (emit_start, unless no frame lies there)
 
 
 class RestorerCache:
@@ -105,6 +107,9 @@ def execute_segment(
         return SegmentDone(task.key, task.index, error=f"{type(exc).__name__}: {exc}", host=platform.node())
     size = Path(task.output).stat().st_size
     seconds = round(time.perf_counter() - t0, 3)
+    first = report.first_frame_time
+    tb = task.info.video.time_base if task.info is not None else None
+    first_pts = round(first / Fraction(tb)) if first is not None and tb else None
     return SegmentDone(
         task.key,
         task.index,
@@ -116,4 +121,5 @@ def execute_segment(
         faces=int(report.faces.get("faces_restored", 0)),
         side_file=side.name if side.is_file() else "",
         side_size=side.stat().st_size if side.is_file() else 0,
+        first_pts=first_pts,
     )
