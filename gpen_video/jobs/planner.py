@@ -239,7 +239,8 @@ def _from_cues_or_seeks(
     end = _ticks(info.video.start_time + info.video.duration, time_base)
     source = "seek"
     keyframes: list[int] = []
-    if container.format.name.split(",")[0] in CUE_FORMATS:
+    name = container.format.name.split(",")[0]
+    if name in CUE_FORMATS:
         with contextlib.suppress(av.error.FFmpegError):
             container.seek(0, stream=stream, backward=True)  # loads the cues
         keyframes = sorted({e.timestamp for e in stream.index_entries if e.is_keyframe})
@@ -251,7 +252,6 @@ def _from_cues_or_seeks(
             keyframes = []
     gop = 0
     positions: dict[int, int] = {}
-    name = container.format.name.split(",")[0]
     if not keyframes:
         lead = int(REORDER_FRAMES * frame_ticks)
         keyframes, gop, positions = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds,

@@ -347,15 +347,12 @@ class BatchJob:
     def _assemble(self, run: _FileRun) -> None:
         record, outcome = run.record, run.outcome
         try:
-            files = [run.work_dir / record.segments[str(s.index)].file for s in run.segments]
+            kept = [record.segments[str(s.index)] for s in run.segments]
+            files = [run.work_dir / k.file for k in kept]
             # where each segment file's first frame lies: its planned start, unless no source frame lay there (a
             # frame dropped at a cut, or timestamps off the rate's grid) and the segment began at the next one
-            done = [record.segments[str(s.index)] for s in run.segments]
-            starts = [
-                d.first_pts if d.first_pts is not None else s.emit_start
-                for d, s in zip(done, run.segments, strict=True)
-            ]
-            recorded = [record.segments[str(s.index)].side_file for s in run.segments]
+            starts = [k.first_pts if k.first_pts is not None else k.emit_start for k in kept]
+            recorded = [k.side_file for k in kept]
             # side packets from the segments' side files where every segment made one (and assembly finds them
             # whole), else from the input
             side_files = [run.work_dir / name for name in recorded] if all(recorded) else None
