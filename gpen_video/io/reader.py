@@ -170,7 +170,7 @@ class _SideEnd:
         """Every side packet of the range is in (the video is done; ``packet`` is the last demuxed)."""
         if self.end is None:
             return False
-        t = packet_time(packet)
+        t = presentation_time(packet)
         self.note(packet, t)
         if not self.sparse and self.passed >= self.audio:
             return True
@@ -186,7 +186,7 @@ class _Diversion:
     side_end: _SideEnd  # its end, and when every side packet up to it is in
 
     def owns(self, packet: av.Packet) -> bool:
-        t = packet_time(packet)
+        t = presentation_time(packet)
         self.side_end.note(packet, t)
         if t is None:
             return self.start is None
@@ -194,7 +194,9 @@ class _Diversion:
         return (end is None or t < end) and (self.start is None or t >= self.start)
 
 
-def packet_time(packet: av.Packet) -> Fraction | None:
+def presentation_time(packet: av.Packet) -> Fraction | None:
+    """When a packet is shown, in seconds (its decode time without a pts); None without either, or a time base.
+    (``side_packets.packet_time`` orders by decode time instead.)"""
     ts = packet.pts if packet.pts is not None else packet.dts
     return None if ts is None or packet.time_base is None else ts * packet.time_base
 
@@ -233,10 +235,9 @@ class PacketRange:
     offset: Fraction
 
     def keeps(self, packet: av.Packet) -> bool:
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None or packet.time_base is None:
+        t = presentation_time(packet)
+        if t is None:
             return self.start is None
-        t = ts * packet.time_base
         if self.end is not None and t >= self.end:
             return False
         return self.start is None or t >= self.offset  # whole file: priming packets (pts < 0) included
