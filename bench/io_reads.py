@@ -71,8 +71,8 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
 
     import gpen_video.cli as cli
     import gpen_video.jobs.batch_cli  # imported before counting: module files are not the input
-    import gpen_video.pipeline
     import gpen_video.preview
+    import gpen_video.run
 
     sys.path.insert(0, str(ROOT / "tests"))  # the tests' counting file object: one definition of "bytes read"
     from read_counting import CountingFile
@@ -104,8 +104,8 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
 
         config = load_config(None, {"restore.model": "identity", "output.overwrite": True})
         before, t0 = _proc_io(), time.perf_counter()
-        report = gpen_video.pipeline.run_restore(
-            gpen_video.pipeline.RestoreJob(Path(input_path), Path(args[0]), config, progress=progress, info=info)
+        report = gpen_video.run.run_restore(
+            gpen_video.run.RestoreJob(Path(input_path), Path(args[0]), config, progress=progress, info=info)
         )
         rss.setdefault("100%", round(_rss_mb(), 1))
         rss["frames"] = report.frames_written

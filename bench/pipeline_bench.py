@@ -38,7 +38,7 @@ sys.path.insert(0, os.environ.get("GPEN_VIDEO_CODE", str(Path(__file__).resolve(
 from gpen_video.config import Config, load_config
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.probe import probe
-from gpen_video.pipeline import RestoreJob, run_restore
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import TWO_FACES, AudioTrack, ClipSpec, FaceScene, write_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reference.rrdbnet_reference import random_official_state_dict  # noqa: E402
 
-from gpen_video.align.upscale import LanczosUpscaler, RRDBUpscaler  # noqa: E402
 from gpen_video.models.rrdbnet import load_rrdbnet, model_from_state_dict  # noqa: E402
+from gpen_video.models.upscale import LanczosUpscaler, RRDBUpscaler  # noqa: E402
 
 
 @dataclass

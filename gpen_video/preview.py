@@ -26,8 +26,8 @@ from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import VideoReader
 from gpen_video.io.writer import SideStreams, container_family
-from gpen_video.pipeline import ProgressCallback, RestoreJob, run_restore
-from gpen_video.report import RunReport
+from gpen_video.run import ProgressCallback, RestoreJob, run_restore
+from gpen_video.run.report import RunReport
 
 log = logging.getLogger(__name__)
 

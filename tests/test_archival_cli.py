@@ -184,7 +184,7 @@ def test_upscaled_faces_are_pasted_at_the_higher_resolution(tmp_path):
     import cv2
 
     from gpen_video.config import load_config
-    from gpen_video.pipeline import RestoreJob, run_restore
+    from gpen_video.run import RestoreJob, run_restore
 
     still = tmp_path / "portrait.png"
     _ffmpeg("-i", _t1(), still)
@@ -238,7 +238,7 @@ def test_matched_grain_on_a_restored_face_is_within_15_percent_of_its_surroundin
     import cv2
 
     from gpen_video.config import load_config
-    from gpen_video.pipeline import RestoreJob, run_restore
+    from gpen_video.run import RestoreJob, run_restore
     from tests.test_archival_grain import _ratio, _scene  # the grainy scene and its face/ring regions
 
     frame, _ = _scene(np.uint8)  # t1's face on a gradient, film-like grain over all

@@ -20,8 +20,8 @@ from conformance_cases import ffmpeg_exe, ffprobe_exe
 from gpen_video.config import load_config
 from gpen_video.io.fields import analyse_fields, check_fields
 from gpen_video.io.probe import probe
-from gpen_video.pipeline import RestoreJob, run_restore
 from gpen_video.restore.restorer import IdentityRestorer
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import faces_image_path
 
 FFMPEG = ffmpeg_exe()

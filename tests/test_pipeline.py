@@ -15,8 +15,8 @@ from media_checks import frame_times, side_packets, video_planes
 from model_helpers import random_state_dict, save_checkpoint
 
 from gpen_video.config import load_config
-from gpen_video.pipeline import RestoreJob, run_restore
 from gpen_video.restore.restorer import Restorer
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import AudioTrack, ClipSpec, FaceScene, write_clip
 
 
@@ -115,7 +115,7 @@ _MEASURE = """
 import sys
 from pathlib import Path
 from gpen_video.config import load_config
-from gpen_video.pipeline import RestoreJob, run_restore
+from gpen_video.run import RestoreJob, run_restore
 
 def rss_mib():
     for line in open("/proc/self/status"):

@@ -13,19 +13,19 @@ import pytest
 import torch
 from model_helpers import random_faces, random_state_dict
 
-from gpen_video.align.paths import DevicePath, HostPath, choose_path
-from gpen_video.align.records import Aligned
 from gpen_video.config import RestoreConfig
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.io.colour import to_8bit
 from gpen_video.models import load_generator
 from gpen_video.models import load_restorer as load_for_scripts
-from gpen_video.models.ort_session import ort_session
+from gpen_video.models.loader import load_restorer
 from gpen_video.models.torch_backend import TorchRestorer
-from gpen_video.restore.batcher import CrossFrameBatcher
+from gpen_video.ort_session import ort_session
 from gpen_video.restore.device import CPU, Device, Precision, parse_device, resolve_device, resolve_precision
-from gpen_video.restore.loader import load_restorer
 from gpen_video.restore.restorer import DeviceRestorer, IdentityRestorer, Restorer
+from gpen_video.run.frame_path import DevicePath, HostPath, choose_path
+from gpen_video.run.records import Aligned
+from gpen_video.run.restore_stage import CrossFrameBatcher
 from gpen_video.side_packets import SidePackets
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpen_video"
@@ -116,8 +116,8 @@ class _Limited(Restorer):
 
 
 def _aligned(path: HostPath, index: int, faces: int) -> Aligned:
-    from gpen_video.align.paths import FaceCrops
     from gpen_video.io.reader import Frame
+    from gpen_video.run.frame_path import FaceCrops
 
     frame = Frame(index, index, Fraction(1, 25), av.VideoFrame(8, 8, "yuv420p"))
     crops = np.full((faces, 8, 8, 3), index, np.uint8)

@@ -18,7 +18,7 @@ import numpy as np
 from gpen_video.errors import ModelError
 from gpen_video.faces.detectors import Detector
 from gpen_video.faces.types import Detections, face_scale
-from gpen_video.models.ort_session import CPU_ONLY, ort_session
+from gpen_video.ort_session import CPU_ONLY, ort_session
 
 
 def mtcnn_weights_dir() -> Path:

@@ -37,7 +37,7 @@ from gpen_video.errors import InputError
 from gpen_video.faces.stage import lookahead_frames
 from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
 from gpen_video.io.reader import BYTE_START_FORMATS, UNINDEXED_FORMATS, open_probed
-from gpen_video.pipeline import SegmentWindow
+from gpen_video.run.job import SegmentWindow
 
 log = logging.getLogger(__name__)
 

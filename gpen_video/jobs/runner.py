@@ -32,7 +32,6 @@ from gpen_video.io.formats import output_caps
 from gpen_video.io.output import remove_stale_partials, verify_video
 from gpen_video.io.plan import check_encoder_opens
 from gpen_video.io.probe import MediaInfo, probe
-from gpen_video.io.sources import with_field_check
 from gpen_video.io.writer import check_video_codec
 from gpen_video.jobs.assemble import assemble
 from gpen_video.jobs.inputs import BatchItem
@@ -40,6 +39,7 @@ from gpen_video.jobs.manifest import FileRecord, InputIdentity, JobStore, Segmen
 from gpen_video.jobs.planner import PacketIndex, PlanSettings, Segment, index_packets, plan_segments
 from gpen_video.jobs.summary import FileOutcome, JobSummary
 from gpen_video.jobs.tasks import SegmentDone, SegmentTask
+from gpen_video.run.field_order import with_field_check
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gpen_video.align.paths import FramePath
-from gpen_video.align.records import Aligned, Decoded
 from gpen_video.align.templates import resolve_template
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FrameFaces, TrackSummary
+from gpen_video.run.frame_path import FramePath
+from gpen_video.run.records import Aligned, Decoded
 
 
 class AlignStage:

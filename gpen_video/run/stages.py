@@ -1,27 +1,27 @@
-"""The faces+align, restore and compose stages of one run, built and summarised the same way for a video
-(``pipeline``) and for an image sequence or still (``sequence_restore``), so the two paths cannot drift.
+"""The faces+align, restore and compose stages of one run, built and summarised once for every run
+(``run.run``), whatever its source and sink.
 
-The frame path (host or device, ``align.paths.choose_path``) is chosen once here; ``finish`` fills the
-report from what the stages counted (``RunReport.finish``), where both paths read it.
+The frame path (host or device, ``run.frame_path.choose_path``) is chosen once here; ``finish`` fills the
+report from what the stages counted (``RunReport.finish``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpen_video.align.compose_stage import ComposeStage
-from gpen_video.align.paths import choose_path
-from gpen_video.align.stage import AlignStage
-from gpen_video.archival import frame_path_choice, upscaler_for
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
-from gpen_video.report import RunReport, StageTimes
-from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.restorer import Restorer
-from gpen_video.stage_threads import Stage
+from gpen_video.run.compose_stage import ComposeStage
+from gpen_video.run.faces_stage import AlignStage
+from gpen_video.run.flow import Stage
+from gpen_video.run.frame_path import choose_path
+from gpen_video.run.options import frame_path_choice, upscaler_for
+from gpen_video.run.report import RunReport, StageTimes
+from gpen_video.run.restore_stage import CrossFrameBatcher
 
 
 class RunStages:
