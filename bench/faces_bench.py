@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
@@ -127,7 +127,7 @@ import json, sys, time
 import numpy as np
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 clip = np.load(sys.argv[1])
 detector = MtcnnDetector(threads=int(sys.argv[2]))
 detector.detect(clip[0][:200, :200])

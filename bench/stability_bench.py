@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gpen_video.config import FacesConfig  # noqa: E402
 from gpen_video.faces import FaceStage  # noqa: E402
-from gpen_video.faces.mtcnn import MtcnnDetector  # noqa: E402
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector  # noqa: E402
 from gpen_video.synthetic import PHOTO_FACE_BOXES, FaceScene, faces_image, frames, trajectory_accuracy  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
@@ -77,7 +77,7 @@ _BASELINE_SCRIPT = """
 import sys, time, json
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
 
 w, h, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

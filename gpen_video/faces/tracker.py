@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from gpen_video.config import FacesConfig
-from gpen_video.faces.detectors import Detector
+from gpen_video.faces.detectors.base import Detector
 from gpen_video.faces.motion import IDENTITY, Motion, MotionMeter, apply, compose
 from gpen_video.faces.types import Detections, face_box, face_scale, frontalness, plausible_face
 
