@@ -8,10 +8,10 @@ from typing import Any
 
 from gpen_video.align.paths import FramePath
 from gpen_video.align.records import Aligned, Decoded
-from gpen_video.align.templates import resolve_template
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FrameFaces, TrackSummary
+from gpen_video.models.registry import resolve_template
 
 
 class AlignStage:

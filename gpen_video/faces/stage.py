@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpen_video.align.templates import template_points, umeyama_similarity
 from gpen_video.config import FacesConfig
 from gpen_video.errors import ConfigError
 from gpen_video.faces.detectors import create_detector
 from gpen_video.faces.detectors.base import Detector
+from gpen_video.faces.geometry import template_points, umeyama_similarity
 from gpen_video.faces.motion import IDENTITY, apply, compose, invert
 from gpen_video.faces.scenecut import SceneCutDetector
 from gpen_video.faces.smoothing import local_linear
