@@ -8,8 +8,8 @@ from faces_helpers import ScriptedDetector
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
+from gpen_video.faces.association import association_cost, hungarian
 from gpen_video.faces.smoothing import local_linear, smooth_track
-from gpen_video.faces.tracker import association_cost, hungarian
 from gpen_video.faces.types import Detections
 
 FACE = np.array([[40.0, 50.0], [60.0, 50.0], [50.0, 60.0], [42.0, 70.0], [58.0, 70.0]])

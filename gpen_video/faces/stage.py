@@ -35,7 +35,8 @@ from gpen_video.faces.geometry import template_points, umeyama_similarity
 from gpen_video.faces.motion import IDENTITY, apply, compose, invert
 from gpen_video.faces.scenecut import SceneCutDetector
 from gpen_video.faces.smoothing import local_linear
-from gpen_video.faces.tracker import _CONFIRM_AFTER, Track, Tracker
+from gpen_video.faces.track import Track
+from gpen_video.faces.tracker import _CONFIRM_AFTER, Tracker
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FrameFaces, TrackedFace, TrackSummary, face_box, face_scale
 from gpen_video.io.colour import to_8bit
