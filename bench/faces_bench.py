@@ -73,7 +73,7 @@ def main() -> None:
         released += len(stage.push(index, image))
     released += len(stage.flush())
     tracked_s = time.perf_counter() - start
-    report = stage.report()
+    report = stage.summary().to_dict()
 
     scale = min(1.0, config.detect_size / max(args.width, args.height))
     small_size = (round(args.width * scale), round(args.height * scale))

@@ -66,7 +66,7 @@ def run_stage(config: FacesConfig, detector: MtcnnDetector, clip: list) -> tuple
     out += stage.flush()
     seconds = time.perf_counter() - start
     per_frame = [[f.landmarks5 for f in r.faces] for r in sorted(out, key=lambda r: r.index)]
-    return per_frame, stage.report(), seconds
+    return per_frame, stage.summary().to_dict(), seconds
 
 
 def run_raw(detector: MtcnnDetector, clip: list) -> list[list[np.ndarray]]:
@@ -93,7 +93,7 @@ for frame in frames(FaceScene(width=w, height=h, frames=n, degrade=0.5, seed=1, 
 t = time.perf_counter()
 stage.flush()
 seconds += time.perf_counter() - t
-print(json.dumps({"ms_per_frame": 1000 * seconds / n, "tracks": len(stage.report()["tracks"])}))
+print(json.dumps({"ms_per_frame": 1000 * seconds / n, "tracks": len(stage.summary().to_dict()["tracks"])}))
 """
 
 

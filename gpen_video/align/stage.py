@@ -59,7 +59,7 @@ class AlignStage:
         return out
 
     def summary(self) -> dict[str, Any]:
-        return self.stage.report()
+        return self.stage.summary().to_dict()
 
     def track_summaries(self) -> list[TrackSummary]:
         return self.stage.track_summaries()
