@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
@@ -73,7 +73,7 @@ def main() -> None:
         released += len(stage.push(index, image))
     released += len(stage.flush())
     tracked_s = time.perf_counter() - start
-    report = stage.report()
+    report = stage.summary().to_dict()
 
     scale = min(1.0, config.detect_size / max(args.width, args.height))
     small_size = (round(args.width * scale), round(args.height * scale))
@@ -127,7 +127,7 @@ import json, sys, time
 import numpy as np
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 clip = np.load(sys.argv[1])
 detector = MtcnnDetector(threads=int(sys.argv[2]))
 detector.detect(clip[0][:200, :200])

@@ -15,8 +15,8 @@ import numpy as np
 
 from gpen_video.align.grain import grain_for_crops
 from gpen_video.align.masks import feather_mask, parsing_masker
-from gpen_video.align.templates import invert_affine
 from gpen_video.config import ComposeConfig
+from gpen_video.faces.geometry import invert_affine
 
 MIN_ALPHA = 1.0 / 1024  # weights below this leave the pixel untouched
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from gpen_video.align.compose import MIN_ALPHA, footprint
 from gpen_video.align.masks import feather_mask, parsing_masker
-from gpen_video.align.templates import invert_affine
 from gpen_video.config import ComposeConfig
+from gpen_video.faces.geometry import invert_affine
 
 # OpenCV's sRGB (D65) matrices and white point (color_lab.cpp)
 _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gpen_video.align.templates import resolve_template
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FrameFaces, TrackSummary
+from gpen_video.models.registry import resolve_template
 from gpen_video.run.frame_path import FramePath
 from gpen_video.run.records import Aligned, Decoded
 
@@ -59,7 +59,7 @@ class AlignStage:
         return out
 
     def summary(self) -> dict[str, Any]:
-        return self.stage.report()
+        return self.stage.summary().to_dict()
 
     def track_summaries(self) -> list[TrackSummary]:
         return self.stage.track_summaries()

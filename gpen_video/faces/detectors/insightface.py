@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector
-from gpen_video.faces.mtcnn import nms
+from gpen_video.faces.detectors.base import Detector, nms
 from gpen_video.faces.types import Detections
 from gpen_video.ort_session import ort_session
 
