@@ -21,18 +21,11 @@ from pathlib import Path
 from gpen_video.align.records import Composed, Decoded
 from gpen_video.config import Config
 from gpen_video.errors import InputError
+from gpen_video.io.deinterlace import FieldDeinterlacer, FieldRateFrames, Weaver
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
-from gpen_video.io.fields import (
-    CombWatch,
-    FieldAnalysis,
-    FieldDeinterlacer,
-    FieldRateFrames,
-    Order,
-    Weaver,
-    check_fields,
-    tagged_order,
-)
+from gpen_video.io.field_analysis import CombWatch, FieldAnalysis, Order
+from gpen_video.io.field_check import check_fields, tagged_order
 from gpen_video.io.metadata import FIELD_ORDER_IDS, FIELD_ORDERS
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
