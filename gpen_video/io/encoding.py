@@ -22,6 +22,7 @@ import av
 
 from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError
+from gpen_video.io.containers import MUXER_CODEC_FAMILIES
 from gpen_video.io.formats import ContainerCaps
 from gpen_video.io.probe import VideoInfo
 
@@ -242,9 +243,8 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
         return settings
     if caps is not None:
         delivery = "libx265" if video.colour.bit_depth > 8 else "libx264"
-        # the muxer's own codec where H.264/HEVC cannot be timed or held (AVI: even without B-frames, FFmpeg's
-        # H.264 decoder guesses a reorder delay there and shows every frame one late)
-        if not caps.holds(delivery) or caps.family in ("mpeg", "vob", "dv", "mxf", "webm", "avi"):
+        # the muxer's own codec where H.264/HEVC cannot be timed or held
+        if not caps.holds(delivery) or caps.family in MUXER_CODEC_FAMILIES:
             return _container_default(video, encoders, caps)
     if video.colour.bit_depth > 8:
         settings = EncodeSettings(

@@ -31,6 +31,7 @@ import av
 
 from gpen_video.errors import InputError
 from gpen_video.io.colour import ColourInfo, colour_info, colour_of_frame
+from gpen_video.io.containers import CUE_FORMATS
 from gpen_video.io.metadata import VideoMetadata, video_metadata
 from gpen_video.io.rotation import normalize_rotation
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FRAME_COUNT_SOURCES = ("index", "estimate", "scan")
-CUE_FORMATS = ("matroska", "webm")  # an index (cues) only after the first seek; key frames only
 
 # demuxers FFmpeg can turn into "video" that no one means as footage
 _NOT_VIDEO_FORMATS = {"tty": "text file", "ass": "subtitle file", "srt": "subtitle file", "webvtt": "subtitle file",

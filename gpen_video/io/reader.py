@@ -21,30 +21,22 @@ import numpy as np
 from gpen_video.config import ReaderConfig
 from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
+from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, BYTE_START_FORMATS, PTS_DURATION_FORMATS, UNINDEXED_FORMATS
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason, nominal_rate, open_input
 from gpen_video.side_packets import SideFileWriter
 
 log = logging.getLogger(__name__)
 
-# demuxers without an index: their seek lands on any packet before the target, not on a key frame
-UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "mpeg2video")
-SEEK_BACKOFF = Fraction(1)  # seconds: the back-off on those after a first miss; doubled while it misses
+SEEK_BACKOFF = Fraction(1)  # seconds: the back-off on UNINDEXED_FORMATS after a first miss; doubled while it misses
 # The first seek on those goes only this many frames early (a key frame's decode time precedes its presentation by
 # the B-frame delay): a start on a key frame (a batch segment's, planned on one) then reads no packet before it. A
 # start inside a GOP misses (the first frame decoded is the next key frame, read up to) and backs off SEEK_BACKOFF.
 SEEK_LEAD_FRAMES = 4
 
 
-# Demuxers whose packet position (``packet.pos``) is a point they can start reading from: a TS packet or a PS pack
-# that begins a PES packet. A batch segment whose plan found its key frame by seeking knows that key frame's
-# position, and opens the file there (FFmpeg's ``skip_initial_bytes``) instead of seeking by timestamp: a timestamp
-# seek there bisects the file, reading its last 250 kB for the end's timestamp, and the open's stream analysis
-# reads its first 250 kB, both again for every segment. Opened at the key frame, the analysis reads the packets
-# the segment decodes anyway.
-BYTE_START_FORMATS = ("mpegts", "mpeg")
-# Bytes before the key frame's packet that such an open starts at (TS and PS alike; in a TS the partial packets there
-# are dropped): a PS's MPEG video parser that starts on the key frame's own start code gives its picture the next
-# packet's timestamp; started in the packet before, it is in step.
+# Bytes before the key frame's packet that an open of a BYTE_START_FORMATS file starts at (TS and PS alike; in a TS
+# the partial packets there are dropped): a PS's MPEG video parser that starts on the key frame's own start code
+# gives its picture the next packet's timestamp; started in the packet before, it is in step.
 BYTE_START_LEAD = 8192
 # ... and the earliest its first key frame may be, before the start (seconds): a lead of 8 kB holds a few frames.
 # Earlier means another reading of the timestamps: FFmpeg corrects a TS's 33-bit wrap from the first it reads, so
@@ -142,8 +134,6 @@ def analysis_differs(container: av.container.InputContainer, info: MediaInfo) ->
     return None
 
 
-# The side streams a batch's output holds (assembly copies these; attachments and extra video are left out)
-ASSEMBLED_SIDE_TYPES = ("audio", "subtitle", "data")
 SIDE_SLACK = 2  # seconds of file past a range's end that side packets due before it may still come in
 
 
@@ -591,7 +581,7 @@ def truncation(
     ends = []
     if stream.duration and stream.start_time is not None:
         ends.append((stream.start_time + stream.duration) * tb)
-    if container.duration and not container.format.name.startswith(("mpegts", "mpeg")):
+    if container.duration and not container.format.name.startswith(PTS_DURATION_FORMATS):
         start = Fraction(container.start_time or 0, av.time_base)
         ends.append(start + Fraction(container.duration, av.time_base))
     if not ends:
