@@ -23,6 +23,7 @@ from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import frame_count_warnings, probe
 from gpen_video.io.reader import VideoReader
+from gpen_video.io.side_packets import SidePackets, side_file_for
 from gpen_video.io.sources import frame_source, open_writer, output_info, with_field_check
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.report import RunReport, StageTimes
@@ -30,7 +31,6 @@ from gpen_video.restore.loader import load_restorer
 from gpen_video.restore_job import ProgressCallback, RestoreJob, SegmentWindow, planned_frames
 from gpen_video.run_stages import RunStages
 from gpen_video.sequence_restore import looks_like_sequence, run_sequence_restore
-from gpen_video.side_packets import SidePackets, side_file_for
 from gpen_video.stage_threads import Flow
 
 __all__ = ["ProgressCallback", "RestoreJob", "SegmentWindow", "planned_frames", "run_restore"]

@@ -18,6 +18,7 @@ from gpen_video.align.records import Aligned
 from gpen_video.config import RestoreConfig
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.io.colour import to_8bit
+from gpen_video.io.side_packets import SidePackets
 from gpen_video.models import load_generator
 from gpen_video.models import load_restorer as load_for_scripts
 from gpen_video.models.ort_session import ort_session
@@ -26,7 +27,6 @@ from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.device import CPU, Device, Precision, parse_device, resolve_device, resolve_precision
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore.restorer import DeviceRestorer, IdentityRestorer, Restorer
-from gpen_video.side_packets import SidePackets
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpen_video"
 

@@ -23,7 +23,7 @@ from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, BYTE_START_FORMATS, PTS_DURATION_FORMATS, UNINDEXED_FORMATS
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason, nominal_rate, open_input
-from gpen_video.side_packets import SideFileWriter
+from gpen_video.io.side_packets import SideFileWriter
 
 log = logging.getLogger(__name__)
 

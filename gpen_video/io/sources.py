@@ -29,8 +29,8 @@ from gpen_video.io.field_check import check_fields, tagged_order
 from gpen_video.io.metadata import FIELD_ORDER_IDS, FIELD_ORDERS
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
+from gpen_video.io.side_packets import SidePackets
 from gpen_video.io.writer import VideoWriter, Writer
-from gpen_video.side_packets import SidePackets
 
 log = logging.getLogger(__name__)
 PROGRESSIVE_ID = FIELD_ORDER_IDS["progressive"]  # AVFieldOrder, from the one table in io.metadata
