@@ -24,8 +24,8 @@ from gpen_video.io.field_analysis import (
     TelecineReport,
     detect_telecine,
 )
+from gpen_video.io.light_open import open_probed
 from gpen_video.io.probe import MediaInfo
-from gpen_video.io.reader import open_probed
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def measure_field_order(
 ) -> FieldCheck:
     """Decode ``frames`` pictures of the video stream from its start (as 8-bit grey) and judge their fields.
 
-    One more open of the file (a probed file's light open: ``io.reader.open_probed``) and a short read at its
+    One more open of the file (a probed file's light open: ``io.light_open.open_probed``) and a short read at its
     start (never a full read): about 50 ms for 16 SD frames, 450 ms at 1280x720 FFV1. Where the start says
     nothing (a still slate, black, bars: no verdict either way), ``frames`` more are read after a seek to each
     of ``places - 1`` later points (a third, two thirds of the probed duration). A stretch that cannot be

@@ -36,8 +36,8 @@ from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
 from gpen_video.faces.stage import lookahead_frames
 from gpen_video.io.containers import BYTE_START_FORMATS, CUE_FORMATS, UNINDEXED_FORMATS
+from gpen_video.io.light_open import open_probed
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason, reorder_shift, sample_index
-from gpen_video.io.reader import open_probed
 from gpen_video.pipeline import SegmentWindow
 
 log = logging.getLogger(__name__)
@@ -458,7 +458,7 @@ class _RateFrames:
     The emitted frames are exact whatever the rate says (they are the decoded frames with
     ``emit_start <= pts < emit_end``); only their count is estimated.
 
-    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``reader.first_seek_margin`` (a
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``read_start.first_seek_margin`` (a
     few frames) before the window and decodes from the first key frame after where it lands (backing off a second,
     and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it is
     likely another: the window starts half a frame after that one, so the seek lands just before it and the
