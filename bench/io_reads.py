@@ -131,7 +131,7 @@ def _opener() -> str:
     return f"{Path(frames[-1].filename).stem}.{frames[-1].name}" if frames else "?"
 
 
-_OPEN_HELPERS = ("open_input", "open_probed", "_open")
+_OPEN_HELPERS = ("open_input", "open_probed", "open_file")
 
 
 # -- the driver ---------------------------------------------------------------------------------

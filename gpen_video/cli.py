@@ -158,7 +158,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from gpen_video.io.fields import check_fields
+    from gpen_video.io.field_check import check_fields
     from gpen_video.io.probe import probe
 
     info = probe(args.input, exact=args.exact)  # --exact scans; else the container's index
@@ -199,7 +199,7 @@ def format_probe(info: Any) -> str:
     ]
     if v.field_check is not None:  # issue 15: what the first pictures show where the tag says no field order
         lines.append(f"    fields from the pictures: {field_check_line(v)}")
-    from gpen_video.io.fields import TELECINE_RATE, probe_telecine
+    from gpen_video.io.field_check import TELECINE_RATE, probe_telecine
 
     if v.frame_rate == TELECINE_RATE and info.path.is_file():
         lines.append(f"    pulldown: {probe_telecine(str(info.path), v.index).describe()}")

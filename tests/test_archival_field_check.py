@@ -18,7 +18,8 @@ import pytest
 from conformance_cases import ffmpeg_exe, ffprobe_exe
 
 from gpen_video.config import load_config
-from gpen_video.io.fields import analyse_fields, check_fields
+from gpen_video.io.field_analysis import analyse_fields
+from gpen_video.io.field_check import check_fields
 from gpen_video.io.probe import probe
 from gpen_video.restore.restorer import IdentityRestorer
 from gpen_video.run import RestoreJob, run_restore
@@ -237,7 +238,7 @@ def test_a_still_start_is_looked_past(tmp_path):
             f"crop={W}:{H}:x='300+6*max(n-80,0)':y=230,format=yuv420p,interlace=scan=bff,setfield=prog",
             "-frames:v", 75, "-c:v", "ffv1", clip)  # fmt: skip
     assert _probe(clip, "stream=field_order") == "unknown" and len(_pts(clip)) == 75
-    from gpen_video.io.fields import measure_field_order
+    from gpen_video.io.field_check import measure_field_order
 
     assert measure_field_order(probe(clip), places=1).analysis.order == "unknown"  # the start alone: nothing moves
     check = check_fields(probe(clip)).video.field_check

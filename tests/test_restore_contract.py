@@ -16,6 +16,7 @@ from model_helpers import random_faces, random_state_dict
 from gpen_video.config import RestoreConfig
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.io.colour import to_8bit
+from gpen_video.io.side_packets import SidePackets
 from gpen_video.models import load_generator
 from gpen_video.models import load_restorer as load_for_scripts
 from gpen_video.models.loader import load_restorer
@@ -26,7 +27,6 @@ from gpen_video.restore.restorer import DeviceRestorer, IdentityRestorer, Restor
 from gpen_video.run.frame_path import DevicePath, HostPath, choose_path
 from gpen_video.run.records import Aligned
 from gpen_video.run.restore_stage import CrossFrameBatcher
-from gpen_video.side_packets import SidePackets
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpen_video"
 

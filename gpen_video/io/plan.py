@@ -25,7 +25,8 @@ from gpen_video.io.ffmpeg_backend import demux_time_base
 from gpen_video.io.formats import ContainerCaps
 from gpen_video.io.output import check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, open_input
-from gpen_video.io.writer import SideStreams, StreamPlan, check_video_codec, picture_options
+from gpen_video.io.side_streams import SideStreams, StreamPlan
+from gpen_video.io.writer import check_video_codec, picture_options
 
 
 @dataclass

@@ -35,8 +35,9 @@ import av
 from gpen_video.config import FacesConfig
 from gpen_video.errors import InputError
 from gpen_video.faces.stage import lookahead_frames
-from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
-from gpen_video.io.reader import BYTE_START_FORMATS, UNINDEXED_FORMATS, open_probed
+from gpen_video.io.containers import BYTE_START_FORMATS, CUE_FORMATS, UNINDEXED_FORMATS
+from gpen_video.io.light_open import open_probed
+from gpen_video.io.probe import MediaInfo, ffmpeg_reason, reorder_shift, sample_index
 from gpen_video.run.job import SegmentWindow
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,10 @@ class PacketIndex:
     frame_ticks: Fraction | None = None  # nominal frame duration, in ticks (cues / seek only)
     end: int | None = None  # pts just past the last frame (cues / seek only)
     gop: int = 0  # the widest key-frame interval seen (ticks; seek plans only)
-    unindexed: bool = False  # the reader's seek lands on any packet and backs off (TS, PS: reader.UNINDEXED_FORMATS)
+    unindexed: bool = False  # the reader's seek lands on any packet, backs off (TS, PS: containers.UNINDEXED_FORMATS)
     origin: float = 0.0  # the stream's start (seconds): a segment's decode window counts from it, as --start does
     vfr: bool = False  # the probe found a variable rate (cues / seek: frames are then off the nominal grid)
-    # key frame pts -> where its packet begins in the file (seek plans of reader.BYTE_START_FORMATS: TS, PS)
+    # key frame pts -> where its packet begins in the file (seek plans of containers.BYTE_START_FORMATS: TS, PS)
     key_positions: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -457,7 +458,7 @@ class _RateFrames:
     The emitted frames are exact whatever the rate says (they are the decoded frames with
     ``emit_start <= pts < emit_end``); only their count is estimated.
 
-    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``reader.first_seek_margin`` (a
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``read_start.first_seek_margin`` (a
     few frames) before the window and decodes from the first key frame after where it lands (backing off a second,
     and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it is
     likely another: the window starts half a frame after that one, so the seek lands just before it and the

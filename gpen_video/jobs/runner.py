@@ -27,6 +27,7 @@ import av
 
 from gpen_video.config import Config, load_config
 from gpen_video.errors import GpenVideoError, InputError, OutputError
+from gpen_video.io.containers import SEGMENT_CONTAINERS
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import remove_stale_partials, verify_video
@@ -465,7 +466,7 @@ def segment_suffix(codec: str | None) -> str:
         name = av.codec.Codec(codec, "w").canonical_name
     except (ValueError, av.error.FFmpegError):
         return ".nut"
-    for suffix, muxer in ((".nut", "nut"), (".mov", "mov")):
+    for suffix, muxer in SEGMENT_CONTAINERS:
         with av.open(io.BytesIO(), "w", format=muxer) as container:
             if name in container.supported_codecs:
                 return suffix

@@ -1,5 +1,5 @@
 """The field order a run works in, and the output stream it gives: ``--field-order``, else the stream's tag,
-else a confident verdict from the first pictures (``io.fields.check_fields``), else progressive; and the
+else a confident verdict from the first pictures (``io.field_check.check_fields``), else progressive; and the
 output as the deinterlace mode and a background upscale make it (``output_info``).
 """
 
@@ -9,7 +9,8 @@ import dataclasses
 import logging
 
 from gpen_video.config import Config
-from gpen_video.io.fields import Order, check_fields, tagged_order
+from gpen_video.io.field_analysis import Order
+from gpen_video.io.field_check import check_fields, tagged_order
 from gpen_video.io.metadata import FIELD_ORDER_IDS, FIELD_ORDERS
 from gpen_video.io.probe import MediaInfo
 
@@ -33,7 +34,7 @@ def field_order(info: MediaInfo, config: Config) -> Order:
 
 
 def with_field_check(info: MediaInfo, config: Config) -> MediaInfo:
-    """``info`` with its untagged field order judged on the first pictures (``io.fields.check_fields``), where
+    """``info`` with its untagged field order judged on the first pictures (``io.field_check.check_fields``), where
     the run would use the verdict: not with ``--field-order tff|bff`` or ``--deinterlace off``."""
     if config.reader.field_order != "auto" or config.reader.deinterlace == "off":
         return info

@@ -6,7 +6,7 @@ Every frame is written as soon as it is composed (one atomic file each), so an i
 nothing: a rerun skips the numbers already in the output folder. A faceless frame is written from its
 decoded samples, unchanged. When ``-o`` names a video file the frames are encoded into it instead, and
 ``--audio FILE.wav`` is muxed with them: its sample 0 at the first frame's time, copied bit for bit where the
-container holds the WAV's PCM, else re-encoded (``io.writer.SideStreams`` decides, as for a video's audio).
+container holds the WAV's PCM, else re-encoded (``io.side_streams.SideStreams`` decides, as for a video's audio).
 """
 
 from __future__ import annotations

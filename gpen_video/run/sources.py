@@ -19,7 +19,7 @@ from gpen_video.io.writer import VideoWriter, Writer
 from gpen_video.run.job import RestoreJob
 from gpen_video.run.records import Composed, Decoded
 from gpen_video.run.views import DecodedView, frame_view
-from gpen_video.side_packets import SidePackets, side_file_for
+from gpen_video.io.side_packets import SidePackets, side_file_for
 
 
 class FrameSource(Protocol):

@@ -2,8 +2,8 @@
 (``DecodedView``), or, for interlaced input (``reader.deinterlace``, issue 15):
 
 - ``keep`` (the default): each frame turned into two field-rate pictures with ``bwdif``
-  (``io.fields.FieldRateFrames``), so faces are found, restored and pasted at field rate, and the composed
-  fields woven back into frames with the source's index, ``pts`` and field order (``io.fields.Weaver``; a
+  (``io.deinterlace.FieldRateFrames``), so faces are found, restored and pasted at field rate, and the composed
+  fields woven back into frames with the source's index, ``pts`` and field order (``io.deinterlace.Weaver``; a
   frame whose two fields were not touched goes out as decoded) (``FieldView``);
 - ``progressive``: the field-rate pictures themselves written (25i → 50p, new timestamps at twice the rate,
   and the run says so) (``FieldRateView``);
@@ -20,20 +20,14 @@ from pathlib import Path
 
 from gpen_video.config import Config
 from gpen_video.errors import InputError
-from gpen_video.io.fields import (
-    CombWatch,
-    FieldAnalysis,
-    FieldDeinterlacer,
-    FieldRateFrames,
-    Order,
-    Weaver,
-    tagged_order,
-)
+from gpen_video.io.deinterlace import FieldDeinterlacer, FieldRateFrames, Weaver
+from gpen_video.io.field_analysis import CombWatch, FieldAnalysis, Order
+from gpen_video.io.field_check import tagged_order
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
+from gpen_video.io.side_packets import SidePackets
 from gpen_video.run.field_order import deinterlace_mode, field_notes, field_order
 from gpen_video.run.records import Composed, Decoded
-from gpen_video.side_packets import SidePackets
 
 log = logging.getLogger(__name__)
 
