@@ -23,7 +23,8 @@ from gpen_video.cli import main
 from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
 from gpen_video.io.reader import BYTE_START_LEAD, VideoReader, open_at_byte
-from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
+from gpen_video.jobs.packet_index import index_packets
+from gpen_video.jobs.planner import PlanSettings, plan_segments
 from gpen_video.restore_job import SegmentWindow
 from gpen_video.side_packets import read_side_file
 

@@ -37,7 +37,8 @@ from gpen_video.io.writer import check_video_codec
 from gpen_video.jobs.assemble import assemble
 from gpen_video.jobs.inputs import BatchItem
 from gpen_video.jobs.manifest import FileRecord, InputIdentity, JobStore, SegmentRecord, settings_hash
-from gpen_video.jobs.planner import PacketIndex, PlanSettings, Segment, index_packets, plan_segments
+from gpen_video.jobs.packet_index import PacketIndex, index_packets
+from gpen_video.jobs.planner import PlanSettings, Segment, plan_segments
 from gpen_video.jobs.summary import FileOutcome, JobSummary
 from gpen_video.jobs.tasks import SegmentDone, SegmentTask
 
