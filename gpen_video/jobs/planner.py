@@ -26,7 +26,7 @@ from typing import Protocol
 from gpen_video.config import FacesConfig
 from gpen_video.faces.stage import lookahead_frames
 from gpen_video.jobs.packet_index import REORDER_FRAMES, PacketIndex
-from gpen_video.pipeline import SegmentWindow
+from gpen_video.restore_job import SegmentWindow
 
 # A GOP is long (PlanSettings.emit_after_key) from this many warm-ups: cutting after the warm-up then saves at least
 # a warm-up's frames per boundary. Shorter GOPs (and all-intra) keep cuts on key frames (the look-ahead plays no
@@ -36,19 +36,36 @@ LONG_GOP_WARMUPS = 2
 
 @dataclass(frozen=True)
 class Segment:
-    """One planned piece: emits source frames ``emit_start <= pts < emit_end``."""
+    """One planned piece: its window (decodes from, emits source frames ``emit_start <= pts < emit_end``) and the
+    frames it emits. Its bounds read through to the window."""
 
     index: int
-    emit_start: int
-    emit_end: int | None  # None: to the end of the file
-    decode_from: float  # seconds; the reader seeks to the key frame at or before
-    decode_until: float | None  # seconds; None: to the end
+    window: SegmentWindow
     frames: int  # frames emitted
-    decode_from_byte: int | None = None  # where the key frame it decodes from begins, where the plan found it
 
     @property
-    def window(self) -> SegmentWindow:
-        return SegmentWindow(self.decode_from, self.emit_start, self.emit_end, self.decode_until, self.decode_from_byte)
+    def emit_start(self) -> int:
+        return self.window.emit_start
+
+    @property
+    def emit_end(self) -> int | None:
+        """None: to the end of the file."""
+        return self.window.emit_end
+
+    @property
+    def decode_from(self) -> float:
+        """Seconds; the reader seeks to the key frame at or before."""
+        return self.window.decode_from
+
+    @property
+    def decode_until(self) -> float | None:
+        """Seconds; None: to the end."""
+        return self.window.decode_until
+
+    @property
+    def decode_from_byte(self) -> int | None:
+        """Where the key frame it decodes from begins, where the plan found it."""
+        return self.window.decode_from_byte
 
 
 @dataclass(frozen=True)
@@ -132,7 +149,8 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
         after = None if end is None else frames.after(end, settings.lookahead_frames)
         decode_until = None if after is None else float((after - Fraction(1, 2)) * tb - origin)
         at_byte = index.key_positions.get(keys[i]) if from_key[i] else None
-        segments.append(Segment(i, start, end, decode_from, decode_until, frames.count(start, end), at_byte))
+        window = SegmentWindow(decode_from, start, end, decode_until, at_byte)
+        segments.append(Segment(i, window, frames.count(start, end)))
     return segments
 
 

@@ -278,9 +278,8 @@ class BatchJob:
             done = record.segments.get(str(seg.index))
             if done is None:
                 continue
-            planned = (seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until)
-            if (done.emit_start, done.emit_end, done.decode_from, done.decode_until) != planned:
-                log.info("segment %d: planned %s now, %s before; recomputing it", seg.index, planned, done)
+            if done.window != seg.window:
+                log.info("segment %d: planned %s now, %s before; recomputing it", seg.index, seg.window, done.window)
                 continue
             path = work_dir / done.file
             side = work_dir / done.side_file if done.side_file else None
@@ -332,8 +331,8 @@ class BatchJob:
             return
         seg = run.segments[done.index]
         run.record.segments[str(done.index)] = SegmentRecord(
-            seg.index, seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until,
-            done.file, done.frames, done.size, done.faces, done.side_file, done.side_size, done.first_pts,
+            seg.index, seg.window, done.file, done.frames, done.size, done.faces, done.side_file, done.side_size,
+            done.first_pts,
         )  # fmt: skip
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
@@ -352,7 +351,7 @@ class BatchJob:
             files = [run.work_dir / k.file for k in kept]
             # where each segment file's first frame lies: its planned start, unless no source frame lay there (a
             # frame dropped at a cut, or timestamps off the rate's grid) and the segment began at the next one
-            starts = [k.first_pts if k.first_pts is not None else k.emit_start for k in kept]
+            starts = [k.first_pts if k.first_pts is not None else k.window.emit_start for k in kept]
             recorded = [k.side_file for k in kept]
             # side packets from the segments' side files where every segment made one (and assembly finds them
             # whole), else from the input

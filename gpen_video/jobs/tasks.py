@@ -17,9 +17,10 @@ from pathlib import Path
 from gpen_video.config import Config, RestoreConfig
 from gpen_video.errors import GpenVideoError
 from gpen_video.io.probe import MediaInfo
-from gpen_video.pipeline import RestoreJob, SegmentWindow, run_restore
+from gpen_video.pipeline import run_restore
 from gpen_video.restore.loader import load_restorer
 from gpen_video.restore.restorer import Restorer
+from gpen_video.restore_job import RestoreJob, SegmentWindow
 from gpen_video.side_packets import side_file_for
 
 log = logging.getLogger(__name__)
