@@ -106,6 +106,17 @@ class _FileRun:
     failed: bool = False
 
 
+@dataclass(frozen=True)
+class _EarlierRun:
+    """What the job folder holds for an input from earlier runs, judged against this run."""
+
+    record: FileRecord | None
+    identity: InputIdentity
+    settings: str  # this run's settings hash
+    reusable: bool  # --resume, and the record is of this input under these settings: its finished work counts
+    wrote_output: bool  # the record's output was restored by this job and is still as it was written
+
+
 def config_with(config: Config, overrides: dict[str, Any]) -> Config:
     """``config`` with a manifest row's per-file settings (dotted names) applied."""
     if not overrides:
@@ -205,51 +216,21 @@ class BatchJob:
 
     def _plan(self, item: BatchItem, outcome: FileOutcome, started: float) -> _FileRun | None:
         """Decide what to do with one input; None when there is nothing to do (skipped)."""
-        options = self.options
         config = config_with(self.config, item.overrides)
-        plan_settings = _plan_settings(config, options)
-        try:
-            identity = InputIdentity.of(item.input)
-        except OSError as exc:
-            raise InputError(f"{item.input}: cannot be read ({exc.strerror or exc})") from exc
-        settings = settings_hash(config, asdict(plan_settings))
-        old = self.store.load(item.key)
-        current = old is not None and old.matches(identity, settings)
-        if options.resume and current and old is not None:
-            if old.status == "done" and old.output_intact():
-                outcome.status, outcome.reason, outcome.frames = "skipped", "already restored", old.frames
-                return None
-            if old.status == "failed" and old.sticky and not options.retry_failed:
-                outcome.status = "failed"
-                outcome.error = f"failed in an earlier run ({old.error}); pass --retry-failed to try it again"
-                return None
-        work_dir = self.store.work_dir(item.key)
-        reusable = old if (options.resume and current and old is not None) else None
-        if old is not None and old.segments and reusable is None:
-            why = "--resume is off" if not options.resume else _mismatch(old, identity, settings)
-            log.info("%s: not reusing %d finished segment(s): %s", item.input, len(old.segments), why)
-        ours = old is not None and old.status == "done" and old.output_intact()
-        record = FileRecord(item.key, str(item.input), str(item.output))
-        if reusable is not None:
-            record.segments, record.attempts = reusable.segments, reusable.attempts
-        record.identity, record.settings = asdict(identity), settings
+        plan_settings = _plan_settings(config, self.options)
+        earlier = self._earlier_run(item, config, plan_settings)
+        if self._settled(earlier, outcome):
+            return None
+        record = self._new_record(item, earlier)
         info = with_field_check(probe(item.input), config)  # untagged fields judged once, for every segment
-        index = index_packets(item.input, info, options.segment_seconds)
-        if item.output.exists() and not ours and not options.overwrite:
-            if options.resume and old is None and _complete(item.output, index):
-                outcome.status, outcome.frames = "skipped", index.frame_count
-                outcome.reason = "output exists and holds every frame (made outside this job; settings unknown)"
-                return None
-            raise OutputError(f"{item.output}: already exists and was not written by this job; pass --overwrite")
+        index = index_packets(item.input, info, self.options.segment_seconds)
+        if self._made_elsewhere(item, earlier, index, outcome):
+            return None
         segments = plan_segments(index, plan_settings)
-        segment_config = _segment_config(config)
         estimate, codec = self._check_output(item, info, config)
-        suffix = segment_suffix(codec)
         remove_stale_partials(item.output)  # temporary outputs of killed runs to this output
-        reused = self._reusable_segments(record, segments, work_dir)
-        record.segments = {str(i): record.segments[str(i)] for i in reused}
-        kept = [record.segments[str(i)] for i in reused]
-        _clean_work_dir(work_dir, {r.file for r in kept} | {r.side_file for r in kept if r.side_file})
+        work_dir = self.store.work_dir(item.key)
+        reused = self._keep_reusable(record, segments, work_dir)
         todo = [s for s in segments if s.index not in reused]
         total = sum(s.frames for s in segments)
         remaining = sum(s.frames for s in todo)
@@ -259,18 +240,69 @@ class BatchJob:
         self.store.save(record)
         outcome.segments, outcome.segments_reused = len(segments), sorted(reused)
         run = _FileRun(item, config, info, index, segments, record, outcome, started, work_dir)
-        source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
-        for seg in todo:
-            path = work_dir / _segment_name(seg.index, suffix)
-            task = SegmentTask(
-                item.key, seg.index, source, path, segment_config, seg.window, seg.frames, info, item.output
-            )
-            run.tasks.append(task)
+        run.tasks = _segment_tasks(run, todo, segment_suffix(codec))
         run.pending = {s.index for s in todo}
         if reused:
             log.info("%s: reusing %d of %d segment(s) from an earlier run", item.input, len(reused), len(segments))
         self.events.file_started(item, total, total - remaining)
         return run
+
+    def _earlier_run(self, item: BatchItem, config: Config, plan_settings: PlanSettings) -> _EarlierRun:
+        """The input's identity and this run's settings hash, against the job folder's record of earlier runs."""
+        try:
+            identity = InputIdentity.of(item.input)
+        except OSError as exc:
+            raise InputError(f"{item.input}: cannot be read ({exc.strerror or exc})") from exc
+        settings = settings_hash(config, asdict(plan_settings))
+        old = self.store.load(item.key)
+        current = old is not None and old.matches(identity, settings)
+        wrote_output = old is not None and old.status == "done" and old.output_intact()
+        return _EarlierRun(old, identity, settings, self.options.resume and current, wrote_output)
+
+    def _settled(self, earlier: _EarlierRun, outcome: FileOutcome) -> bool:
+        """Resume: a file an earlier run restored, or failed on for the input's fault, is not run again."""
+        old = earlier.record
+        if not earlier.reusable or old is None:
+            return False
+        if old.status == "done" and old.output_intact():
+            outcome.status, outcome.reason, outcome.frames = "skipped", "already restored", old.frames
+            return True
+        if old.status == "failed" and old.sticky and not self.options.retry_failed:
+            outcome.status = "failed"
+            outcome.error = f"failed in an earlier run ({old.error}); pass --retry-failed to try it again"
+            return True
+        return False
+
+    def _new_record(self, item: BatchItem, earlier: _EarlierRun) -> FileRecord:
+        """This run's record of the input, with the earlier run's finished segments and attempts where they count."""
+        old = earlier.record
+        if old is not None and old.segments and not earlier.reusable:
+            why = "--resume is off" if not self.options.resume else _mismatch(old, earlier.identity, earlier.settings)
+            log.info("%s: not reusing %d finished segment(s): %s", item.input, len(old.segments), why)
+        record = FileRecord(item.key, str(item.input), str(item.output))
+        if earlier.reusable and old is not None:
+            record.segments, record.attempts = old.segments, old.attempts
+        record.identity, record.settings = asdict(earlier.identity), earlier.settings
+        return record
+
+    def _made_elsewhere(self, item: BatchItem, earlier: _EarlierRun, index: PacketIndex, outcome: FileOutcome) -> bool:
+        """An output this job did not write is refused without --overwrite; True (skipped) where, on resume with no
+        record, it holds every frame of the input."""
+        if not item.output.exists() or earlier.wrote_output or self.options.overwrite:
+            return False
+        if self.options.resume and earlier.record is None and _complete(item.output, index):
+            outcome.status, outcome.frames = "skipped", index.frame_count
+            outcome.reason = "output exists and holds every frame (made outside this job; settings unknown)"
+            return True
+        raise OutputError(f"{item.output}: already exists and was not written by this job; pass --overwrite")
+
+    def _keep_reusable(self, record: FileRecord, segments: list[Segment], work_dir: Path) -> set[int]:
+        """Keep the recorded segments this plan can reuse; drop the others' records and every unrecorded file."""
+        reused = self._reusable_segments(record, segments, work_dir)
+        record.segments = {str(i): record.segments[str(i)] for i in reused}
+        kept = list(record.segments.values())
+        _clean_work_dir(work_dir, {r.file for r in kept} | {r.side_file for r in kept if r.side_file})
+        return reused
 
     def _reusable_segments(self, record: FileRecord, segments: list[Segment], work_dir: Path) -> set[int]:
         reused = set()
@@ -409,6 +441,22 @@ class BatchJob:
         outcome.seconds = round(time.time() - started, 3)
         log.warning("%s", _with_path(item.input, error))
         self.events.file_finished(item, outcome)
+
+
+def _segment_tasks(run: _FileRun, todo: list[Segment], suffix: str) -> list[SegmentTask]:
+    """A task for each segment still to restore, each to its own file in the file's work folder."""
+    item = run.item
+    segment_config = _segment_config(run.config)
+    source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
+    tasks = []
+    for seg in todo:
+        path = run.work_dir / _segment_name(seg.index, suffix)
+        tasks.append(
+            SegmentTask(
+                item.key, seg.index, source, path, segment_config, seg.window, seg.frames, run.info, item.output
+            )
+        )
+    return tasks
 
 
 def _plan_settings(config: Config, options: JobOptions) -> PlanSettings:
