@@ -15,7 +15,6 @@ import contextlib
 import copy
 import io
 import logging
-import os
 import shutil
 import time
 from collections import deque
@@ -30,7 +29,7 @@ from gpen_video.errors import GpenVideoError, InputError, OutputError
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import remove_stale_partials, verify_video
-from gpen_video.io.plan import check_encoder_opens
+from gpen_video.io.plan import SpaceNeed, check_encoder_opens, check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.sources import with_field_check
 from gpen_video.io.writer import check_video_codec
@@ -330,7 +329,7 @@ class BatchJob:
         except OSError as exc:
             raise OutputError(f"{item.output.parent}: cannot create the output folder ({exc})") from exc
         if config.output.encoder_backend != "pyav":
-            return int(info.size_bytes * 1.5), None
+            return estimate_output_bytes(info, None), None
         caps = output_caps(item.output)  # the segments are encoded for this container (SegmentTask.encode_for)
         settings = choose_encoding(info.video, config.output, caps=caps)
         check_video_codec(caps, settings.codec, item.output.suffix)
@@ -340,19 +339,9 @@ class BatchJob:
     def _check_space(self, item: BatchItem, work_dir: Path, segment_bytes: int, output_bytes: int) -> None:
         """Fail this file now, not hours later, if its segments and output cannot fit."""
         work_dir.mkdir(parents=True, exist_ok=True)
-        out_dir = item.output.parent
-        needs = {work_dir: segment_bytes + SPACE_MARGIN}
-        if os.stat(work_dir).st_dev == os.stat(out_dir).st_dev:
-            needs[work_dir] += output_bytes
-        else:
-            needs[out_dir] = output_bytes + SPACE_MARGIN
-        for folder, need in needs.items():
-            free = shutil.disk_usage(folder).free
-            if free < need:
-                raise OutputError(
-                    f"{item.input}: needs about {need / 1e9:.2f} GB free in {folder}, only {free / 1e9:.2f} GB; "
-                    "free some space or put the job folder (--job-dir) or the outputs on another disk"
-                )
+        needs = [SpaceNeed(work_dir, segment_bytes), SpaceNeed(item.output.parent, output_bytes)]
+        advice = "free some space or put the job folder (--job-dir) or the outputs on another disk"
+        check_free_space(item.input, needs, advice, SPACE_MARGIN)
 
     # -- segments coming back ---------------------------------------------------------------------
     def _segment_done(self, done: SegmentDone) -> None:
@@ -479,17 +468,6 @@ def _frame_count_warnings(index: PacketIndex, decoded: int) -> list[str]:
 
 def _with_path(path: Path, error: str) -> str:
     return error if error.startswith(str(path)) else f"{path}: {error}"
-
-
-def estimate_output_bytes(info: MediaInfo, codec: str) -> int:
-    """A generous guess of the restored file's size, for the free-space check."""
-    v = info.video
-    pixels = v.width * v.height * max(v.frame_count, 1)
-    if codec in ("rawvideo", "v210"):
-        return int(pixels * 3 * v.colour.bit_depth / 8)
-    if codec == info.video.codec or codec in ("prores_ks", "dnxhd", "ffv1", "huffyuv", "ffvhuff", "utvideo"):
-        return int(max(info.size_bytes * 1.2, pixels * 0.5))
-    return int(max(info.size_bytes * 1.5, pixels * 0.08))  # CRF 16 runs near 0.05 bytes per pixel and frame
 
 
 def _segment_config(config: Config) -> Config:
