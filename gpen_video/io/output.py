@@ -15,7 +15,6 @@ import ctypes.util
 import errno
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,24 +89,6 @@ def remove_stale_partials(output_path: Path) -> list[Path]:
         log.warning("removed %s, left by an earlier run to %s that did not finish", stale.name, output_path.name)
         removed.append(stale)
     return removed
-
-
-def estimate_output_bytes(input_bytes: int, same_codec_family: bool) -> int:
-    """A rough size of the output: the input's size for the same codec family, twice it otherwise."""
-    return input_bytes if same_codec_family else 2 * input_bytes
-
-
-def check_free_space(output_path: Path, needed: int) -> None:
-    """OutputError before the run when the output's file system clearly cannot take ``needed`` bytes."""
-    try:
-        free = shutil.disk_usage(output_path.parent).free
-    except OSError:
-        return
-    if needed > free:
-        raise OutputError(
-            f"{output_path.parent}: {free / 1e9:.2f} GB free, the output needs about {needed / 1e9:.2f} GB; "
-            "free some space or write elsewhere with -o"
-        )
 
 
 def check_writable(path: Path, what: str = "report") -> None:

@@ -15,11 +15,11 @@ from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
 from gpen_video.io.probe import MediaInfo, frame_count_warnings
 from gpen_video.io.reader import ReadStats, VideoReader
+from gpen_video.io.side_packets import SidePackets, side_file_for
 from gpen_video.io.writer import VideoWriter, Writer
 from gpen_video.run.job import RestoreJob
 from gpen_video.run.records import Composed, Decoded
 from gpen_video.run.views import DecodedView, frame_view
-from gpen_video.io.side_packets import SidePackets, side_file_for
 
 
 class FrameSource(Protocol):
