@@ -109,7 +109,7 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
         )
         rss.setdefault("100%", round(_rss_mb(), 1))
         rss["frames"] = report.frames_written
-        rss["faces"] = int(report.faces.get("faces_restored", 0))
+        rss["faces"] = report.faces.faces_restored if report.faces else 0
         code = 0
     else:
         before, t0 = _proc_io(), time.perf_counter()

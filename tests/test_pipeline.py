@@ -207,7 +207,7 @@ def test_device_path_twin_matches_numpy_path(clip_name, request, tmp_path):
         out = tmp_path / f"{choice}.mkv"
         config = load_config("default", {"restore.model": "identity", "restore.device_path": choice})
         report = run_restore(RestoreJob(clip, out, config))
-        assert report.faces["faces_restored"] > 0
+        assert report.faces.faces_restored > 0
         outputs[choice] = out
     assert frame_times(outputs["on"]) == frame_times(clip)
     assert _max_level_difference(outputs["off"], outputs["on"]) <= 2
@@ -217,7 +217,7 @@ def test_device_path_with_gpen(cut_clip, gpen_64, tmp_path):
     config = load_config("default", {"restore.model": str(gpen_64), "restore.device_path": "on"})
     out = tmp_path / "gpen.mkv"
     report = run_restore(RestoreJob(cut_clip, out, config))
-    assert report.restore["device"] == "cpu" and report.faces["faces_restored"] > 0
+    assert report.restore.device == "cpu" and report.faces.faces_restored > 0
     pairs = zip(video_planes(cut_clip), video_planes(out), strict=True)
     changed = [any((a != b).any() for a, b in zip(x, y, strict=True)) for x, y in pairs]
     assert all(changed[:12]) and not any(changed[12:])

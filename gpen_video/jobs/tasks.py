@@ -118,7 +118,7 @@ def execute_segment(
         seconds,
         host=platform.node(),
         file=Path(task.output).name,
-        faces=int(report.faces.get("faces_restored", 0)),
+        faces=report.faces.faces_restored if report.faces else 0,
         side_file=side.name if side.is_file() else "",
         side_size=side.stat().st_size if side.is_file() else 0,
         first_pts=first_pts,
