@@ -79,7 +79,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 def _run(clip: Path, out: Path, **settings) -> dict:
     config = load_config(None, {"compose.blend": 1.0, "output.overwrite": True, **settings})
     report = run_restore(RestoreJob(clip, out, config, restorer=IdentityRestorer()), threaded=False)
-    return {"warnings": report.warnings, "faces": report.faces}
+    return {"warnings": report.warnings, "faces": report.faces.to_dict()}
 
 
 @pytest.mark.parametrize("order", ["tff", "bff"])
