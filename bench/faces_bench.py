@@ -24,6 +24,7 @@ import argparse
 import functools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
@@ -73,7 +74,7 @@ def main() -> None:
         released += len(stage.push(index, image))
     released += len(stage.flush())
     tracked_s = time.perf_counter() - start
-    report = stage.report()
+    report = stage.summary().to_dict()
 
     scale = min(1.0, config.detect_size / max(args.width, args.height))
     small_size = (round(args.width * scale), round(args.height * scale))
@@ -127,7 +128,7 @@ import json, sys, time
 import numpy as np
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 clip = np.load(sys.argv[1])
 detector = MtcnnDetector(threads=int(sys.argv[2]))
 detector.detect(clip[0][:200, :200])
@@ -177,8 +178,20 @@ def _score(boxes: list, centres: np.ndarray, sizes: np.ndarray) -> tuple[float, 
 def crowd(args) -> None:
     import tempfile
 
-    import numpy as np
+    cases = crowd_cases(args.frames)
+    print(
+        f"{args.frames} frames each; recall at the last frame; false: faces given out on no true face, in any"
+        " frame (the most in one frame, and in how many frames); ms per frame of the faces stage"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, clip, truth in cases:
+            clip_file = Path(tmp) / "clip.npy"
+            np.save(clip_file, clip)
+            print(crowd_line(name, clip_file, len(clip), truth, args))
 
+
+def crowd_cases(n_frames: int) -> list[tuple[str, np.ndarray, Callable[[int], tuple[np.ndarray, np.ndarray]]]]:
+    """(name, clip, truth(frame index) -> (centres, sizes)): the crowds at 1080p and 4K, the wide shot at 4K."""
     from gpen_video.synthetic import (
         PHOTO_FACE_BOXES,
         CrowdScene,
@@ -203,42 +216,38 @@ def crowd(args) -> None:
         ]
         return np.array(centres), np.array([(b[2] - b[0]) * affine[0, 0] for b in PHOTO_FACE_BOXES])
 
-    cases = []  # (name, clip, truth(frame index) -> (centres, sizes))
+    cases = []
     for width, height in ((1920, 1080), (3840, 2160)):
-        scene = CrowdScene(width=width, height=height, frames=args.frames)
+        scene = CrowdScene(width=width, height=height, frames=n_frames)
         truth = functools.partial(crowd_truth, scene, crowd_faces(scene))
         cases.append((f"crowd {width}x{height}", np.stack(list(crowd_frames(scene))), truth))
-    wide = FaceScene(width=3840, height=2160, frames=args.frames, degrade=0.5, seed=1, wobble=3.0)
+    wide = FaceScene(width=3840, height=2160, frames=n_frames, degrade=0.5, seed=1, wobble=3.0)
     cases.append(("wide 3840x2160", np.stack([f.image for f in frames(wide)]), functools.partial(wide_truth, wide)))
-    print(
-        f"{args.frames} frames each; recall at the last frame; false: faces given out on no true face, in any"
-        " frame (the most in one frame, and in how many frames); ms per frame of the faces stage"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, clip, truth in cases:
-            clip_file = Path(tmp) / "clip.npy"
-            np.save(clip_file, clip)
-            centres, sizes = truth(len(clip) - 1)
-            now = _timed(Path(__file__).resolve().parent.parent, clip_file, args.threads)
-            big, small, _ = _score(now["boxes"], centres, sizes)
-            false_by_frame = [_score(boxes, *truth(i))[2] for i, boxes in now["every_frame"]]
-            false = f"{max(false_by_frame, default=0)} in {sum(1 for n in false_by_frame if n)} frames"
-            ms = now["ms_per_frame"]
-            cpu = now["cpu_ms_per_frame"]
-            line = (
-                f"{name:16} recall>=20px {big:5.2f}  <20px {small:5.2f}  false {false}  {ms:7.1f} ms/frame"
-                f" ({cpu:.1f} CPU)"
-            )
-            if args.baseline:
-                base = _timed(baseline_tree(args.baseline), clip_file, args.threads)
-                b_big, b_small, b_false = _score(base["boxes"], centres, sizes)  # at the last frame
-                line += (
-                    f" | today: recall {b_big:5.2f} / {b_small:5.2f}, false {b_false},"
-                    f" {base['ms_per_frame']:7.1f} ms/frame ({base['cpu_ms_per_frame']:.1f} CPU),"
-                    f" ratio {now['ms_per_frame'] / base['ms_per_frame']:.2f}"
-                    f" ({cpu / base['cpu_ms_per_frame']:.2f} CPU)"
-                )
-            print(line)
+    return cases
+
+
+def crowd_line(
+    name: str, clip_file: Path, n_frames: int, truth: Callable[[int], tuple[np.ndarray, np.ndarray]], args
+) -> str:
+    """One case's row: this checkout's recall, false faces and cost; with ``--baseline``, the baseline's beside."""
+    centres, sizes = truth(n_frames - 1)
+    now = _timed(Path(__file__).resolve().parent.parent, clip_file, args.threads)
+    big, small, _ = _score(now["boxes"], centres, sizes)
+    false_by_frame = [_score(boxes, *truth(i))[2] for i, boxes in now["every_frame"]]
+    false = f"{max(false_by_frame, default=0)} in {sum(1 for n in false_by_frame if n)} frames"
+    ms = now["ms_per_frame"]
+    cpu = now["cpu_ms_per_frame"]
+    line = f"{name:16} recall>=20px {big:5.2f}  <20px {small:5.2f}  false {false}  {ms:7.1f} ms/frame ({cpu:.1f} CPU)"
+    if args.baseline:
+        base = _timed(baseline_tree(args.baseline), clip_file, args.threads)
+        b_big, b_small, b_false = _score(base["boxes"], centres, sizes)  # at the last frame
+        line += (
+            f" | today: recall {b_big:5.2f} / {b_small:5.2f}, false {b_false},"
+            f" {base['ms_per_frame']:7.1f} ms/frame ({base['cpu_ms_per_frame']:.1f} CPU),"
+            f" ratio {now['ms_per_frame'] / base['ms_per_frame']:.2f}"
+            f" ({cpu / base['cpu_ms_per_frame']:.2f} CPU)"
+        )
+    return line
 
 
 if __name__ == "__main__":

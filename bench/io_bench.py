@@ -20,7 +20,7 @@ import av
 from gpen_video.config import load_config
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.probe import probe
-from gpen_video.pipeline import RestoreJob, run_restore
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import AudioTrack, ClipSpec, FaceScene, write_clip
 
 

@@ -71,8 +71,8 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
 
     import gpen_video.cli as cli
     import gpen_video.jobs.batch_cli  # imported before counting: module files are not the input
-    import gpen_video.pipeline
     import gpen_video.preview
+    import gpen_video.run
 
     sys.path.insert(0, str(ROOT / "tests"))  # the tests' counting file object: one definition of "bytes read"
     from read_counting import CountingFile
@@ -104,12 +104,12 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
 
         config = load_config(None, {"restore.model": "identity", "output.overwrite": True})
         before, t0 = _proc_io(), time.perf_counter()
-        report = gpen_video.pipeline.run_restore(
-            gpen_video.pipeline.RestoreJob(Path(input_path), Path(args[0]), config, progress=progress, info=info)
+        report = gpen_video.run.run_restore(
+            gpen_video.run.RestoreJob(Path(input_path), Path(args[0]), config, progress=progress, info=info)
         )
         rss.setdefault("100%", round(_rss_mb(), 1))
         rss["frames"] = report.frames_written
-        rss["faces"] = int(report.faces.get("faces_restored", 0))
+        rss["faces"] = report.faces.faces_restored if report.faces else 0
         code = 0
     else:
         before, t0 = _proc_io(), time.perf_counter()
@@ -131,7 +131,7 @@ def _opener() -> str:
     return f"{Path(frames[-1].filename).stem}.{frames[-1].name}" if frames else "?"
 
 
-_OPEN_HELPERS = ("open_input", "open_probed", "_open")
+_OPEN_HELPERS = ("open_input", "open_probed", "open_file")
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -211,6 +211,24 @@ def clean(work: Path) -> None:
 
 
 def main() -> None:
+    args, rest = parse_args()
+    if args.child:
+        child(args.child, rest[1:] if rest[:1] == ["--"] else rest, args.soak)
+        return
+    roots = code_roots(args.baseline or [Path("/tmp/probe-base")])
+    tmp = Path(tempfile.mkdtemp(prefix="io-reads-", dir=args.workdir))
+    try:
+        rate = 25
+        for src, extra in make_inputs(tmp, args, rate).items():
+            report_input(src, extra, args, roots, tmp / "work", rate)
+            src.unlink()
+        if not args.no_soak:
+            soak(tmp, args.soak_minutes, args.soak_fps)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--soak", action="store_true", help=argparse.SUPPRESS)
@@ -227,60 +245,66 @@ def main() -> None:
     parser.add_argument("--per-open", action="store_true", help="under each row, the bytes each av.open of it read")
     parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
-    args, rest = parser.parse_known_args()
-    if args.child:
-        child(args.child, rest[1:] if rest[:1] == ["--"] else rest, args.soak)
-        return
+    return parser.parse_known_args()
 
+
+def code_roots(baselines: list[Path]) -> dict[str, Path]:
+    """This checkout and each baseline checkout that exists, by label."""
     roots = {"this": ROOT}
-    for baseline in args.baseline or [Path("/tmp/probe-base")]:
+    for baseline in baselines:
         if (baseline / "gpen_video").is_dir():
             roots[baseline.name[-7:]] = baseline.resolve()  # labelled by the folder's last 7 characters
         else:
             print(f"(no baseline at {baseline}: git worktree add {baseline} bc608b2)")
-    tmp = Path(tempfile.mkdtemp(prefix="io-reads-", dir=args.workdir))
-    try:
-        inputs = {}
-        rate = 25
-        if args.only in (None, "mov"):
-            mov = tmp / "reel.mov"
-            ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
-                   "sine=frequency=440:sample_rate=48000", "-frames:v", str(args.mov_frames),
-                   "-t", f"{args.mov_frames / rate}", "-c:v", "rawvideo", "-pix_fmt", "uyvy422",
-                   "-c:a", "pcm_s24le", mov)  # fmt: skip
-            inputs[mov] = []
-        if args.only in (None, "ts"):
-            ts = tmp / "reel.ts"
-            ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
-                   "sine=frequency=440", "-frames:v", str(args.ts_frames), "-t", f"{args.ts_frames / rate}",
-                   "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "2", "-c:a", "aac", ts)  # fmt: skip
-            inputs[ts] = ["--preset", "ultrafast"]
-        for src, extra in inputs.items():
-            size = src.stat().st_size
-            frames = args.mov_frames if src.suffix == ".mov" else args.ts_frames
-            print(f"\n{src.name}: {size / 1e9:.2f} GB, {frames} frames {args.size}")
-            print(f"  {'command':<13} {'code':<8} {'input×':>8} {'rchar×':>8} {'read_bytes×':>12} {'wall s':>8}")
-            work = tmp / "work"
-            work.mkdir(exist_ok=True)
-            segment = args.ts_segment_seconds if src.suffix == ".ts" else None
-            for name, command in commands(src, work, frames / rate, extra, segment).items():
-                for label, root in roots.items():
-                    result = run_child(root, src, command)
-                    clean(work)
-                    if "error" in result:
-                        print(f"  {name:<13} {label:<8} failed: {result['error']}")
-                        continue
-                    print(f"  {name:<13} {label:<8} {result['input'] / size:>8.4f} {result['rchar'] / size:>8.3f} "
-                          f"{result['read_bytes'] / size:>12.4f} {result['wall']:>8.1f}")  # fmt: skip
-                    if args.per_open:
-                        print("      " + per_open_line(result["opens"], size))
-                if name.startswith("batch"):
-                    print("      " + overlap_floor(frames, rate, command))
-            src.unlink()
-        if not args.no_soak:
-            soak(tmp, args.soak_minutes, args.soak_fps)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return roots
+
+
+def make_inputs(tmp: Path, args: argparse.Namespace, rate: int) -> dict[Path, list[str]]:
+    """The MOV and the TS (or the one ``--only`` names), made with the ffmpeg CLI: each with its extra arguments."""
+    inputs = {}
+    if args.only in (None, "mov"):
+        mov = tmp / "reel.mov"
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
+               "sine=frequency=440:sample_rate=48000", "-frames:v", str(args.mov_frames),
+               "-t", f"{args.mov_frames / rate}", "-c:v", "rawvideo", "-pix_fmt", "uyvy422",
+               "-c:a", "pcm_s24le", mov)  # fmt: skip
+        inputs[mov] = []
+    if args.only in (None, "ts"):
+        ts = tmp / "reel.ts"
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
+               "sine=frequency=440", "-frames:v", str(args.ts_frames), "-t", f"{args.ts_frames / rate}",
+               "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "2", "-c:a", "aac", ts)  # fmt: skip
+        inputs[ts] = ["--preset", "ultrafast"]
+    return inputs
+
+
+def report_input(
+    src: Path, extra: list[str], args: argparse.Namespace, roots: dict[str, Path], work: Path, rate: int
+) -> None:
+    """One input's table: each command under each code base, in a fresh process."""
+    size = src.stat().st_size
+    frames = args.mov_frames if src.suffix == ".mov" else args.ts_frames
+    print(f"\n{src.name}: {size / 1e9:.2f} GB, {frames} frames {args.size}")
+    print(f"  {'command':<13} {'code':<8} {'input×':>8} {'rchar×':>8} {'read_bytes×':>12} {'wall s':>8}")
+    work.mkdir(exist_ok=True)
+    segment = args.ts_segment_seconds if src.suffix == ".ts" else None
+    for name, command in commands(src, work, frames / rate, extra, segment).items():
+        for label, root in roots.items():
+            result = run_child(root, src, command)
+            clean(work)
+            print_row(name, label, result, size, args.per_open)
+        if name.startswith("batch"):
+            print("      " + overlap_floor(frames, rate, command))
+
+
+def print_row(name: str, label: str, result: dict, size: int, per_open: bool) -> None:
+    if "error" in result:
+        print(f"  {name:<13} {label:<8} failed: {result['error']}")
+        return
+    print(f"  {name:<13} {label:<8} {result['input'] / size:>8.4f} {result['rchar'] / size:>8.3f} "
+          f"{result['read_bytes'] / size:>12.4f} {result['wall']:>8.1f}")  # fmt: skip
+    if per_open:
+        print("      " + per_open_line(result["opens"], size))
 
 
 def soak(tmp: Path, minutes: float, fps: int) -> None:

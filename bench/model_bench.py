@@ -89,39 +89,25 @@ def diffs(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, int, floa
     return float(d.max()), float(d.mean()), int(levels.max()), float(levels.float().mean())
 
 
+@dataclass
+class Reference:
+    """The per-face reference's row and outputs: what every batched row is timed and diffed against."""
+
+    row: Row
+    out: torch.Tensor  # (faces, 3, S, S) the reference's output for the first faces of the input
+
+
 def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> list[Row]:
-    if args.checkpoint:
-        model, config = load_generator(args.checkpoint)
-        if config.size != size:
-            raise SystemExit(f"{args.checkpoint} is a {config.size}-px model; run with --sizes {config.size}")
-        sd = {k: v.clone() for k, v in model.state_dict().items()}
-    else:
-        cm, narrow = RELEASED.get(size, (2, 1.0))
-        sd = random_state_dict(size, cm, narrow, 8, seed=size)
+    sd = state_dict_for(size, args)
     sd_dev = {k: v.to(device) for k, v in sd.items()}
     max_batch = max(args.batches)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(max_batch, 3, size, size, generator=g) * 2 - 1).to(device)
-    rows: list[Row] = []
-
-    # reference: one face at a time, fp32 grouped conv
-    n_ref = min(args.ref_faces, max_batch)
-    with torch.no_grad():
-        ref_out = torch.cat([reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)])
-        per_face = lambda: [reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)]  # noqa: E731
-        ref_s, ref_cpu = timeit(per_face, device, args.repeat, 1)
-    ref_ms = ref_s / n_ref * 1000
-    ref_cpu_ms = ref_cpu / n_ref * 1000
-    rows.append(Row(size, "reference", "fp32", 1, "eager", 1, ref_ms, 1000 / ref_ms, 1.0, 0, 0, 0, 0, None, ref_cpu_ms))
-    log(rows[-1])
-
-    modes = ["eager"]
-    if args.compile:
-        modes.append("compile")
-    if args.cuda_graphs and device.type == "cuda":
-        modes.append("cudagraphs")
+    reference = time_reference(sd_dev, x, min(args.ref_faces, max_batch), args, device)
+    rows: list[Row] = [reference.row]
+    log(reference.row)
     for precision in args.precisions:
-        for mode in modes:
+        for mode in modes_for(args, device):
             try:
                 ceiling = cpu_micro_batch(size) if args.micro_batch and device.type == "cpu" else None
                 restorer = make_restorer(sd, device, precision, mode, ceiling)
@@ -129,43 +115,78 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> lis
                 logging.warning("size %d %s %s: cannot build (%s)", size, precision, mode, exc)
                 continue
             for batch in args.batches:
-                xb = x[:batch]
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(device)
-                call = step(restorer, xb, mode)
-                try:
-                    out = call().clone()  # CUDA-graph outputs are overwritten by the next replay
-                    seconds, cpu_seconds = timeit(call, device, args.repeat, args.warmup)
-                except Exception as exc:
-                    logging.warning("size %d %s %s batch %d failed: %s", size, precision, mode, batch, exc)
-                    continue
-                peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-                m = min(batch, n_ref)
-                dmax, dmean, lmax, lmean = diffs(out[:m], ref_out[:m])
-                ms = seconds / batch * 1000
-                rows.append(
-                    Row(
-                        size,
-                        "batched",
-                        precision,
-                        batch,
-                        mode,
-                        restorer.backoff.max_batch,
-                        ms,
-                        1000 / ms,
-                        ref_ms / ms,
-                        dmax,
-                        dmean,
-                        lmax,
-                        lmean,
-                        peak,
-                        cpu_seconds / batch * 1000,
-                    )
-                )
-                log(rows[-1])
+                row = time_batched(restorer, precision, mode, x[:batch], reference, args, device)
+                if row is not None:
+                    rows.append(row)
+                    log(row)
             restorer.close()
     return rows
+
+
+def state_dict_for(size: int, args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """The weights benched at ``size``: ``--checkpoint``'s, else random ones of the released architecture."""
+    if args.checkpoint:
+        model, config = load_generator(args.checkpoint)
+        if config.size != size:
+            raise SystemExit(f"{args.checkpoint} is a {config.size}-px model; run with --sizes {config.size}")
+        return {k: v.clone() for k, v in model.state_dict().items()}
+    cm, narrow = RELEASED.get(size, (2, 1.0))
+    return random_state_dict(size, cm, narrow, 8, seed=size)
+
+
+def time_reference(
+    sd_dev: dict[str, torch.Tensor], x: torch.Tensor, n_ref: int, args: argparse.Namespace, device: torch.device
+) -> Reference:
+    """The reference: one face at a time, fp32 grouped conv, on the first ``n_ref`` faces."""
+    size = int(x.shape[-1])
+    with torch.no_grad():
+        ref_out = torch.cat([reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)])
+        per_face = lambda: [reference_forward(sd_dev, x[i : i + 1]) for i in range(n_ref)]  # noqa: E731
+        ref_s, ref_cpu = timeit(per_face, device, args.repeat, 1)
+    ref_ms = ref_s / n_ref * 1000
+    ref_cpu_ms = ref_cpu / n_ref * 1000
+    row = Row(size, "reference", "fp32", 1, "eager", 1, ref_ms, 1000 / ref_ms, 1.0, 0, 0, 0, 0, None, ref_cpu_ms)
+    return Reference(row, ref_out)
+
+
+def modes_for(args: argparse.Namespace, device: torch.device) -> list[str]:
+    modes = ["eager"]
+    if args.compile:
+        modes.append("compile")
+    if args.cuda_graphs and device.type == "cuda":
+        modes.append("cudagraphs")
+    return modes
+
+
+def time_batched(
+    restorer: TorchRestorer,
+    precision: str,
+    mode: str,
+    xb: torch.Tensor,
+    reference: Reference,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> Row | None:
+    """The batched restorer's row for the batch ``xb``; None (after a warning) if it failed."""
+    size, batch = reference.row.size, len(xb)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    call = step(restorer, xb, mode)
+    try:
+        out = call().clone()  # CUDA-graph outputs are overwritten by the next replay
+        seconds, cpu_seconds = timeit(call, device, args.repeat, args.warmup)
+    except Exception as exc:
+        logging.warning("size %d %s %s batch %d failed: %s", size, precision, mode, batch, exc)
+        return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    m = min(batch, len(reference.out))
+    dmax, dmean, lmax, lmean = diffs(out[:m], reference.out[:m])
+    ms = seconds / batch * 1000
+    ref_ms = reference.row.ms_per_face
+    micro = restorer.backoff.max_batch
+    return Row(size, "batched", precision, batch, mode, micro, ms, 1000 / ms, ref_ms / ms, dmax, dmean, lmax, lmean,
+               peak, cpu_seconds / batch * 1000)  # fmt: skip
 
 
 def step(restorer: TorchRestorer, xb: torch.Tensor, mode: str) -> Callable[[], torch.Tensor]:

@@ -36,9 +36,9 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("GPEN_VIDEO_CODE", str(Path(__file__).resolve().parent.parent)))  # or --against's
 
 from gpen_video.config import Config, load_config
-from gpen_video.io.encoding import choose_encoding
+from gpen_video.io.encoding import EncodeSettings, choose_encoding
 from gpen_video.io.probe import probe
-from gpen_video.pipeline import RestoreJob, run_restore
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import TWO_FACES, AudioTrack, ClipSpec, FaceScene, write_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -159,24 +159,7 @@ def _threads_vs_sequential(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--scene", choices=sorted(SCENES), default="six", help="faces per frame: six, or a two-shot")
-    parser.add_argument("--sections", default="1,2,3", help="which of the three measurements to run")
-    parser.add_argument("--preset", default="medium", help="x264 preset for every run (same encoder everywhere)")
-    parser.add_argument("--gpen-size", type=int, default=128, help="random GPEN for section 3 (0: skip)")
-    parser.add_argument("--model", help="a real model instead (e.g. gpen-bfr-2048 with --device cuda)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--batch-size", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--no-sequential", action="store_true", help="sections 2 and 3: skip the one-thread baseline")
-    parser.add_argument("--against", help="also run an older version (commit or folder) and print new/old ratios")
-    parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
-    parser.add_argument("--json", help="write the figures (frames/s) here")
-    args = parser.parse_args()
+    args = parse_args()
     if args.against:
         higher_is_better = lambda name: " ms/" not in name  # noqa: E731 - frames/s up, CPU ms/frame down
         figures = compare(Path(__file__).resolve(), sys.argv[1:], args.against, args.rounds, higher_is_better)
@@ -196,20 +179,7 @@ def main() -> None:
         print(f"{args.width}x{args.height}, {args.frames} frames, scene '{args.scene}', encoder {settings.describe()}")
 
         if 1 in sections:
-            plain = _clip(tmpdir / "plain.mp4", args, faces=False)
-            repeat = max(2, args.repeat)  # best of two at least: the first run of either pays cold caches
-            bare = 0.0
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                n = bare_loop(plain, tmpdir / "bare.mp4", settings.codec, settings.pix_fmt, settings.options)
-                bare = max(bare, n / (time.perf_counter() - t0))
-            piped, piped_report = _fps(plain, tmpdir / "o.mp4", identity, True, repeat)
-            print("\n1. no faces")
-            print(f"   bare PyAV decode→encode        {bare:7.2f} frames/s")
-            print(f"   pipeline, identity             {piped:7.2f} frames/s   ratio {piped / bare:5.2f}  (goal >= 0.8)")
-            figures["1. bare PyAV loop frames/s (same code: noise)"] = bare
-            figures["1. pipeline, no faces frames/s"] = piped
-            figures["1. pipeline, no faces CPU ms/frame"] = 1000 * piped_report["cpu_cores_busy"] / piped
+            _no_faces(tmpdir, identity, settings, args, figures)
         if 2 in sections:
             _threads_vs_sequential("2. faces, identity restorer", faces, tmpdir / "o.mp4", identity, args, figures)
         model = args.model
@@ -220,6 +190,47 @@ def main() -> None:
             _threads_vs_sequential("3. faces, GPEN", faces, tmpdir / "o.mp4", gpen, args, figures)
     if args.json:
         Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--scene", choices=sorted(SCENES), default="six", help="faces per frame: six, or a two-shot")
+    parser.add_argument("--sections", default="1,2,3", help="which of the three measurements to run")
+    parser.add_argument("--preset", default="medium", help="x264 preset for every run (same encoder everywhere)")
+    parser.add_argument("--gpen-size", type=int, default=128, help="random GPEN for section 3 (0: skip)")
+    parser.add_argument("--model", help="a real model instead (e.g. gpen-bfr-2048 with --device cuda)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--batch-size", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-sequential", action="store_true", help="sections 2 and 3: skip the one-thread baseline")
+    parser.add_argument("--against", help="also run an older version (commit or folder) and print new/old ratios")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
+    parser.add_argument("--json", help="write the figures (frames/s) here")
+    return parser.parse_args()
+
+
+def _no_faces(
+    tmpdir: Path, identity: Config, settings: EncodeSettings, args: argparse.Namespace, figures: dict[str, float]
+) -> None:
+    """Section 1: the pipeline on a clip with no faces against a bare PyAV loop with the same encoder."""
+    plain = _clip(tmpdir / "plain.mp4", args, faces=False)
+    repeat = max(2, args.repeat)  # best of two at least: the first run of either pays cold caches
+    bare = 0.0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = bare_loop(plain, tmpdir / "bare.mp4", settings.codec, settings.pix_fmt, settings.options)
+        bare = max(bare, n / (time.perf_counter() - t0))
+    piped, piped_report = _fps(plain, tmpdir / "o.mp4", identity, True, repeat)
+    print("\n1. no faces")
+    print(f"   bare PyAV decode→encode        {bare:7.2f} frames/s")
+    print(f"   pipeline, identity             {piped:7.2f} frames/s   ratio {piped / bare:5.2f}  (goal >= 0.8)")
+    figures["1. bare PyAV loop frames/s (same code: noise)"] = bare
+    figures["1. pipeline, no faces frames/s"] = piped
+    figures["1. pipeline, no faces CPU ms/frame"] = 1000 * piped_report["cpu_cores_busy"] / piped
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gpen_video.config import FacesConfig  # noqa: E402
 from gpen_video.faces import FaceStage  # noqa: E402
-from gpen_video.faces.mtcnn import MtcnnDetector  # noqa: E402
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector  # noqa: E402
 from gpen_video.synthetic import PHOTO_FACE_BOXES, FaceScene, faces_image, frames, trajectory_accuracy  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
@@ -66,7 +66,7 @@ def run_stage(config: FacesConfig, detector: MtcnnDetector, clip: list) -> tuple
     out += stage.flush()
     seconds = time.perf_counter() - start
     per_frame = [[f.landmarks5 for f in r.faces] for r in sorted(out, key=lambda r: r.index)]
-    return per_frame, stage.report(), seconds
+    return per_frame, stage.summary().to_dict(), seconds
 
 
 def run_raw(detector: MtcnnDetector, clip: list) -> list[list[np.ndarray]]:
@@ -77,7 +77,7 @@ _BASELINE_SCRIPT = """
 import sys, time, json
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 from gpen_video.synthetic import FaceScene, frames
 
 w, h, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -93,7 +93,7 @@ for frame in frames(FaceScene(width=w, height=h, frames=n, degrade=0.5, seed=1, 
 t = time.perf_counter()
 stage.flush()
 seconds += time.perf_counter() - t
-print(json.dumps({"ms_per_frame": 1000 * seconds / n, "tracks": len(stage.report()["tracks"])}))
+print(json.dumps({"ms_per_frame": 1000 * seconds / n, "tracks": len(stage.summary().to_dict()["tracks"])}))
 """
 
 

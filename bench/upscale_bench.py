@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reference.rrdbnet_reference import random_official_state_dict  # noqa: E402
 
-from gpen_video.align.upscale import LanczosUpscaler, RRDBUpscaler  # noqa: E402
 from gpen_video.models.rrdbnet import load_rrdbnet, model_from_state_dict  # noqa: E402
+from gpen_video.models.upscale import LanczosUpscaler, RRDBUpscaler  # noqa: E402
 
 
 @dataclass
@@ -58,6 +58,30 @@ def timed(fn, repeat: int, device: torch.device) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.set_grad_enabled(False)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+    label = f"{args.width}x{args.height}"
+    rows: list[Row] = []
+    for scale in args.scales:
+        lanczos = timed(lambda s=scale: LanczosUpscaler(s).upscale(frame), args.repeat * 5, torch.device("cpu"))
+        rows.append(Row("lanczos", scale, label, "-", 1 / lanczos, lanczos * 1e3, 1.0, False, None))
+        nets = nets_for(scale, args)
+        precisions = [torch.float32] + ([torch.float16] if device.type == "cuda" else [])
+        for name, model in nets:
+            for precision in precisions:
+                rows.append(time_net(name, model, precision, frame, scale, lanczos, args, device))
+        if device.type == "cuda" and args.full:  # memory flat: 4K with the same tile size
+            rows.append(time_4k(*nets[-1], scale, rng.integers(0, 256, (2160, 3840, 3), dtype=np.uint8), args, device))
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width", type=int, default=720)
@@ -68,47 +92,61 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="also the released RRDBNet size (64 feat, 23 blocks)")
     ap.add_argument("--checkpoint", nargs="*", default=[], help="released .pth files to time as well")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-    device = torch.device(args.device)
-    torch.set_grad_enabled(False)
-    rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
-    label = f"{args.width}x{args.height}"
-    rows: list[Row] = []
-    for scale in args.scales:
-        lanczos = timed(lambda s=scale: LanczosUpscaler(s).upscale(frame), args.repeat * 5, torch.device("cpu"))
-        rows.append(Row("lanczos", scale, label, "-", 1 / lanczos, lanczos * 1e3, 1.0, False, None))
-        nets = [("rrdbnet-small(16f,2b)", model_from_state_dict(random_official_state_dict(scale, 16, 2, 8)))]
-        if args.full:
-            nets.append(("rrdbnet-full(64f,23b)", model_from_state_dict(random_official_state_dict(scale, 64, 23, 32))))
-        for path in args.checkpoint:
-            model = load_rrdbnet(path)
-            if model.scale == scale:
-                nets.append((Path(path).name, model))
-        precisions = [torch.float32] + ([torch.float16] if device.type == "cuda" else [])
-        for name, model in nets:
-            for precision in precisions:
-                up = RRDBUpscaler(model, name=name, tile=args.tile, overlap=16, device=device, precision=precision)
-                whole = device.type == "cuda" or "small" in name
-                if whole:
-                    if device.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats(device)
-                    sec = timed(lambda u=up: u.upscale(frame), args.repeat, device)
-                    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-                else:  # a 23-block net on a CPU: one 64x64 tile, scaled by pixel count (overlap cost left out)
-                    tile = frame[:64, :64]
-                    up.tile = 0
-                    sec = timed(lambda u=up, t=tile: u.upscale(t), 1, device) * (args.height * args.width) / 64**2
-                    peak = None
-                prec = str(precision).removeprefix("torch.")
-                rows.append(Row(name, scale, label, prec, 1 / sec, sec * 1e3, lanczos / sec, not whole, peak))
-        if device.type == "cuda" and args.full:  # memory flat: 4K with the same tile size
-            big = rng.integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
-            up = RRDBUpscaler(nets[-1][1], name=nets[-1][0], tile=args.tile, overlap=16, device=device)
+    return ap.parse_args(argv)
+
+
+def nets_for(scale: int, args: argparse.Namespace) -> list[tuple[str, torch.nn.Module]]:
+    """The RRDBNets timed at ``scale``: the small one, the released size with ``--full``, the checkpoints of it."""
+    nets = [("rrdbnet-small(16f,2b)", model_from_state_dict(random_official_state_dict(scale, 16, 2, 8)))]
+    if args.full:
+        nets.append(("rrdbnet-full(64f,23b)", model_from_state_dict(random_official_state_dict(scale, 64, 23, 32))))
+    for path in args.checkpoint:
+        model = load_rrdbnet(path)
+        if model.scale == scale:
+            nets.append((Path(path).name, model))
+    return nets
+
+
+def time_net(
+    name: str,
+    model: torch.nn.Module,
+    precision: torch.dtype,
+    frame: np.ndarray,
+    scale: int,
+    lanczos: float,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> Row:
+    """One net's row: whole frames on a GPU or for the small net, else one tile scaled to the frame."""
+    up = RRDBUpscaler(model, name=name, tile=args.tile, overlap=16, device=device, precision=precision)
+    whole = device.type == "cuda" or "small" in name
+    if whole:
+        if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-            sec = timed(lambda u=up, b=big: u.upscale(b), 1, device)
-            peak = torch.cuda.max_memory_allocated(device) / 2**20
-            rows.append(Row(nets[-1][0], scale, "3840x2160", "float32", 1 / sec, sec * 1e3, float("nan"), False, peak))
+        sec = timed(lambda u=up: u.upscale(frame), args.repeat, device)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    else:  # a 23-block net on a CPU: one 64x64 tile, scaled by pixel count (overlap cost left out)
+        tile = frame[:64, :64]
+        up.tile = 0
+        sec = timed(lambda u=up, t=tile: u.upscale(t), 1, device) * (args.height * args.width) / 64**2
+        peak = None
+    prec = str(precision).removeprefix("torch.")
+    label = f"{args.width}x{args.height}"
+    return Row(name, scale, label, prec, 1 / sec, sec * 1e3, lanczos / sec, not whole, peak)
+
+
+def time_4k(
+    name: str, model: torch.nn.Module, scale: int, big: np.ndarray, args: argparse.Namespace, device: torch.device
+) -> Row:
+    """The last net on a 4K frame with the same tile size: its peak memory should stay flat."""
+    up = RRDBUpscaler(model, name=name, tile=args.tile, overlap=16, device=device)
+    torch.cuda.reset_peak_memory_stats(device)
+    sec = timed(lambda u=up, b=big: u.upscale(b), 1, device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    return Row(name, scale, "3840x2160", "float32", 1 / sec, sec * 1e3, float("nan"), False, peak)
+
+
+def print_table(rows: list[Row]) -> None:
     head = f"{'upscaler':24} {'x':>2} {'input':>10} {'prec':>8} {'fps':>9} {'ms/frame':>10} {'vs lanczos':>11}"
     print(f"{head} {'MiB':>8}")
     for r in rows:
@@ -120,9 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     if any(r.extrapolated for r in rows):
         print("* timed on one 64x64 tile and scaled to the frame by pixel count")
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and turns every ``GpenVideoError`` into one line on stderr and exit code 2. ``-v
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -108,35 +109,25 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gpen_video.io.output import default_output_path
-    from gpen_video.io.probe import probe
-    from gpen_video.io.sequence import looks_like_sequence
-    from gpen_video.pipeline import RestoreJob, planned_frames, run_restore
+    from gpen_video.run import planned_frames, restore_job, run_restore
 
     config = config_from_args(args)
-    sequence = looks_like_sequence(args.input)  # issue 15: film scans and stills, one file a frame
-    if sequence:
-        from gpen_video.sequence_restore import default_sequence_output
-
-        output = args.output or default_sequence_output(args.input)
-    else:
-        output = args.output or default_output_path(args.input)
     if args.report:  # issue 12: an unwritable report path fails now, not after the run
         from gpen_video.io.output import check_writable
 
         check_writable(args.report)
-    info = None if sequence else probe(args.input)
-    total = None if info is None else planned_frames(info, config)
+    job = restore_job(args.input, args.output, config)  # video or image sequence: decided here, once
+    total = None if job.info is None else planned_frames(job.info, config)
     with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
 
         def progress(done: int) -> None:
             bar.update(done - bar.n)
 
-        report = run_restore(RestoreJob(args.input, output, config, progress=progress, info=info))
+        report = run_restore(dataclasses.replace(job, progress=progress))
     for warning in report.warnings:
         print(f"gpen-video: warning: {warning}", file=sys.stderr)  # issue 12: warnings survive -q
     if not args.quiet:
-        print(f"gpen-video: wrote {output}: {report.summary()}", file=sys.stderr)
+        print(f"gpen-video: wrote {job.output}: {report.summary()}", file=sys.stderr)
     if args.report:
         report.write(args.report)
     return 0
@@ -146,8 +137,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gpen_video.io.probe import probe
-    from gpen_video.pipeline import planned_frames
     from gpen_video.preview import preview_config, run_preview
+    from gpen_video.run import planned_frames
 
     config = preview_config(config_from_args(args), args.start, args.duration)
     info = probe(args.input)
@@ -167,7 +158,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from gpen_video.io.fields import check_fields
+    from gpen_video.io.field_check import check_fields
     from gpen_video.io.probe import probe
 
     info = probe(args.input, exact=args.exact)  # --exact scans; else the container's index
@@ -208,7 +199,7 @@ def format_probe(info: Any) -> str:
     ]
     if v.field_check is not None:  # issue 15: what the first pictures show where the tag says no field order
         lines.append(f"    fields from the pictures: {field_check_line(v)}")
-    from gpen_video.io.fields import TELECINE_RATE, probe_telecine
+    from gpen_video.io.field_check import TELECINE_RATE, probe_telecine
 
     if v.frame_rate == TELECINE_RATE and info.path.is_file():
         lines.append(f"    pulldown: {probe_telecine(str(info.path), v.index).describe()}")

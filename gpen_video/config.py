@@ -606,39 +606,58 @@ _NONE_WORDS = ("none", "null", "")
 def _coerce(value: Any, annotation: Any, label: str, source: str) -> Any:
     """Convert a value to bool, int, float, str or a Literal's member; ConfigError if it is not one."""
     if typing.get_origin(annotation) is Literal:
-        allowed = typing.get_args(annotation)
-        for choice in allowed:
-            same = value == choice and type(value) is not bool
-            if same or (isinstance(value, str) and value.strip() == str(choice)):
-                return choice
-        raise ConfigError(f"{source}: {label} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        return _literal_member(value, annotation, label, source)
+    convert = _CONVERTERS.get(annotation)
+    if convert is None:
+        raise TypeError(f"config fields take bool, int, float, str or a Literal, not {annotation}")
     try:
-        if annotation is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-                return True
-            if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if annotation is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if annotation is float:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if number != number or number in (float("inf"), float("-inf")):
-                raise ValueError
-            return number
-        if annotation is str:
-            if isinstance(value, (dict, list, bool)):
-                raise ValueError
-            return str(value)
+        return convert(value)
     except (TypeError, ValueError):
         pass
-    else:
-        raise TypeError(f"config fields take bool, int, float, str or a Literal, not {annotation}")
     type_name = getattr(annotation, "__name__", str(annotation))
     raise ConfigError(f"{source}: {label} must be {type_name}, got {value!r}")
+
+
+def _literal_member(value: Any, annotation: Any, label: str, source: str) -> Any:
+    """The Literal's member ``value`` is, or names as a string (spaces around it ignored); True is not 1."""
+    allowed = typing.get_args(annotation)
+    for choice in allowed:
+        same = value == choice and type(value) is not bool
+        if same or (isinstance(value, str) and value.strip() == str(choice)):
+            return choice
+    raise ConfigError(f"{source}: {label} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError  # True is not 1, and 2.5 is not 2
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError
+    return number
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError
+    return str(value)
+
+
+# each raises ValueError or TypeError for a value that is not one of its type
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}

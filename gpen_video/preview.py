@@ -22,12 +22,13 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from gpen_video.config import Config
 from gpen_video.faces.types import TrackSummary
 from gpen_video.io.colour import ColourInfo, colour_of_frame, to_8bit, to_working
+from gpen_video.io.formats import container_family
 from gpen_video.io.output import atomic_output, check_output_path
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.io.writer import SideStreams, container_family
-from gpen_video.pipeline import ProgressCallback, RestoreJob, run_restore
-from gpen_video.report import RunReport
+from gpen_video.io.side_streams import SideStreams
+from gpen_video.run import ProgressCallback, RestoreJob, run_restore
+from gpen_video.run.report import RunReport
 
 log = logging.getLogger(__name__)
 

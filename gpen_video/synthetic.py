@@ -469,7 +469,7 @@ def trajectory_accuracy(
     alignment (``crop``×``crop``, GPEN template) applied to the template points, RMS crop px: 0 when the crop
     follows the face exactly. ``faces``: how many of the photo's faces were reported.
     """
-    from gpen_video.align.templates import face_to_crop, template_points
+    from gpen_video.faces.geometry import face_to_crop, template_points
 
     series: dict[int, list[tuple[int, np.ndarray]]] = {}
     for index, faces in enumerate(per_frame):

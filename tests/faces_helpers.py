@@ -6,13 +6,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from gpen_video.faces.detectors import Detector
+from gpen_video.faces.detectors.base import Detector
 from gpen_video.faces.types import Detections
 
 
 @lru_cache(maxsize=1)
 def mtcnn():
-    from gpen_video.faces.mtcnn import MtcnnDetector
+    from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 
     return MtcnnDetector(threads=2)
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from faces_helpers import photo_landmarks, to_frame
 
-from gpen_video.align import align_faces, compose, feather_mask, template_points
-from gpen_video.align.templates import TEMPLATES, face_to_crop, umeyama_similarity
+from gpen_video.align import align_faces, compose, feather_mask
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
+from gpen_video.faces.geometry import TEMPLATES, face_to_crop, template_points, umeyama_similarity
 from gpen_video.faces.types import TrackedFace
 from gpen_video.restore.restorer import IdentityRestorer
 from gpen_video.synthetic import FaceScene, render

@@ -8,7 +8,7 @@ import torch
 from faces_helpers import photo_landmarks
 
 from gpen_video.align import align_faces, align_faces_torch, warp_cpu, warp_torch
-from gpen_video.align.templates import face_to_crop
+from gpen_video.faces.geometry import face_to_crop
 from gpen_video.faces.types import TrackedFace
 from gpen_video.synthetic import faces_image
 
@@ -62,7 +62,8 @@ def test_warp_torch_float_and_empty(photo):
 def test_auto_template_is_the_models_own():
     """``align.template: auto`` aligns crops the way the model was made: the official template for GPEN's own
     checkpoints, FaceFusion's ffhq_512 / arcface_128_v2 for its exports, the official one for unknown files."""
-    from gpen_video.align.templates import TEMPLATES, resolve_template
+    from gpen_video.faces.geometry import TEMPLATES
+    from gpen_video.models.registry import resolve_template
 
     assert resolve_template("auto", "gpen-bfr-2048") == "gpen"
     assert resolve_template("auto", "gpen-bfr-2048-onnx") == "ffhq"

@@ -184,7 +184,7 @@ def test_upscaled_faces_are_pasted_at_the_higher_resolution(tmp_path):
     import cv2
 
     from gpen_video.config import load_config
-    from gpen_video.pipeline import RestoreJob, run_restore
+    from gpen_video.run import RestoreJob, run_restore
 
     still = tmp_path / "portrait.png"
     _ffmpeg("-i", _t1(), still)
@@ -238,7 +238,7 @@ def test_matched_grain_on_a_restored_face_is_within_15_percent_of_its_surroundin
     import cv2
 
     from gpen_video.config import load_config
-    from gpen_video.pipeline import RestoreJob, run_restore
+    from gpen_video.run import RestoreJob, run_restore
     from tests.test_archival_grain import _ratio, _scene  # the grainy scene and its face/ring regions
 
     frame, _ = _scene(np.uint8)  # t1's face on a gradient, film-like grain over all
@@ -249,7 +249,7 @@ def test_matched_grain_on_a_restored_face_is_within_15_percent_of_its_surroundin
         config = load_config(None, {"faces.min_track_length": 1, "compose.grain": grain, "compose.blend": 1.0,
                                     "output.overwrite": True})  # fmt: skip
         report = run_restore(RestoreJob(still, tmp_path / grain, config, restorer=_Smooth()), threaded=False)
-        assert report.faces["faces_restored"] == 1
+        assert report.faces.faces_restored == 1
         out = cv2.imread(str(tmp_path / grain / still.name))
         assert grain not in outputs or np.array_equal(outputs[grain], out)  # seeded: the same every run
         outputs[grain], ratios[grain] = out, _ratio(out)

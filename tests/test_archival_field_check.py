@@ -18,10 +18,11 @@ import pytest
 from conformance_cases import ffmpeg_exe, ffprobe_exe
 
 from gpen_video.config import load_config
-from gpen_video.io.fields import analyse_fields, check_fields
+from gpen_video.io.field_analysis import analyse_fields
+from gpen_video.io.field_check import check_fields
 from gpen_video.io.probe import probe
-from gpen_video.pipeline import RestoreJob, run_restore
 from gpen_video.restore.restorer import IdentityRestorer
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import faces_image_path
 
 FFMPEG = ffmpeg_exe()
@@ -78,7 +79,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 def _run(clip: Path, out: Path, **settings) -> dict:
     config = load_config(None, {"compose.blend": 1.0, "output.overwrite": True, **settings})
     report = run_restore(RestoreJob(clip, out, config, restorer=IdentityRestorer()), threaded=False)
-    return {"warnings": report.warnings, "faces": report.faces}
+    return {"warnings": report.warnings, "faces": report.faces.to_dict()}
 
 
 @pytest.mark.parametrize("order", ["tff", "bff"])
@@ -237,7 +238,7 @@ def test_a_still_start_is_looked_past(tmp_path):
             f"crop={W}:{H}:x='300+6*max(n-80,0)':y=230,format=yuv420p,interlace=scan=bff,setfield=prog",
             "-frames:v", 75, "-c:v", "ffv1", clip)  # fmt: skip
     assert _probe(clip, "stream=field_order") == "unknown" and len(_pts(clip)) == 75
-    from gpen_video.io.fields import measure_field_order
+    from gpen_video.io.field_check import measure_field_order
 
     assert measure_field_order(probe(clip), places=1).analysis.order == "unknown"  # the start alone: nothing moves
     check = check_fields(probe(clip)).video.field_check

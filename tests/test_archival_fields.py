@@ -21,16 +21,13 @@ from gpen_video.align.compose import AlignedBatch, compose
 from gpen_video.align.warp import warp_cpu
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import InputError
-from gpen_video.io.fields import (
-    FieldDeinterlacer,
+from gpen_video.io.deinterlace import FieldDeinterlacer, field_pictures, weave, weave_frames
+from gpen_video.io.field_analysis import (
     analyse_fields,
     comb_ratio,
     detect_telecine,
-    field_pictures,
     line_difference_energy,
     stream_field_order,
-    weave,
-    weave_frames,
 )
 from gpen_video.synthetic import faces_image_path
 
@@ -273,7 +270,7 @@ def test_faces_restored_at_field_rate_are_not_combed_more_than_the_source(clips)
 
 @pytest.mark.parametrize("name, order", [("tff_h264", "tff"), ("bff_mpeg2", "bff")])
 def test_reader_frames_go_to_field_rate_and_weave_back_with_source_timing(clips, name, order):
-    from gpen_video.io.fields import FieldRateFrames, Weaver
+    from gpen_video.io.deinterlace import FieldRateFrames, Weaver
     from gpen_video.io.probe import probe
     from gpen_video.io.reader import VideoReader
 

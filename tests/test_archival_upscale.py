@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from gpen_video.align.compose import AlignedBatch, compose
-from gpen_video.align.upscale import LanczosUpscaler, RRDBUpscaler, make_upscaler, plan_tiles, scale_affine
 from gpen_video.align.warp import warp_cpu
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.models.rrdbnet import RRDBConfig, infer_config, load_rrdbnet, model_from_state_dict
+from gpen_video.models.upscale import LanczosUpscaler, RRDBUpscaler, make_upscaler, plan_tiles, scale_affine
 from tests.reference.rrdbnet_reference import official_key_names, random_official_state_dict, rrdbnet_forward
 
 

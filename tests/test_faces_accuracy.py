@@ -84,7 +84,7 @@ def test_false_candidates_are_rejected_and_counted():
                 assert which_photo_face(to_photo(face.landmarks5, clip[r.index].affine)) is not None
         # five or six: the top face is turned too far for ``min_frontal`` on some frames at this size
         assert len(stage.track_summaries()) >= 5
-    assert stage.report()["rejected_candidates"] >= 1
+    assert stage.summary().to_dict()["rejected_candidates"] >= 1
 
 
 def crowd_recall(scene: CrowdScene, config: FacesConfig) -> tuple[float, float, int]:

@@ -11,8 +11,8 @@ from faces_helpers import mtcnn, photo_landmarks
 
 from gpen_video.errors import ConfigError, ModelError
 from gpen_video.faces import create_detector
-from gpen_video.faces.insightface_det import InsightFaceDetector, anchor_centres, decode_outputs, letterbox
-from gpen_video.faces.mtcnn import MtcnnDetector
+from gpen_video.faces.detectors.insightface import InsightFaceDetector, anchor_centres, decode_outputs, letterbox
+from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 from gpen_video.faces.types import face_scale, frontalness
 from gpen_video.synthetic import faces_image
 
@@ -50,7 +50,7 @@ def test_mtcnn_sessions_keep_no_arena_between_shapes():
 def test_pnet_tiles_give_the_whole_levels_maps_exactly():
     """PNet runs on bounded tiles (each run's tensors under glibc's 4 MiB mmap threshold); every output cell must
     be the one the whole level gives, at sizes around the tile step and the edge rules."""
-    from gpen_video.faces.mtcnn import _PNET_STEP, _pnet_tiled
+    from gpen_video.faces.detectors.mtcnn import _PNET_STEP, _pnet_tiled
 
     pnet = mtcnn()._pnet
     rng = np.random.default_rng(3)
@@ -77,7 +77,7 @@ class _ShapeLog:
 def test_mtcnn_runs_stay_small_and_detect_the_same_faces(monkeypatch):
     """RNet/ONet crops go in runs of a few dozen and PNet levels in tiles, so no run's buffers reach the mmap
     threshold; the faces found are those of one run per stage (landmarks to float rounding)."""
-    from gpen_video.faces.mtcnn import _ONET_RUN, _PNET_REACH, _PNET_STEP, _RNET_RUN
+    from gpen_video.faces.detectors.mtcnn import _ONET_RUN, _PNET_REACH, _PNET_STEP, _RNET_RUN
 
     image = cv2.resize(faces_image(), None, fx=2.0, fy=2.0)  # enough candidates for several RNet runs
     detector = MtcnnDetector(threads=1)
@@ -90,7 +90,7 @@ def test_mtcnn_runs_stay_small_and_detect_the_same_faces(monkeypatch):
     assert max(s[0] for s in logs["_onet"].shapes) <= _ONET_RUN
     assert max(s[1] for s in logs["_pnet"].shapes) <= _PNET_STEP + _PNET_REACH
     assert max(s[2] for s in logs["_pnet"].shapes) <= _PNET_STEP + _PNET_REACH
-    from gpen_video.faces import mtcnn as module
+    from gpen_video.faces.detectors import mtcnn as module
 
     for name in ("_RNET_RUN", "_ONET_RUN", "_PNET_STEP"):
         monkeypatch.setattr(module, name, 10**6)  # one run per crop batch, each level whole
@@ -224,7 +224,7 @@ def test_big_face_refinement_crop_matches_full_size_low_pass():
     blurring the whole region at full size and sampling it (a wrong transform would shift them by pixels)."""
     import cv2
 
-    from gpen_video.faces.mtcnn import _crop_float, _region_for
+    from gpen_video.faces.detectors.mtcnn import _crop_float, _region_for
     from gpen_video.synthetic import TWO_FACES, FaceScene, render
 
     image = render(FaceScene(width=3840, height=2160, frames=2, photo_region=TWO_FACES), 0).image
@@ -247,7 +247,7 @@ def test_big_face_refinement_crop_matches_full_size_low_pass():
 def test_big_face_region_just_beyond_the_frame_edge(side):
     """A track's predicted box can lie just outside the frame (a face leaving it while undetected): the
     region left is thinner than the shrink factor, and refining it must give a crop, not an error."""
-    from gpen_video.faces.mtcnn import _crop_float, _region_for
+    from gpen_video.faces.detectors.mtcnn import _crop_float, _region_for
 
     image = np.full((2160, 3840, 3), 128, np.uint8)
     reach, side_px = 1200.0, 1000.0

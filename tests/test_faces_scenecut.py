@@ -37,7 +37,7 @@ def test_content_detector_finds_exactly_the_cut(clip):
 
 def test_cut_gives_new_ids_and_no_track_spans_it(run):
     results, stage = run
-    report = stage.report()
+    report = stage.summary().to_dict()
     assert report["scene_cuts"] == [CUT]
     before = {f.track_id for r in results if r.index < CUT for f in r.faces}
     after = {f.track_id for r in results if r.index >= CUT for f in r.faces}
@@ -65,7 +65,7 @@ def test_no_smoothing_across_the_cut(run, clip):
 def test_cut_triggers_a_full_detection(run):
     _, stage = run
     # key frames: 0, 8, the cut (14), 22 -> at least 4, and well under one per frame
-    assert 4 <= stage.report()["detector_calls"] <= 8
+    assert 4 <= stage.summary().to_dict()["detector_calls"] <= 8
 
 
 def test_textured_clip_without_faces_gives_no_faces_and_no_cut():
@@ -75,5 +75,5 @@ def test_textured_clip_without_faces_gives_no_faces_and_no_cut():
         out += stage.push(frame.index, frame.image)
     out += stage.flush()
     assert len(out) == 10 and all(not r.faces for r in out)
-    assert stage.report()["scene_cuts"] == [] and stage.report()["tracks"] == []
+    assert stage.summary().to_dict()["scene_cuts"] == [] and stage.summary().to_dict()["tracks"] == []
     assert np.isfinite(stage.lookahead)

@@ -8,8 +8,8 @@ from faces_helpers import ScriptedDetector
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
+from gpen_video.faces.association import association_cost, hungarian
 from gpen_video.faces.smoothing import local_linear, smooth_track
-from gpen_video.faces.tracker import association_cost, hungarian
 from gpen_video.faces.types import Detections
 
 FACE = np.array([[40.0, 50.0], [60.0, 50.0], [50.0, 60.0], [42.0, 70.0], [58.0, 70.0]])
@@ -81,7 +81,7 @@ def test_gap_is_interpolated_and_short_tracks_dropped():
     gap = [r.faces[0] for r in out if r.index in (8, 9, 10)]
     assert all(f.interpolated for f in gap)
     np.testing.assert_allclose(gap[1].landmarks5, FACE + np.array((4.5, 0)), atol=1e-4)
-    report = stage.report()
+    report = stage.summary().to_dict()
     assert len(report["tracks"]) == 1 and report["tracks"][0]["first_frame"] == 0
     assert report["tracks"][0]["last_frame"] == 19
     assert report["detector_calls"] <= 8
@@ -95,7 +95,7 @@ def test_long_gap_ends_the_track_and_max_faces_keeps_the_largest():
     out, stage, _ = run_scripted(script, 18, config)
     assert all(len(r.faces) == 1 for r in out)
     assert len({f.track_id for r in out for f in r.faces}) == 1  # only the big face is kept
-    assert stage.report()["skipped_faces"] >= 6  # the small face on the frames it is tracked
+    assert stage.summary().to_dict()["skipped_faces"] >= 6  # the small face on the frames it is tracked
     config2 = FacesConfig(min_face=5, keyframe_interval=4, max_gap=2, min_track_length=2, scene_threshold=0)
     out2, _, _ = run_scripted(script, 18, config2)
     small_ids = [{f.track_id for f in r.faces if f.landmarks5[0, 0] < 45} for r in out2]
@@ -111,4 +111,4 @@ def test_small_and_profile_faces_are_skipped_and_counted():
     script = {i: [FACE + np.array((60, 0)), profile, small] for i in range(10)}
     out, stage, _ = run_scripted(script, 10, config)
     assert all(len(r.faces) == 1 for r in out)
-    assert stage.report()["skipped_faces"] >= 2
+    assert stage.summary().to_dict()["skipped_faces"] >= 2

@@ -110,14 +110,14 @@ def test_smoothed_landmarks_are_accurate_not_just_still(smoothed, clip, raw_dete
 
 def test_full_detector_runs_on_at_most_a_quarter_of_the_frames(smoothed, clip):
     _, stage = smoothed
-    report = stage.report()
+    report = stage.summary().to_dict()
     assert 1 <= report["detector_calls"] <= len(clip) / 4
     assert report["frames"] == len(clip)
 
 
 def test_report_has_track_summaries_and_metrics_and_the_tracks_file_the_rows(smoothed, clip, tracks_path):
     results, stage = smoothed
-    report = json.loads(json.dumps(stage.report()))  # must be JSON-clean
+    report = json.loads(json.dumps(stage.summary().to_dict()))  # must be JSON-clean
     assert report["detector"] == "mtcnn"
     assert report["scene_cuts"] == []
     assert report["jitter_smoothed_px"] < report["jitter_raw_px"] / 3
@@ -169,7 +169,7 @@ def test_no_smooth_keeps_the_jitter(clip, smoothed):
     raw_results, raw_stage = run_stage(config, clip[:24])
     raw_series, _ = photo_series(raw_results, clip)
     assert spread(raw_series) > 1.3 * spread({k: v[:24] for k, v in series.items()})
-    report = raw_stage.report()
+    report = raw_stage.summary().to_dict()
     assert report["jitter_smoothed_px"] == pytest.approx(report["jitter_raw_px"], rel=0.05)
     assert raw_stage.lookahead < FaceStage(CONFIG, detector=mtcnn()).lookahead
 
@@ -193,7 +193,7 @@ def test_large_16bit_frames_are_detected_on_a_small_copy_and_refined_at_full_siz
         scale = np.linalg.norm(gt[k, 3:].mean(0) - gt[k, :2].mean(0))
         error = np.linalg.norm(np.mean(points, axis=0) - gt[k], axis=-1).max()
         assert error < 0.3 * scale, f"face {k}: {error:.1f} px off at face scale {scale:.1f}"
-    assert stage.report()["detector_calls"] <= 3
+    assert stage.summary().to_dict()["detector_calls"] <= 3
 
 
 def test_the_second_look_confirms_big_faces_on_a_shrunk_region():

@@ -21,11 +21,13 @@ from read_counting import counting_reads, video_packets
 
 from gpen_video.cli import main
 from gpen_video.config import FacesConfig
+from gpen_video.io.light_open import BYTE_START_LEAD, open_at_byte
 from gpen_video.io.probe import probe
-from gpen_video.io.reader import BYTE_START_LEAD, VideoReader, open_at_byte
-from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
-from gpen_video.restore_job import SegmentWindow
-from gpen_video.side_packets import read_side_file
+from gpen_video.io.reader import VideoReader
+from gpen_video.io.side_packets import read_side_file
+from gpen_video.jobs.packet_index import index_packets
+from gpen_video.jobs.planner import PlanSettings, plan_segments
+from gpen_video.run.job import SegmentWindow
 
 
 def _settings(seconds: float) -> PlanSettings:

@@ -8,8 +8,8 @@ from fractions import Fraction
 from conformance_cases import ffmpeg
 from read_counting import counting_reads
 
+from gpen_video.io.light_open import PROBED_INPUT_OPTIONS, analysis_differs, open_probed
 from gpen_video.io.probe import open_input, probe
-from gpen_video.io.reader import PROBED_INPUT_OPTIONS, analysis_differs, open_probed
 
 
 def _ts(tmp_path):  # type: ignore[no-untyped-def]

@@ -19,7 +19,8 @@ from read_counting import counting_reads, packet_spans, video_packets
 from gpen_video.cli import main
 from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
-from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
+from gpen_video.jobs.packet_index import index_packets
+from gpen_video.jobs.planner import PlanSettings, plan_segments
 
 # 2 s at 25 fps of intra MPEG-4 (40 kB and more a frame, more than a read buffer), a key frame every 10
 SOURCE = ("-f", "lavfi", "-i", "testsrc2=size=640x480:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "2")

@@ -19,7 +19,8 @@ from gpen_video.cli import main
 from gpen_video.config import FacesConfig
 from gpen_video.io.probe import probe
 from gpen_video.io.reader import VideoReader
-from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
+from gpen_video.jobs.packet_index import index_packets
+from gpen_video.jobs.planner import PlanSettings, plan_segments
 
 
 def _settings(seconds: float) -> PlanSettings:

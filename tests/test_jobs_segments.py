@@ -18,7 +18,8 @@ from media_checks import frame_times, side_packets
 
 from gpen_video.cli import main
 from gpen_video.jobs.inputs import record_key
-from gpen_video.jobs.planner import PacketIndex, PlanSettings, plan_segments
+from gpen_video.jobs.packet_index import PacketIndex
+from gpen_video.jobs.planner import PlanSettings, plan_segments
 
 
 def batch(*args: str | Path) -> int:

@@ -18,11 +18,12 @@ from gpen_video.cli import main
 from gpen_video.config import FacesConfig, load_config
 from gpen_video.io.probe import probe
 from gpen_video.io.reader import VideoReader
+from gpen_video.io.side_packets import SideFileWriter, read_side_file, side_file_for
 from gpen_video.jobs.assemble import assemble
-from gpen_video.jobs.planner import PlanSettings, index_packets, plan_segments
+from gpen_video.jobs.packet_index import index_packets
+from gpen_video.jobs.planner import PlanSettings, plan_segments
 from gpen_video.jobs.runner import _segment_config
 from gpen_video.jobs.tasks import RestorerCache, SegmentTask, execute_segment
-from gpen_video.side_packets import SideFileWriter, read_side_file, side_file_for
 
 
 def _side_packets(path: Path) -> list[tuple[str, str, str, str, str]]:

@@ -17,13 +17,13 @@ import pytest
 import torch
 from model_helpers import Server, random_state_dict
 
-from gpen_video.archival import upscaler_for
 from gpen_video.config import ComposeConfig, Config, RestoreConfig
 from gpen_video.errors import ConfigError, FetchError, ModelError
 from gpen_video.models import weights_cli
 from gpen_video.models.fetch import fetch_model
 from gpen_video.models.registry import REGISTRY, locate
 from gpen_video.models.rrdbnet import load_rrdbnet
+from gpen_video.run.options import upscaler_for
 from tests.reference.rrdbnet_reference import random_official_state_dict
 
 UPSCALERS = {
@@ -174,7 +174,7 @@ def test_upscaler_for_finds_the_file_through_the_registry_or_says_how_to_fetch_i
 def test_an_upscaler_named_as_the_model_is_refused_in_one_line():
     from gpen_video.config import RestoreConfig
     from gpen_video.errors import ConfigError
-    from gpen_video.restore.loader import load_restorer
+    from gpen_video.models.loader import load_restorer
 
     with pytest.raises(ConfigError, match=r"background upscaler: use --upscale 2 --upscaler realesrgan-x2"):
         load_restorer(RestoreConfig(model="realesrgan-x2"))

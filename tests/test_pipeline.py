@@ -15,8 +15,8 @@ from media_checks import frame_times, side_packets, video_planes
 from model_helpers import random_state_dict, save_checkpoint
 
 from gpen_video.config import load_config
-from gpen_video.pipeline import RestoreJob, run_restore
 from gpen_video.restore.restorer import Restorer
+from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import AudioTrack, ClipSpec, FaceScene, write_clip
 
 
@@ -115,7 +115,7 @@ _MEASURE = """
 import sys
 from pathlib import Path
 from gpen_video.config import load_config
-from gpen_video.pipeline import RestoreJob, run_restore
+from gpen_video.run import RestoreJob, run_restore
 
 def rss_mib():
     for line in open("/proc/self/status"):
@@ -207,7 +207,7 @@ def test_device_path_twin_matches_numpy_path(clip_name, request, tmp_path):
         out = tmp_path / f"{choice}.mkv"
         config = load_config("default", {"restore.model": "identity", "restore.device_path": choice})
         report = run_restore(RestoreJob(clip, out, config))
-        assert report.faces["faces_restored"] > 0
+        assert report.faces.faces_restored > 0
         outputs[choice] = out
     assert frame_times(outputs["on"]) == frame_times(clip)
     assert _max_level_difference(outputs["off"], outputs["on"]) <= 2
@@ -217,7 +217,7 @@ def test_device_path_with_gpen(cut_clip, gpen_64, tmp_path):
     config = load_config("default", {"restore.model": str(gpen_64), "restore.device_path": "on"})
     out = tmp_path / "gpen.mkv"
     report = run_restore(RestoreJob(cut_clip, out, config))
-    assert report.restore["device"] == "cpu" and report.faces["faces_restored"] > 0
+    assert report.restore.device == "cpu" and report.faces.faces_restored > 0
     pairs = zip(video_planes(cut_clip), video_planes(out), strict=True)
     changed = [any((a != b).any() for a, b in zip(x, y, strict=True)) for x, y in pairs]
     assert all(changed[:12]) and not any(changed[12:])

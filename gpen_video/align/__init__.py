@@ -8,8 +8,8 @@ import numpy as np
 
 from gpen_video.align.compose import AlignedBatch, ComposeResult, compose, match_colour
 from gpen_video.align.masks import feather_mask
-from gpen_video.align.templates import TEMPLATES, face_to_crop, template_points, umeyama_similarity
 from gpen_video.align.warp import warp_cpu, warp_torch
+from gpen_video.faces.geometry import face_to_crop
 from gpen_video.faces.types import TrackedFace
 
 
@@ -31,17 +31,13 @@ def align_faces_torch(frame, faces: Sequence[TrackedFace], size: int, template: 
 
 
 __all__ = [
-    "TEMPLATES",
     "AlignedBatch",
     "ComposeResult",
     "align_faces",
     "align_faces_torch",
     "compose",
-    "face_to_crop",
     "feather_mask",
     "match_colour",
-    "template_points",
-    "umeyama_similarity",
     "warp_cpu",
     "warp_torch",
 ]

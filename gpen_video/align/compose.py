@@ -15,8 +15,8 @@ import numpy as np
 
 from gpen_video.align.grain import grain_for_crops
 from gpen_video.align.masks import feather_mask, parsing_masker
-from gpen_video.align.templates import invert_affine
 from gpen_video.config import ComposeConfig
+from gpen_video.faces.geometry import invert_affine
 
 MIN_ALPHA = 1.0 / 1024  # weights below this leave the pixel untouched
 
@@ -63,23 +63,48 @@ def compose(
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame, got {image.shape} {image.dtype}")
     height, width = image.shape[:2]
     top = 65535.0 if image.dtype == np.uint16 else 255.0
-    n = len(batch.affines)
-    if n == 0:
+    if len(batch.affines) == 0:
         return ComposeResult(image.copy(), np.zeros((height, width), np.float32))
     size = restored.shape[1]
     crop_masks = _crop_masks(restored, batch, config, masks, size)
     affines = _affines_for(image, batch, size)
+    faces = _faces_to_paste(image, restored, batch.crops, crop_masks, affines, config, grain, top)
+    regions = [footprint(invert_affine(a), size, width, height) for a in affines]
+    pieces = _warp_to_regions(faces, crop_masks, affines, regions)
+    return _paste_groups(image, pieces, config.blend, top)
+
+
+def _faces_to_paste(
+    image: np.ndarray,
+    restored: np.ndarray,
+    crops: np.ndarray,
+    crop_masks: np.ndarray,
+    affines: np.ndarray,
+    config: ComposeConfig,
+    grain: GrainSeed | None,
+    top: float,
+) -> np.ndarray:
+    """The restored crops in the frame's range (float32), colour-matched and grained as configured."""
     faces = restored.astype(np.float32) * (top / 255.0)
     if config.color_match:
-        faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, batch.crops, crop_masks, strict=True)])
+        faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, crops, crop_masks, strict=True)])
     if grain is not None:
+        size = restored.shape[1]
         film = grain_for_crops(
             image, affines, size, grain.frame_index, list(grain.track_ids), restored=faces * (255 / top)
         )
         faces = np.clip(faces + film * (top / 255.0), 0.0, top)
+    return faces
 
-    regions = [footprint(invert_affine(a), size, width, height) for a in affines]
-    pieces = []  # (region, warped face, warped mask) of each face that lands in the frame
+
+def _warp_to_regions(
+    faces: np.ndarray,
+    crop_masks: np.ndarray,
+    affines: np.ndarray,
+    regions: list[tuple[int, int, int, int] | None],
+) -> list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]]:
+    """(region, warped face, warped mask) of each face that lands in the frame, warped over its region only."""
+    pieces = []
     for face, crop_mask, affine, region in zip(faces, crop_masks, affines, regions, strict=True):
         if region is None:
             continue
@@ -90,25 +115,43 @@ def compose(
         warped = cv2.warpAffine(face, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         m = cv2.warpAffine(crop_mask, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         pieces.append((region, warped, np.clip(m, 0.0, 1.0, out=m)))
+    return pieces
+
+
+def _paste_groups(
+    image: np.ndarray,
+    pieces: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]],
+    blend: float,
+    top: float,
+) -> ComposeResult:
+    """Blend each group of overlapping faces into a copy of ``image`` over the group's own box."""
     out = image.copy()
-    full_mask = np.zeros((height, width), np.float32)
-    blend = float(np.clip(config.blend, 0.0, 1.0))
+    full_mask = np.zeros(image.shape[:2], np.float32)
+    blend = float(np.clip(blend, 0.0, 1.0))
     for box, members in _separate_groups([p[0] for p in pieces]):
         x0, y0, x1, y1 = box
         if len(members) == 1:  # one face: its own warp (box == its region), no overlap weighting
             _, pasted, coverage = pieces[members[0]]
         else:
             pasted, coverage = _mix_overlapping([pieces[k] for k in sorted(members)], box)
-        alpha = coverage * blend
-        alpha[alpha < MIN_ALPHA] = 0.0
-        source = image[y0:y1, x0:x1].astype(np.float32)
-        mixed = pasted - source  # where alpha is 0 this gives back the source exactly (0 * finite = 0)
-        mixed *= alpha[..., None]
-        mixed += source
-        np.rint(mixed, out=mixed)
-        out[y0:y1, x0:x1] = np.clip(mixed, 0.0, top, out=mixed)
+        mixed, alpha = _blend(image[y0:y1, x0:x1], pasted, coverage, blend, top)
+        out[y0:y1, x0:x1] = mixed
         full_mask[y0:y1, x0:x1] = alpha
     return ComposeResult(out, full_mask)
+
+
+def _blend(
+    samples: np.ndarray, pasted: np.ndarray, coverage: np.ndarray, blend: float, top: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One box blended: (samples, rounded and clipped, as float32; alpha = coverage * blend, 0 below 1/1024)."""
+    alpha = coverage * blend
+    alpha[alpha < MIN_ALPHA] = 0.0
+    source = samples.astype(np.float32)
+    mixed = pasted - source  # where alpha is 0 this gives back the source exactly (0 * finite = 0)
+    mixed *= alpha[..., None]
+    mixed += source
+    np.rint(mixed, out=mixed)
+    return np.clip(mixed, 0.0, top, out=mixed), alpha
 
 
 def _separate_groups(regions: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], list[int]]]:

@@ -26,7 +26,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from gpen_video.align.templates import invert_affine
+from gpen_video.faces.geometry import invert_affine
 
 HIGHPASS_SIGMA = 1.5  # residual = image - blur(image, this): keeps grain, drops shading
 STRUCTURE_SIGMA = 3.0  # scale at which "flat" is judged

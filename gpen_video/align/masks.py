@@ -51,7 +51,7 @@ class ParsingMasker:
     """Face-parsing masks from an ONNX model (input 1×3×512×512 RGB in [-1, 1], output 1×19×512×512 logits)."""
 
     def __init__(self, path: str | Path, excluded: tuple[int, ...] = PARSING_EXCLUDED):
-        from gpen_video.models.ort_session import CPU_ONLY, ort_session
+        from gpen_video.ort_session import CPU_ONLY, ort_session
 
         path = Path(path).expanduser()
         if not path.is_file():

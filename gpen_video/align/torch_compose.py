@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from gpen_video.align.compose import MIN_ALPHA, footprint
 from gpen_video.align.masks import feather_mask, parsing_masker
-from gpen_video.align.templates import invert_affine
 from gpen_video.config import ComposeConfig
+from gpen_video.faces.geometry import invert_affine
 
 # OpenCV's sRGB (D65) matrices and white point (color_lab.cpp)
 _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
@@ -56,52 +56,88 @@ def compose_torch(
     """  # noqa: E501 - the signature's contract, quoted as given
     if image.ndim != 3 or image.shape[2] != 3 or not _is_integer_frame(image.dtype):
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame tensor, got {tuple(image.shape)} {image.dtype}")
-    device = image.device
     height, width = int(image.shape[0]), int(image.shape[1])
     top = 255.0 if image.dtype == torch.uint8 else 65535.0
     if isinstance(affines, torch.Tensor):
         affines = affines.detach().to("cpu", torch.float64).numpy()
     affines = np.asarray(affines, np.float64).reshape(-1, 2, 3).copy()
-    n = len(affines)
-    empty_mask = torch.zeros((height, width), dtype=torch.float32, device=device)
-    if n == 0:
+    empty_mask = torch.zeros((height, width), dtype=torch.float32, device=image.device)
+    if len(affines) == 0:
         return image.clone(), empty_mask
+    size = _checked_size(restored, crops, len(affines), config)
+    if crops is not None and crops.numel() and int(crops.shape[1]) != size:
+        affines *= size / int(crops.shape[1])  # restorer returned another size: scale the crop side
+    regions = [footprint(invert_affine(a), size, width, height) for a in affines]
+    used = [k for k, r in enumerate(regions) if r is not None]
+    if not used:
+        return image.clone(), empty_mask
+    crop_masks = _crop_masks(restored, config, masks, size, image.device)
+    faces, crop_masks, scale = _faces_to_paste(restored, crops, crop_masks, used, config, top, image.device)
+    boxes = [regions[k] for k in used]
+    warped, warped_mask = _warp_to_regions(faces, crop_masks, affines[used], boxes)
+    if scale != 1.0:
+        warped = warped * scale
+    box = min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+    pasted, coverage = _mix_overlapping(warped, warped_mask, boxes, box)
+    x0, y0, x1, y1 = box
+    mixed, alpha = _blend(image[y0:y1, x0:x1], pasted, coverage, config.blend, top)
+    out = image.clone()
+    out[y0:y1, x0:x1] = mixed
+    full_mask = empty_mask
+    full_mask[y0:y1, x0:x1] = alpha
+    return out, full_mask
+
+
+def _checked_size(restored: torch.Tensor, crops: torch.Tensor | None, n: int, config: ComposeConfig) -> int:
+    """The restored crops' side S, once they are (n, S, S, 3) and, for colour matching, the source crops S too."""
     if restored.ndim != 4 or restored.shape[0] != n or restored.shape[1] != restored.shape[2]:
         raise ValueError(f"expected restored crops ({n}, S, S, 3), got {tuple(restored.shape)}")
     size = int(restored.shape[1])
-    if crops is not None and crops.numel() and int(crops.shape[1]) != size:
-        affines *= size / int(crops.shape[1])  # restorer returned another size: scale the crop side
     if config.color_match:
         if crops is None:
             raise ValueError("color_match needs the aligned source crops (crops=...)")
         if int(crops.shape[1]) != size:
             raise ValueError(f"colour matching needs crops of the restored size {size}, got {int(crops.shape[1])}")
+    return size
 
-    regions = [footprint(invert_affine(a), size, width, height) for a in affines]
-    used = [k for k, r in enumerate(regions) if r is not None]
-    if not used:
-        return image.clone(), empty_mask
-    x0, y0 = min(regions[k][0] for k in used), min(regions[k][1] for k in used)
-    x1, y1 = max(regions[k][2] for k in used), max(regions[k][3] for k in used)
-    crop_masks = _crop_masks(restored, config, masks, size, device)
+
+def _faces_to_paste(
+    restored: torch.Tensor,
+    crops: torch.Tensor | None,
+    crop_masks: torch.Tensor,
+    used: list[int],
+    config: ComposeConfig,
+    top: float,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The faces that land in the frame (float32, colour-matched as configured), their masks, and the scale to
+    the frame's range still owed: applied after the warp (fewer pixels), unless matching needed it first.
+    """
     faces = restored.to(device=device)
-    if len(used) < n:  # faces with no footprint in the frame are neither matched nor warped
+    if len(used) < len(restored):  # faces with no footprint in the frame are neither matched nor warped
         faces, crop_masks = faces[used], crop_masks[used]
         crops = None if crops is None else crops[used]
     faces = faces.to(torch.float32)
-    scale = top / 255.0  # 8-bit faces to the frame's range: after the warp (fewer pixels) unless matched first
+    scale = top / 255.0  # 8-bit faces to the frame's range
     if config.color_match:
         faces = match_colour_torch(faces * scale, crops.to(device), crop_masks, top)
         scale = 1.0
-    warped, warped_mask = _warp_to_regions(faces, crop_masks, affines[used], [regions[k] for k in used])
-    if scale != 1.0:
-        warped = warped * scale
+    return faces, crop_masks, scale
 
+
+def _mix_overlapping(
+    warped: torch.Tensor,
+    warped_mask: torch.Tensor,
+    regions: list[tuple[int, int, int, int]],
+    box: tuple[int, int, int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The faces over one box: each pixel takes the m²-weighted mean of the faces covering it; and their coverage."""
+    x0, y0, x1, y1 = box
+    device = warped.device
     weight_sum = torch.zeros((y1 - y0, x1 - x0), dtype=torch.float32, device=device)
     face_sum = torch.zeros((y1 - y0, x1 - x0, 3), dtype=torch.float32, device=device)
     coverage = torch.zeros((y1 - y0, x1 - x0), dtype=torch.float32, device=device)
-    for j, k in enumerate(used):  # in face order, as the CPU code sums, so the float sums agree
-        rx0, ry0, rx1, ry1 = regions[k]
+    for j, (rx0, ry0, rx1, ry1) in enumerate(regions):  # in face order, as the CPU code sums, so the float sums agree
         h, w = ry1 - ry0, rx1 - rx0
         m = warped_mask[j, :h, :w]
         sl = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
@@ -109,21 +145,21 @@ def compose_torch(
         weight_sum[sl] += m2
         face_sum[sl] += m2[..., None] * warped[j, :h, :w]
         coverage[sl] = torch.maximum(coverage[sl], m)
+    return face_sum / weight_sum.clamp_min(1e-12)[..., None], coverage
 
-    alpha = coverage * float(np.clip(config.blend, 0.0, 1.0))
+
+def _blend(
+    samples: torch.Tensor, pasted: torch.Tensor, coverage: torch.Tensor, blend: float, top: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One box blended: (samples, the input's exactly where alpha is 0; alpha = coverage * blend, 0 below 1/1024)."""
+    alpha = coverage * float(np.clip(blend, 0.0, 1.0))
     alpha = torch.where(alpha < MIN_ALPHA, torch.zeros_like(alpha), alpha)
     changed = alpha > 0
-    pasted = face_sum / weight_sum.clamp_min(1e-12)[..., None]
-    source = image[y0:y1, x0:x1]
-    source_f = source.to(torch.float32)
+    source_f = samples.to(torch.float32)
     mixed = source_f + alpha[..., None] * (pasted - source_f)
     mixed = torch.round(mixed).clamp_(0.0, top)
-    region = torch.where(changed[..., None], mixed.to(torch.int32), source.to(torch.int32))
-    out = image.clone()
-    out[y0:y1, x0:x1] = region.to(image.dtype)
-    full_mask = empty_mask
-    full_mask[y0:y1, x0:x1] = alpha
-    return out, full_mask
+    region = torch.where(changed[..., None], mixed.to(torch.int32), samples.to(torch.int32))
+    return region.to(samples.dtype), alpha
 
 
 def match_colour_torch(faces: torch.Tensor, sources: torch.Tensor, masks: torch.Tensor, top: float) -> torch.Tensor:

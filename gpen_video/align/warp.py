@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from gpen_video.align.templates import invert_affine
+from gpen_video.faces.geometry import invert_affine
 
 
 def warp_cpu(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:

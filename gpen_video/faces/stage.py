@@ -27,16 +27,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpen_video.align.templates import template_points, umeyama_similarity
 from gpen_video.config import FacesConfig
 from gpen_video.errors import ConfigError
-from gpen_video.faces.detectors import Detector, create_detector
+from gpen_video.faces.detectors import create_detector
+from gpen_video.faces.detectors.base import Detector
+from gpen_video.faces.geometry import template_points, umeyama_similarity
 from gpen_video.faces.motion import IDENTITY, apply, compose, invert
 from gpen_video.faces.scenecut import SceneCutDetector
 from gpen_video.faces.smoothing import local_linear
-from gpen_video.faces.tracker import _CONFIRM_AFTER, Track, Tracker
+from gpen_video.faces.track import Track
+from gpen_video.faces.tracker import _CONFIRM_AFTER, Tracker
 from gpen_video.faces.tracks_file import TracksFile
-from gpen_video.faces.types import FrameFaces, TrackedFace, TrackSummary, face_box, face_scale
+from gpen_video.faces.types import (
+    FacesSummary,
+    FrameFaces,
+    SmoothingSummary,
+    TrackedFace,
+    TrackSummary,
+    face_box,
+    face_scale,
+)
 from gpen_video.io.colour import to_8bit
 
 log = logging.getLogger(__name__)
@@ -338,7 +348,7 @@ class FaceStage:
                     self._rejected_tracks += 1
         self.tracker.finished = kept
 
-    # -- summaries and report ---------------------------------------------------------------------
+    # -- summaries --------------------------------------------------------------------------------
 
     def track_summaries(self) -> list[TrackSummary]:
         """One summary per track given out so far, by id (what preview and batch use)."""
@@ -360,33 +370,30 @@ class FaceStage:
         pending = sum(1 for t in self.tracker.tracks + self.tracker.finished if not t.confirmed)
         return self.tracker.rejected_candidates + self._rejected_tracks + pending
 
-    def report(self) -> dict:
-        """Summary, per-track summaries and accuracy metrics for the run's ``--report`` JSON."""
-        return {
-            "detector": self.detector.name,
-            "detector_calls": self.tracker.detector_calls,  # full detections (key frames)
-            "detector_region_calls": self.tracker.detector_region_calls,  # second looks at new candidates
-            "frames": self._frames,
-            "skipped_faces": self.tracker.skipped_faces + self._extra_skipped,
-            "rejected_candidates": self.rejected_candidates(),
-            "keyframe_interval": self.config.keyframe_interval,
-            "min_face": self.config.min_face,
-            "smoothing": {
-                "enabled": bool(self.config.smooth and self.window > 0),
-                "window": self.window,
-                "strength": self.config.smooth_strength,
-                "motion_compensated": True,
-            },
-            "tracks": [s.to_dict() for s in self.track_summaries()],
-            "jitter_raw_px": _rms(self._jitter_raw),
-            "jitter_smoothed_px": _rms(self._jitter_smooth),
-            # RMS distance (frame px) between a frame's landmarks and the previous frame's carried by the
-            # measured motion: an accuracy estimate without ground truth (raw: the detector's own)
-            "motion_agreement_raw_px": _rms(self._agreement_raw),
-            "motion_agreement_px": _rms(self._agreement_smooth),
-            "scene_cuts": list(self.scene_cuts.cuts) if self.scene_cuts is not None else [],
-            "scene_cuts_overruled": self.tracker.vetoed_cuts,  # content cuts the faces' motion followed through
-        }
+    def summary(self) -> FacesSummary:
+        """Counts, per-track summaries and accuracy metrics for the run's ``--report`` JSON."""
+        return FacesSummary(
+            detector=self.detector.name,
+            detector_calls=self.tracker.detector_calls,
+            detector_region_calls=self.tracker.detector_region_calls,
+            frames=self._frames,
+            skipped_faces=self.tracker.skipped_faces + self._extra_skipped,
+            rejected_candidates=self.rejected_candidates(),
+            keyframe_interval=self.config.keyframe_interval,
+            min_face=self.config.min_face,
+            smoothing=SmoothingSummary(
+                enabled=bool(self.config.smooth and self.window > 0),
+                window=self.window,
+                strength=self.config.smooth_strength,
+            ),
+            tracks=tuple(self.track_summaries()),
+            jitter_raw_px=_rms(self._jitter_raw),
+            jitter_smoothed_px=_rms(self._jitter_smooth),
+            motion_agreement_raw_px=_rms(self._agreement_raw),
+            motion_agreement_px=_rms(self._agreement_smooth),
+            scene_cuts=tuple(self.scene_cuts.cuts) if self.scene_cuts is not None else (),
+            scene_cuts_overruled=self.tracker.vetoed_cuts,
+        )
 
 
 def _similarity_fit(times: np.ndarray, carried: list[np.ndarray], points: np.ndarray, reach: int, scale: float):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +89,71 @@ class TrackSummary:
             "mean_score": round(self.mean_score, 4),
             "sample_frame": self.sample_frame,
             "sample_box": [round(v, 2) for v in self.sample_box],
+        }
+
+
+@dataclass(frozen=True)
+class SmoothingSummary:
+    """How the faces stage smoothed the landmarks."""
+
+    enabled: bool
+    window: int  # frames either side
+    strength: float  # 0..1: how far each raw observation moves to the fit
+    motion_compensated: bool = True  # always: the window's observations are carried by the measured motion
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "window": self.window,
+            "strength": self.strength,
+            "motion_compensated": self.motion_compensated,
+        }
+
+
+@dataclass(frozen=True)
+class FacesSummary:
+    """What the faces stage did over a run: counts, the tracks given out, and accuracy metrics.
+
+    ``to_dict`` is the run report's ``faces`` section as the stage writes it (the run adds its own keys).
+    """
+
+    detector: str
+    detector_calls: int  # full detections (key frames)
+    detector_region_calls: int  # second looks at new candidates
+    frames: int
+    skipped_faces: int
+    rejected_candidates: int
+    keyframe_interval: int
+    min_face: int
+    smoothing: SmoothingSummary
+    tracks: tuple[TrackSummary, ...]
+    jitter_raw_px: float | None  # RMS second difference of the raw landmarks (frame px); None without any
+    jitter_smoothed_px: float | None  # the same of the landmarks given out
+    #: RMS distance (frame px) between a frame's landmarks and the previous frame's carried by the measured
+    #: motion: an accuracy estimate without ground truth (raw: the detector's own)
+    motion_agreement_raw_px: float | None
+    motion_agreement_px: float | None
+    scene_cuts: tuple[int, ...]
+    scene_cuts_overruled: int  # content cuts the faces' motion followed through
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector,
+            "detector_calls": self.detector_calls,
+            "detector_region_calls": self.detector_region_calls,
+            "frames": self.frames,
+            "skipped_faces": self.skipped_faces,
+            "rejected_candidates": self.rejected_candidates,
+            "keyframe_interval": self.keyframe_interval,
+            "min_face": self.min_face,
+            "smoothing": self.smoothing.to_dict(),
+            "tracks": [s.to_dict() for s in self.tracks],
+            "jitter_raw_px": self.jitter_raw_px,
+            "jitter_smoothed_px": self.jitter_smoothed_px,
+            "motion_agreement_raw_px": self.motion_agreement_raw_px,
+            "motion_agreement_px": self.motion_agreement_px,
+            "scene_cuts": list(self.scene_cuts),
+            "scene_cuts_overruled": self.scene_cuts_overruled,
         }
 
 

@@ -22,6 +22,7 @@ import av
 
 from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError
+from gpen_video.io.containers import MUXER_CODEC_FAMILIES
 from gpen_video.io.formats import ContainerCaps
 from gpen_video.io.probe import VideoInfo
 
@@ -93,31 +94,47 @@ def choose_encoding(
 ) -> EncodeSettings:
     """Pick the encoder for ``video`` under the user's ``config`` (codec, crf, preset, pix_fmt), for the output
     container ``caps`` when known (what it holds and whether it times B-frames)."""
-    src_fmt = video.colour.pix_fmt
     if config.video_codec == "auto":
         settings = _auto(video, encoders, caps)
     else:
-        codec = _encoder_name(config.video_codec, encoders)
-        if not encoders.has(codec):
-            hint = "" if encoders is not PYAV_ENCODERS else "; try --encoder-backend ffmpeg to use your own ffmpeg"
-            raise ConfigError(f"--video-codec: {encoders.name} has no encoder '{config.video_codec}'{hint}")
-        fmt = _closest_format(encoders.formats(codec), src_fmt, alpha=video.colour.has_alpha)
-        settings = EncodeSettings(codec, fmt, reason="chosen with --video-codec")
-        if codec in INTERMEDIATE_ENCODERS.values():
-            _intermediate_options(settings, video)
-        if caps is not None and not caps.reorders and codec in _X26X:
-            settings.options["bf"] = "0"
+        settings = _named(video, config.video_codec, encoders, caps)
     if config.pix_fmt != "auto":
-        formats = encoders.formats(settings.codec)
-        try:
-            av.VideoFormat(config.pix_fmt)
-        except ValueError as exc:
-            raise ConfigError(f"--pix-fmt: unknown pixel format '{config.pix_fmt}'") from exc
-        if formats and config.pix_fmt not in formats:
-            raise ConfigError(
-                f"--pix-fmt: {settings.codec} cannot encode {config.pix_fmt}; it takes {', '.join(formats)}"
-            )
-        settings.pix_fmt = config.pix_fmt
+        _force_pix_fmt(settings, config.pix_fmt, encoders)
+    _rate_control(settings, config)
+    if settings.codec == "libx265":
+        settings.options["x265-params"] = _x265_params(settings.options.get("x265-params"), video)
+    return settings
+
+
+def _named(video: VideoInfo, name: str, encoders: EncoderCatalog, caps: ContainerCaps | None) -> EncodeSettings:
+    """The encoder given with ``--video-codec``, in the pixel format nearest the source's."""
+    codec = _encoder_name(name, encoders)
+    if not encoders.has(codec):
+        hint = "" if encoders is not PYAV_ENCODERS else "; try --encoder-backend ffmpeg to use your own ffmpeg"
+        raise ConfigError(f"--video-codec: {encoders.name} has no encoder '{name}'{hint}")
+    fmt = _closest_format(encoders.formats(codec), video.colour.pix_fmt, alpha=video.colour.has_alpha)
+    settings = EncodeSettings(codec, fmt, reason="chosen with --video-codec")
+    if codec in INTERMEDIATE_ENCODERS.values():
+        _intermediate_options(settings, video)
+    if caps is not None and not caps.reorders and codec in _X26X:
+        settings.options["bf"] = "0"
+    return settings
+
+
+def _force_pix_fmt(settings: EncodeSettings, pix_fmt: str, encoders: EncoderCatalog) -> None:
+    """``--pix-fmt``, where the encoder takes it."""
+    formats = encoders.formats(settings.codec)
+    try:
+        av.VideoFormat(pix_fmt)
+    except ValueError as exc:
+        raise ConfigError(f"--pix-fmt: unknown pixel format '{pix_fmt}'") from exc
+    if formats and pix_fmt not in formats:
+        raise ConfigError(f"--pix-fmt: {settings.codec} cannot encode {pix_fmt}; it takes {', '.join(formats)}")
+    settings.pix_fmt = pix_fmt
+
+
+def _rate_control(settings: EncodeSettings, config: OutputConfig) -> None:
+    """``--crf`` and ``--preset`` where the encoder has them; x264/x265 get the preset file's defaults otherwise."""
     if config.crf is not None:
         if settings.codec not in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"):
             raise ConfigError(f"--crf applies to x264/x265/AV1/VP9 encoders, not {settings.codec}")
@@ -133,9 +150,6 @@ def choose_encoding(
         settings.options["preset"] = config.preset
     elif settings.codec in _X26X:
         settings.options["preset"] = config.x26x_preset
-    if settings.codec == "libx265":
-        settings.options["x265-params"] = _x265_params(settings.options.get("x265-params"), video)
-    return settings
 
 
 def _encoder_name(name: str, encoders: EncoderCatalog) -> str:
@@ -242,9 +256,8 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
         return settings
     if caps is not None:
         delivery = "libx265" if video.colour.bit_depth > 8 else "libx264"
-        # the muxer's own codec where H.264/HEVC cannot be timed or held (AVI: even without B-frames, FFmpeg's
-        # H.264 decoder guesses a reorder delay there and shows every frame one late)
-        if not caps.holds(delivery) or caps.family in ("mpeg", "vob", "dv", "mxf", "webm", "avi"):
+        # the muxer's own codec where H.264/HEVC cannot be timed or held
+        if not caps.holds(delivery) or caps.family in MUXER_CODEC_FAMILIES:
             return _container_default(video, encoders, caps)
     if video.colour.bit_depth > 8:
         settings = EncodeSettings(

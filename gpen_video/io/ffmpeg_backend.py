@@ -30,7 +30,8 @@ from gpen_video.errors import DependencyError, OutputError
 from gpen_video.io.colour import tag_frame, to_encoder_format
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.probe import MediaInfo
-from gpen_video.io.writer import SideStreams, StreamPlan, WriteResult
+from gpen_video.io.side_streams import SideStreams, StreamPlan
+from gpen_video.io.writer import WriteResult
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,7 @@ from pathlib import Path
 import av
 
 from gpen_video.errors import OutputError
-
-# Containers whose index has no presentation timestamps per frame: B-frames come out mistimed (AVI stores
-# only decode order; FFmpeg's MXF muxer writes H.264 without its reorder delay). Encoders reorder nothing here.
-NO_REORDER_FAMILIES = frozenset({"avi", "mxf", "mxf_d10", "mxf_opatom", "dv", "mpeg", "vob", "gxf"})
+from gpen_video.io.containers import NO_REORDER_FAMILIES
 
 
 @dataclass(frozen=True)

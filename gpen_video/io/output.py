@@ -15,10 +15,10 @@ import ctypes.util
 import errno
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,24 +89,6 @@ def remove_stale_partials(output_path: Path) -> list[Path]:
         log.warning("removed %s, left by an earlier run to %s that did not finish", stale.name, output_path.name)
         removed.append(stale)
     return removed
-
-
-def estimate_output_bytes(input_bytes: int, same_codec_family: bool) -> int:
-    """A rough size of the output: the input's size for the same codec family, twice it otherwise."""
-    return input_bytes if same_codec_family else 2 * input_bytes
-
-
-def check_free_space(output_path: Path, needed: int) -> None:
-    """OutputError before the run when the output's file system clearly cannot take ``needed`` bytes."""
-    try:
-        free = shutil.disk_usage(output_path.parent).free
-    except OSError:
-        return
-    if needed > free:
-        raise OutputError(
-            f"{output_path.parent}: {free / 1e9:.2f} GB free, the output needs about {needed / 1e9:.2f} GB; "
-            "free some space or write elsewhere with -o"
-        )
 
 
 def check_writable(path: Path, what: str = "report") -> None:
@@ -275,28 +257,8 @@ def verify_video(
     its first packet was written, seconds). A video-only file (``side_starts`` empty) may shift as a
     whole; a caller that cannot say (``None``) gets the old half-second allowance.
     """
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            out_tb = stream.time_base
-            out_pts = []
-            for frame in container.decode(stream):
-                ts = frame.pts if frame.pts is not None else frame.dts
-                if ts is not None:
-                    out_pts.append(ts)
-            starts = {}
-            if side_starts:
-                with av.open(str(path)) as again:
-                    wanted = [s for s in again.streams if s.index in side_starts]
-                    for packet in again.demux(*wanted):
-                        ts = packet.pts if packet.pts is not None else packet.dts
-                        if ts is not None and packet.stream.index not in starts:
-                            starts[packet.stream.index] = ts * packet.time_base
-                        if len(starts) == len(wanted):
-                            break
-    except av.error.FFmpegError as exc:
-        raise VerificationError(f"{path.name}: the written file cannot be read back ({exc}); it was not kept") from exc
+    written = _read_back(path, side_starts)
+    out_pts, out_tb = written.pts, written.time_base
     if side_starts is None:
         # callers from before issue 12 (jobs/assemble.py, jobs/runner.py) hand their packets' pts in decode
         # order; presentation order is then increasing time. The output's own order is never sorted.
@@ -309,22 +271,71 @@ def verify_video(
         return
     tolerance = max(Fraction(out_tb), Fraction(time_base)) / 2
     shift = out_pts[0] * out_tb - expected_pts[0] * time_base
-    if abs(shift) > tolerance and side_starts is None:  # callers that do not say: a muxer's priming shift only
+    if abs(shift) > tolerance:
+        _check_shift(shift, side_starts, written.side_starts)
+    for i, (o, e) in enumerate(zip(out_pts, expected_pts, strict=True)):
+        if abs((o * out_tb - shift) - e * time_base) > tolerance:
+            raise VerificationError(
+                f"frame {i}: output timestamp {float(o * out_tb - shift):.6f}s differs from the input's "
+                f"{float(e * time_base):.6f}s (presentation order); the output was not kept"
+            )
+
+
+@dataclass(frozen=True)
+class _ReadBack:
+    """What a written file holds: its video's timestamps in the order decoded, and its side streams' starts."""
+
+    pts: list[int]
+    time_base: Fraction
+    side_starts: dict[int, Fraction]  # output stream index -> its first packet's time (seconds)
+
+
+def _read_back(path: Path, side_starts: dict[int, Fraction] | None) -> _ReadBack:
+    """The written file's video decoded (and, where ``side_starts`` names streams, their first packets found)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            out_tb = stream.time_base
+            out_pts = []
+            for frame in container.decode(stream):
+                ts = frame.pts if frame.pts is not None else frame.dts
+                if ts is not None:
+                    out_pts.append(ts)
+            starts = _first_packet_times(path, side_starts) if side_starts else {}
+            return _ReadBack(out_pts, out_tb, starts)
+    except av.error.FFmpegError as exc:
+        raise VerificationError(f"{path.name}: the written file cannot be read back ({exc}); it was not kept") from exc
+
+
+def _first_packet_times(path: Path, streams: dict[int, Fraction]) -> dict[int, Fraction]:
+    """The time (seconds) of the first packet of each of ``streams`` in the file at ``path``."""
+    starts: dict[int, Fraction] = {}
+    with av.open(str(path)) as again:
+        wanted = [s for s in again.streams if s.index in streams]
+        for packet in again.demux(*wanted):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None and packet.stream.index not in starts:
+                starts[packet.stream.index] = ts * packet.time_base
+            if len(starts) == len(wanted):
+                break
+    return starts
+
+
+def _check_shift(shift: Fraction, side_starts: dict[int, Fraction] | None, starts: dict[int, Fraction]) -> None:
+    """A whole-file ``shift`` of the video (past the tolerance) is the muxer's only where the other streams moved
+    with it (``starts``: where they are now); a video-only file may shift; a caller that does not say, by half a
+    second at most."""
+    if side_starts is None:  # callers that do not say: a muxer's priming shift only
         if abs(shift) > Fraction(1, 2):
             raise VerificationError(
                 f"the output's timeline starts {float(shift):+.3f}s off the input's; it was not kept"
             )
-    elif abs(shift) > tolerance and side_starts:  # other streams: they must have moved with the video
+    elif side_starts:  # other streams: they must have moved with the video
         moved = [starts[i] - t for i, t in side_starts.items() if i in starts]
         if not moved or any(abs(m - shift) > Fraction(1, 50) for m in moved):
             raise VerificationError(
                 f"the output's video starts {float(shift):+.3f}s off the input's"
                 + (" and the other streams did not move with it" if moved else "")
                 + "; it was not kept"
-            )
-    for i, (o, e) in enumerate(zip(out_pts, expected_pts, strict=True)):
-        if abs((o * out_tb - shift) - e * time_base) > tolerance:
-            raise VerificationError(
-                f"frame {i}: output timestamp {float(o * out_tb - shift):.6f}s differs from the input's "
-                f"{float(e * time_base):.6f}s (presentation order); the output was not kept"
             )

@@ -11,21 +11,23 @@ writer runs, on an in-memory file of the output's format.
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from gpen_video.config import OutputConfig
-from gpen_video.errors import ConfigError, DependencyError
-from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings, frame_rate
+from gpen_video.errors import ConfigError, DependencyError, OutputError
+from gpen_video.io.encoding import EncodeSettings, frame_rate
 from gpen_video.io.ffmpeg_backend import demux_time_base
 from gpen_video.io.formats import ContainerCaps
-from gpen_video.io.output import check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, open_input
-from gpen_video.io.writer import SideStreams, StreamPlan, check_video_codec, picture_options
+from gpen_video.io.side_streams import SideStreams, StreamPlan
+from gpen_video.io.writer import check_video_codec, picture_options
 
 
 @dataclass
@@ -55,8 +57,59 @@ def preflight(
         check_ffmpeg_backend(binary, info, settings)
     else:
         check_encoder_opens(info, settings)
-    same_family = INTERMEDIATE_ENCODERS.get(info.video.codec) == settings.codec
-    check_free_space(output, estimate_output_bytes(info.size_bytes, same_family))
+    need = SpaceNeed(output.parent, estimate_output_bytes(info, settings.codec))
+    check_free_space(output, [need], "free some space or write elsewhere with -o")
+
+
+# encoders whose output runs near the input's size when the input is of their family (or at a high fixed rate)
+_INTERMEDIATE_OUTPUTS = ("prores_ks", "dnxhd", "ffv1", "huffyuv", "ffvhuff", "utvideo")
+
+
+@dataclass(frozen=True)
+class SpaceNeed:
+    """Bytes a run will write into one folder."""
+
+    folder: Path
+    size: int
+
+
+def estimate_output_bytes(info: MediaInfo, codec: str | None) -> int:
+    """A generous guess of the restored file's size, for the free-space check; ``codec`` None: the encoder is the
+    ffmpeg backend's to choose, not known here."""
+    v = info.video
+    if codec is None:
+        return int(info.size_bytes * 1.5)
+    pixels = v.width * v.height * max(v.frame_count, 1)
+    if codec in ("rawvideo", "v210"):
+        return int(pixels * 3 * v.colour.bit_depth / 8)
+    if codec == v.codec or codec in _INTERMEDIATE_OUTPUTS:
+        return int(max(info.size_bytes * 1.2, pixels * 0.5))
+    return int(max(info.size_bytes * 1.5, pixels * 0.08))  # CRF 16 runs near 0.05 bytes per pixel and frame
+
+
+def check_free_space(subject: Path, needs: list[SpaceNeed], advice: str, margin: int = 0) -> None:
+    """OutputError before the work when a file system cannot take what the run will write on it: the needs of
+    folders on one file system add up, and ``margin`` bytes stay free on each. What cannot be measured is let be."""
+    by_device: dict[int, SpaceNeed] = {}
+    for need in needs:
+        try:
+            device = os.stat(need.folder).st_dev
+        except OSError:
+            continue
+        held = by_device.get(device)
+        by_device[device] = (
+            replace(held, size=held.size + need.size) if held else replace(need, size=need.size + margin)
+        )
+    for need in by_device.values():
+        try:
+            free = shutil.disk_usage(need.folder).free
+        except OSError:
+            continue
+        if free < need.size:
+            raise OutputError(
+                f"{subject}: needs about {need.size / 1e9:.2f} GB free in {need.folder}, only {free / 1e9:.2f} GB; "
+                f"{advice}"
+            )
 
 
 def check_encoder_opens(info: MediaInfo, settings: EncodeSettings) -> None:

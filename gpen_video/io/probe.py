@@ -31,16 +31,16 @@ import av
 
 from gpen_video.errors import InputError
 from gpen_video.io.colour import ColourInfo, colour_info, colour_of_frame
+from gpen_video.io.containers import CUE_FORMATS
 from gpen_video.io.metadata import VideoMetadata, video_metadata
 from gpen_video.io.rotation import normalize_rotation
 
 if TYPE_CHECKING:
-    from gpen_video.io.fields import FieldCheck
+    from gpen_video.io.field_analysis import FieldCheck
 
 log = logging.getLogger(__name__)
 
 FRAME_COUNT_SOURCES = ("index", "estimate", "scan")
-CUE_FORMATS = ("matroska", "webm")  # an index (cues) only after the first seek; key frames only
 
 # demuxers FFmpeg can turn into "video" that no one means as footage
 _NOT_VIDEO_FORMATS = {"tty": "text file", "ass": "subtitle file", "srt": "subtitle file", "webvtt": "subtitle file",
@@ -69,7 +69,7 @@ class VideoInfo:
     keyframe_count: int = 0  # from an index or scan; with cues: the cue points (a lower bound); else 0
     frame_count_source: str = "scan"  # index | estimate | scan (see FRAME_COUNT_SOURCES)
     metadata: VideoMetadata = field(default_factory=VideoMetadata)  # aspect, field order, HDR, chapters
-    # field order measured on the first pictures where the tag does not say it (``io.fields.check_fields``);
+    # field order measured on the first pictures where the tag does not say it (``io.field_check.check_fields``);
     # None: not looked (``probe`` reads one frame only)
     field_check: FieldCheck | None = None
     stream_id: int | None = None  # the container's id for it (TS PID, PS stream id, track number)

@@ -23,11 +23,14 @@ import av
 
 from gpen_video.errors import OutputError, VerificationError
 from gpen_video.io import writer as _writer
+from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, UNINDEXED_FORMATS
+from gpen_video.io.formats import container_family
+from gpen_video.io.light_open import open_probed
 from gpen_video.io.output import atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
-from gpen_video.io.reader import ASSEMBLED_SIDE_TYPES, UNINDEXED_FORMATS, PacketRange, open_probed
-from gpen_video.io.writer import SideStreams, StreamPlan, container_family, copy_stream
-from gpen_video.side_packets import read_side_file
+from gpen_video.io.side_packets import read_side_file
+from gpen_video.io.side_router import PacketRange
+from gpen_video.io.side_streams import SideStreams, StreamPlan, copy_stream
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from gpen_video import __version__
 from gpen_video.config import Config
 from gpen_video.errors import OutputError
 from gpen_video.io.output import atomic_write_text
+from gpen_video.run.job import SegmentWindow
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,10 @@ def settings_hash(config: Config, plan: dict[str, Any]) -> str:
 
 @dataclass
 class SegmentRecord:
-    """One finished segment file: which frames it emits and what was written."""
+    """One finished segment file: the window it was restored over and what was written."""
 
     index: int
-    emit_start: int
-    emit_end: int | None
-    decode_from: float
-    decode_until: float | None
+    window: SegmentWindow
     file: str  # name inside the file's work folder
     frames: int
     size: int
@@ -75,6 +73,18 @@ class SegmentRecord:
     side_file: str = ""  # the segment's side-stream packets (side_packets.side_file_for), where it made them
     side_size: int = 0
     first_pts: int | None = None  # its first frame's source pts (None: recorded before this was: emit_start)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window's fields stand beside the others, under the names records have always used."""
+        data = asdict(self)
+        return {"index": data.pop("index"), **data.pop("window"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentRecord:
+        """A record written before windows kept ``decode_from_byte`` reads as one without it."""
+        names = {f.name for f in dataclasses.fields(SegmentWindow)}
+        window = SegmentWindow(**{k: v for k, v in data.items() if k in names})
+        return cls(window=window, **{k: v for k, v in data.items() if k not in names})
 
 
 @dataclass
@@ -115,8 +125,13 @@ class FileRecord:
     def from_dict(cls, data: dict[str, Any]) -> FileRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         record = cls(**{k: v for k, v in data.items() if k in names and k != "segments"})
-        record.segments = {k: SegmentRecord(**v) for k, v in (data.get("segments") or {}).items()}
+        record.segments = {k: SegmentRecord.from_dict(v) for k, v in (data.get("segments") or {}).items()}
         return record
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["segments"] = {k: v.to_dict() for k, v in self.segments.items()}
+        return data
 
 
 class JobStore:
@@ -169,7 +184,7 @@ class JobStore:
             return None
 
     def save(self, record: FileRecord) -> None:
-        write_json_atomic(self.record_path(record.key), asdict(record))
+        write_json_atomic(self.record_path(record.key), record.to_dict())
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -1,18 +1,15 @@
 """Cut a long input into segments that start on key frames, each restorable on its own.
 
-The plan never reads the input through. MOV/MP4/AVI list every sample in their header
-(``stream.index_entries``): every frame's pts and the key frames come from there. Matroska's cues give
-the key frames (or cluster starts) only, and TS, PS, MXF and elementary streams have no index: there
-the plan seeks to every segment boundary and takes the first key frame it finds, and the frames in
-between are counted from the frame rate (an estimate: segments still tile the file exactly, since a
-segment emits the frames ``emit_start <= pts < emit_end``, whatever their number). Key frames are
-grouped into segments of about ``segment_seconds``; each segment emits the frames from
+The plan never reads the input through: it groups the key frames ``packet_index`` found into segments of about
+``segment_seconds``. Where the container lists every frame the counts are exact; elsewhere the frames in between are
+counted from the frame rate (an estimate: segments still tile the file exactly, since a segment emits the frames
+``emit_start <= pts < emit_end``, whatever their number). Each segment emits the frames from
 its key frame up to the next segment's, after decoding some frames before it (warm-up: tracks and
 landmark smoothing settle, then those frames are dropped) and some after it (the faces stage's
 look-ahead). With long GOPs (``PlanSettings.emit_after_key``, as batch jobs plan) a segment instead decodes
 from its key frame and emits from the end of its warm-up there, so no GOP before it is read again; so does a
 segment of a TS or PS plan whatever its GOP, whose key frame's byte position the seeks found: the segment's
-reader opens the file at its key frame, without a seek (``Segment.decode_from_byte``; not at a rate whose frames
+reader opens the file at its key frame, without a seek (``SegmentWindow.decode_from_byte``; not at a rate whose frames
 fall between the time base's ticks, such as 23.976 fps in 90 kHz, where those segments keep the seek). The plan
 depends only on the input and the settings, so a resumed job gets exactly the segments an uninterrupted one
 would, and their files can be reused.
@@ -21,29 +18,16 @@ would, and their files can be reused.
 from __future__ import annotations
 
 import bisect
-import contextlib
-import itertools
-import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Protocol
 
-import av
-
 from gpen_video.config import FacesConfig
-from gpen_video.errors import InputError
 from gpen_video.faces.stage import lookahead_frames
-from gpen_video.io.probe import CUE_FORMATS, MediaInfo, ffmpeg_reason, reorder_shift, sample_index
-from gpen_video.io.reader import BYTE_START_FORMATS, UNINDEXED_FORMATS, open_probed
-from gpen_video.pipeline import SegmentWindow
+from gpen_video.jobs.packet_index import REORDER_FRAMES, PacketIndex
+from gpen_video.run.job import SegmentWindow
 
-log = logging.getLogger(__name__)
-
-
-INDEX_SOURCES = ("index", "scan", "cues", "seek")  # the first two list every frame; the others key frames only
-REORDER_FRAMES = 4  # frames a key frame's decode time may precede its presentation time (B-frames), and more
 # A GOP is long (PlanSettings.emit_after_key) from this many warm-ups: cutting after the warm-up then saves at least
 # a warm-up's frames per boundary. Shorter GOPs (and all-intra) keep cuts on key frames (the look-ahead plays no
 # part), except where the plan found the key frame's byte position (TS, PS): those cut after the warm-up too.
@@ -51,60 +35,37 @@ LONG_GOP_WARMUPS = 2
 
 
 @dataclass(frozen=True)
-class PacketIndex:
-    """The video stream's packet timestamps (sorted pts), its key frames' pts, and each frame's duration.
-
-    ``pts`` lists every frame where the container has a sample index (or the file was scanned); with
-    cues or seeks it is empty and ``frame_ticks`` (the nominal frame duration) and ``end`` (the pts past
-    the last frame, from the container's duration) stand in for it.
-    """
-
-    pts: list[int]
-    keyframes: list[int]
-    time_base: Fraction
-    durations: dict[int, int] = field(default_factory=dict)  # pts -> the source packet's duration (ticks)
-    source: str = "scan"  # index | scan | cues | seek
-    frame_ticks: Fraction | None = None  # nominal frame duration, in ticks (cues / seek only)
-    end: int | None = None  # pts just past the last frame (cues / seek only)
-    gop: int = 0  # the widest key-frame interval seen (ticks; seek plans only)
-    unindexed: bool = False  # the reader's seek lands on any packet and backs off (TS, PS: reader.UNINDEXED_FORMATS)
-    origin: float = 0.0  # the stream's start (seconds): a segment's decode window counts from it, as --start does
-    vfr: bool = False  # the probe found a variable rate (cues / seek: frames are then off the nominal grid)
-    # key frame pts -> where its packet begins in the file (seek plans of reader.BYTE_START_FORMATS: TS, PS)
-    key_positions: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def exact(self) -> bool:
-        """Every frame's pts is known (not estimated from the rate)."""
-        return bool(self.pts)
-
-    @property
-    def first(self) -> int:
-        return self.pts[0] if self.pts else self.keyframes[0]
-
-    @property
-    def frame_count(self) -> int:
-        """Frames in the input: exact, or estimated from the duration and the rate."""
-        if self.pts:
-            return len(self.pts)
-        return max(round((self.end - self.first) / self.frame_ticks), 1) if self.end and self.frame_ticks else 1
-
-
-@dataclass(frozen=True)
 class Segment:
-    """One planned piece: emits source frames ``emit_start <= pts < emit_end``."""
+    """One planned piece: its window (decodes from, emits source frames ``emit_start <= pts < emit_end``) and the
+    frames it emits. Its bounds read through to the window."""
 
     index: int
-    emit_start: int
-    emit_end: int | None  # None: to the end of the file
-    decode_from: float  # seconds; the reader seeks to the key frame at or before
-    decode_until: float | None  # seconds; None: to the end
+    window: SegmentWindow
     frames: int  # frames emitted
-    decode_from_byte: int | None = None  # where the key frame it decodes from begins, where the plan found it
 
     @property
-    def window(self) -> SegmentWindow:
-        return SegmentWindow(self.decode_from, self.emit_start, self.emit_end, self.decode_until, self.decode_from_byte)
+    def emit_start(self) -> int:
+        return self.window.emit_start
+
+    @property
+    def emit_end(self) -> int | None:
+        """None: to the end of the file."""
+        return self.window.emit_end
+
+    @property
+    def decode_from(self) -> float:
+        """Seconds; the reader seeks to the key frame at or before."""
+        return self.window.decode_from
+
+    @property
+    def decode_until(self) -> float | None:
+        """Seconds; None: to the end."""
+        return self.window.decode_until
+
+    @property
+    def decode_from_byte(self) -> int | None:
+        """Where the key frame it decodes from begins, where the plan found it."""
+        return self.window.decode_from_byte
 
 
 @dataclass(frozen=True)
@@ -137,215 +98,6 @@ class PlanSettings:
         lookahead = lookahead_frames(faces)  # FaceStage.lookahead
         warmup = reach + max(faces.keyframe_interval, 8) if overlap_frames is None else overlap_frames
         return cls(float(segment_seconds), int(warmup), int(lookahead))
-
-
-def index_packets(path: Path, info: MediaInfo, segment_seconds: float = 60.0, exact: bool = False) -> PacketIndex:
-    """The main video stream's frames and key frames, from the container's index where it has one.
-
-    MOV/MP4/AVI: the sample index (nothing read but the header and the first packet; B-frames at a
-    variable rate, whose presentation times the index does not give, are scanned). Matroska: the cues, or seeks where
-    they hold too few key frames to cut on. Others: a seek every ``segment_seconds``. ``exact`` (or a
-    file without duration or rate) demuxes every packet instead, as ``probe --exact`` does.
-    """
-    index = None
-    with open_probed(path, info) as container:
-        stream = container.streams[info.video.index]
-        time_base = stream.time_base or info.video.time_base
-        if not exact:
-            index = _from_sample_index(container, stream, info, time_base, segment_seconds)
-            if index is None:
-                index = _from_cues_or_seeks(container, stream, info, time_base, segment_seconds)
-    return replace(index or _scan_packets(path, info), origin=info.video.start_time)
-
-
-def _from_sample_index(
-    container: av.container.InputContainer,
-    stream: av.VideoStream,
-    info: MediaInfo,
-    time_base: Fraction,
-    segment_seconds: float,
-) -> PacketIndex | None:
-    if container.format.name.split(",")[0] in CUE_FORMATS:
-        return None
-    entries = sample_index(stream, info.size_bytes)
-    if entries is None:
-        return None
-    first_packet = _first_packet(container, stream)
-    shift = reorder_shift(first_packet)
-    if shift and len({b - a for a, b in itertools.pairwise(entries.timestamps)}) > 1:
-        # B-frames at a variable rate: the index holds decode times only, and the presentation times
-        # (a segment's first frame, each frame's duration) cannot be derived from them: scan instead
-        log.info("%s: reordered frames at a variable rate; reading the packets to plan", info.path)
-        return _scan_packets(info.path, info)
-    pts = sorted(t + shift for t in entries.timestamps)
-    keyframes = sorted(t + shift for t in entries.key_timestamps)
-    if shift and not _starts_confirmed(container, stream, keyframes, time_base, segment_seconds):
-        log.info("%s: key frames shown out of decode order (open GOPs); reading the packets to plan", info.path)
-        return _scan_packets(info.path, info)
-    durations = {a: b - a for a, b in itertools.pairwise(pts)}
-    if len(pts) > 1:
-        durations[pts[-1]] = min(durations.values())
-    return PacketIndex(pts, keyframes, time_base, durations, "index")
-
-
-def _starts_confirmed(
-    container: av.container.InputContainer,
-    stream: av.VideoStream,
-    keyframes: list[int],
-    time_base: Fraction,
-    segment_seconds: float,
-) -> bool:
-    """With reordering, a key frame is shown at its decode time + the delay only in a closed GOP: seek to each
-    key frame a segment would start on and read its packet (one packet a segment, not a scan) to check."""
-    if segment_seconds <= 0:
-        return True
-    limit = Fraction(segment_seconds).limit_denominator(10**6) / time_base
-    starts = [keyframes[0]]
-    for kf in keyframes:
-        if kf - starts[-1] >= limit:
-            starts.append(kf)
-    try:
-        for start in starts[1:]:
-            container.seek(start, stream=stream, backward=True, any_frame=False)
-            packet = next((p for p in container.demux(stream) if p.pts is not None), None)
-            if packet is None or not packet.is_keyframe or packet.pts != start:
-                return False
-    except av.error.FFmpegError:
-        return False
-    return True
-
-
-def _first_packet(container: av.container.InputContainer, stream: av.VideoStream) -> av.Packet | None:
-    """The first video packet with both timestamps (its pts - dts is the reordering delay)."""
-    with contextlib.suppress(av.error.FFmpegError):
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.dts is not None:
-                return packet
-    return None
-
-
-def _from_cues_or_seeks(
-    container: av.container.InputContainer,
-    stream: av.VideoStream,
-    info: MediaInfo,
-    time_base: Fraction,
-    segment_seconds: float,
-) -> PacketIndex | None:
-    rate = info.video.frame_rate
-    if not rate or not info.video.duration:
-        return None
-    frame_ticks = 1 / (Fraction(rate) * time_base)
-    start = _ticks(info.video.start_time, time_base)
-    end = _ticks(info.video.start_time + info.video.duration, time_base)
-    source = "seek"
-    keyframes: list[int] = []
-    name = container.format.name.split(",")[0]
-    if name in CUE_FORMATS:
-        with contextlib.suppress(av.error.FFmpegError):
-            container.seek(0, stream=stream, backward=True)  # loads the cues
-        keyframes = sorted({e.timestamp for e in stream.index_entries if e.is_keyframe})
-        gaps = [b - a for a, b in itertools.pairwise([*keyframes, end])]
-        limit = Fraction(max(segment_seconds, 0)) / time_base
-        if keyframes and (segment_seconds <= 0 or max(gaps) <= 2 * limit):
-            source = "cues"
-        else:
-            keyframes = []
-    gop = 0
-    positions: dict[int, int] = {}
-    if not keyframes:
-        lead = int(REORDER_FRAMES * frame_ticks)
-        keyframes, gop, positions = _keyframes_by_seeking(container, stream, start, end, time_base, segment_seconds,
-                                                          lead)  # fmt: skip
-    keyframes = [k for k in keyframes if k < end]
-    if not keyframes:
-        return None
-    positions = {k: p for k, p in positions.items() if k < end} if name in BYTE_START_FORMATS else {}
-    return PacketIndex([], keyframes, time_base, {}, source, frame_ticks, end, gop, name in UNINDEXED_FORMATS,
-                       vfr=info.video.is_vfr, key_positions=positions)  # fmt: skip
-
-
-def _keyframes_by_seeking(
-    container: av.container.InputContainer,
-    stream: av.VideoStream,
-    start: int,
-    end: int,
-    time_base: Fraction,
-    segment_seconds: float,
-    lead: int = 0,
-) -> tuple[list[int], int, dict[int, int]]:
-    """One key frame near every ``segment_seconds`` boundary (a seek and a few packets each, no scan), the
-    widest key-frame interval seen, and where each key frame found begins in the file (its packet's position).
-    A seek in a container without index (TS, PS) lands on a packet whose decode time is before the target:
-    seeking ``lead`` ticks (a few frames of reordering) early lands before a key frame shown at the target, not
-    just past it (then the boundary would be a GOP later, and finding it would read that GOP). The first target
-    (the stream's start) too: else the seek lands just past the first key frame, and measuring the key-frame
-    interval reads a second GOP."""
-    step = Fraction(segment_seconds).limit_denominator(10**6) / time_base if segment_seconds > 0 else None
-    found: list[int] = []
-    positions: dict[int, int] = {}
-    gop = 0
-    target: Fraction | None = Fraction(start)
-    while target is not None:
-        try:
-            container.seek(math.floor(target) - lead, stream=stream, backward=True, any_frame=False)
-            seen: list[int] = []  # key frames after this seek: the first new one is the boundary
-            for packet in container.demux(stream):
-                if packet.pts is None or not packet.is_keyframe:
-                    if packet.pts is not None and step is not None and packet.pts > target + step:
-                        break  # no key frame within a segment of this boundary: the next one covers it
-                    continue
-                seen.append(packet.pts)
-                if len(seen) > 1:
-                    gop = max(gop, seen[-1] - seen[-2])
-                if target != start and packet.pts < target - lead:
-                    continue  # landed in an earlier GOP: its key frame would make this segment short
-                if packet.pts >= end or (target == start and len(seen) > 1):
-                    break  # the first seek reads on to a second key frame (the interval), not a boundary
-                if not found or packet.pts > found[-1]:
-                    found.append(packet.pts)
-                    if packet.pos is not None:  # PyAV: None where FFmpeg has no position
-                        positions[packet.pts] = packet.pos
-                    if target != start:
-                        break
-        except av.error.FFmpegError as exc:
-            log.warning("%s: seeking to plan segments failed (%s)", container.name, ffmpeg_reason(exc))
-            break
-        # the next boundary: a segment after the key frame just found (after this target where there was none)
-        base = found[-1] if found and found[-1] >= target - lead else target
-        target = base + step if step is not None and base + step < end else None
-    if found and found[0] > start:
-        found.insert(0, start)  # the first segment starts at the first frame (decoded from the file's start)
-    return found, gop, positions
-
-
-def _ticks(seconds: float, time_base: Fraction) -> int:
-    return round(Fraction(seconds).limit_denominator(10**9) / time_base)
-
-
-def _scan_packets(path: Path, info: MediaInfo) -> PacketIndex:
-    """Demux (no decode) the main video stream: all pts, and the key frames' pts."""
-    pts: list[int] = []
-    keyframes: list[int] = []
-    durations: dict[int, int] = {}
-    with open_probed(path, info) as container:
-        stream = container.streams[info.video.index]
-        try:
-            for packet in container.demux(stream):
-                if packet.pts is None or (packet.size == 0 and packet.dts is None):
-                    continue
-                pts.append(packet.pts)
-                if packet.duration:
-                    durations[packet.pts] = packet.duration
-                if packet.is_keyframe:
-                    keyframes.append(packet.pts)
-        except av.error.FFmpegError as exc:  # damaged tail: plan what could be read
-            log.warning("%s: indexing stopped early (%s)", path, ffmpeg_reason(exc))
-        time_base = stream.time_base or info.video.time_base
-    if not pts:
-        raise InputError(f"{path}: no video packets with timestamps; it cannot be restored")
-    pts.sort()
-    keyframes.sort()
-    return PacketIndex(pts, keyframes, time_base, durations, "scan")
 
 
 def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
@@ -397,7 +149,8 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
         after = None if end is None else frames.after(end, settings.lookahead_frames)
         decode_until = None if after is None else float((after - Fraction(1, 2)) * tb - origin)
         at_byte = index.key_positions.get(keys[i]) if from_key[i] else None
-        segments.append(Segment(i, start, end, decode_from, decode_until, frames.count(start, end), at_byte))
+        window = SegmentWindow(decode_from, start, end, decode_until, at_byte)
+        segments.append(Segment(i, window, frames.count(start, end)))
     return segments
 
 
@@ -457,7 +210,7 @@ class _RateFrames:
     The emitted frames are exact whatever the rate says (they are the decoded frames with
     ``emit_start <= pts < emit_end``); only their count is estimated.
 
-    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``reader.first_seek_margin`` (a
+    Where the reader seeks without an index (``index.unindexed``: TS, PS) it seeks ``read_start.first_seek_margin`` (a
     few frames) before the window and decodes from the first key frame after where it lands (backing off a second,
     and more, if that is past the window's start). The segment's own key frame is known, and a GOP before it is
     likely another: the window starts half a frame after that one, so the seek lands just before it and the

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import io
 import logging
-import os
 import shutil
 import time
 from collections import deque
@@ -27,19 +26,21 @@ import av
 
 from gpen_video.config import Config, load_config
 from gpen_video.errors import GpenVideoError, InputError, OutputError
+from gpen_video.io.containers import SEGMENT_CONTAINERS
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.formats import output_caps
 from gpen_video.io.output import remove_stale_partials, verify_video
-from gpen_video.io.plan import check_encoder_opens
+from gpen_video.io.plan import SpaceNeed, check_encoder_opens, check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, probe
-from gpen_video.io.sources import with_field_check
 from gpen_video.io.writer import check_video_codec
 from gpen_video.jobs.assemble import assemble
 from gpen_video.jobs.inputs import BatchItem
 from gpen_video.jobs.manifest import FileRecord, InputIdentity, JobStore, SegmentRecord, settings_hash
-from gpen_video.jobs.planner import PacketIndex, PlanSettings, Segment, index_packets, plan_segments
+from gpen_video.jobs.packet_index import PacketIndex, index_packets
+from gpen_video.jobs.planner import PlanSettings, Segment, plan_segments
 from gpen_video.jobs.summary import FileOutcome, JobSummary
 from gpen_video.jobs.tasks import SegmentDone, SegmentTask
+from gpen_video.run.field_order import with_field_check
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,17 @@ class _FileRun:
     tasks: list[SegmentTask] = field(default_factory=list)
     pending: set[int] = field(default_factory=set)
     failed: bool = False
+
+
+@dataclass(frozen=True)
+class _EarlierRun:
+    """What the job folder holds for an input from earlier runs, judged against this run."""
+
+    record: FileRecord | None
+    identity: InputIdentity
+    settings: str  # this run's settings hash
+    reusable: bool  # --resume, and the record is of this input under these settings: its finished work counts
+    wrote_output: bool  # the record's output was restored by this job and is still as it was written
 
 
 def config_with(config: Config, overrides: dict[str, Any]) -> Config:
@@ -204,51 +216,21 @@ class BatchJob:
 
     def _plan(self, item: BatchItem, outcome: FileOutcome, started: float) -> _FileRun | None:
         """Decide what to do with one input; None when there is nothing to do (skipped)."""
-        options = self.options
         config = config_with(self.config, item.overrides)
-        plan_settings = _plan_settings(config, options)
-        try:
-            identity = InputIdentity.of(item.input)
-        except OSError as exc:
-            raise InputError(f"{item.input}: cannot be read ({exc.strerror or exc})") from exc
-        settings = settings_hash(config, asdict(plan_settings))
-        old = self.store.load(item.key)
-        current = old is not None and old.matches(identity, settings)
-        if options.resume and current and old is not None:
-            if old.status == "done" and old.output_intact():
-                outcome.status, outcome.reason, outcome.frames = "skipped", "already restored", old.frames
-                return None
-            if old.status == "failed" and old.sticky and not options.retry_failed:
-                outcome.status = "failed"
-                outcome.error = f"failed in an earlier run ({old.error}); pass --retry-failed to try it again"
-                return None
-        work_dir = self.store.work_dir(item.key)
-        reusable = old if (options.resume and current and old is not None) else None
-        if old is not None and old.segments and reusable is None:
-            why = "--resume is off" if not options.resume else _mismatch(old, identity, settings)
-            log.info("%s: not reusing %d finished segment(s): %s", item.input, len(old.segments), why)
-        ours = old is not None and old.status == "done" and old.output_intact()
-        record = FileRecord(item.key, str(item.input), str(item.output))
-        if reusable is not None:
-            record.segments, record.attempts = reusable.segments, reusable.attempts
-        record.identity, record.settings = asdict(identity), settings
+        plan_settings = _plan_settings(config, self.options)
+        earlier = self._earlier_run(item, config, plan_settings)
+        if self._settled(earlier, outcome):
+            return None
+        record = self._new_record(item, earlier)
         info = with_field_check(probe(item.input), config)  # untagged fields judged once, for every segment
-        index = index_packets(item.input, info, options.segment_seconds)
-        if item.output.exists() and not ours and not options.overwrite:
-            if options.resume and old is None and _complete(item.output, index):
-                outcome.status, outcome.frames = "skipped", index.frame_count
-                outcome.reason = "output exists and holds every frame (made outside this job; settings unknown)"
-                return None
-            raise OutputError(f"{item.output}: already exists and was not written by this job; pass --overwrite")
+        index = index_packets(item.input, info, self.options.segment_seconds)
+        if self._made_elsewhere(item, earlier, index, outcome):
+            return None
         segments = plan_segments(index, plan_settings)
-        segment_config = _segment_config(config)
         estimate, codec = self._check_output(item, info, config)
-        suffix = segment_suffix(codec)
         remove_stale_partials(item.output)  # temporary outputs of killed runs to this output
-        reused = self._reusable_segments(record, segments, work_dir)
-        record.segments = {str(i): record.segments[str(i)] for i in reused}
-        kept = [record.segments[str(i)] for i in reused]
-        _clean_work_dir(work_dir, {r.file for r in kept} | {r.side_file for r in kept if r.side_file})
+        work_dir = self.store.work_dir(item.key)
+        reused = self._keep_reusable(record, segments, work_dir)
         todo = [s for s in segments if s.index not in reused]
         total = sum(s.frames for s in segments)
         remaining = sum(s.frames for s in todo)
@@ -258,18 +240,69 @@ class BatchJob:
         self.store.save(record)
         outcome.segments, outcome.segments_reused = len(segments), sorted(reused)
         run = _FileRun(item, config, info, index, segments, record, outcome, started, work_dir)
-        source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
-        for seg in todo:
-            path = work_dir / _segment_name(seg.index, suffix)
-            task = SegmentTask(
-                item.key, seg.index, source, path, segment_config, seg.window, seg.frames, info, item.output
-            )
-            run.tasks.append(task)
+        run.tasks = _segment_tasks(run, todo, segment_suffix(codec))
         run.pending = {s.index for s in todo}
         if reused:
             log.info("%s: reusing %d of %d segment(s) from an earlier run", item.input, len(reused), len(segments))
         self.events.file_started(item, total, total - remaining)
         return run
+
+    def _earlier_run(self, item: BatchItem, config: Config, plan_settings: PlanSettings) -> _EarlierRun:
+        """The input's identity and this run's settings hash, against the job folder's record of earlier runs."""
+        try:
+            identity = InputIdentity.of(item.input)
+        except OSError as exc:
+            raise InputError(f"{item.input}: cannot be read ({exc.strerror or exc})") from exc
+        settings = settings_hash(config, asdict(plan_settings))
+        old = self.store.load(item.key)
+        current = old is not None and old.matches(identity, settings)
+        wrote_output = old is not None and old.status == "done" and old.output_intact()
+        return _EarlierRun(old, identity, settings, self.options.resume and current, wrote_output)
+
+    def _settled(self, earlier: _EarlierRun, outcome: FileOutcome) -> bool:
+        """Resume: a file an earlier run restored, or failed on for the input's fault, is not run again."""
+        old = earlier.record
+        if not earlier.reusable or old is None:
+            return False
+        if old.status == "done" and old.output_intact():
+            outcome.status, outcome.reason, outcome.frames = "skipped", "already restored", old.frames
+            return True
+        if old.status == "failed" and old.sticky and not self.options.retry_failed:
+            outcome.status = "failed"
+            outcome.error = f"failed in an earlier run ({old.error}); pass --retry-failed to try it again"
+            return True
+        return False
+
+    def _new_record(self, item: BatchItem, earlier: _EarlierRun) -> FileRecord:
+        """This run's record of the input, with the earlier run's finished segments and attempts where they count."""
+        old = earlier.record
+        if old is not None and old.segments and not earlier.reusable:
+            why = "--resume is off" if not self.options.resume else _mismatch(old, earlier.identity, earlier.settings)
+            log.info("%s: not reusing %d finished segment(s): %s", item.input, len(old.segments), why)
+        record = FileRecord(item.key, str(item.input), str(item.output))
+        if earlier.reusable and old is not None:
+            record.segments, record.attempts = old.segments, old.attempts
+        record.identity, record.settings = asdict(earlier.identity), earlier.settings
+        return record
+
+    def _made_elsewhere(self, item: BatchItem, earlier: _EarlierRun, index: PacketIndex, outcome: FileOutcome) -> bool:
+        """An output this job did not write is refused without --overwrite; True (skipped) where, on resume with no
+        record, it holds every frame of the input."""
+        if not item.output.exists() or earlier.wrote_output or self.options.overwrite:
+            return False
+        if self.options.resume and earlier.record is None and _complete(item.output, index):
+            outcome.status, outcome.frames = "skipped", index.frame_count
+            outcome.reason = "output exists and holds every frame (made outside this job; settings unknown)"
+            return True
+        raise OutputError(f"{item.output}: already exists and was not written by this job; pass --overwrite")
+
+    def _keep_reusable(self, record: FileRecord, segments: list[Segment], work_dir: Path) -> set[int]:
+        """Keep the recorded segments this plan can reuse; drop the others' records and every unrecorded file."""
+        reused = self._reusable_segments(record, segments, work_dir)
+        record.segments = {str(i): record.segments[str(i)] for i in reused}
+        kept = list(record.segments.values())
+        _clean_work_dir(work_dir, {r.file for r in kept} | {r.side_file for r in kept if r.side_file})
+        return reused
 
     def _reusable_segments(self, record: FileRecord, segments: list[Segment], work_dir: Path) -> set[int]:
         reused = set()
@@ -277,9 +310,8 @@ class BatchJob:
             done = record.segments.get(str(seg.index))
             if done is None:
                 continue
-            planned = (seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until)
-            if (done.emit_start, done.emit_end, done.decode_from, done.decode_until) != planned:
-                log.info("segment %d: planned %s now, %s before; recomputing it", seg.index, planned, done)
+            if done.window != seg.window:
+                log.info("segment %d: planned %s now, %s before; recomputing it", seg.index, seg.window, done.window)
                 continue
             path = work_dir / done.file
             side = work_dir / done.side_file if done.side_file else None
@@ -298,7 +330,7 @@ class BatchJob:
         except OSError as exc:
             raise OutputError(f"{item.output.parent}: cannot create the output folder ({exc})") from exc
         if config.output.encoder_backend != "pyav":
-            return int(info.size_bytes * 1.5), None
+            return estimate_output_bytes(info, None), None
         caps = output_caps(item.output)  # the segments are encoded for this container (SegmentTask.encode_for)
         settings = choose_encoding(info.video, config.output, caps=caps)
         check_video_codec(caps, settings.codec, item.output.suffix)
@@ -308,19 +340,9 @@ class BatchJob:
     def _check_space(self, item: BatchItem, work_dir: Path, segment_bytes: int, output_bytes: int) -> None:
         """Fail this file now, not hours later, if its segments and output cannot fit."""
         work_dir.mkdir(parents=True, exist_ok=True)
-        out_dir = item.output.parent
-        needs = {work_dir: segment_bytes + SPACE_MARGIN}
-        if os.stat(work_dir).st_dev == os.stat(out_dir).st_dev:
-            needs[work_dir] += output_bytes
-        else:
-            needs[out_dir] = output_bytes + SPACE_MARGIN
-        for folder, need in needs.items():
-            free = shutil.disk_usage(folder).free
-            if free < need:
-                raise OutputError(
-                    f"{item.input}: needs about {need / 1e9:.2f} GB free in {folder}, only {free / 1e9:.2f} GB; "
-                    "free some space or put the job folder (--job-dir) or the outputs on another disk"
-                )
+        needs = [SpaceNeed(work_dir, segment_bytes), SpaceNeed(item.output.parent, output_bytes)]
+        advice = "free some space or put the job folder (--job-dir) or the outputs on another disk"
+        check_free_space(item.input, needs, advice, SPACE_MARGIN)
 
     # -- segments coming back ---------------------------------------------------------------------
     def _segment_done(self, done: SegmentDone) -> None:
@@ -331,8 +353,8 @@ class BatchJob:
             return
         seg = run.segments[done.index]
         run.record.segments[str(done.index)] = SegmentRecord(
-            seg.index, seg.emit_start, seg.emit_end, seg.decode_from, seg.decode_until,
-            done.file, done.frames, done.size, done.faces, done.side_file, done.side_size, done.first_pts,
+            seg.index, seg.window, done.file, done.frames, done.size, done.faces, done.side_file, done.side_size,
+            done.first_pts,
         )  # fmt: skip
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
@@ -351,7 +373,7 @@ class BatchJob:
             files = [run.work_dir / k.file for k in kept]
             # where each segment file's first frame lies: its planned start, unless no source frame lay there (a
             # frame dropped at a cut, or timestamps off the rate's grid) and the segment began at the next one
-            starts = [k.first_pts if k.first_pts is not None else k.emit_start for k in kept]
+            starts = [k.first_pts if k.first_pts is not None else k.window.emit_start for k in kept]
             recorded = [k.side_file for k in kept]
             # side packets from the segments' side files where every segment made one (and assembly finds them
             # whole), else from the input
@@ -411,6 +433,22 @@ class BatchJob:
         self.events.file_finished(item, outcome)
 
 
+def _segment_tasks(run: _FileRun, todo: list[Segment], suffix: str) -> list[SegmentTask]:
+    """A task for each segment still to restore, each to its own file in the file's work folder."""
+    item = run.item
+    segment_config = _segment_config(run.config)
+    source = item.input.resolve()  # absolute: Ray workers on other nodes have another working folder
+    tasks = []
+    for seg in todo:
+        path = run.work_dir / _segment_name(seg.index, suffix)
+        tasks.append(
+            SegmentTask(
+                item.key, seg.index, source, path, segment_config, seg.window, seg.frames, run.info, item.output
+            )
+        )
+    return tasks
+
+
 def _plan_settings(config: Config, options: JobOptions) -> PlanSettings:
     """The faces stage's overlap; long-GOP segments emit from their warm-up's end (``PlanSettings.emit_after_key``)."""
     settings = PlanSettings.for_faces(config.faces, options.segment_seconds, options.overlap_frames)
@@ -431,17 +469,6 @@ def _frame_count_warnings(index: PacketIndex, decoded: int) -> list[str]:
 
 def _with_path(path: Path, error: str) -> str:
     return error if error.startswith(str(path)) else f"{path}: {error}"
-
-
-def estimate_output_bytes(info: MediaInfo, codec: str) -> int:
-    """A generous guess of the restored file's size, for the free-space check."""
-    v = info.video
-    pixels = v.width * v.height * max(v.frame_count, 1)
-    if codec in ("rawvideo", "v210"):
-        return int(pixels * 3 * v.colour.bit_depth / 8)
-    if codec == info.video.codec or codec in ("prores_ks", "dnxhd", "ffv1", "huffyuv", "ffvhuff", "utvideo"):
-        return int(max(info.size_bytes * 1.2, pixels * 0.5))
-    return int(max(info.size_bytes * 1.5, pixels * 0.08))  # CRF 16 runs near 0.05 bytes per pixel and frame
 
 
 def _segment_config(config: Config) -> Config:
@@ -465,7 +492,7 @@ def segment_suffix(codec: str | None) -> str:
         name = av.codec.Codec(codec, "w").canonical_name
     except (ValueError, av.error.FFmpegError):
         return ".nut"
-    for suffix, muxer in ((".nut", "nut"), (".mov", "mov")):
+    for suffix, muxer in SEGMENT_CONTAINERS:
         with av.open(io.BytesIO(), "w", format=muxer) as container:
             if name in container.supported_codecs:
                 return suffix

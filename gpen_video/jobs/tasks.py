@@ -17,10 +17,10 @@ from pathlib import Path
 from gpen_video.config import Config, RestoreConfig
 from gpen_video.errors import GpenVideoError
 from gpen_video.io.probe import MediaInfo
-from gpen_video.pipeline import RestoreJob, SegmentWindow, run_restore
-from gpen_video.restore.loader import load_restorer
+from gpen_video.io.side_packets import side_file_for
+from gpen_video.models.loader import load_restorer
 from gpen_video.restore.restorer import Restorer
-from gpen_video.side_packets import side_file_for
+from gpen_video.run import RestoreJob, SegmentWindow, run_restore
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def execute_segment(
         seconds,
         host=platform.node(),
         file=Path(task.output).name,
-        faces=int(report.faces.get("faces_restored", 0)),
+        faces=report.faces.faces_restored if report.faces else 0,
         side_file=side.name if side.is_file() else "",
         side_size=side.stat().st_size if side.is_file() else 0,
         first_pts=first_pts,

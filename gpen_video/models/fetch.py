@@ -282,57 +282,11 @@ def download(
     part = target.with_name(target.name + ".part")
     host = urllib.parse.urlsplit(url).hostname or url
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the .part is already complete
-            response = None
-        else:
-            raise FetchError(f"{host} answered HTTP {exc.code} {exc.reason} for {url}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"cannot reach {host}: {reason}") from exc
+    response = _open_resumed(url, host, have, timeout)
     if response is not None:
         with response:
-            status = getattr(response, "status", 200)
-            if have and status != 206:
-                log.info("%s does not resume downloads; starting %s again", host, target.name)
-                have = 0
-            length = response.headers.get("Content-Length")
-            expected_now = int(length) if length and length.isdigit() else None
-            total = have + expected_now if expected_now is not None else expected_bytes
-            try:
-                got = _stream(
-                    response, part, append=have > 0, total=total, initial=have, progress=progress, name=target.name
-                )
-            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                broke = str(exc) or type(exc).__name__
-            else:  # urllib returns a short body without complaint when the peer hangs up early
-                short = expected_now is not None and got < expected_now
-                broke = f"after {have + got} of {total} bytes" if short else ""
-            if broke:
-                raise FetchError(
-                    f"download of {target.name} from {host} broke off ({broke}); run the same command to resume it"
-                )
-    size = part.stat().st_size
-    if expected_bytes is not None and size > expected_bytes:  # longer than the file is: wrong, not unfinished
-        part.unlink(missing_ok=True)
-        raise _Refused(f"{target.name} from {host}: got {size} bytes, expected {expected_bytes}; deleted it")
-    if expected_bytes is not None and size != expected_bytes:
-        raise FetchError(
-            f"{target.name}: got {size} bytes, expected {expected_bytes}; run the same command again to resume"
-        )
-    if sha256:
-        digest = sha256_file(part)
-        if digest.lower() != sha256.lower():
-            part.unlink(missing_ok=True)
-            raise _Refused(
-                f"{target.name} from {host} failed its checksum (sha256 {digest}, expected {sha256}); deleted it — "
-                "try again, or download it by hand"
-            )
+            _receive(response, part, have, expected_bytes, progress, target.name, host)
+    _check_part(part, target.name, host, sha256, expected_bytes)
     if accept is not None:
         try:
             accept(part)
@@ -341,6 +295,60 @@ def download(
             raise _Refused(f"{target.name} from {host} was refused and deleted: {exc}") from exc
     os.replace(part, target)
     return target
+
+
+def _open_resumed(url: str, host: str, have: int, timeout: float):
+    """The response for ``url`` from byte ``have`` on; None when the server says the ``.part`` is complete."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the .part is already complete
+            return None
+        raise FetchError(f"{host} answered HTTP {exc.code} {exc.reason} for {url}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"cannot reach {host}: {reason}") from exc
+
+
+def _receive(response, part: Path, have: int, expected_bytes: int | None, progress: bool, name: str, host: str) -> None:
+    """Write the body onto ``part`` (after its ``have`` bytes, if the server resumes); FetchError if it broke off."""
+    status = getattr(response, "status", 200)
+    if have and status != 206:
+        log.info("%s does not resume downloads; starting %s again", host, name)
+        have = 0
+    length = response.headers.get("Content-Length")
+    expected_now = int(length) if length and length.isdigit() else None
+    total = have + expected_now if expected_now is not None else expected_bytes
+    try:
+        got = _stream(response, part, append=have > 0, total=total, initial=have, progress=progress, name=name)
+    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+        broke = str(exc) or type(exc).__name__
+    else:  # urllib returns a short body without complaint when the peer hangs up early
+        short = expected_now is not None and got < expected_now
+        broke = f"after {have + got} of {total} bytes" if short else ""
+    if broke:
+        raise FetchError(f"download of {name} from {host} broke off ({broke}); run the same command to resume it")
+
+
+def _check_part(part: Path, name: str, host: str, sha256: str | None, expected_bytes: int | None) -> None:
+    """Check a finished ``.part`` file's size and SHA-256; one that is whole but wrong is deleted (``_Refused``)."""
+    size = part.stat().st_size
+    if expected_bytes is not None and size > expected_bytes:  # longer than the file is: wrong, not unfinished
+        part.unlink(missing_ok=True)
+        raise _Refused(f"{name} from {host}: got {size} bytes, expected {expected_bytes}; deleted it")
+    if expected_bytes is not None and size != expected_bytes:
+        raise FetchError(f"{name}: got {size} bytes, expected {expected_bytes}; run the same command again to resume")
+    if sha256:
+        digest = sha256_file(part)
+        if digest.lower() != sha256.lower():
+            part.unlink(missing_ok=True)
+            raise _Refused(
+                f"{name} from {host} failed its checksum (sha256 {digest}, expected {sha256}); deleted it — "
+                "try again, or download it by hand"
+            )
 
 
 def _stream(response, part: Path, append: bool, total: int | None, initial: int, progress: bool, name: str) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gpen_video.errors import ConfigError, DependencyError, ModelError
-from gpen_video.models.ort_session import ort_session
+from gpen_video.ort_session import ort_session
 from gpen_video.restore.device import Precision, parse_device
 from gpen_video.restore.restorer import Restorer, check_batch
 

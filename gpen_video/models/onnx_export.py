@@ -15,7 +15,7 @@ import torch
 
 from gpen_video.errors import DependencyError, ModelError
 from gpen_video.models.checkpoint import GpenConfig, load_generator
-from gpen_video.models.ort_session import ort_session
+from gpen_video.ort_session import ort_session
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ _OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
 _FACEFUSION = "https://github.com/facefusion/facefusion-assets/releases/download/models-3.0.0"
 _FACEFUSION_HF = "https://huggingface.co/facefusion/models-3.0.0/resolve/main"
 
-#: the 5-point alignment a model was trained or exported with (``align/templates.py`` names)
+#: the 5-point alignment a model was trained or exported with (``faces/geometry.py`` names)
 Template = Literal["gpen", "ffhq", "arcface_128"]
 #: the network a file holds: a GPEN face restorer, or an RRDBNet background upscaler (``models/rrdbnet.py``)
 Kind = Literal["gpen", "rrdbnet"]
@@ -291,6 +291,13 @@ def template_for(model: str) -> Template | None:
     """The alignment template of a registry model (by name or file name), or None when it is not one."""
     entry = REGISTRY.get(model) or REGISTRY.by_filename(Path(model).name)
     return entry.template if entry and not entry.is_upscaler else None
+
+
+def resolve_template(name: str, model: str) -> str:
+    """``align.template`` made concrete: ``auto`` is the registry's template for ``model`` (else ``gpen``)."""
+    if name != "auto":
+        return name
+    return template_for(model) or "gpen"
 
 
 def user_cache_dir() -> Path:

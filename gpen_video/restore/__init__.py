@@ -1,6 +1,6 @@
-"""Restorers: the contract (``restorer``), device and precision (``device``), the one loader (``loader``),
-cross-frame batching (``batcher``), out-of-memory back-off (``backoff``) and CUDA stage streams (``streams``).
-The one 16→8-bit rule is ``gpen_video.io.colour.to_8bit``."""
+"""The restorer contract: what a restorer is (``restorer``), where it runs and in what precision (``device``),
+out-of-memory back-off (``backoff``) and CUDA stage streams (``streams``). Restorers themselves and the one
+loader live in ``gpen_video.models``; the stage that batches crops into them in ``gpen_video.run``."""
 
 from gpen_video.restore.device import Device, Precision
 from gpen_video.restore.restorer import DeviceRestorer, IdentityRestorer, Restorer, check_batch

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from gpen_video.align.paths import FaceCrops
 from gpen_video.io.reader import Frame
+from gpen_video.run.frame_path import FaceCrops
 
 if TYPE_CHECKING:
     import torch

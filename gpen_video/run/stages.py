@@ -1,27 +1,28 @@
-"""The faces+align, restore and compose stages of one run, built and summarised the same way for a video
-(``pipeline``) and for an image sequence or still (``sequence_restore``), so the two paths cannot drift.
+"""The faces+align, restore and compose stages of one run, built and summarised once for every run
+(``run.run``), whatever its source and sink.
 
-The frame path (host or device, ``align.paths.choose_path``) is chosen once here; ``finish`` fills the
-report from what the stages counted (``RunReport.finish``), where both paths read it.
+The frame path (host or device, ``run.frame_path.choose_path``) is chosen once here; ``finish`` fills the
+report from what the stages counted (``RunReport.finish``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpen_video.align.compose_stage import ComposeStage
-from gpen_video.align.paths import choose_path
-from gpen_video.align.stage import AlignStage
-from gpen_video.archival import frame_path_choice, upscaler_for
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
-from gpen_video.report import RunReport, StageTimes
-from gpen_video.restore.batcher import CrossFrameBatcher
 from gpen_video.restore.restorer import Restorer
-from gpen_video.stage_threads import Stage
+from gpen_video.run.compose_stage import ComposeStage
+from gpen_video.run.faces_stage import AlignStage
+from gpen_video.run.flow import Stage
+from gpen_video.run.frame_path import choose_path
+from gpen_video.run.options import frame_path_choice, upscaler_for
+from gpen_video.run.records import Aligned, Composed, Decoded, Restored
+from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTimes
+from gpen_video.run.restore_stage import CrossFrameBatcher
 
 
 class RunStages:
@@ -44,20 +45,17 @@ class RunStages:
         self.composer = ComposeStage(config.compose, info, self.path, 2 if threaded else 0, upscaler_for(config))
 
     @property
-    def stages(self) -> list[Stage]:
-        return [self.faces, self.batcher, self.composer]
+    def stages(self) -> tuple[Stage[Decoded, Aligned], Stage[Aligned, Restored], Stage[Restored, Composed]]:
+        return (self.faces, self.batcher, self.composer)
 
     def finish(self, report: RunReport, read: ReadStats, result: WriteResult, times: StageTimes) -> None:
         """The report's frames, faces, tracks, flicker, restorer and timing, from what the stages did."""
-        summary = self.faces.summary()
-        summary["faces_restored"] = self.batcher.faces_restored
-        summary["frames_with_faces"] = self.composer.frames_with_faces
-        report.finish(read, result, summary, times, self.faces.track_summaries())
-        report.flicker = self.composer.flicker.summary()
         restorer, batcher = self.restorer, self.batcher
-        report.restore = {"restorer": restorer.name, "batch_size": self.batch_size,
-                          "forward_batch": batcher.largest_forward, "batches": batcher.batches,
-                          "device": str(restorer.device or "host"), "precision": str(restorer.precision),
-                          "device_path": self.path.on_device}  # fmt: skip
+        faces = RunFaces(self.faces.summary(), batcher.faces_restored, self.composer.frames_with_faces)
+        report.finish(read, result, faces, times)
+        report.flicker = self.composer.flicker.summary()
+        report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
+                                        str(restorer.device or "host"), str(restorer.precision),
+                                        self.path.on_device)  # fmt: skip
         seconds = report.wall_seconds
         report.faces_per_second = round(batcher.faces_restored / seconds, 3) if seconds else 0

@@ -4,14 +4,13 @@ then align the faces of each frame to be restored, on the run's frame path (host
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from gpen_video.align.paths import FramePath
-from gpen_video.align.records import Aligned, Decoded
-from gpen_video.align.templates import resolve_template
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
-from gpen_video.faces.types import FrameFaces, TrackSummary
+from gpen_video.faces.types import FacesSummary, FrameFaces
+from gpen_video.models.registry import resolve_template
+from gpen_video.run.frame_path import FramePath
+from gpen_video.run.records import Aligned, Decoded
 
 
 class AlignStage:
@@ -58,8 +57,5 @@ class AlignStage:
                 out.append(Aligned(item.frame, emit, None, None))
         return out
 
-    def summary(self) -> dict[str, Any]:
-        return self.stage.report()
-
-    def track_summaries(self) -> list[TrackSummary]:
-        return self.stage.track_summaries()
+    def summary(self) -> FacesSummary:
+        return self.stage.summary()

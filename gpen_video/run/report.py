@@ -18,7 +18,7 @@ import numpy as np
 
 from gpen_video import __version__
 from gpen_video.config import Config
-from gpen_video.faces.types import TrackSummary
+from gpen_video.faces.types import FacesSummary, TrackSummary
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.output import atomic_write_text
 from gpen_video.io.probe import MediaInfo
@@ -69,11 +69,45 @@ class FlickerMeter:
                 self.pairs += 1
         self.previous = current
 
-    def summary(self) -> dict[str, float | int | None]:
+    def summary(self) -> FlickerSummary:
         if not self.pairs:
-            return {"input": None, "output": None, "frame_pairs": 0}
-        return {"input": round(self.input_sum / self.pairs, 4), "output": round(self.output_sum / self.pairs, 4),
-                "frame_pairs": self.pairs}  # fmt: skip
+            return FlickerSummary(None, None, 0)
+        return FlickerSummary(round(self.input_sum / self.pairs, 4), round(self.output_sum / self.pairs, 4), self.pairs)
+
+
+@dataclass(frozen=True)
+class FlickerSummary:
+    """The compose stage's flicker figures: mean frame-to-frame change inside the masks, before and after."""
+
+    input: float | None
+    output: float | None
+    frame_pairs: int
+
+
+@dataclass(frozen=True)
+class RunFaces:
+    """The faces section of the report: what the faces stage found, and what restore and compose did with it."""
+
+    found: FacesSummary
+    faces_restored: int = 0
+    frames_with_faces: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.found.to_dict(), "faces_restored": self.faces_restored,
+                "frames_with_faces": self.frames_with_faces}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    """The restore stage's section of the report: the restorer, where it ran, and the batches it really ran."""
+
+    restorer: str
+    batch_size: int
+    forward_batch: int  # the most faces one forward really ran (the batch, lowered by an OOM back-off)
+    batches: int
+    device: str
+    precision: str
+    device_path: bool
 
 
 @dataclass
@@ -93,9 +127,9 @@ class RunReport:
     damaged_packets: int = 0
     corrupt_frames: int = 0
     streams: list[dict[str, Any]] = field(default_factory=list)
-    faces: dict[str, Any] = field(default_factory=dict)
-    flicker: dict[str, Any] = field(default_factory=dict)
-    restore: dict[str, Any] = field(default_factory=dict)  # device, precision, batch size, batches
+    faces: RunFaces | None = None
+    flicker: FlickerSummary | None = None
+    restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     bounding_stage: str | None = None
@@ -132,11 +166,10 @@ class RunReport:
         self,
         read: ReadStats,
         result: WriteResult,
-        faces: dict[str, Any],
+        faces: RunFaces,
         times: StageTimes,
-        tracks: list[TrackSummary] | None = None,
     ) -> None:
-        self.tracks = list(tracks or [])
+        self.tracks = list(faces.found.tracks)
         self.frames_read = read.frames
         self.frames_decoded = read.decoded
         self.frames_written = result.frames
@@ -159,13 +192,13 @@ class RunReport:
         for plan in result.streams:
             if plan.action in ("encode", "drop"):
                 self.warnings.append(f"stream #{plan.input_index} ({plan.type}, {plan.codec}): {plan.reason}")
-        skipped = faces.get("skipped_faces", 0)
+        skipped = faces.found.skipped_faces
         if skipped:
             self.warnings.append(f"{skipped} face detection(s) skipped (too small or too profile to restore)")
 
     def summary(self) -> str:
-        faces = self.faces.get("faces_restored", 0)
-        tracks = len(self.faces.get("tracks", []))
+        faces = self.faces.faces_restored if self.faces else 0
+        tracks = len(self.tracks)
         return (
             f"{self.frames_written}/{self.frames_read} frames, {faces} faces in {tracks} tracks, "
             f"{self.wall_seconds:.1f}s ({self.fps:.1f} fps), video {self.encode['codec']} {self.encode['pix_fmt']}"
@@ -175,6 +208,9 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("tracks")
+        data["faces"] = self.faces.to_dict() if self.faces is not None else {}
+        data["flicker"] = asdict(self.flicker) if self.flicker is not None else {}
+        data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data
 
     def write(self, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Where the 5 landmarks go in the model's crop, and the similarity transform that puts them there.
+"""Alignment geometry that faces and align share: where the 5 landmarks go in the model's crop, and the
+similarity transform that puts them there.
 
 ``gpen``: the official GPEN alignment (``align_faces.py``): the 96×112 ArcFace reference points made
 square (+8 px in x), padded by an inner factor of 0.25 (+28 px, crop 168) and scaled to the crop size.
@@ -8,7 +9,7 @@ face about 17 % larger than the official template.
 ArcFace points made square on a 112 canvas (+8 px in x) and moved onto a 128 canvas (+8 px more in x).
 
 ``auto`` (the default of ``align.template``) takes the template the registry records for the model
-(``template_for``), and the official ``gpen`` one for a model it does not know.
+(``models.registry.resolve_template``), and the official ``gpen`` one for a model it does not know.
 """
 
 from __future__ import annotations
@@ -41,15 +42,6 @@ TEMPLATES: dict[str, np.ndarray] = {
     ),
     "arcface_128": (_ARCFACE_96x112 + np.array([8.0 + 8.0, 0.0])) / 128.0,
 }
-
-
-def resolve_template(name: str, model: str) -> str:
-    """``align.template`` made concrete: ``auto`` is the registry's template for ``model`` (else ``gpen``)."""
-    if name != "auto":
-        return name
-    from gpen_video.models.registry import template_for
-
-    return template_for(model) or "gpen"
 
 
 def template_points(name: str, size: int) -> np.ndarray:

@@ -14,24 +14,28 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
-from gpen_video.report import StageTimes
+from gpen_video.run.report import StageTimes
 
 END = object()  # end of stream marker
 
+In = TypeVar("In", contravariant=True)
+Out = TypeVar("Out", covariant=True)
 
-class Stage(Protocol):
-    """One step of the flow: ``process`` each item, ``idle`` when the inbox is momentarily empty, ``finish``."""
+
+class Stage(Protocol[In, Out]):
+    """One step of the flow, ``In`` records in, ``Out`` records out, in order: ``process`` each item, ``idle``
+    when the inbox is momentarily empty (release what is held rather than wait), ``finish`` at the end."""
 
     name: str
 
-    def process(self, item: Any) -> Iterable[Any]: ...
+    def process(self, item: In) -> Iterable[Out]: ...
 
-    def idle(self) -> Iterable[Any]: ...
+    def idle(self) -> Iterable[Out]: ...
 
-    def finish(self) -> Iterable[Any]: ...
+    def finish(self) -> Iterable[Out]: ...
 
 
 class Flow:
@@ -40,7 +44,7 @@ class Flow:
     def __init__(
         self,
         source: Iterable[Any],
-        stages: list[Stage],
+        stages: Sequence[Stage[Any, Any]],
         times: StageTimes,
         queue_size: int = 4,
         threaded: bool = True,
@@ -122,7 +126,7 @@ class Flow:
         finally:
             self._put(outbox, END, force=True)
 
-    def _run_stage(self, stage: Stage, index: int) -> None:
+    def _run_stage(self, stage: Stage[Any, Any], index: int) -> None:
         inbox, outbox = self.queues[index], self.queues[index + 1]
         try:
             while not self.stop.is_set():

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from gpen_video.align.paths import FaceCrops, FramePath
-from gpen_video.align.records import Aligned, Restored
+from gpen_video.run.frame_path import FaceCrops, FramePath
+from gpen_video.run.records import Aligned, Restored
 
 if TYPE_CHECKING:
-    from gpen_video.align.paths import Crops
+    from gpen_video.run.frame_path import Crops
 
 
 class CrossFrameBatcher:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 
-from gpen_video.align.upscale import Upscaler, make_upscaler
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, WeightsNotFoundError
 from gpen_video.models.registry import get_entry, locate, search_dirs
+from gpen_video.models.upscale import Upscaler, make_upscaler
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector
-from gpen_video.faces.mtcnn import nms
+from gpen_video.faces.detectors.base import Detector, nms
 from gpen_video.faces.types import Detections
-from gpen_video.models.ort_session import ort_session
+from gpen_video.ort_session import ort_session
 
 #: number of outputs -> (feature strides, anchors per location); only layouts with keypoints are usable
 LAYOUTS = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from gpen_video.errors import ModelError
-from gpen_video.faces.detectors import Detector
+from gpen_video.faces.detectors.base import Detector, nms
 from gpen_video.faces.types import Detections, face_scale
-from gpen_video.models.ort_session import CPU_ONLY, ort_session
+from gpen_video.ort_session import CPU_ONLY, ort_session
 
 
 def mtcnn_weights_dir() -> Path:
@@ -36,7 +36,6 @@ def _session(path: Path, threads: int):
     return ort_session(path, CPU_ONLY, threads=threads, inter_op_threads=1, what="MTCNN network", memory_arena=False)
 
 
-_NMS_MATRIX = 1024  # up to this many boxes, non-maximum suppression works on the matrix of all overlaps
 #: crops per RNet / ONet run, and PNet's tile step (level px): each run's largest tensor (the first convolution's
 #: output, channels padded to 16 by ONNX Runtime's blocked layout) stays at 2-3.5 MB, under the 4 MiB above which
 #: glibc maps fresh pages for every buffer (memory.py pins it there). Measured pinned, no arena, 1 thread: the 610
@@ -47,41 +46,6 @@ _ONET_RUN = 12
 _PNET_STEP = 224
 _PNET_LAST = 32  # px: the last tile along an axis is at least this long
 _PNET_REACH = 10  # PNet sees 12 px for each output cell, 2 px apart: a tile reaches this far past its cells
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression (MTCNN's +1 pixel-area convention)."""
-    if len(boxes) == 0:
-        return np.zeros((0,), np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(-scores, kind="stable")
-    if len(boxes) <= _NMS_MATRIX:
-        # the same greedy pass with every pair's overlap computed at once (PNet's hundreds of candidates a
-        # level made the one-box-at-a-time loop ~3 ms a frame)
-        w = np.maximum(0.0, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]) + 1)
-        inter = w * h
-        denom = np.minimum(area[:, None], area[None]) if method == "min" else area[:, None] + area[None] - inter
-        overlaps = inter / denom > threshold
-        suppressed = np.zeros(len(boxes), bool)
-        kept = []
-        for i in order.tolist():
-            if not suppressed[i]:
-                kept.append(i)
-                suppressed |= overlaps[i]
-        return np.asarray(kept, np.int64)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= threshold]
-    return np.asarray(keep, np.int64)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:

@@ -6,30 +6,27 @@ Every frame is written as soon as it is composed (one atomic file each), so an i
 nothing: a rerun skips the numbers already in the output folder. A faceless frame is written from its
 decoded samples, unchanged. When ``-o`` names a video file the frames are encoded into it instead, and
 ``--audio FILE.wav`` is muxed with them: its sample 0 at the first frame's time, copied bit for bit where the
-container holds the WAV's PCM, else re-encoded (``io.writer.SideStreams`` decides, as for a video's audio).
+container holds the WAV's PCM, else re-encoded (``io.side_streams.SideStreams`` decides, as for a video's audio).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from types import TracebackType
 
 import av
 
-from gpen_video.align.records import Decoded
 from gpen_video.config import Config
-from gpen_video.encode_loop import encode_frames
 from gpen_video.errors import ConfigError, InputError, OutputError
-from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.io.colour import colour_of_frame
 from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
 from gpen_video.io.formats import output_caps
 from gpen_video.io.metadata import VideoMetadata
-from gpen_video.io.output import atomic_output, check_output_path
+from gpen_video.io.output import check_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.reader import ReadStats
@@ -40,19 +37,14 @@ from gpen_video.io.sequence import (
     ImageSequenceWriter,
     decode_image,
     find_sequence,
-    looks_like_sequence,
 )
-from gpen_video.io.sources import output_info
-from gpen_video.io.writer import VideoWriter, WriteResult
-from gpen_video.report import RunReport, StageTimes
-from gpen_video.restore.loader import load_restorer
-from gpen_video.restore_job import RestoreJob
-from gpen_video.run_stages import RunStages
-from gpen_video.stage_threads import Flow
+from gpen_video.io.writer import VideoWriter, Writer
+from gpen_video.run.field_order import output_info
+from gpen_video.run.job import RestoreJob
+from gpen_video.run.records import Composed, Decoded
+from gpen_video.run.sinks import NO_PACKETS, FolderSink, FrameSink, VideoFileSink
 
 log = logging.getLogger(__name__)
-
-__all__ = ["default_sequence_output", "looks_like_sequence", "run_sequence_restore"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".mxf", ".avi", ".webm", ".m4v", ".ts")
 
@@ -78,23 +70,21 @@ def check_sequence_config(config: Config, sequence: ImageSequence, to_video: boo
         )
 
 
-def run_sequence_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
-    """Restore the sequence (or still) ``job.input`` names into the folder ``job.output``, or into the video
-    file it names."""
+def sequence_run(job: RestoreJob, stack: contextlib.ExitStack) -> tuple[SequenceSource, FrameSink]:
+    """The source and sink for the sequence (or still) ``job.input`` names, written into the folder ``job.output``
+    or into the video file it names; ``stack`` holds what must stay open for the run (the ``--audio`` file)."""
     config = job.config
     to_video = job.output.suffix.lower() in VIDEO_SUFFIXES
     if job.output.suffix.lower() in CODEC_OF_SUFFIX:
         raise OutputError(f"{job.output}: a sequence (or still) is written into a folder; give a folder with -o")
     sequence = find_sequence(job.input, on_gap="warn" if config.input.allow_gaps else "error")
     check_sequence_config(config, sequence, to_video)
-    report = _into_video(job, sequence, threaded) if to_video else _into_folder(job, sequence, threaded)
-    if sequence.gaps:
-        missing = sum(g.count for g in sequence.gaps)
-        report.warnings.append(f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)")
-    return report
+    if to_video:
+        return _into_video(job, sequence, stack)
+    return _into_folder(job, sequence)
 
 
-def _into_folder(job: RestoreJob, sequence: ImageSequence, threaded: bool) -> RunReport:
+def _into_folder(job: RestoreJob, sequence: ImageSequence) -> tuple[SequenceSource, FrameSink]:
     """One image file a frame, each written (atomically) as soon as it is composed: a rerun skips those done."""
     config = job.config
     fps = Fraction(config.input.fps)
@@ -104,65 +94,84 @@ def _into_folder(job: RestoreJob, sequence: ImageSequence, threaded: bool) -> Ru
         raise OutputError(f"{writer.path_for(sequence.files[0].number)} already exists; pass --overwrite")
     if done:
         log.warning("%s: %d frame(s) already restored there; going on from the others", job.output, len(done))
-    reader = ImageSequenceReader(sequence, fps, skip=done)
-    info = sequence_info(job.input, sequence, reader)
+    source = SequenceSource(job.input, sequence, ImageSequenceReader(sequence, fps, skip=done), resumed=bool(done))
     settings = EncodeSettings(writer.codec, writer.pix_fmt, reason="an image sequence is written as the input's "
                               "kind and bit depth")  # fmt: skip
-    restorer = job.restorer or load_restorer(config.restore)
-    report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
-    times = StageTimes()
-    with open_tracks(config.faces.tracks) as tracks:  # the --tracks file is complete when the frames are
-        stages = RunStages(config, output_info(info, config), restorer, threaded, tracks=tracks)
-        written = 0
-        for item in Flow(_decoded(reader, info, job.input, bool(done)), stages.stages, times, threaded=threaded):
-            t0 = time.perf_counter()
-            writer.write(reader.number_of(item.frame), item.output)
-            written += 1
-            times.add("encode", time.perf_counter() - t0)
-            if job.progress:
-                job.progress(written)
-    read = ReadStats(frames=reader.frames_read, decoded=reader.frames_read)
-    stages.finish(report, read, WriteResult(written, [], reader.time_base), times)
-    if done:
-        report.warnings.append(f"{len(done)} frame(s) were already in {job.output} and were kept as they are")
-    return report
+    sink = FolderSink(writer, source.reader.number_of, output_info(source.info, config), settings,
+                      source.reader.time_base, kept=len(done))  # fmt: skip
+    return source, sink
 
 
-def _into_video(job: RestoreJob, sequence: ImageSequence, threaded: bool) -> RunReport:
-    """The frames encoded as a video run's are (``choose_encoding``, ``encode_loop``), with ``--audio`` muxed in
+def _into_video(
+    job: RestoreJob, sequence: ImageSequence, stack: contextlib.ExitStack
+) -> tuple[SequenceSource, FrameSink]:
+    """The frames encoded as a video run's are (``choose_encoding``, ``VideoFileSink``), with ``--audio`` muxed in
     sync and cut to the pictures' length, into a temporary file moved into place once verified."""
     config = job.config
     if config.output.encoder_backend == "ffmpeg":
         raise ConfigError("a sequence is encoded with PyAV; leave --encoder-backend ffmpeg out")
     check_output_path(job.input, job.output, config.output.overwrite)
-    reader = ImageSequenceReader(sequence, Fraction(config.input.fps))
-    info = sequence_info(job.input, sequence, reader)
-    out_info = output_info(info, config)
+    source = SequenceSource(job.input, sequence, ImageSequenceReader(sequence, Fraction(config.input.fps)))
+    out_info = output_info(source.info, config)
     caps = output_caps(job.output)
     settings = choose_encoding(out_info.video, config.output, PYAV_ENCODERS, caps)
     preflight(job.output, out_info, settings, caps)
     audio_path = Path(config.input.audio) if config.input.audio is not None else None
-    with contextlib.ExitStack() as stack:
-        wav = stack.enter_context(open_audio(audio_path)) if audio_path is not None else None  # before any work
-        restorer = job.restorer or load_restorer(config.restore)
-        report = RunReport.begin(job.input, job.output, info, settings, restorer.name, config)
-        times = StageTimes()
-        tracks = stack.enter_context(open_tracks(config.faces.tracks))
-        stages = RunStages(config, out_info, restorer, threaded, tracks=tracks)
-        flow = Flow(_decoded(reader, info, job.input, False), stages.stages, times, threaded=threaded)
-        audio = AudioFile(wav, audio_path, picture_end(sequence, reader)) if wav is not None and audio_path else None
-        with atomic_output(job.output) as temp:
-            # the sequence's first frame is at 0, so is the WAV's sample 0: no offset
-            writer = VideoWriter(temp, out_info, settings, [audio.stream] if audio else [], offset=Fraction(0))
-            for plan in writer.plans:
-                if plan.output_index is None:
-                    writer.abort()
-                    raise OutputError(f"{job.output}: --audio {audio_path} cannot go in it: {plan.reason}")
-            result = encode_frames(flow, writer, audio or NO_PACKETS, temp, times, job.progress)
-    stages.finish(report, ReadStats(frames=reader.frames_read, decoded=reader.frames_read), result, times)
-    if audio is not None:
-        report.warnings += audio.notes(reader.fps)
-    return report
+    audio = None
+    if audio_path is not None:  # opened before any work
+        wav = stack.enter_context(open_audio(audio_path))
+        audio = AudioFile(wav, audio_path, picture_end(sequence, source.reader))
+
+    def open_writer(temp: Path) -> Writer:
+        # the sequence's first frame is at 0, so is the WAV's sample 0: no offset
+        writer = VideoWriter(temp, out_info, settings, [audio.stream] if audio else [], offset=Fraction(0))
+        for plan in writer.plans:
+            if plan.output_index is None:
+                writer.abort()
+                raise OutputError(f"{job.output}: --audio {audio_path} cannot go in it: {plan.reason}")
+        return writer
+
+    notes = (lambda: audio.notes(source.reader.fps)) if audio is not None else None
+    return source, VideoFileSink(job.output, out_info, settings, audio or NO_PACKETS, open_writer, notes)
+
+
+class SequenceSource:
+    """An image sequence's (or a still's) frames for a run, in a video's terms (``info``); ``resumed``: frames
+    already in the output folder are skipped, so none left to read is no error."""
+
+    def __init__(self, spec: Path, sequence: ImageSequence, reader: ImageSequenceReader, resumed: bool = False):
+        self.spec, self.sequence, self.reader, self.resumed = spec, sequence, reader, resumed
+        self.info = sequence_info(spec, sequence, reader)
+
+    def __enter__(self) -> SequenceSource:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+    def decoded(self) -> Iterator[Decoded]:
+        colour = self.info.video.colour
+        any_frame = False
+        for frame in self.reader:
+            any_frame = True
+            yield Decoded(frame, frame.upright(colour, 0))
+        if not any_frame and not self.resumed:
+            raise InputError(f"{self.spec}: no picture could be read")
+
+    def wanted(self) -> Callable[[int], bool] | None:
+        return None
+
+    def outputs(self, items: Iterable[Composed]) -> Iterator[Composed]:
+        return iter(items)
+
+    def read_stats(self) -> ReadStats:
+        return ReadStats(frames=self.reader.frames_read, decoded=self.reader.frames_read)
+
+    def warnings(self) -> list[str]:
+        if not self.sequence.gaps:
+            return []
+        missing = sum(g.count for g in self.sequence.gaps)
+        return [f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)"]
 
 
 @contextlib.contextmanager
@@ -187,19 +196,8 @@ def picture_end(sequence: ImageSequence, reader: ImageSequenceReader) -> Fractio
     return frames * reader.time_base
 
 
-class _NoPackets:
-    def due(self, until: Fraction) -> list[av.Packet]:
-        return []
-
-    def rest(self) -> list[av.Packet]:
-        return []
-
-
-NO_PACKETS = _NoPackets()
-
-
 class AudioFile:
-    """The ``--audio`` file's packets by time for ``encode_loop`` (read as they fall due, never all held),
+    """The ``--audio`` file's packets by time for ``run.sinks.VideoFileSink`` (read as they fall due, never all held),
     up to ``end``: the pictures' length. A longer file is cut there (a PCM packet across the end at the
     sample; another codec's after the packet that crosses it); a shorter one is measured, and ``notes`` says
     by how much either differs."""
@@ -285,13 +283,3 @@ def sequence_info(spec: Path, sequence: ImageSequence, reader: ImageSequenceRead
     size = sum(f.path.stat().st_size for f in sequence.files)
     return MediaInfo(path=spec, format_name=f"image sequence: {sequence.describe()}", size_bytes=size,
                      duration=video.duration, video=video)  # fmt: skip
-
-
-def _decoded(reader: ImageSequenceReader, info: MediaInfo, spec: Path, resumed: bool) -> Iterator[Decoded]:
-    colour = info.video.colour
-    any_frame = False
-    for frame in reader:
-        any_frame = True
-        yield Decoded(frame, frame.upright(colour, 0))
-    if not any_frame and not resumed:
-        raise InputError(f"{spec}: no picture could be read")

@@ -1,50 +1,15 @@
-"""One interface for every face detector, and the factory that picks one by name.
-
-The tracker needs two things from a detector: a full detection on key frames, and (optionally) a
-cheap per-face refinement of landmarks around a predicted box on the frames in between. MTCNN does
-the second with its last stage (ONet) alone; detectors that cannot simply do not offer it and the
-tracker falls back to running them on a crop around each tracked face.
-"""
+"""The face detectors (``base.Detector``: MTCNN, SCRFD / RetinaFace), and the factory that picks one by name."""
 
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from pathlib import Path
-
-import numpy as np
 
 from gpen_video.config import DETECTOR_NAMES
 from gpen_video.errors import ConfigError, ModelError
-from gpen_video.faces.types import Detections
+from gpen_video.faces.detectors.base import Detector
 
 log = logging.getLogger(__name__)
-
-
-class Detector(ABC):
-    """Finds faces with 5 landmarks in a BGR uint8 image."""
-
-    name: str = "detector"
-    #: True when ``detect`` on a whole big frame sees small faces as well as a tile would (an image pyramid);
-    #: False for detectors that resize their input to a fixed size: the tracker then tiles the frame
-    whole_frame_pyramid: bool = False
-
-    @abstractmethod
-    def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:
-        """All faces in ``image`` (BGR uint8, any size), coordinates in ``image`` pixels.
-
-        ``min_size`` and ``max_size`` (box side, px) are hints: faces outside them may be left out, which
-        lets pyramid detectors skip levels.
-        """
-
-    def refine(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> Detections | None:
-        """Landmarks of the faces inside the given square boxes (one result per box), or None if unsupported.
-
-        ``angles`` (radians, one per box): the faces' roll; the detector looks at each box turned upright.
-
-        A result row may have score 0 where no face was found in its box.
-        """
-        return None
 
 
 def insightface_model_dir() -> Path:
@@ -81,7 +46,7 @@ def create_detector(name: str = "auto", score_threshold: float = 0.8, min_size: 
     key = name.strip()
     lowered = key.lower()
     if lowered.endswith(".onnx") or "/" in key or "\\" in key:
-        from gpen_video.faces.insightface_det import InsightFaceDetector
+        from gpen_video.faces.detectors.insightface import InsightFaceDetector
 
         path = Path(key).expanduser()
         if not path.is_file():
@@ -90,7 +55,7 @@ def create_detector(name: str = "auto", score_threshold: float = 0.8, min_size: 
     if lowered not in DETECTOR_NAMES:
         raise ConfigError(f"unknown face detector '{name}'; choose one of: {', '.join(DETECTOR_NAMES)} or a .onnx path")
     if lowered in ("scrfd", "retinaface"):
-        from gpen_video.faces.insightface_det import InsightFaceDetector
+        from gpen_video.faces.detectors.insightface import InsightFaceDetector
 
         path = find_insightface_model(lowered)
         if path is None:
@@ -103,11 +68,11 @@ def create_detector(name: str = "auto", score_threshold: float = 0.8, min_size: 
         for kind in ("scrfd", "retinaface"):
             path = find_insightface_model(kind)
             if path is not None:
-                from gpen_video.faces.insightface_det import InsightFaceDetector
+                from gpen_video.faces.detectors.insightface import InsightFaceDetector
 
                 log.info("face detector: %s (%s)", kind, path)
                 return InsightFaceDetector(path, kind=kind, score_threshold=score_threshold, threads=threads)
         log.info("face detector: mtcnn (embedded; no scrfd/retinaface model in %s)", insightface_model_dir())
-    from gpen_video.faces.mtcnn import MtcnnDetector
+    from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 
     return MtcnnDetector(min_size=min_size, score_threshold=score_threshold, threads=threads)

@@ -18,14 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import av
 import numpy as np
 
-from gpen_video.align.paths import FramePath
-from gpen_video.align.records import Composed, Restored
-from gpen_video.align.upscale import Upscaler
 from gpen_video.config import ComposeConfig
 from gpen_video.io.colour import from_working
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.splice import splice_composed
-from gpen_video.report import FlickerMeter
+from gpen_video.models.upscale import Upscaler
+from gpen_video.run.frame_path import FramePath
+from gpen_video.run.records import Composed, Restored
+from gpen_video.run.report import FlickerMeter
 
 #: a composed frame: the encoder's frame, and for the flicker meter the upright image before and after the paste
 #: and the paste mask, all three at the output's size (k× the source's with a background upscale)

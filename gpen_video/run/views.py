@@ -1,137 +1,38 @@
-"""The two ends of a video run: the frames that come in (with their upright working image) and the writer
-they go out through, sized for the output (k× the source with a background upscale).
+"""What the stages see of a video, and how their output becomes the frames written: the frames as decoded
+(``DecodedView``), or, for interlaced input (``reader.deinterlace``, issue 15):
 
-Interlaced input (``reader.deinterlace``, issue 15): ``keep`` (the default) turns each frame into two
-field-rate pictures with ``bwdif`` (``io.fields.FieldRateFrames``), so faces are found, restored and pasted
-at field rate, and weaves the composed fields back into frames with the source's index, ``pts`` and field
-order (``io.fields.Weaver``; a frame whose two fields were not touched goes out as decoded). ``frame``
-deinterlaces each frame to one progressive picture (the output is tagged progressive); ``progressive``
-writes the field-rate pictures themselves (25i → 50p, new timestamps at twice the rate, and the run says
-so); ``off`` treats the frames as they are.
+- ``keep`` (the default): each frame turned into two field-rate pictures with ``bwdif``
+  (``io.deinterlace.FieldRateFrames``), so faces are found, restored and pasted at field rate, and the composed
+  fields woven back into frames with the source's index, ``pts`` and field order (``io.deinterlace.Weaver``; a
+  frame whose two fields were not touched goes out as decoded) (``FieldView``);
+- ``progressive``: the field-rate pictures themselves written (25i → 50p, new timestamps at twice the rate,
+  and the run says so) (``FieldRateView``);
+- ``frame``: each frame deinterlaced to one progressive picture (the output is tagged progressive)
+  (``DeinterlacedView``);
+- ``off``: the frames as they are.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from fractions import Fraction
 from pathlib import Path
 
-from gpen_video.align.records import Composed, Decoded
 from gpen_video.config import Config
 from gpen_video.errors import InputError
-from gpen_video.io.encoding import EncodeSettings
-from gpen_video.io.ffmpeg_backend import FfmpegWriter
-from gpen_video.io.fields import (
-    CombWatch,
-    FieldAnalysis,
-    FieldDeinterlacer,
-    FieldRateFrames,
-    Order,
-    Weaver,
-    check_fields,
-    tagged_order,
-)
-from gpen_video.io.metadata import FIELD_ORDER_IDS, FIELD_ORDERS
+from gpen_video.io.deinterlace import FieldDeinterlacer, FieldRateFrames, Weaver
+from gpen_video.io.field_analysis import CombWatch, FieldAnalysis, Order
+from gpen_video.io.field_check import tagged_order
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame, VideoReader
-from gpen_video.io.writer import VideoWriter, Writer
-from gpen_video.side_packets import SidePackets
+from gpen_video.io.side_packets import SidePackets
+from gpen_video.run.field_order import deinterlace_mode, field_notes, field_order
+from gpen_video.run.records import Composed, Decoded
 
 log = logging.getLogger(__name__)
-PROGRESSIVE_ID = FIELD_ORDER_IDS["progressive"]  # AVFieldOrder, from the one table in io.metadata
-ORDER_ID = {"tff": FIELD_ORDER_IDS["tt"], "bff": FIELD_ORDER_IDS["bb"]}  # AVFieldOrder of a woven output
 
 
-def field_order(info: MediaInfo, config: Config) -> Order:
-    """The input's field order: ``--field-order``; else the stream's tag; else, where the tag says nothing, a
-    confident verdict from the first pictures (``info.video.field_check``); else progressive."""
-    if config.reader.field_order != "auto":
-        return config.reader.field_order
-    tagged = tagged_order(info)
-    if tagged in ("tff", "bff"):
-        return tagged
-    check = info.video.field_check
-    if tagged == "unknown" and check is not None and check.analysis.confident:
-        return check.analysis.order
-    return "progressive"
-
-
-def with_field_check(info: MediaInfo, config: Config) -> MediaInfo:
-    """``info`` with its untagged field order judged on the first pictures (``io.fields.check_fields``), where
-    the run would use the verdict: not with ``--field-order tff|bff`` or ``--deinterlace off``."""
-    if config.reader.field_order != "auto" or config.reader.deinterlace == "off":
-        return info
-    return check_fields(info)
-
-
-def field_notes(info: MediaInfo, config: Config) -> list[str]:
-    """What the run must say about a field order it took from the pictures (or could not), even with -q."""
-    check = info.video.field_check
-    if config.reader.field_order != "auto" or tagged_order(info) != "unknown" or check is None:
-        return []
-    analysis, name = check.analysis, info.path.name
-    seen = f"judged on its first pictures ({check.milliseconds:.0f} ms): {analysis.describe()}"
-    if analysis.confident:
-        other = "bff" if analysis.order == "tff" else "tff"
-        action = f"--field-order {other} or --deinterlace off to override"
-        return [f"{name}: field order not tagged; {seen}: restored as {analysis.order} "
-                f"(--deinterlace {config.reader.deinterlace}); {action}"]  # fmt: skip
-    if analysis.clearly_progressive:
-        log.info("%s: field order not tagged; %s: progressive", name, seen)
-        return []
-    return [f"{name}: field order not tagged; {seen}: treated as progressive; pass --field-order tff|bff if "
-            "it is interlaced"]  # fmt: skip
-
-
-def deinterlace_mode(info: MediaInfo, config: Config) -> str:
-    """``keep``, ``progressive``, ``frame`` or ``none`` (progressive input, or ``--deinterlace off``)."""
-    mode = config.reader.deinterlace
-    if field_order(info, config) == "progressive" or mode == "off":
-        return "none"
-    return mode
-
-
-def output_info(info: MediaInfo, config: Config) -> MediaInfo:
-    """``info`` as the output stream will be: ``upscale``× the width and height (a woven frame too: its fields
-    are k× pictures), the field order woven (``keep``: tagged as restored, where the source's tag did not say
-    it), progressive after ``--deinterlace frame|progressive``; pixel aspect, colour and timing kept."""
-    k = config.compose.upscale
-    video = dataclasses.replace(info.video, width=info.video.width * k, height=info.video.height * k)
-    mode = deinterlace_mode(info, config)
-    if mode == "keep" and tagged_order(info) != field_order(info, config):
-        order = field_order(info, config)
-        meta = dataclasses.replace(video.metadata, field_order=FIELD_ORDERS[ORDER_ID[order]],
-                                   field_order_id=ORDER_ID[order])  # fmt: skip
-        video = dataclasses.replace(video, metadata=meta, field_order=meta.field_order)
-    if mode == "progressive":  # field rate: two pictures a frame, in bwdif's time base (half the stream's)
-        rate = None if video.frame_rate is None else video.frame_rate * 2
-        video = dataclasses.replace(video, time_base=video.time_base / 2, frame_rate=rate,
-                                    frame_count=video.frame_count * 2)  # fmt: skip
-    if mode in ("frame", "progressive"):
-        meta = dataclasses.replace(video.metadata, field_order="progressive", field_order_id=PROGRESSIVE_ID)
-        video = dataclasses.replace(video, metadata=meta, field_order="progressive")
-    return dataclasses.replace(info, video=video)
-
-
-def open_writer(
-    temp: Path,
-    info: MediaInfo,
-    settings: EncodeSettings,
-    reader: VideoReader,
-    binary: str | None,
-    video_only: bool = False,
-) -> Writer:
-    """The PyAV writer, or the ffmpeg CLI one (``binary``); a segment's file (``video_only``) holds video alone."""
-    side = [] if video_only else reader.side_streams
-    offset = Fraction(0) if video_only else (reader.offset or Fraction(0))
-    if binary:
-        return FfmpegWriter(temp, info, settings, binary, side, offset)
-    return VideoWriter(temp, info, settings, side, offset=offset)
-
-
-def _reader_frames(reader: VideoReader, side: SidePackets, path: Path) -> Iterator[Frame]:
+def reader_frames(reader: VideoReader, side: SidePackets, path: Path) -> Iterator[Frame]:
     """The reader's frames; the packets demuxed before each frame go to ``side`` first."""
     decoded = False
     for frame in reader:
@@ -147,11 +48,11 @@ def decoded_frames(reader: VideoReader, side: SidePackets, path: Path, info: Med
     """The reader's frames with their upright working image (converted here, in the decode thread: at 4K the
     conversion alone is ~40 ms a frame)."""
     colour, rotation = info.video.colour, info.video.rotation
-    for frame in _reader_frames(reader, side, path):
+    for frame in reader_frames(reader, side, path):
         yield Decoded(frame, frame.upright(colour, rotation))
 
 
-class FrameSource:
+class DecodedView:
     """What the stages see of the input, and how their output becomes the frames written (one to one here).
 
     ``notes`` is what the run must say about the fields (``field_notes``; a stream tagged progressive whose
@@ -188,12 +89,12 @@ class FrameSource:
         return iter(items)
 
 
-class FieldSource(FrameSource):
+class FieldView(DecodedView):
     """``--deinterlace keep``: field-rate pictures in, composed fields woven back into the source's frames."""
 
     def __init__(self, reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, order: Order) -> None:
         super().__init__(reader, side, path, info)
-        self.fields = FieldRateFrames(_reader_frames(reader, side, path), reader.video, order)
+        self.fields = FieldRateFrames(reader_frames(reader, side, path), reader.video, order)
         self.source_pts: dict[int, int] = {}  # field pts -> its frame's source pts (segment windows)
 
     def decoded(self) -> Iterator[Decoded]:
@@ -239,7 +140,7 @@ class FieldSource(FrameSource):
         return Composed(frame, emit, frame.source)
 
 
-class FieldRateSource(FieldSource):
+class FieldRateView(FieldView):
     """``--deinterlace progressive``: the field-rate pictures are the output frames, at their own timestamps."""
 
     def outputs(self, items: Iterable[Composed]) -> Iterator[Composed]:
@@ -249,7 +150,7 @@ class FieldRateSource(FieldSource):
             yield item
 
 
-class DeinterlacedSource(FrameSource):
+class DeinterlacedView(DecodedView):
     """``--deinterlace frame``: each frame deinterlaced (``bwdif``) to one progressive picture, same timing."""
 
     def __init__(self, reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, order: Order) -> None:
@@ -268,15 +169,15 @@ class DeinterlacedSource(FrameSource):
                 frame = Frame(source.index, source.pts, source.time_base, p.source)
                 yield Decoded(frame, frame.upright(colour, rotation))
 
-        for frame in _reader_frames(self.reader, self.side, self.path):
+        for frame in reader_frames(self.reader, self.side, self.path):
             frames[frame.index] = frame
             yield from records(deinterlacer.push(frame.source, frame.index))
         yield from records(deinterlacer.flush())
 
 
-def frame_source(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> FrameSource:
+def frame_view(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> DecodedView:
     """The view of the input the stages work on: as decoded, at field rate (``keep``), or deinterlaced."""
-    source = _frame_source(reader, side, path, info, config)
+    source = _frame_view(reader, side, path, info, config)
     source.notes = field_notes(info, config)
     reader_config = config.reader
     if (
@@ -288,17 +189,17 @@ def frame_source(reader: VideoReader, side: SidePackets, path: Path, info: Media
     return source
 
 
-def _frame_source(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> FrameSource:
+def _frame_view(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> DecodedView:
     mode = deinterlace_mode(info, config)
     if mode == "keep":
         log.info("%s: interlaced (%s); faces are restored per field and the fields woven back", path.name,
                  field_order(info, config))  # fmt: skip
-        return FieldSource(reader, side, path, info, field_order(info, config))
+        return FieldView(reader, side, path, info, field_order(info, config))
     if mode == "progressive":
         rate = info.video.frame_rate
         log.warning("%s: --deinterlace progressive: writing %s fields a second as frames, with new timestamps",
                     path.name, f"{float(rate * 2):g}" if rate else "the")  # fmt: skip
-        return FieldRateSource(reader, side, path, info, field_order(info, config))
+        return FieldRateView(reader, side, path, info, field_order(info, config))
     if mode == "frame":
-        return DeinterlacedSource(reader, side, path, info, field_order(info, config))
-    return FrameSource(reader, side, path, info)
+        return DeinterlacedView(reader, side, path, info, field_order(info, config))
+    return DecodedView(reader, side, path, info)

@@ -1,17 +1,20 @@
 """What a restore run is asked to do: one input, one output, one configuration (and, for batch jobs, one
-segment of the input). ``gpen_video.pipeline.run_restore`` carries it out."""
+segment of the input). ``gpen_video.run.run_restore`` carries it out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gpen_video.config import Config
 from gpen_video.io.probe import MediaInfo
 from gpen_video.restore.restorer import Restorer
 
 ProgressCallback = Callable[[int], None]
+#: what the input is: a video file, or an image sequence (or still); ``auto``: looked at when the job runs
+JobKind = Literal["auto", "video", "sequence"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class RestoreJob:
     info: MediaInfo | None = None
     segment: SegmentWindow | None = None
     encode_for: Path | None = None  # a segment: the final output, whose container the encode must suit
+    kind: JobKind = "auto"  # decided once, by ``run.restore.restore_job``; batch segments and previews are videos
 
 
 def planned_frames(info: MediaInfo, config: Config) -> int:

@@ -1,0 +1,39 @@
+"""``run(job, source, sink)``: the one skeleton every run goes through — a video file, an image sequence into a
+folder or into a video, a preview, a batch segment.
+
+The restorer is loaded, the report begun, the source entered (its reader opened) and its first frame decoded
+before the sink opens its writer (a range start's offset is then known); the faces+align, restore and compose
+stages (``run.stages``) are joined to the source by ``run.flow.Flow``, and the sink writes what comes out.
+The report is filled from what the stages counted, then from what the sink and the source have to say.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from gpen_video.faces.tracks_file import open_tracks
+from gpen_video.models.loader import load_restorer
+from gpen_video.run.flow import Flow
+from gpen_video.run.job import RestoreJob
+from gpen_video.run.report import RunReport, StageTimes
+from gpen_video.run.sinks import FrameSink
+from gpen_video.run.sources import FrameSource
+from gpen_video.run.stages import RunStages
+
+
+def run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool = True) -> RunReport:
+    """Carry ``job`` out from ``source`` into ``sink``; ``threaded=False`` runs the same stages one after
+    another in this thread (a baseline for benches, bit-identical output)."""
+    config = job.config
+    restorer = job.restorer or load_restorer(config.restore)
+    report = RunReport.begin(job.input, job.output, source.info, sink.settings, restorer.name, config)
+    times = StageTimes()
+    with source, open_tracks(config.faces.tracks) as tracks:  # the --tracks file is complete when the frames are
+        frames = source.decoded()
+        first = list(itertools.islice(frames, 1))  # decoded before the sink opens its writer
+        stages = RunStages(config, sink.info, restorer, threaded, source.wanted(), tracks)
+        flow = Flow(itertools.chain(first, frames), stages.stages, times, threaded=threaded)
+        result = sink.write(source.outputs(flow), times, job.progress)
+        stages.finish(report, source.read_stats(), result, times)
+        report.warnings += sink.warnings() + source.warnings()
+    return report

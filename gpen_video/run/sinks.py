@@ -1,0 +1,162 @@
+"""Where a run's composed frames go: a video file (``VideoFileSink``: written with the side packets due by each
+frame's time merged in, closed, verified against what was written, then renamed into place) or a folder of
+images (``FolderSink``: one file a frame, each written atomically as soon as it is composed).
+
+``run.run`` hands a sink the composed frames once the first frame is decoded, so a video sink opens its
+writer only when a range start's offset is known.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import av
+
+from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.output import atomic_output, verify_video
+from gpen_video.io.probe import MediaInfo
+from gpen_video.io.reader import Frame
+from gpen_video.io.sequence import ImageSequenceWriter
+from gpen_video.io.writer import Writer, WriteResult
+from gpen_video.run.job import ProgressCallback
+from gpen_video.run.records import Composed
+from gpen_video.run.report import StageTimes
+
+
+class PacketSource(Protocol):
+    """Side packets by time: ``io.side_packets.SidePackets`` (a video's own streams) or an ``--audio`` file."""
+
+    def due(self, until: Fraction) -> list[av.Packet]: ...
+
+    def rest(self) -> list[av.Packet]: ...
+
+
+class _NoPackets:
+    def due(self, until: Fraction) -> list[av.Packet]:
+        return []
+
+    def rest(self) -> list[av.Packet]:
+        return []
+
+
+NO_PACKETS = _NoPackets()
+
+
+class FrameSink(Protocol):
+    """The output end of a run: the stream it writes (``info``: the output's size and timing), how (``settings``),
+    and ``write``, which takes every composed frame and returns what was written."""
+
+    info: MediaInfo
+    settings: EncodeSettings
+
+    def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
+        """Every emitted frame of ``items``, written; busy time counted as ``encode`` (and ``verify``)."""
+        ...
+
+    def warnings(self) -> list[str]:
+        """What the run must say about the output beyond the report's own warnings (even with -q)."""
+        ...
+
+
+class VideoFileSink:
+    """A verified video file: ``open_writer(temp)`` opens the writer on the temporary sibling of ``output`` (the
+    caller's choice of PyAV or the ffmpeg CLI, and of the side streams), ``packets`` are merged in by time."""
+
+    def __init__(
+        self,
+        output: Path,
+        info: MediaInfo,
+        settings: EncodeSettings,
+        packets: PacketSource,
+        open_writer: Callable[[Path], Writer],
+        notes: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self.output, self.info, self.settings = output, info, settings
+        self.packets, self.open_writer, self._notes = packets, open_writer, notes
+
+    def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
+        with atomic_output(self.output) as temp:
+            writer = self.open_writer(temp)
+            return encode_frames(items, writer, self.packets, temp, times, progress)
+
+    def warnings(self) -> list[str]:
+        return self._notes() if self._notes is not None else []
+
+
+class FolderSink:
+    """One image file a frame in ``writer``'s folder, numbered by ``number_of``; ``kept`` frames were already there
+    (a resumed run) and are said so."""
+
+    def __init__(
+        self,
+        writer: ImageSequenceWriter,
+        number_of: Callable[[Frame], int],
+        info: MediaInfo,
+        settings: EncodeSettings,
+        time_base: Fraction,
+        kept: int = 0,
+    ) -> None:
+        self.writer, self.number_of, self.info, self.settings = writer, number_of, info, settings
+        self.time_base, self.kept = time_base, kept
+
+    def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
+        written = 0
+        for item in items:
+            t0 = time.perf_counter()
+            self.writer.write(self.number_of(item.frame), item.output)
+            written += 1
+            times.add("encode", time.perf_counter() - t0)
+            if progress:
+                progress(written)
+        return WriteResult(written, [], self.time_base)
+
+    def warnings(self) -> list[str]:
+        if not self.kept:
+            return []
+        return [f"{self.kept} frame(s) were already in {self.writer.folder} and were kept as they are"]
+
+
+def encode_frames(
+    items: Iterable[Composed],
+    writer: Writer,
+    side: PacketSource,
+    temp: Path,
+    times: StageTimes,
+    progress: ProgressCallback | None = None,
+) -> WriteResult:
+    """Write every emitted frame at its ``pts`` and the side packets due before it; close ``writer`` and check
+    the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written.
+
+    Any failure (Ctrl-C too) aborts the writer (the caller's ``atomic_output`` removes ``temp``) and closes
+    ``items`` at once, so the stage threads behind it stop before the caller closes the reader they decode
+    from (held by this frame's traceback, an open generator would outlive the reader: a crash at exit).
+    """
+    frames = iter(items)
+    try:
+        written = 0
+        for item in frames:
+            t0 = time.perf_counter()
+            writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
+            if item.emit:
+                writer.write(item.output, item.frame.pts)
+                written += 1
+            times.add("encode", time.perf_counter() - t0)
+            if progress:
+                progress(written)
+        t0 = time.perf_counter()
+        writer.write_packets(side.rest())
+        result = writer.close()
+        times.add("encode", time.perf_counter() - t0)
+    except BaseException:
+        writer.abort()
+        if isinstance(frames, Generator):
+            frames.close()
+        raise
+    t0 = time.perf_counter()
+    verify_video(temp, result.pts, result.time_base, result.side_starts)
+    times.add("verify", time.perf_counter() - t0)
+    return result

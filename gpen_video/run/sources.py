@@ -1,0 +1,120 @@
+"""Where a run's frames come from: the ``FrameSource`` contract, and ``VideoSource``, a video file's frames
+(its reader opened on entry, its side packets on their own channel, and the view the stages see: as decoded,
+at field rate or deinterlaced, ``run.views``). An image sequence's twin is ``run.sequence.SequenceSource``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.ffmpeg_backend import FfmpegWriter
+from gpen_video.io.probe import MediaInfo, frame_count_warnings
+from gpen_video.io.reader import ReadStats, VideoReader
+from gpen_video.io.side_packets import SidePackets, side_file_for
+from gpen_video.io.writer import VideoWriter, Writer
+from gpen_video.run.job import RestoreJob
+from gpen_video.run.records import Composed, Decoded
+from gpen_video.run.views import DecodedView, frame_view
+
+
+class FrameSource(Protocol):
+    """The input end of a run, entered for the run's length: the stream as the stages see it (``info``), its
+    frames, which of them are written (``wanted``), how the composed ones become output frames (``outputs``),
+    and afterwards what was read and what the run must say about the input."""
+
+    info: MediaInfo
+
+    def __enter__(self) -> FrameSource: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def decoded(self) -> Iterator[Decoded]: ...
+
+    def wanted(self) -> Callable[[int], bool] | None:
+        """A segment's emit test on the ``pts`` the stages see (None: every frame is written)."""
+        ...
+
+    def outputs(self, items: Iterable[Composed]) -> Iterator[Composed]: ...
+
+    def read_stats(self) -> ReadStats: ...
+
+    def warnings(self) -> list[str]: ...
+
+
+class VideoSource:
+    """``job``'s video file, read over its range (``--start``/``--duration``, or its batch segment's window)."""
+
+    def __init__(self, job: RestoreJob, info: MediaInfo) -> None:
+        self.job, self.info, self.config = job, info, job.config
+        self.side = SidePackets()
+        self.reader: VideoReader | None = None
+        self.view: DecodedView | None = None
+
+    def __enter__(self) -> VideoSource:
+        config, segment = self.config, self.job.segment
+        start, duration, start_byte = config.start, config.duration, None
+        if segment is not None:
+            start, start_byte = segment.decode_from, segment.decode_from_byte
+            duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
+        reader = VideoReader(self.job.input, self.info, config.reader, start, duration, start_byte)
+        self.reader = reader.__enter__()
+        if segment is not None:  # a segment file is video only; its own side packets go to a file beside it
+            reader.divert_side_packets(side_file_for(self.job.output), segment.emit_start, segment.emit_end)
+        self.view = frame_view(reader, self.side, self.job.input, self.info, config)  # as decoded, or field-aware
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.reader is not None:
+            self.reader.__exit__(kind, exc, tb)
+
+    def _opened(self) -> tuple[VideoReader, DecodedView]:
+        assert self.reader is not None and self.view is not None, "a VideoSource is read inside its with block"
+        return self.reader, self.view
+
+    def decoded(self) -> Iterator[Decoded]:
+        return self._opened()[1].decoded()
+
+    def wanted(self) -> Callable[[int], bool] | None:
+        segment = self.job.segment
+        return None if segment is None else self._opened()[1].wanted(segment.emits)
+
+    def outputs(self, items: Iterable[Composed]) -> Iterator[Composed]:
+        return self._opened()[1].outputs(items)
+
+    def read_stats(self) -> ReadStats:
+        return self._opened()[0].stats
+
+    def warnings(self) -> list[str]:
+        """A truncated tail or a frame count off the probe's (whole-file runs only), then the field notes."""
+        reader, view = self._opened()
+        config, out = self.config, []
+        whole = self.job.segment is None and config.start is None and config.duration is None
+        if whole and not reader.stats.truncated:
+            out += frame_count_warnings(self.info, reader.stats.frames)  # shows a truncated tail
+        return out + view.notes  # the field order taken from the pictures, or doubted
+
+    def writer_opener(self, info: MediaInfo, settings: EncodeSettings, binary: str | None) -> Callable[[Path], Writer]:
+        """How the sink opens its writer once the first frame is decoded (the range start's offset is then known):
+        PyAV's, or the ffmpeg CLI's (``binary``), with this file's side streams and container metadata; a
+        segment's file holds video alone."""
+
+        def open_writer(temp: Path) -> Writer:
+            reader = self._opened()[0]
+            video_only = self.job.segment is not None
+            side = [] if video_only else reader.side_streams
+            offset = Fraction(0) if video_only else (reader.offset or Fraction(0))
+            if binary:
+                writer: Writer = FfmpegWriter(temp, info, settings, binary, side, offset)
+            else:
+                writer = VideoWriter(temp, info, settings, side, offset=offset)
+            writer.copy_container_metadata(reader.container)
+            return writer
+
+        return open_writer
