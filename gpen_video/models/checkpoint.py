@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from gpen_video.errors import DependencyError, ModelError
 from gpen_video.models.gpen import FullGenerator, channel_table
 from gpen_video.models.registry import Architecture
+from gpen_video.models.torch_file import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +62,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    raw = _read_safetensors(path) if path.suffix.lower() in SAFETENSORS_SUFFIXES else _read_torch(path)
+    raw = _read_safetensors(path) if path.suffix.lower() in SAFETENSORS_SUFFIXES else load_torch_file(path)
     return normalize_state_dict(raw, source=str(path))
-
-
-def _read_torch(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"refusing to load {path}: it holds Python objects other than tensors, and loading it could run code "
-            f"({reason[:160]}); use a plain state_dict or .safetensors file"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"cannot read {path}: truncated or not a PyTorch checkpoint ({reason[:160]}); download it again"
-        ) from exc
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

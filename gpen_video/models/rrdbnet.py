@@ -11,9 +11,7 @@ GPEN's ``realesrnet_x2.pth``/``realesrnet_x4.pth``) load without flags. Files ar
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gpen_video.errors import ModelError
+from gpen_video.models.torch_file import load_torch_file
 
 WRAPPERS = ("params_ema", "params", "state_dict", "model", "net_g")
 PREFIXES = ("module.", "_orig_mod.")
@@ -167,14 +166,7 @@ def read_rrdb_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"upscaler model file not found: {path}; run `gpen-video weights fetch` or pass its path")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as exc:
-        raise ModelError(
-            f"refusing to load {path}: it holds Python objects other than tensors, and loading it could run code"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); download it again") from exc
+    raw = load_torch_file(path)
     return unwrap_state_dict(raw, source=str(path))
 
 

@@ -1,0 +1,89 @@
+"""Every command that reads a model file answers a bad one with one line on stderr and exit 2 (issue 25).
+
+The bad files are made here the way users meet them: random bytes, a text file renamed ``.pth``, a download
+cut in half, an empty file, a pickle holding code, an ONNX file that is not one. The CLI runs in-process
+(``cli.main``) so the suite pays for the imports once.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from gpen_video import cli
+
+
+def _random(path):
+    path.write_bytes(os.urandom(4096))
+
+
+def _text(path):
+    path.write_text("this is not a checkpoint\n")
+
+
+def _cut_download(path):
+    torch.save({"w": torch.zeros(64, 64)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _legacy_pickle_of_code(path):
+    path.write_bytes(pickle.dumps({"w": os.system}, protocol=2))
+
+
+BAD_FILES = {"random": _random, "text": _text, "cut": _cut_download, "empty": _empty, "code": _legacy_pickle_of_code}
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def _commands(model, tmp_path, video):
+    return {
+        "restore": ["restore", str(video), "--model", str(model), "-o", str(tmp_path / "out.mp4"), "-q"],
+        "verify": ["weights", "verify", str(model)],
+        "export": ["weights", "export-onnx", str(model), str(tmp_path / "out.onnx")],
+    }
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    from conformance_cases import ffmpeg, video_src
+
+    path = tmp_path_factory.mktemp("bad_model") / "in.mp4"
+    ffmpeg(*video_src(), "-c:v", "libx264", path)
+    return path
+
+
+# export-onnx reads PyTorch files only
+CASES = [(kind, command) for kind in BAD_FILES for command in ("restore", "verify", "export")]
+CASES += [("onnx", "restore"), ("onnx", "verify")]
+
+
+@pytest.mark.parametrize(("kind", "command"), CASES)
+def test_a_bad_model_file_gets_one_line_and_exit_2(tmp_path, video, capfd, restore_gpen_logger, kind, command):
+    if kind == "onnx":
+        model = tmp_path / "model.onnx"
+        _text(model)
+    else:
+        model = tmp_path / "model.pth"
+        BAD_FILES[kind](model)
+    before = model.read_bytes()
+    code = _run(_commands(model, tmp_path, video)[command])
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and str(model.name) in lines[0], err
+    assert model.read_bytes() == before  # the input is never modified
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.onnx").exists()
