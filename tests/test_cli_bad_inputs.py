@@ -1,4 +1,5 @@
-"""Every command that reads a model file answers a bad one with one line on stderr and exit 2 (issue 25).
+"""Bad input gets one line on stderr and exit 2, before any work (issue 25): bad model files in every command
+that reads them, and ``--audio`` given with a video input.
 
 The bad files are made here the way users meet them: random bytes, a text file renamed ``.pth``, a download
 cut in half, an empty file, a pickle holding code, an ONNX file that is not one. The CLI runs in-process
@@ -87,3 +88,22 @@ def test_a_bad_model_file_gets_one_line_and_exit_2(tmp_path, video, capfd, resto
     assert len(lines) == 1 and str(model.name) in lines[0], err
     assert model.read_bytes() == before  # the input is never modified
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["restore", "preview", "batch"])
+def test_audio_with_a_video_input_is_refused_before_work(tmp_path, video, capfd, restore_gpen_logger, command):
+    from conformance_cases import ffmpeg
+
+    wav = tmp_path / "sound.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=d=0.4", wav)
+    out = tmp_path / ("out" if command == "batch" else "out.mp4")
+    argv = {
+        "restore": ["restore", str(video), "-o", str(out)],
+        "preview": ["preview", str(video), "-o", str(tmp_path / "p")],
+        "batch": ["batch", str(video), "-o", str(out)],
+    }[command]
+    code = _run([*argv, "--model", "identity", "--audio", str(wav), "-q"])
+    err = capfd.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "--audio" in err, err
+    assert not out.exists() and not list(tmp_path.glob("p*"))

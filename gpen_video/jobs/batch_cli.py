@@ -50,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the job; 0 all succeeded, 1 some failed."""
     from gpen_video.jobs.inputs import discover
     from gpen_video.jobs.runner import BatchJob, JobOptions
+    from gpen_video.run.options import refuse_for_video
 
     config = config_from_flags(args.config, vars(args))
     settings = job_settings_from_flags(vars(args))
     if config.start is not None or config.duration is not None:
         raise ConfigError("--start/--duration are for restore and preview; a batch job restores whole files")
+    refuse_for_video(config)
     output_dir: Path = args.output_dir
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: is a file; -o takes a folder")

@@ -24,6 +24,16 @@ def refuse_conflicts(config: Config) -> None:
         )
 
 
+def refuse_for_video(config: Config) -> None:
+    """Options for image sequences alone, refused before any work when the input is a video."""
+    if config.input.audio is not None:
+        raise ConfigError(
+            "--audio adds a sound file to an image sequence; a video keeps every audio track it has. To replace or "
+            "add audio, mux it into the restored file afterwards "
+            "(ffmpeg -i out.mov -i sound.wav -map 0 -map 1:a -c copy)"
+        )
+
+
 def upscaler_for(config: Config) -> Upscaler | None:
     """The background upscaler ``--upscale``/``--upscaler`` ask for; None without an upscale."""
     compose = config.compose

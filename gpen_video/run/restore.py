@@ -24,7 +24,7 @@ from gpen_video.io.sequence import looks_like_sequence
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.run.field_order import output_info, with_field_check
 from gpen_video.run.job import ProgressCallback, RestoreJob
-from gpen_video.run.options import refuse_conflicts
+from gpen_video.run.options import refuse_conflicts, refuse_for_video
 from gpen_video.run.report import RunReport
 from gpen_video.run.run import run
 from gpen_video.run.sequence import default_sequence_output, sequence_run
@@ -54,6 +54,7 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
         with contextlib.ExitStack() as stack:
             source, sink = sequence_run(job, stack)
             return run(job, source, sink, threaded)
+    refuse_for_video(job.config)
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     source, video_sink = video_run(job)
     return run(job, source, video_sink, threaded)
