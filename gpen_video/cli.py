@@ -107,11 +107,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    config = config_from_args(args)  # a bad option is answered before the pipeline's imports (about 4 s)
     from tqdm import tqdm
 
     from gpen_video.run import planned_frames, restore_job, run_restore
 
-    config = config_from_args(args)
     if args.report:  # issue 12: an unwritable report path fails now, not after the run
         from gpen_video.io.output import check_writable
 
@@ -134,13 +134,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    chosen = config_from_args(args)  # a bad option is answered before the pipeline's imports
     from tqdm import tqdm
 
     from gpen_video.io.probe import probe
     from gpen_video.preview import preview_config, run_preview
     from gpen_video.run import planned_frames
 
-    config = preview_config(config_from_args(args), args.start, args.duration)
+    config = preview_config(chosen, args.start, args.duration)
     info = probe(args.input)
     total = planned_frames(info, config)
     with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
     handlers = {"restore": cmd_restore, "preview": cmd_preview, "probe": cmd_probe}
-    from gpen_video.io.output import install_termination_handlers
+    from gpen_video.io.termination import install_termination_handlers
 
     install_termination_handlers()  # issue 12: SIGTERM/SIGHUP clean up like Ctrl-C
     try:

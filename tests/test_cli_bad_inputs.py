@@ -107,3 +107,31 @@ def test_audio_with_a_video_input_is_refused_before_work(tmp_path, video, capfd,
     assert code == 2 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and "--audio" in err, err
     assert not out.exists() and not list(tmp_path.glob("p*"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["restore", "x.mp4", "--blend", "7"],
+        ["preview", "x.mp4", "--set", "compose.nothing=1"],
+        ["batch", "x.mp4", "-o", "out", "--blend", "-1"],
+        ["restore", "x.mp4", "--no-such-flag"],
+    ],
+)
+def test_a_bad_option_is_answered_before_the_heavy_imports(argv):
+    """A one-line option error must come back in well under a second: the pipeline (torch, av, scipy, cv2) is
+    not imported to say it. Checked by the modules loaded, not by the clock."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom gpen_video import cli\n"
+        f"try:\n    rc = cli.main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+        "heavy = sorted(m for m in ('torch', 'av', 'scipy', 'cv2', 'onnxruntime') if m in sys.modules)\n"
+        "print(rc, ','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    rc, _, heavy = done.stdout.strip().partition(" ")
+    assert rc == "2", done.stdout + done.stderr
+    assert heavy == "", f"imported {heavy} before answering a bad option"
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -15,7 +15,6 @@ import ctypes.util
 import errno
 import logging
 import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,21 +99,6 @@ def check_writable(path: Path, what: str = "report") -> None:
         raise OutputError(f"{path}: the folder {folder} of the {what} does not exist")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(f"{path}: cannot write the {what} there (permission denied)")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so every temporary file is removed."""
-
-
-def install_termination_handlers() -> None:
-    """Make SIGTERM and SIGHUP clean up like SIGINT (call once, in the main thread of the CLI)."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(signal.Signals(signum).name)
-
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, handler)
 
 
 @contextmanager

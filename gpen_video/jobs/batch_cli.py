@@ -48,12 +48,12 @@ def add_parser(sub: Any, add_run_options: Callable[[argparse.ArgumentParser], No
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; 0 all succeeded, 1 some failed."""
+    config = config_from_flags(args.config, vars(args))  # a bad option is answered before the pipeline's imports
+    settings = job_settings_from_flags(vars(args))
     from gpen_video.jobs.inputs import discover
     from gpen_video.jobs.runner import BatchJob, JobOptions
     from gpen_video.run.options import refuse_for_video
 
-    config = config_from_flags(args.config, vars(args))
-    settings = job_settings_from_flags(vars(args))
     if config.start is not None or config.duration is not None:
         raise ConfigError("--start/--duration are for restore and preview; a batch job restores whole files")
     refuse_for_video(config)
