@@ -204,3 +204,43 @@ def test_assembled_matroska_keeps_the_source_frame_rate(tmp_path: Path) -> None:
     ).stdout.strip()  # fmt: skip
     assert rates == "25/1,25/1"
     assert frame_times(tmp_path / "out" / "clip.mkv") == frame_times(src)
+
+
+def test_the_frame_bar_measures_a_rate_and_shows_the_time_left(monkeypatch):
+    """The batch's frame bar counts frames through tqdm's update (issue 25: long runs showed no ETA); a resumed
+    file's frames already done join the count without faking a rate."""
+    import io
+    import time
+    from types import SimpleNamespace
+
+    from gpen_video.jobs.batch_cli import _Bars
+
+    bars = _Bars(1, disable=False)
+    bars.frame_bar.fp = bars.file_bar.fp = io.StringIO()
+    item = SimpleNamespace(key="k", input=SimpleNamespace(name="reel.mov"))
+    bars.file_started(item, 1000, 400)
+    assert bars.frame_bar.format_dict["rate"] is None  # resumed frames are no rate sample
+    for _ in range(5):
+        time.sleep(0.01)
+        bars.frames("k", 10)
+    shown = str(bars.frame_bar)
+    assert bars.frame_bar.n == 450 and bars.frame_bar.total == 1000
+    assert "?" not in shown.split("[", 1)[1], shown  # elapsed<remaining, rate: all measured
+    bars.file_finished(item, None)
+    assert bars.frame_bar.n == 0
+    bars.close()
+
+
+def test_a_disabled_frame_bar_still_counts():
+    from types import SimpleNamespace
+
+    from gpen_video.jobs.batch_cli import _Bars
+
+    bars = _Bars(1, disable=True)  # -q, or no terminal
+    item = SimpleNamespace(key="k", input=SimpleNamespace(name="reel.mov"))
+    bars.file_started(item, 100, 30)
+    bars.frames("k", 5)
+    assert bars.frame_bar.n == 35
+    bars.file_finished(item, None)
+    assert bars.frame_bar.n == 0
+    bars.close()

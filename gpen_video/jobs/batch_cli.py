@@ -134,22 +134,30 @@ class _Bars:
     def file_started(self, item: BatchItem, frames_total: int, frames_done: int) -> None:
         self.active[item.key] = [frames_done, frames_total]
         self.names[item.key] = item.input.name
+        self._shift(frames_done)  # a resumed file's frames are done already: not counted in the rate
         self._refresh()
 
     def frames(self, key: str, count: int) -> None:
         if key in self.active:
             self.active[key][0] += count
             self._refresh()
+            self.frame_bar.update(count)  # through update, so tqdm measures the rate and shows the ETA
 
     def file_finished(self, item: BatchItem, outcome: FileOutcome) -> None:
-        self.active.pop(item.key, None)
+        done, _ = self.active.pop(item.key, [0, 0])
+        self._shift(-done)
         self.file_bar.update(1)
         self._refresh()
+
+    def _shift(self, frames: int) -> None:
+        """Move the frame bar's count without a rate sample (a file joining or leaving the bar)."""
+        self.frame_bar.n += frames
+        if not self.frame_bar.disable:  # a disabled bar (-q, no terminal) keeps no rate state
+            self.frame_bar.last_print_n += frames
 
     def _refresh(self) -> None:
         bar = self.frame_bar
         bar.total = sum(t for _, t in self.active.values())
-        bar.n = sum(d for d, _ in self.active.values())
         bar.set_description(", ".join(self.names[k] for k in self.active)[:40] or "frames")
         bar.refresh()
 
