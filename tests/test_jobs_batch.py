@@ -143,6 +143,7 @@ def test_not_enough_disk_space_fails_the_file_before_work(tmp_path: Path, monkey
     assert batch(clip, "-o", tmp_path / "out", "--summary", tmp_path / "s.json") == 1
     row = outcome(summary(tmp_path / "s.json"), "c.mp4")
     assert "free" in row["error"] and "--job-dir" in row["error"]
+    assert "only 1.00 kB" in row["error"] and "0.00 GB" not in row["error"]  # sizes in a unit that reads
     assert not (tmp_path / "out" / "c.mp4").exists()
 
 

@@ -87,6 +87,17 @@ def estimate_output_bytes(info: MediaInfo, codec: str | None) -> int:
     return int(max(info.size_bytes * 1.5, pixels * 0.08))  # CRF 16 runs near 0.05 bytes per pixel and frame
 
 
+def byte_count(size: int) -> str:
+    """``size`` bytes in the unit that keeps three significant figures (``512 B``, ``3.10 MB``, ``1.25 TB``)."""
+    value, unit = float(size), "B"
+    for larger in ("kB", "MB", "GB", "TB", "PB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, larger
+    decimals = 0 if unit == "B" or value >= 100 else 1 if value >= 10 else 2
+    return f"{value:.{decimals}f} {unit}"
+
+
 def check_free_space(subject: Path, needs: list[SpaceNeed], advice: str, margin: int = 0) -> None:
     """OutputError before the work when a file system cannot take what the run will write on it: the needs of
     folders on one file system add up, and ``margin`` bytes stay free on each. What cannot be measured is let be."""
@@ -107,7 +118,7 @@ def check_free_space(subject: Path, needs: list[SpaceNeed], advice: str, margin:
             continue
         if free < need.size:
             raise OutputError(
-                f"{subject}: needs about {need.size / 1e9:.2f} GB free in {need.folder}, only {free / 1e9:.2f} GB; "
+                f"{subject}: needs about {byte_count(need.size)} free in {need.folder}, only {byte_count(free)}; "
                 f"{advice}"
             )
 
