@@ -170,7 +170,8 @@ def test_no_smooth_keeps_the_jitter(clip, smoothed):
     raw_series, _ = photo_series(raw_results, clip)
     assert spread(raw_series) > 1.3 * spread({k: v[:24] for k, v in series.items()})
     report = raw_stage.summary().to_dict()
-    assert report["jitter_smoothed_px"] == pytest.approx(report["jitter_raw_px"], rel=0.05)
+    # on the same frames, unsmoothed landmarks have exactly the raw jitter
+    assert report["jitter_smoothed_px"] == pytest.approx(report["jitter_raw_px"], rel=1e-9)
     assert raw_stage.lookahead < FaceStage(CONFIG, detector=mtcnn()).lookahead
 
 

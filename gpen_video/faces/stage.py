@@ -113,6 +113,7 @@ class FaceStage:
         self._last_emitted: dict[int, list[tuple[int, np.ndarray]]] = {}
         self._jitter_raw = [0.0, 0]
         self._jitter_smooth = [0.0, 0]
+        self._raw_centres: dict[int, deque[int]] = {}  # track -> the last frames whose raw jitter was counted
         self._agreement_raw = [0.0, 0]
         self._agreement_smooth = [0.0, 0]
 
@@ -296,6 +297,7 @@ class FaceStage:
             d2 = obs[index + 1].landmarks - 2 * obs[index].landmarks + obs[index - 1].landmarks
             self._jitter_raw[0] += float(np.sum(d2**2))
             self._jitter_raw[1] += 5
+            self._raw_centres.setdefault(track.id, deque(maxlen=4)).append(index)
         link = track.motions.get(index)
         if index - 1 in obs and link is not None and link.reliable:
             d = obs[index].landmarks - apply(link.affine, obs[index - 1].landmarks)
@@ -314,7 +316,14 @@ class FaceStage:
                 self._agreement_smooth[1] += 5
         history.append((index, lm))
         del history[:-3]
-        if len(history) == 3 and history[2][0] - history[0][0] == 2:
+        centre = history[1][0] if len(history) == 3 else None
+        if (
+            centre is not None
+            and history[2][0] - history[0][0] == 2
+            and centre in self._raw_centres.get(face.track_id, ())
+        ):
+            # only where the raw jitter was counted: both figures describe the same frames (bridged gaps and
+            # frames without three detections in a row would otherwise weigh on one side alone)
             d2 = history[2][1] - 2 * history[1][1] + history[0][1]
             self._jitter_smooth[0] += float(np.sum(d2**2))
             self._jitter_smooth[1] += 5

@@ -128,7 +128,7 @@ class FacesSummary:
     smoothing: SmoothingSummary
     tracks: tuple[TrackSummary, ...]
     jitter_raw_px: float | None  # RMS second difference of the raw landmarks (frame px); None without any
-    jitter_smoothed_px: float | None  # the same of the landmarks given out
+    jitter_smoothed_px: float | None  # the same of the landmarks given out, on the same frames
     #: RMS distance (frame px) between a frame's landmarks and the previous frame's carried by the measured
     #: motion: an accuracy estimate without ground truth (raw: the detector's own)
     motion_agreement_raw_px: float | None
