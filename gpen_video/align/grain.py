@@ -14,7 +14,8 @@ GPEN's faces are grain-free; pasted into a grainy film frame they look like stic
    after run;
 3. **carry into the crop** (``grain_for_crops``): the frame-space grain is warped into crop space with the
    face's frame→crop transform, so that the paste (crop→frame) puts it back on the frame's pixel grid at the
-   frame's grain size instead of a crop-resolution grain shrunk by the paste.
+   frame's grain size instead of a crop-resolution grain shrunk by the paste; the level the two bilinear
+   warps take from it (up to 70 % for fine grain) is given back, measured on the round trip itself.
 
 The grain is added to the restored crop before the paste; frames without faces are never touched.
 """
@@ -268,32 +269,49 @@ def grain_for_crops(
     for k in range(n):
         affine = np.asarray(affines[k], np.float64)
         profile = profiles[k] if profiles is not None else measure_grain(frame, affine, size)
-        if not profile.usable:
-            continue
-        region = ring_region(affine, size, frame.shape[:2], outer=1.0)
+        region = ring_region(affine, size, frame.shape[:2], outer=1.0) if profile.usable else None
         if region is None:
             continue
         x0, y0, x1, y1 = region
         field = synthesise_grain(profile, (y1 - y0, x1 - x0), grain_seed(frame_index, track_ids[k]))
-        if restored is not None:  # the face's own texture counts: scale the grain so the sum hits the level
-            face = _pasted_face(restored[k], affine, region, top)
-            core = _square_distance(affine, size, region) < CORE
-            field *= fit_levels(face, field, _smoothest(face, core), profile.std)
         local = affine.copy()
         local[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)  # region pixel -> crop
-        out[k] = cv2.warpAffine(field, local, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        grain = cv2.warpAffine(field, local, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        core = _square_distance(affine, size, region) < CORE
+        seen = _to_region(grain, affine, region)  # what the paste will lay on the frame
+        gains = _interpolation_loss(field, seen, core)
+        if restored is not None:  # the face's own texture counts: scale the grain so the sum hits the level
+            face = _to_region(np.asarray(restored[k], np.float32) * (top / 255.0), affine, region)
+            gains *= fit_levels(face, seen * gains, _smoothest(face, core), profile.std)
+        out[k] = grain * gains
     return out * (255.0 / top)
 
 
-def _pasted_face(crop: np.ndarray, affine: np.ndarray, region: tuple[int, int, int, int], top: float) -> np.ndarray:
-    """A restored crop (0..255) laid on the frame's grid over ``region``, in frame units."""
+def _to_region(crop: np.ndarray, affine: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """A float32 crop laid on the frame's grid over ``region`` as the paste lays it (bilinear, edges replicated)."""
     x0, y0, x1, y1 = region
     to_region = invert_affine(np.asarray(affine, np.float64))
     to_region[:, 2] -= (x0, y0)
-    return cv2.warpAffine(
-        np.asarray(crop, np.float32) * (top / 255.0), to_region, (x1 - x0, y1 - y0),
-        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-    )  # fmt: skip
+    return cv2.warpAffine(crop, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _interpolation_loss(field: np.ndarray, seen: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Per-channel gains that give the grain back the level the frame→crop→frame warps take from it.
+
+    Each bilinear warp averages neighbours wherever the crop's grid does not fall on the frame's: without
+    these gains the round trip leaves fine grain at 30-84 % of its level and size-0.8 grain at 60-93 % (crops
+    at 1-4 crop pixels a frame pixel, rotated or at fractional offsets; 100 % only at an integer scale and
+    offset). The gains restore the level; the round trip still blurs the grain a little (makes it coarser).
+    """
+    made, kept = highpass(field), highpass(seen)
+    gains = np.ones(3, np.float32)
+    if int(where.sum()) < MIN_PIXELS:
+        return gains
+    for c in range(3):
+        level = robust_std(kept[..., c][where])
+        if level > 0:
+            gains[c] = robust_std(made[..., c][where]) / level
+    return gains
 
 
 def fit_levels(face: np.ndarray, grain: np.ndarray, where: np.ndarray, target: tuple[float, ...]) -> np.ndarray:
