@@ -1,12 +1,15 @@
-"""Grain that matches: the noise inside a pasted (smooth, GPEN-like) face against a ring just outside it.
+"""Grain that matches: the noise inside a pasted (smooth, GPEN-like) face against the background around it.
 
 Frames are generated: a real face (t1.jpg) on a smooth background, with film-like grain (blurred white
 noise, correlated across channels) over everything. GPEN's grain-free output is simulated by a smoothed
 face. The noise level is measured by the test itself (high-pass residual, robust std, on flat pixels), not
-with the module's own estimator.
+with the module's own estimator; which pixels are flat is judged on the same scene without grain, so that
+the choice cannot favour pixels where the grain happens to be weak.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -64,71 +67,120 @@ def _gpen_like(frame, affine):
     return cv2.GaussianBlur(crop, (0, 0), 3.0)
 
 
-def _noise(image, where):
-    """Per-channel robust std of the high-pass residual on the flattest half of ``where`` (the test's own)."""
+def _noise(image, where, reference):
+    """Per-channel robust std of the high-pass residual on the flattest half of ``where`` (the test's own).
+
+    Flatness is judged on ``reference``, the same scene without grain, never on the grainy picture: there
+    the flattest half of a grainy background is where coarse grain happens to be weak, and its level reads
+    low (size 1.4: 3-8 %, 12 % on grain alone), while on a textured face flatness follows the face.
+    """
     a = image.astype(np.float64)
     residual = a - cv2.GaussianBlur(a, (0, 0), 1.5)
-    grey = cv2.GaussianBlur(a.mean(2), (0, 0), 1.5)
+    grey = cv2.GaussianBlur(reference.astype(np.float64).mean(2), (0, 0), 1.5)
     structure = cv2.GaussianBlur(np.hypot(*np.gradient(grey)), (0, 0), 3.0)
     flat = where & (structure <= np.quantile(structure[where], 0.5))
     r = residual[flat]
     return 1.4826 * np.median(np.abs(r - np.median(r, 0)), 0)
 
 
-def _regions(shape):
-    inside = np.zeros(shape, bool)
-    inside[82:158, 122:198] = True  # the face's core, where the paste mask is 1
-    ring = np.zeros(shape, bool)
-    ring[40:200, 80:240] = True
-    ring[52:188, 92:228] = False  # just outside the crop square (96..224, 56..184) and its feather
-    ring[56:184, 96:224] = False
-    return inside, ring
+def _background(shape):
+    """The scene's plain gradient, well clear of the face's crop square (56..184, 96..224) and the frame's edge."""
+    background = np.zeros(shape, bool)
+    background[8:-8, 8:-8] = True
+    background[40:200, 80:240] = False
+    return background
 
 
-def _ratio(pasted):
-    inside, ring = _regions(pasted.shape[:2])
-    return _noise(pasted, inside) / _noise(pasted, ring)
+def _ratio(pasted, inside=None):
+    """Noise inside the face over noise in the background around it, flatness judged on the scene without grain.
+
+    Inside: where the paste mask is 1 (default: where it is 1 for the scene's own crop square). The face's own
+    texture counts towards its noise, and it is not the same everywhere on the face (a square of its centre
+    only, eyes, nose and mouth, reads 3-6 % above the whole core), so the inside is the whole core as the
+    paste draws it. Background: the grain is the same all over the scene, and its 21 000 flat samples instead
+    of a ring's 3 500 take the sampling error (sd over seeds) of the reference level from 1.6 % (fine grain)
+    and 4 % (size 1.4) down to 0.7-1.3 %.
+    """
+    if inside is None:
+        inside = np.zeros(pasted.shape[:2], bool)
+        inside[79:162, 119:202] = True
+    clean = _scene(pasted.dtype, (0.0, 0.0, 0.0))[0]
+    return _noise(pasted, inside, clean) / _noise(pasted, _background(pasted.shape[:2]), clean)
+
+
+class Pasted(NamedTuple):
+    without: np.ndarray  # noise ratio (inside / background, per channel) of the smooth face pasted as it is
+    matched: np.ndarray  # the same with the matched grain added
+    frame: np.ndarray  # the source
+    image: np.ndarray  # the source with the grained face pasted
+    mask: np.ndarray  # where the paste reaches
+    affine: np.ndarray
+
+
+def _pasted(dtype=np.uint8, grain_std=(6.0, 5.0, 7.0), grain_size=0.8, seed=0, frame_index=0, track_id=0, affine=None):
+    """One scene's face pasted without and with matched grain, its noise measured against the background's."""
+    frame, square = _scene(dtype, grain_std, grain_size, seed)
+    affine = square if affine is None else affine
+    restored = _gpen_like(frame, affine)[None]
+    batch = AlignedBatch(warp_cpu(frame, affine, SIZE)[None], affine[None])
+    plain = compose(frame, restored, batch, CFG)
+    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=frame_index, track_ids=[track_id], restored=restored)
+    matched = compose(frame, add_grain(restored, grain), batch, CFG)
+    without = _ratio(plain.image, plain.mask >= 0.999)
+    inside = matched.mask >= 0.999
+    return Pasted(without, _ratio(matched.image, inside), frame, matched.image, matched.mask, affine)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_matched_grain_inside_the_face_is_within_15_percent_of_the_ring(dtype):
-    frame, affine = _scene(dtype)
-    restored = _gpen_like(frame, affine)[None]
-    batch = AlignedBatch(warp_cpu(frame, affine, SIZE)[None], affine[None])
-    plain = compose(frame, restored, batch, CFG).image
-    without = _ratio(plain)
-    assert (without < 0.8).all(), without  # GPEN's smooth face: less noise than its surroundings
-    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=5, track_ids=[1], restored=restored)
-    matched = compose(frame, add_grain(restored, grain), batch, CFG).image
-    with_match = _ratio(matched)
-    assert (np.abs(with_match - 1.0) <= 0.15).all(), with_match
+def test_matched_grain_inside_the_face_is_within_15_percent_of_the_background(dtype):
+    pasted = _pasted(dtype, frame_index=5, track_id=1)
+    assert (pasted.without < 0.8).all(), pasted.without  # GPEN's smooth face: less noise than its surroundings
+    assert (np.abs(pasted.matched - 1.0) <= 0.15).all(), pasted.matched
     # and the rest of the frame is untouched, sample for sample
-    outside = compose(frame, restored, batch, CFG).mask == 0
-    assert np.array_equal(matched[outside], frame[outside])
-
-
-# Coarse grain (size 1.4) comes out 15.7% over the source's in green on this machine, at 2333dd1 as after the
-# issue 20 refactor, whatever the numpy (1.26-2.4) and OpenCV (4.11-5.1) build: a known gap of the grain match,
-# not of the refactor. strict: the day it passes, this mark must go.
-_COARSE_GRAIN_GAP = pytest.mark.xfail(strict=True, reason="coarse grain matched 15.7% over the source in green (> 15%)")
+    outside = pasted.mask == 0
+    assert np.array_equal(pasted.image[outside], pasted.frame[outside])
 
 
 @pytest.mark.parametrize(
     "grain_size, grain_std",
-    [(0.0, (3.0, 3.0, 3.0)), pytest.param(1.4, (9.0, 7.0, 8.0), marks=_COARSE_GRAIN_GAP)],
+    [(0.0, (3.0, 3.0, 3.0)), (1.4, (9.0, 7.0, 8.0))],
 )
 def test_grain_level_and_size_follow_the_source(grain_size, grain_std):
-    frame, affine = _scene(grain_std=grain_std, grain_size=grain_size, seed=3)
-    restored = _gpen_like(frame, affine)[None]
-    batch = AlignedBatch(warp_cpu(frame, affine, SIZE)[None], affine[None])
-    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=0, track_ids=[0], restored=restored)
-    matched = compose(frame, add_grain(restored, grain), batch, CFG).image
-    assert (np.abs(_ratio(matched) - 1.0) <= 0.15).all()
-    profile = measure_grain(frame, affine, SIZE)
-    fine = measure_grain(_scene(grain_std=grain_std, grain_size=0.0, seed=3)[0], affine, SIZE)
+    pasted = _pasted(grain_std=grain_std, grain_size=grain_size, seed=3)
+    assert (np.abs(pasted.matched - 1.0) <= 0.15).all(), pasted.matched
+    profile = measure_grain(pasted.frame, pasted.affine, SIZE)
+    fine = measure_grain(_scene(grain_std=grain_std, grain_size=0.0, seed=3)[0], pasted.affine, SIZE)
     if grain_size > 0:
         assert min(profile.size) > max(fine.size) + 0.3  # coarse grain is seen as coarse
     assert profile.correlation[0][1] > 0.3  # the B/G correlation of the generator is seen
+
+
+def test_the_level_holds_for_a_crop_off_the_frames_grid():
+    # The scene's own crop is exactly 2x at an integer offset: the frame->crop->frame warps of the grain then
+    # land on the frame's pixels. A detected face's crop never does (a slight tilt, fractional offsets):
+    # each bilinear warp averages neighbours, and fine grain came out at 77-85 % of the level before the loss
+    # was given back.
+    angle, scale = 0.1, 1.9
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    centre = np.array([160.3, 120.7])  # frame point on the crop's centre
+    affine = np.array([[c, s, 0.0], [-s, c, 0.0]])
+    affine[:, 2] = SIZE / 2 - affine[:, :2] @ centre
+    pasted = _pasted(grain_std=(3.0, 3.0, 3.0), grain_size=0.0, seed=7, affine=affine)
+    assert (np.abs(pasted.matched - 1.0) <= 0.15).all(), pasted.matched
+
+
+def test_the_level_read_around_a_face_is_the_sources_for_coarse_grain_too():
+    # The level is read on the ring's flat pixels; choosing them as "the flattest half" of a grainy ring
+    # chose where coarse grain happens to be weak and read size-2.0 grain 8-10 % low in blue and green.
+    # Mean of 8 frames: the sampling error (about 3 % a frame) falls to about 1 %.
+    clean = _scene(grain_std=(0.0, 0.0, 0.0))[0]
+    ratios = []
+    for seed in range(8):  # seeds 0..79 in groups of 8: every group within 2.6 %
+        frame, affine = _scene(grain_std=(9.0, 7.0, 8.0), grain_size=2.0, seed=seed)
+        source = _noise(frame, _background(frame.shape[:2]), clean)
+        ratios.append(np.array(measure_grain(frame, affine, SIZE).std) / source)
+    level = np.mean(ratios, axis=0)
+    assert (np.abs(level - 1.0) <= 0.04).all(), level
 
 
 def test_grain_is_new_every_frame_and_the_same_every_run():
