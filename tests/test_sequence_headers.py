@@ -151,6 +151,28 @@ def test_an_ffmpeg_tiff_keeps_its_dpi(tmp_path):
     assert _tags(tmp_path / "out" / "s_0002.tif")["XResolution"] == (600, 1)
 
 
+# -- PNG into a folder -----------------------------------------------------------------------------------------
+def test_png_text_icc_and_pixel_size_are_kept(tmp_path, capsys):
+    """Before: the text chunks (description, author) were dropped."""
+    from PIL import Image, PngImagePlugin
+
+    spec = _scan(tmp_path / "in", "q_%03d.png", 2, "-vf", "setsar=2/1", "-pix_fmt", "rgb24")
+    with Image.open(tmp_path / "in" / "q_002.png") as picture:  # a second writer: text, ICC profile, 300 dpi
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Description", "reel 4, shot 12")
+        text.add_text("Author", "A. Archivist")
+        picture.save(tmp_path / "in" / "q_002.png", pnginfo=text, icc_profile=bytes(range(256)) * 2, dpi=(300, 300))
+    assert _restore(spec, tmp_path / "out") == 0
+    assert _stream(tmp_path / "out" / "q_001.png", "sample_aspect_ratio")["sample_aspect_ratio"] == "2:1"
+    (frame,) = ffprobe_json(tmp_path / "out" / "q_002.png", "-show_frames", "-show_entries",
+                            "frame_tags:frame=side_data")["frames"]  # fmt: skip
+    assert frame["tags"] == {"Description": "reel 4, shot 12", "Author": "A. Archivist"}
+    assert [(d["side_data_type"], d["size"]) for d in frame["side_data_list"]] == [("ICC profile", 512)]
+    with Image.open(tmp_path / "out" / "q_002.png") as written:
+        assert round(written.info["dpi"][0]) == 300
+    assert capsys.readouterr().err == ""
+
+
 # -- into a MOV --------------------------------------------------------------------------------------------------
 def test_a_10_bit_scan_into_a_mov_is_prores_4444_with_timecode_and_aspect(tmp_path, capsys):
     """Before: HEVC 4:4:4 10-bit RGB (gbrp10le), which editors do not open."""

@@ -1,8 +1,8 @@
 """A scan file's picture-describing header (DPX or TIFF), read from a source frame and kept in its restored file,
 or, for a video output, what of it the video can carry and what it cannot.
 
-``read_header`` gives the typed header of one file (``DpxHeader``, ``TiffHeader``; ``None`` for kinds whose
-headers are not kept here: PNG, EXR); ``keep_header`` writes the source's fields into an encoded file of the same
+``read_header`` gives the typed header of one file (``DpxHeader``, ``TiffHeader``, ``PngHeader``; ``None`` for
+EXR, whose header is not kept here); ``keep_header`` writes the source's fields into an encoded file of the same
 kind and says, in words, what could not be kept; ``video_losses`` says what a video output leaves out.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpen_video.io.dpx_header import COLORIMETRIC_NAMES, TRANSFER_NAMES, DpxHeader, DpxHeaderError
+from gpen_video.io.png_header import PngHeader, PngHeaderError
 from gpen_video.io.tiff_header import KEPT_TAGS, TiffHeader, TiffHeaderError
 
-ImageHeader = DpxHeader | TiffHeader
+ImageHeader = DpxHeader | TiffHeader | PngHeader
 _UNSPECIFIED = 2  # FFmpeg's AVCOL_TRC/AVCOL_PRI_UNSPECIFIED: the decoder found no video tag for the DPX code
 _DPX_UNSPECIFIED_VIDEO = 4  # nothing said, nothing lost
 
@@ -29,7 +30,9 @@ def read_header(path: Path, codec: str) -> ImageHeader | None:
             return DpxHeader.read(path)
         if codec == "tiff":
             return TiffHeader.read(path)
-    except (DpxHeaderError, TiffHeaderError, OSError) as exc:
+        if codec == "png":
+            return PngHeader.read(path)
+    except (DpxHeaderError, TiffHeaderError, PngHeaderError, OSError) as exc:
         raise HeaderError(str(exc)) from exc
     return None
 
@@ -65,4 +68,7 @@ def video_losses(header: ImageHeader | None, decoded_transfer: int, decoded_prim
     if isinstance(header, TiffHeader):
         kept = [KEPT_TAGS[e.tag] for e in header.kept()]
         return [f"TIFF tags {', '.join(kept)} have no place in a video file"] if kept else []
+    if isinstance(header, PngHeader):
+        kinds = sorted({c.kind.decode() for c in header.kept()} - {"pHYs", "gAMA", "cHRM", "sRGB", "cICP", "sBIT"})
+        return [f"PNG chunks {', '.join(kinds)} have no place in a video file"] if kinds else []
     return []

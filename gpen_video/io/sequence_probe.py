@@ -52,7 +52,10 @@ class SequenceProbe:
     header: tuple[str, ...] = field(default=())  # the first file's header fields, in words
 
     def describe(self) -> list[str]:
-        frames = "1 still" if self.first is None else f"frames {self.first}-{self.last}, {self.files} files"
+        if self.files == 1:
+            frames = "1 still" + (f" (frame {self.first})" if self.first is not None else "")
+        else:
+            frames = f"frames {self.first}-{self.last}, {self.files} files"
         lines = [
             f"{self.spec}: image sequence {self.pattern}, {frames}, {self.size_bytes / 1e6:.1f} MB",
             f"  picture: {self.codec}, {self.width}x{self.height}, {self.pix_fmt}, {self.bit_depth}-bit",

@@ -177,7 +177,11 @@ def plan_sequence(spec: Path, output: Path | None, config: Config) -> SequencePl
     first = decode_image(sequence.files[0].path)
     encoded = encode_image(first if first.format.name == pix_fmt else first.reformat(format=pix_fmt), codec)
     _, notes = keep_header(sequence.files[0].path, sequence.codec, encoded, codec)
-    kept = "its header fields kept" if sequence.codec in ("dpx", "tiff") and codec == sequence.codec else "no header"
+    kept = (
+        "its header fields kept"
+        if sequence.codec in ("dpx", "tiff", "png") and codec == sequence.codec
+        else "no header"
+    )
     reason = f"one file a frame, named as the input's ({sequence.pattern}), {kept}"
     return SequencePlan(str(output), "folder", codec, pix_fmt, reason, tuple(notes))
 
