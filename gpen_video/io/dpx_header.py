@@ -196,19 +196,26 @@ class DpxHeader:
     # -- writing them into another file ---------------------------------------------------------------------
     def keep_in(self, encoded: bytes) -> tuple[bytes, list[str]]:
         """``encoded`` (a DPX file) with this header's picture fields, film and television headers and user data;
-        and what could not be kept, in words."""
+        and what could not be kept, in words. Only the header is rebuilt; the samples are copied once."""
         order = _MAGIC.get(encoded[:4])
         if order is None or len(encoded) < GENERIC_SIZE:
             return encoded, ["the encoder's DPX has no header to write the source's fields into"]
-        out = bytearray(encoded)
+        (image_offset,) = struct.unpack_from(order + "I", encoded, 4)
+        if not GENERIC_SIZE <= image_offset <= len(encoded):
+            return encoded, [
+                "the encoder's DPX header is of a layout not known here; the source's fields were not kept"
+            ]
+        head = bytearray(encoded[:image_offset])
         for f in PICTURE_FIELDS:
-            _put(out, f, self.generic, self.byte_order, order)
+            _put(head, f, self.generic, self.byte_order, order)
         notes = []
         if self.elements > 1:
             notes.append(f"the source has {self.elements} image elements; the output one, with the first's fields")
         if self.industry:
-            out = _with_industry(out, order, self.industry, self.byte_order, self.user_data)
-        return bytes(out), notes
+            head = _with_industry(head, order, self.industry, self.byte_order, self.user_data)
+        samples = memoryview(encoded)[image_offset:]
+        struct.pack_into(order + "I", head, 16, len(head) + len(samples))
+        return b"".join((head, samples)), notes
 
 
 def describe_code(names: dict[int, str], code: int) -> str:
@@ -227,24 +234,20 @@ def _put(out: bytearray, f: DpxField, source: bytes, source_order: str, out_orde
     out[f.offset : f.offset + f.length] = data
 
 
-def _with_industry(out: bytearray, order: str, industry: bytes, source_order: str, user_data: bytes) -> bytearray:
-    """``out`` with the film and television headers (and user data) at 1664, its samples moved behind them."""
-    (generic_size, industry_size, image_offset) = (struct.unpack_from(order + "I", out, at)[0] for at in (24, 28, 4))
-    if generic_size == GENERIC_SIZE and industry_size >= INDUSTRY_SIZE:  # the encoder wrote one: fill it in
-        for f in INDUSTRY_FIELDS:
-            _put(out, f, industry, source_order, order, at=GENERIC_SIZE)
-        return out
-    header = bytearray(HEADER_READ)
+def _with_industry(head: bytearray, order: str, industry: bytes, source_order: str, user_data: bytes) -> bytearray:
+    """The header ``head`` (everything before the samples) with the film and television headers (and user data)
+    at 1664 and the offsets to the samples moved behind them."""
+    generic_size, industry_size = (struct.unpack_from(order + "I", head, at)[0] for at in (24, 28))
+    if generic_size == GENERIC_SIZE and industry_size >= INDUSTRY_SIZE and len(head) >= HEADER_READ:
+        for f in INDUSTRY_FIELDS:  # the encoder wrote one: fill it in
+            _put(head, f, industry, source_order, order, at=GENERIC_SIZE)
+        return head
+    block = bytearray(HEADER_READ)
     for f in INDUSTRY_FIELDS:
-        _put(header, f, industry, source_order, order, at=GENERIC_SIZE)
-    block = header[GENERIC_SIZE:]
-    inserted = bytes(block) + user_data
-    if image_offset < GENERIC_SIZE or image_offset > len(out):
-        return out  # not a layout this knows: left as the encoder wrote it
-    moved = GENERIC_SIZE + len(inserted) - image_offset
-    result = bytearray(out[:GENERIC_SIZE]) + inserted + out[image_offset:]
-    struct.pack_into(order + "I", result, 4, image_offset + moved)
-    struct.pack_into(order + "I", result, 16, len(result))
+        _put(block, f, industry, source_order, order, at=GENERIC_SIZE)
+    result = head[:GENERIC_SIZE] + block[GENERIC_SIZE:] + user_data
+    moved = len(result) - len(head)
+    struct.pack_into(order + "I", result, 4, len(result))  # the samples start right after
     struct.pack_into(order + "I", result, 28, INDUSTRY_SIZE)
     struct.pack_into(order + "I", result, 32, len(user_data))
     elements = struct.unpack_from(order + "H", result, 770)[0]

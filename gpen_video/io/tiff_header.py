@@ -167,23 +167,21 @@ class TiffHeader:
         (next_ifd,) = struct.unpack_from(order + "I", encoded, ifd + 2 + 12 * count)
         kept = {e.tag: e for e in self.kept()}
         raw = {tag: _raw_entry(encoded, order, ifd, i) for i, tag in enumerate(_tags(encoded, order, ifd))}
-        out = bytearray(encoded)
-        if len(out) % 2:
-            out.append(0)
+        tail = bytearray(len(encoded) % 2)  # what is appended starts on a word boundary
         fields: dict[int, bytes] = {tag: entry for tag, entry in raw.items() if tag not in kept}
         for tag, entry in kept.items():
             value = entry.in_order(self.byte_order, order)
             if len(value) <= 4:
                 slot = value.ljust(4, b"\0")
             else:
-                slot = struct.pack(order + "I", len(out))
-                out += value + (b"\0" if len(value) % 2 else b"")
+                slot = struct.pack(order + "I", len(encoded) + len(tail))
+                tail += value + (b"\0" if len(value) % 2 else b"")
             fields[tag] = struct.pack(order + "HHI", tag, entry.type, entry.count) + slot
-        new_ifd = len(out)
-        out += struct.pack(order + "H", len(fields)) + b"".join(fields[t] for t in sorted(fields))
-        out += struct.pack(order + "I", next_ifd)
-        struct.pack_into(order + "I", out, 4, new_ifd)
-        return bytes(out), self.not_kept(written)
+        new_ifd = len(encoded) + len(tail)
+        tail += struct.pack(order + "H", len(fields)) + b"".join(fields[t] for t in sorted(fields))
+        tail += struct.pack(order + "I", next_ifd)
+        head = encoded[:4] + struct.pack(order + "I", new_ifd)
+        return b"".join((head, memoryview(encoded)[8:], tail)), self.not_kept(written)
 
 
 def _show(values: tuple[int, ...]) -> str:
