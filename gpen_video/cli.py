@@ -159,6 +159,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from gpen_video.io.sequence import looks_like_sequence
+
+    if looks_like_sequence(args.input):  # issue 22: a folder, pattern, glob or image file
+        return probe_sequence_command(args)
     from gpen_video.io.field_check import check_fields
     from gpen_video.io.probe import probe
 
@@ -180,6 +184,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(format_probe(info))
     if plan is not None:
         print("\n".join(plan.describe()))
+    return 0
+
+
+def probe_sequence_command(args: argparse.Namespace) -> int:
+    """``probe`` on an image sequence: its range, holes, picture and header; with --plan, what restore writes."""
+    from gpen_video.io.sequence_probe import probe_sequence
+    from gpen_video.run.sequence import plan_sequence
+
+    found = probe_sequence(args.input)
+    plan = plan_sequence(args.input, args.output, load_config(args.config)) if args.plan else None
+    if args.json:
+        data = found.to_dict() | ({"plan": dataclasses.asdict(plan)} if plan else {})
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print("\n".join(found.describe() + (plan.describe() if plan else [])))
     return 0
 
 

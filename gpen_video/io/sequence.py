@@ -10,8 +10,11 @@ A hole in the numbering is never skipped silently: ``MissingFramesError`` lists 
 with ``on_gap="warn"``, a warning does and the frames after the hole keep their own numbers and times.
 
 Output goes into a folder with the input's file names, the same codec and the same pixel format (so the same
-bit depth). Each file is encoded in memory, written to a temporary name beside its target and renamed, so a
-crash never leaves a half-written frame under a final name, and a rerun keeps every frame already on disk.
+bit depth), and each file keeps its source file's picture-describing header fields (``io.image_headers``: DPX
+transfer, colorimetric, pixel aspect, timecode, frame rate...; TIFF resolution, ICC profile, description...);
+``header_notes`` says what could not be kept. Each file is encoded in memory, written to a temporary name beside
+its target and renamed, so a crash never leaves a half-written frame under a final name, and a rerun keeps
+every frame already on disk.
 EXR is decode-only (FFmpeg 5.1 encodes no half-float EXR that round-trips); such a sequence is written as
 16-bit TIFF.
 """
@@ -31,6 +34,7 @@ from typing import Literal
 import av
 
 from gpen_video.errors import InputError, OutputError
+from gpen_video.io.image_headers import keep_header
 from gpen_video.io.output import PARTIAL_MARK, atomic_write_bytes
 from gpen_video.io.reader import Frame
 
@@ -128,8 +132,9 @@ def looks_like_sequence(spec: str | Path) -> bool:
     return path.is_dir() or path.suffix.lower() in CODEC_OF_SUFFIX
 
 
-def find_sequence(spec: str | Path, on_gap: Literal["error", "warn"] = "error") -> ImageSequence:
-    """The sequence ``spec`` names: ``reel_%06d.dpx``, ``scan/*.tif``, a folder, or one image file."""
+def find_sequence(spec: str | Path, on_gap: Literal["error", "warn", "list"] = "error") -> ImageSequence:
+    """The sequence ``spec`` names: ``reel_%06d.dpx``, ``scan/*.tif``, a folder, or one image file; a hole in
+    the numbering raises (``error``), is logged (``warn``) or only listed in ``gaps`` (``list``, for probe)."""
     text = str(spec)
     path = Path(text)
     if _PRINTF.search(path.name):
@@ -236,7 +241,8 @@ def _check_gaps(sequence: ImageSequence, on_gap: str) -> ImageSequence:
     message = f"{sequence.pattern}: {missing} frame(s) missing: {shown}"
     if on_gap == "error":
         raise MissingFramesError(f"{message}; restore the files, or pass --allow-gaps to go on without them", gaps)
-    log.warning("%s; going on: the frames after each hole keep their numbers", message)
+    if on_gap == "warn":
+        log.warning("%s; going on: the frames after each hole keep their numbers", message)
     return ImageSequence(sequence.files, sequence.prefix, sequence.suffix, sequence.padding, sequence.codec, gaps)
 
 
@@ -335,7 +341,7 @@ class ImageSequenceWriter:
         self.codec = codec or output_codec(sequence)
         if self.codec not in WRITABLE_CODECS:
             raise OutputError(f"cannot write {self.codec} images; write dpx, tiff or png")
-        self.pix_fmt = pix_fmt if sequence.codec == self.codec else _deep_format(self.codec)
+        self.pix_fmt = writable_format(self.codec, pix_fmt if sequence.codec == self.codec else deep_format(self.codec))
         if self.folder.exists() and not self.folder.is_dir():
             raise OutputError(f"{self.folder} is a file; an image sequence is written into a folder")
         for f in sequence.files:
@@ -344,6 +350,8 @@ class ImageSequenceWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         self.written = 0
+        self._sources = {f.number: f.path for f in sequence.files}
+        self.header_notes: list[str] = []  # what of the source files' headers could not be kept, each said once
 
     def path_for(self, number: int | None) -> Path:
         name = self.sequence.name_for(number)
@@ -363,8 +371,11 @@ class ImageSequenceWriter:
         if picture.format.name != self.pix_fmt:
             picture = picture.reformat(format=self.pix_fmt)
         target = self.path_for(number)
+        source = self._sources.get(number, self.sequence.files[0].path)
+        data, notes = keep_header(source, self.sequence.codec, encode_image(picture, self.codec), self.codec)
+        self.header_notes.extend(n for n in notes if n not in self.header_notes)
         # a temporary sibling, fsync, rename, fsync of the folder: a crash leaves finished frames only
-        atomic_write_bytes(target, encode_image(picture, self.codec))
+        atomic_write_bytes(target, data)
         self.written += 1
         return target
 
@@ -375,7 +386,16 @@ class ImageSequenceWriter:
                 p.unlink(missing_ok=True)
 
 
-def _deep_format(codec: str) -> str:
+def writable_format(codec: str, pix_fmt: str) -> str:
+    """``pix_fmt``, or its other byte order where the encoder takes only that (TIFF: little-endian only)."""
+    formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    if not formats or pix_fmt in formats:
+        return pix_fmt
+    other = pix_fmt[:-2] + ("le" if pix_fmt.endswith("be") else "be")
+    return other if pix_fmt.endswith(("le", "be")) and other in formats else pix_fmt
+
+
+def deep_format(codec: str) -> str:
     return {"tiff": "rgb48le", "png": "rgb48be", "dpx": "rgb48le"}[codec]
 
 

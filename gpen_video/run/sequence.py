@@ -12,8 +12,10 @@ container holds the WAV's PCM, else re-encoded (``io.side_streams.SideStreams`` 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -23,20 +25,26 @@ import av
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, InputError, OutputError
 from gpen_video.io.colour import colour_of_frame
-from gpen_video.io.encoding import PYAV_ENCODERS, EncodeSettings, choose_encoding
+from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.formats import output_caps
+from gpen_video.io.image_headers import HeaderError, ImageHeader, keep_header, read_header, video_losses
 from gpen_video.io.metadata import VideoMetadata
 from gpen_video.io.output import check_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.reader import ReadStats
+from gpen_video.io.scan_encoding import scan_encoding, yuv_colour
 from gpen_video.io.sequence import (
     CODEC_OF_SUFFIX,
     ImageSequence,
     ImageSequenceReader,
     ImageSequenceWriter,
     decode_image,
+    deep_format,
+    encode_image,
     find_sequence,
+    output_codec,
+    writable_format,
 )
 from gpen_video.io.writer import VideoWriter, Writer
 from gpen_video.run.field_order import output_info
@@ -94,7 +102,8 @@ def _into_folder(job: RestoreJob, sequence: ImageSequence) -> tuple[SequenceSour
         raise OutputError(f"{writer.path_for(sequence.files[0].number)} already exists; pass --overwrite")
     if done:
         log.warning("%s: %d frame(s) already restored there; going on from the others", job.output, len(done))
-    source = SequenceSource(job.input, sequence, ImageSequenceReader(sequence, fps, skip=done), resumed=bool(done))
+    source = SequenceSource(job.input, sequence, ImageSequenceReader(sequence, fps, skip=done), resumed=bool(done),
+                            notes=writer.header_notes)  # fmt: skip
     settings = EncodeSettings(writer.codec, writer.pix_fmt, reason="an image sequence is written as the input's "
                               "kind and bit depth")  # fmt: skip
     sink = FolderSink(writer, source.reader.number_of, output_info(source.info, config), settings,
@@ -112,9 +121,9 @@ def _into_video(
         raise ConfigError("a sequence is encoded with PyAV; leave --encoder-backend ffmpeg out")
     check_output_path(job.input, job.output, config.output.overwrite)
     source = SequenceSource(job.input, sequence, ImageSequenceReader(sequence, Fraction(config.input.fps)))
-    out_info = output_info(source.info, config)
+    out_info, settings = video_plan(source, job.output, config)
+    source.notes.extend(into_video_notes(source, settings))
     caps = output_caps(job.output)
-    settings = choose_encoding(out_info.video, config.output, PYAV_ENCODERS, caps)
     preflight(job.output, out_info, settings, caps)
     audio_path = Path(config.input.audio) if config.input.audio is not None else None
     audio = None
@@ -135,13 +144,82 @@ def _into_video(
     return source, VideoFileSink(job.output, out_info, settings, audio or NO_PACKETS, open_writer, notes)
 
 
+@dataclass(frozen=True)
+class SequencePlan:
+    """What restore would write for a sequence (``probe --plan``): a folder of images or a video file."""
+
+    output: str
+    kind: str  # folder | video
+    codec: str
+    pix_fmt: str
+    reason: str
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> list[str]:
+        lines = [f"plan: {self.kind} {self.output}, {self.codec} {self.pix_fmt} ({self.reason})"]
+        return lines + [f"  not kept: {note}" for note in self.notes]
+
+
+def plan_sequence(spec: Path, output: Path | None, config: Config) -> SequencePlan:
+    """What ``restore spec -o output`` would write: the same decisions as the run, the first frame encoded in
+    memory to learn what of its header the output keeps."""
+    output = output or default_sequence_output(spec)
+    sequence = find_sequence(spec, on_gap="list")
+    reader = ImageSequenceReader(sequence, Fraction(config.input.fps))
+    source = SequenceSource(spec, sequence, reader)
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        _, settings = video_plan(source, output, config)
+        reason = f"{settings.describe()}; {settings.reason}"
+        notes = tuple(into_video_notes(source, settings))
+        return SequencePlan(str(output), "video", settings.codec, settings.pix_fmt, reason, notes)
+    codec = output_codec(sequence)
+    pix_fmt = writable_format(codec, reader.format.pix_fmt if codec == sequence.codec else deep_format(codec))
+    first = decode_image(sequence.files[0].path)
+    encoded = encode_image(first if first.format.name == pix_fmt else first.reformat(format=pix_fmt), codec)
+    _, notes = keep_header(sequence.files[0].path, sequence.codec, encoded, codec)
+    kept = (
+        "its header fields kept"
+        if sequence.codec in ("dpx", "tiff", "png") and codec == sequence.codec
+        else "no header"
+    )
+    reason = f"one file a frame, named as the input's ({sequence.pattern}), {kept}"
+    return SequencePlan(str(output), "folder", codec, pix_fmt, reason, tuple(notes))
+
+
+def video_plan(source: SequenceSource, output: Path, config: Config) -> tuple[MediaInfo, EncodeSettings]:
+    """The output stream's description and encode settings for the sequence into the video file ``output``:
+    ProRes into a MOV (``io.scan_encoding``), an RGB scan's colour as the Y'CbCr samples carry it."""
+    out_info = output_info(source.info, config)
+    settings = scan_encoding(out_info.video, config.output, output_caps(output))
+    video = dataclasses.replace(out_info.video, colour=yuv_colour(out_info.video.colour, settings.pix_fmt))
+    return dataclasses.replace(out_info, video=video), settings
+
+
+def into_video_notes(source: SequenceSource, settings: EncodeSettings) -> list[str]:
+    """What of the scan a video output does not keep as it is: header fields, the RGB samples, the frame rate."""
+    colour = source.info.video.colour
+    notes = video_losses(source.header, colour.transfer_id, colour.primaries_id)
+    if colour.is_rgb and not av.VideoFormat(settings.pix_fmt).is_rgb:
+        notes.append(f"the RGB scan is written as {settings.pix_fmt} Y'CbCr (BT.709 matrix, limited range) for "
+                     f"{settings.codec}")  # fmt: skip
+    header_rate = getattr(source.header, "frame_rate", None)
+    if header_rate and abs(header_rate - float(source.reader.fps)) > 0.01:
+        notes.append(f"the DPX header says {header_rate:.3f} fps; the video is timed at --fps "
+                     f"{float(source.reader.fps):g}")  # fmt: skip
+    return notes
+
+
 class SequenceSource:
     """An image sequence's (or a still's) frames for a run, in a video's terms (``info``); ``resumed``: frames
-    already in the output folder are skipped, so none left to read is no error."""
+    already in the output folder are skipped, so none left to read is no error; ``notes``: what the output did
+    not keep of the files (said with the run's warnings)."""
 
-    def __init__(self, spec: Path, sequence: ImageSequence, reader: ImageSequenceReader, resumed: bool = False):
+    def __init__(self, spec: Path, sequence: ImageSequence, reader: ImageSequenceReader, resumed: bool = False,
+                 notes: list[str] | None = None):  # fmt: skip
         self.spec, self.sequence, self.reader, self.resumed = spec, sequence, reader, resumed
-        self.info = sequence_info(spec, sequence, reader)
+        self.notes = notes if notes is not None else []
+        self.header = first_header(sequence)
+        self.info = sequence_info(spec, sequence, reader, self.header)
 
     def __enter__(self) -> SequenceSource:
         return self
@@ -168,10 +246,11 @@ class SequenceSource:
         return ReadStats(frames=self.reader.frames_read, decoded=self.reader.frames_read)
 
     def warnings(self) -> list[str]:
-        if not self.sequence.gaps:
-            return []
-        missing = sum(g.count for g in self.sequence.gaps)
-        return [f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)"]
+        said = list(self.notes)
+        if self.sequence.gaps:
+            missing = sum(g.count for g in self.sequence.gaps)
+            said.append(f"{missing} frame(s) missing in the input sequence were left out (--allow-gaps)")
+        return said
 
 
 @contextlib.contextmanager
@@ -270,16 +349,29 @@ class AudioFile:
         return []
 
 
-def sequence_info(spec: Path, sequence: ImageSequence, reader: ImageSequenceReader) -> MediaInfo:
-    """What the run's report and stages need to know of the sequence, in a video's terms."""
+def first_header(sequence: ImageSequence) -> ImageHeader | None:
+    """The first file's DPX or TIFF header (None for PNG/EXR, or one that cannot be read: the decoder says why)."""
+    try:
+        return read_header(sequence.files[0].path, sequence.codec)
+    except HeaderError:
+        return None
+
+
+def sequence_info(
+    spec: Path, sequence: ImageSequence, reader: ImageSequenceReader, header: ImageHeader | None = None
+) -> MediaInfo:
+    """What the run's report and stages need to know of the sequence, in a video's terms: the DPX header's pixel
+    aspect and timecode (the first file's) as a video's, so a video output carries them."""
     colour = colour_of_frame(decode_image(sequence.files[0].path))
     fmt = reader.format
     count = len(sequence.files)
+    aspect = getattr(header, "pixel_aspect", None)
+    sar = Fraction(*aspect) if aspect and Fraction(*aspect) != 1 else None
     video = VideoInfo(index=0, codec=sequence.codec, profile=None, width=fmt.width, height=fmt.height,
                       time_base=reader.time_base, frame_rate=reader.fps, is_vfr=False, frame_count=count,
                       start_time=0.0, duration=float(count / reader.fps), rotation=0, colour=colour, bit_rate=None,
-                      sample_aspect_ratio=None, field_order=None, timecode=None, frame_count_source="scan",
-                      metadata=VideoMetadata())  # fmt: skip
+                      sample_aspect_ratio=sar, field_order=None, timecode=getattr(header, "timecode", None),
+                      frame_count_source="scan", metadata=VideoMetadata(sample_aspect_ratio=sar))  # fmt: skip
     size = sum(f.path.stat().st_size for f in sequence.files)
     return MediaInfo(path=spec, format_name=f"image sequence: {sequence.describe()}", size_bytes=size,
                      duration=video.duration, video=video)  # fmt: skip
