@@ -24,7 +24,7 @@ from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError
 from gpen_video.io.containers import MUXER_CODEC_FAMILIES
 from gpen_video.io.formats import ContainerCaps
-from gpen_video.io.probe import VideoInfo
+from gpen_video.io.probe import MediaInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,27 @@ def _intermediate_options(settings: EncodeSettings, video: VideoInfo) -> None:
         settings.options.update({"level": "3", "slicecrc": "1", "g": "1"})
     elif family in ("mjpeg", "mpeg2video"):
         settings.bit_rate = video.bit_rate * 2 if video.bit_rate else _intra_bit_rate(video)
+
+
+_PRORES_ALPHA_BITS = {1: 8, 2: 16}  # the frame header's alpha_channel_type -> bits a sample
+
+
+def source_alpha_bits(info: MediaInfo) -> int | None:
+    """The alpha depth a ProRes 4444 source was coded with (8 or 16 bits), from its first frame header: re-coding
+    8-bit alpha at 16 bits changes its levels (the decoder widens 8 bits as v*257/16, not v*16)."""
+    if info.video.codec != "prores" or not info.video.colour.has_alpha:
+        return None
+    try:
+        with av.open(str(info.path)) as container:
+            for packet in container.demux(container.streams[info.video.index]):
+                header = bytes(packet)
+                if len(header) > 25 and header[4:8] == b"icpf":
+                    return _PRORES_ALPHA_BITS.get(header[25] & 0x0F)
+                if packet.size:
+                    return None
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+    return None
 
 
 def frame_rate(video: VideoInfo) -> Fraction | None:
