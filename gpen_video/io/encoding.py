@@ -43,6 +43,8 @@ INTERMEDIATE_ENCODERS = {
     "mjpeg": "mjpeg",
     "dvvideo": "dvvideo",
 }
+# intermediates whose loss of depth, alpha or fields to H.264/HEVC would be silent: into Matroska they become FFV1
+_MASTER_FAMILIES = ("prores_ks", "dnxhd", "rawvideo", "v210", "huffyuv", "ffvhuff", "utvideo", "png", "qtrle")
 _X26X = ("libx264", "libx265")
 _PRORES_PROFILES = {"Proxy": "proxy", "LT": "lt", "Standard": "standard", "HQ": "hq", "4444": "4444", "XQ": "4444xq"}
 _DNX_PROFILES = {"DNXHD": "dnxhd", "DNXHR LB": "dnxhr_lb", "DNXHR SQ": "dnxhr_sq", "DNXHR HQ": "dnxhr_hq",
@@ -56,6 +58,7 @@ class EncodeSettings:
     options: dict[str, str] = field(default_factory=dict)
     bit_rate: int | None = None
     reason: str = ""
+    notice: str = ""  # what the run must say about this choice, even with -q (an intermediate changed family)
 
     def describe(self) -> str:
         opts = " ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
@@ -275,6 +278,8 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
         settings = EncodeSettings(family, fmt, reason=f"same family as the {video.codec} source")
         _intermediate_options(settings, video)
         return settings
+    if family in _MASTER_FAMILIES and caps is not None and caps.family == "matroska" and encoders.has("ffv1"):
+        return _lossless_instead(video, family, encoders, caps)
     if caps is not None:
         delivery = "libx265" if video.colour.bit_depth > 8 else "libx264"
         # the muxer's own codec where H.264/HEVC cannot be timed or held
@@ -295,6 +300,16 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
     if caps is not None and not caps.reorders:
         settings.options["bf"] = "0"
         settings.reason += f", no B-frames ({caps.format_name} stores no presentation order)"
+    return settings
+
+
+def _lossless_instead(video: VideoInfo, family: str, encoders: EncoderCatalog, caps: ContainerCaps) -> EncodeSettings:
+    """FFV1 for an intermediate source whose own codec the output container cannot hold (DNxHR or v210 into
+    Matroska): lossless, and it keeps the depth, the alpha and the fields, where H.264/HEVC would keep none."""
+    fmt = _closest_format(encoders.formats("ffv1"), video.colour.pix_fmt, alpha=video.colour.has_alpha)
+    why = f"{family} video cannot go in {caps.format_name}: FFV1 (lossless) instead"
+    settings = EncodeSettings("ffv1", fmt, reason=why, notice=f"{why}; write .mov or .mxf to keep {family}")
+    _intermediate_options(settings, video)
     return settings
 
 

@@ -115,7 +115,7 @@ class WrittenFields:
 
     def mismatch(self, expected: Order) -> str | None:
         """What disagrees with ``expected`` (``tff``/``bff``), in words; None when tag and frames agree."""
-        if self.tagged != expected:
+        if self.tagged not in ("unknown", expected):  # unknown: a stream with no tag of its own (raw DV)
             return f"its stream is tagged {self.tagged}"
         wrong = [(i, got) for i, got in enumerate(self.frames) if got is not None and got != expected]
         if wrong:

@@ -99,7 +99,7 @@ class VideoWriter:
             raise OutputError(f"{path}: cannot create the output ({exc}); check the extension and folder") from exc
         self.family = container_family(self.container.format.name)
         self.caps = container_caps(self.container.format.name)
-        self.warnings: list[str] = []
+        self.warnings: list[str] = [settings.notice] if settings.notice else []
         try:
             check_video_codec(self.caps, settings.codec, path.suffix)
             self.video = self._add_video_stream()

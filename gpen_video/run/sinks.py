@@ -18,11 +18,11 @@ import av
 
 from gpen_video.errors import ConfigError, DependencyError
 from gpen_video.io.container_keeps import container_keeps, remux_with_aspect
-from gpen_video.io.encoding import EncodeSettings
+from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings
 from gpen_video.io.ffmpeg_backend import find_ffmpeg
 from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
 from gpen_video.io.field_check import check_written_fields
-from gpen_video.io.formats import muxer_for_extension
+from gpen_video.io.formats import container_family, muxer_for_extension
 from gpen_video.io.output import atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame
@@ -104,23 +104,29 @@ class VideoFileSink:
 
 
 def aspect_binary(output: Path, info: MediaInfo, settings: EncodeSettings) -> str | None:
-    """Before any work: ConfigError where the output's muxer would lose the field order, or the pixel aspect with
-    no ffmpeg CLI to set it afterwards (FFV1, ProRes or raw video in Matroska); the ffmpeg CLI where the aspect
-    is to be set after writing, else None."""
+    """Before any work: ConfigError where the output's muxer would lose the field order or the pixel aspect (unless
+    it is Matroska's, which one stream copy through the ffmpeg CLI sets afterwards: FFV1, ProRes, raw video); that
+    ffmpeg where it will be needed, else None."""
     video = info.video
     sar = Fraction(video.metadata.sample_aspect_ratio or video.sample_aspect_ratio or 1)
     order = CODEC_FIELD_ORDER.get(video.metadata.field_order_id, "unknown")
     muxer = muxer_for_extension(output.suffix)
-    if muxer is None or (sar == 1 and order not in ("tff", "bff")):
+    master = settings.codec in INTERMEDIATE_ENCODERS.values()
+    if muxer is None or (sar == 1 and order not in ("tff", "bff") and not master):
         return None
     keeps = container_keeps(muxer, settings, video)
-    if order in ("tff", "bff") and keeps.field_order not in (None, order):
+    if order in ("tff", "bff") and keeps.field_order not in (None, "unknown", order):  # unknown: frames only (DV)
         raise ConfigError(
             f"{output.name}: {settings.codec} video in {muxer} is stored {keeps.field_order}, so its {order} field "
             f"order would be lost; write .mov or .mkv, or pass --deinterlace frame"
         )
-    if sar == 1 or keeps.aspect:
+    if keeps.aspect:
         return None
+    if container_family(muxer) != "matroska":
+        raise ConfigError(
+            f"{output.name}: {settings.codec} video in {muxer} does not keep the pixel aspect "
+            f"{sar.numerator}:{sar.denominator}; write .mov or .mkv"
+        )
     return _ffmpeg_for_aspect(output, sar, settings)
 
 
