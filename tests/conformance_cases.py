@@ -362,3 +362,29 @@ def corrupt_inside_packet(index: int) -> Callable[[Path], None]:
         path.write_bytes(bytes(data))
 
     return damage
+
+
+# -- issue 22 (archive masters through the writer): fields, aspect, depth and alpha of intermediates ----------
+
+
+def pal_like(size: str = "90x72", sar: str = "16/15", fields: str = "tff", fmt: str | None = None) -> list[str]:
+    """A tiny PAL-shaped picture (720x576 / 8: a whole Matroska display width at 16:15 and 64:45) with its pixel
+    aspect and field flags set on the frames, as a capture's would be (``fields``: tff, bff or prog)."""
+    chain = f"setsar={sar},setfield={fields}" + (f",format={fmt}" if fmt else "")
+    return [*video_src(size, seconds=0.16), "-vf", chain]
+
+
+def frames_flagged_like_input(src: Probed, out: Probed) -> None:
+    """Every output frame says interlaced and top-field-first exactly as the input's frames do (ffprobe
+    -show_frames), and the input's are interlaced: the flags a downstream deinterlacer follows."""
+    flags_in = [(f.get("interlaced_frame"), f.get("top_field_first")) for f in src.frames]
+    flags_out = [(f.get("interlaced_frame"), f.get("top_field_first")) for f in out.frames]
+    assert flags_in and all(i == 1 for i, _ in flags_in), flags_in
+    assert len(flags_out) == len(flags_in) and set(flags_out) == set(flags_in), (flags_in, flags_out)
+
+
+def display_kept(src: Probed, out: Probed) -> None:
+    """The stream's pixel aspect and display aspect as the input's, and not square (the input is anamorphic)."""
+    assert src.video.get("sample_aspect_ratio") not in (None, "1:1", "0:1"), src.video.get("sample_aspect_ratio")
+    for key in ("sample_aspect_ratio", "display_aspect_ratio"):
+        assert out.video.get(key) == src.video.get(key), (key, out.video.get(key), src.video.get(key))

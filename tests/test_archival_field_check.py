@@ -243,3 +243,38 @@ def test_a_still_start_is_looked_past(tmp_path):
     assert measure_field_order(probe(clip), places=1).analysis.order == "unknown"  # the start alone: nothing moves
     check = check_fields(probe(clip)).video.field_check
     assert check.analysis.order == "bff" and check.analysis.confident, check
+
+
+# -- issue 22: a written file's field order, read back from its tag and from every frame's flags ---------------
+
+
+def _ffmpeg_cli(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
+
+
+@pytest.mark.parametrize(
+    "name, chain, codec, expected, wrong",
+    [
+        ("right_tff", "setfield=tff", ["-c:v", "libx264", "-flags", "+ildct+ilme", "-field_order", "tt"], "tff", None),
+        ("right_bff", "setfield=bff", ["-c:v", "ffv1", "-field_order", "bb"], "bff", None),
+        # tagged tt but x264 coded bff: the ffmpeg CLI's own output when the frames say bff (issue 22's bug)
+        ("frames_bff_tag_tt", "setfield=bff", ["-c:v", "libx264", "-flags", "+ildct+ilme", "-field_order", "tt"],
+         "tff", "frames are flagged bff"),
+        ("tag_progressive", "setfield=tff", ["-c:v", "ffv1", "-field_order", "progressive"], "tff",
+         "tagged progressive"),
+    ],
+)  # fmt: skip
+def test_written_fields_are_read_from_tag_and_frames(tmp_path, name, chain, codec, expected, wrong):
+    from gpen_video.errors import VerificationError
+    from gpen_video.io.field_check import check_written_fields, read_written_fields
+
+    path = tmp_path / f"{name}.mkv"
+    _ffmpeg_cli("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.16", "-vf", chain, *codec, str(path))
+    frames = read_written_fields(path).frames
+    assert len(frames) == 4 and None not in frames, frames
+    if wrong is None:
+        check_written_fields(path, expected)
+        assert set(frames) == {expected}
+    else:
+        with pytest.raises(VerificationError, match=wrong):
+            check_written_fields(path, expected)

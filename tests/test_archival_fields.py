@@ -298,3 +298,109 @@ def test_reader_frames_go_to_field_rate_and_weave_back_with_source_timing(clips,
     assert [(w.index, w.pts, w.time_base) for w in woven] == [s[:3] for s in source]
     for w, s in zip(woven, source, strict=True):
         assert np.array_equal(w.source.to_ndarray(format="yuv420p"), s[3])
+
+
+# -- issue 22: what the writer keeps of a master (judged with the ffmpeg CLI), what it refuses before work ----
+
+
+def _alpha_md5(path: Path) -> list[str]:
+    """The alpha plane of every frame, as ffmpeg's framemd5 of ``extractplanes=a`` says it."""
+    done = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-vf", "extractplanes=a", "-f", "framemd5", "-"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return [line.split(",")[-1].strip() for line in done.stdout.splitlines() if line and not line.startswith("#")]
+
+
+def _plane_md5(path: Path, plane: str) -> list[str]:
+    done = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-vf", f"extractplanes={plane}", "-f", "framemd5",
+                           "-"], capture_output=True, text=True, check=True)  # fmt: skip
+    return [line.split(",")[-1].strip() for line in done.stdout.splitlines() if line and not line.startswith("#")]
+
+
+MATTE = "a='if(lt(Y,16),1023,if(lt(X,100),0,512+X))'"  # opaque strip on top, transparent left, graded right
+
+
+def test_prores4444_8bit_alpha_comes_back_level_identical(tmp_path, run_cli):
+    """An 8-bit ProRes alpha re-coded at 16 bits changed its levels (257 -> 256 at 12 bits): the source's alpha
+    depth is kept, so with nothing restored the alpha plane is bit-identical (ffmpeg's framemd5)."""
+    source = tmp_path / "matte.mov"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.12", "-vf",
+            "format=yuva444p10le,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':a='X*16+Y'", "-c:v", "prores_ks",
+            "-profile:v", "4444", "-alpha_bits", "8", "-pix_fmt", "yuva444p10le", str(source))  # fmt: skip
+    out = tmp_path / "matte.out.mov"
+    result = run_cli("restore", source, "-o", out, "--model", "identity", "-q")
+    assert result.returncode == 0, result.stderr
+    assert _alpha_md5(out) == _alpha_md5(source)
+
+
+def test_faces_pasted_over_a_transparent_matte_leave_the_alpha_untouched(tmp_path, run_cli):
+    """t1.jpg's faces over the transparent part of a ProRes 4444 matte, restored with film-reel and grain match:
+    the picture changes where the faces are, the alpha plane not at all (it came out opaque in the mask's shape)."""
+    source = tmp_path / "faces_matte.mov"
+    _ffmpeg("-loop", "1", "-framerate", "25", "-t", "0.12", "-i", str(faces_image_path()), "-vf",
+            f"scale=320:240,format=yuva444p10le,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':{MATTE}",
+            "-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le", str(source))  # fmt: skip
+    out = tmp_path / "faces_matte.out.mov"
+    result = run_cli("restore", source, "-o", out, "--model", "identity", "--config", "film-reel", "--grain", "match",
+                     "-q", "--report", tmp_path / "report.json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _plane_md5(out, "y") != _plane_md5(source, "y"), "no face was pasted: the test would prove nothing"
+    assert _alpha_md5(out) == _alpha_md5(source)
+
+
+def test_an_upscaled_matte_is_the_source_matte_scaled(tmp_path, run_cli):
+    """With --upscale 2 the picture is converted whole: its alpha is the source's scaled, never opaque."""
+    source = tmp_path / "matte.mov"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x64:rate=25:duration=0.08", "-vf",
+            f"format=yuva444p10le,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':{MATTE}", "-c:v", "prores_ks",
+            "-profile:v", "4444", "-pix_fmt", "yuva444p10le", str(source))  # fmt: skip
+    out = tmp_path / "matte.up.mov"
+    result = run_cli("restore", source, "-o", out, "--model", "identity", "--upscale", "2", "-q")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        alpha = np.frombuffer(frame.planes[3], np.uint16).reshape(frame.planes[3].height, -1)[:, : frame.width]
+    assert alpha.shape == (128, 256)
+    assert alpha[40:, :190].max() == 0  # the transparent part stays transparent
+    assert alpha[:30].min() == 4095 and alpha[40:, 210:].min() > 2000  # opaque and graded parts as they were
+
+
+@pytest.mark.parametrize(
+    "build, out_ext, said",
+    [
+        (["-vf", "setfield=tff", "-c:v", "prores_ks", "-flags", "+ildct+ilme", "-top", "1"], ".mxf",
+         "field order would be lost"),
+        (["-vf", "setsar=4/3", "-c:v", "dnxhd", "-profile:v", "dnxhr_sq", "-pix_fmt", "yuv422p"], ".mxf",
+         "does not keep the pixel aspect 4:3"),
+    ],
+    ids=["prores_tff_into_mxf", "dnxhr_anamorphic_into_mxf"],
+)  # fmt: skip
+def test_what_a_muxer_would_drop_is_refused_before_work(tmp_path, run_cli, build, out_ext, said):
+    """MXF stores ProRes progressive and DNxHD at a fixed 16:9: one line, exit 2, no output, nothing restored."""
+    source = tmp_path / "master.mov"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=256x144:rate=25:duration=0.08", *build, str(source))
+    out = tmp_path / f"master.out{out_ext}"
+    result = run_cli("restore", source, "-o", out, "--model", "identity", "-q")
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".master.out*"))
+
+
+def test_matroska_aspect_without_ffmpeg_is_refused(tmp_path, monkeypatch):
+    """Where Matroska would lose the aspect (FFV1) and no ffmpeg CLI can set it, the sink refuses as it is made;
+    MOV keeps it itself and needs none."""
+    from gpen_video.errors import ConfigError, DependencyError
+    from gpen_video.io.encoding import EncodeSettings
+    from gpen_video.io.probe import probe
+    from gpen_video.run import sinks
+
+    def no_ffmpeg(configured=None):
+        raise DependencyError("no ffmpeg")
+
+    source = tmp_path / "pal.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=90x72:rate=25:duration=0.08", "-vf", "setsar=16/15", "-c:v", "ffv1",
+            "-pix_fmt", "yuv422p10le", str(source))  # fmt: skip
+    info = probe(source)
+    monkeypatch.setattr(sinks, "find_ffmpeg", no_ffmpeg)
+    with pytest.raises(ConfigError, match="cannot keep the pixel aspect 16:15"):
+        sinks.aspect_binary(tmp_path / "out.mkv", info, EncodeSettings("ffv1", "yuv422p10le", {"g": "1"}))
+    assert sinks.aspect_binary(tmp_path / "out.mov", info, EncodeSettings("prores_ks", "yuv422p10le")) is None

@@ -24,7 +24,7 @@ from gpen_video.config import OutputConfig
 from gpen_video.errors import ConfigError
 from gpen_video.io.containers import MUXER_CODEC_FAMILIES
 from gpen_video.io.formats import ContainerCaps
-from gpen_video.io.probe import VideoInfo
+from gpen_video.io.probe import MediaInfo, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ INTERMEDIATE_ENCODERS = {
     "mjpeg": "mjpeg",
     "dvvideo": "dvvideo",
 }
+# intermediates whose loss of depth, alpha or fields to H.264/HEVC would be silent: into Matroska they become FFV1
+_MASTER_FAMILIES = ("prores_ks", "dnxhd", "rawvideo", "v210", "huffyuv", "ffvhuff", "utvideo", "png", "qtrle")
 _X26X = ("libx264", "libx265")
 _PRORES_PROFILES = {"Proxy": "proxy", "LT": "lt", "Standard": "standard", "HQ": "hq", "4444": "4444", "XQ": "4444xq"}
 _DNX_PROFILES = {"DNXHD": "dnxhd", "DNXHR LB": "dnxhr_lb", "DNXHR SQ": "dnxhr_sq", "DNXHR HQ": "dnxhr_hq",
@@ -56,6 +58,7 @@ class EncodeSettings:
     options: dict[str, str] = field(default_factory=dict)
     bit_rate: int | None = None
     reason: str = ""
+    notice: str = ""  # what the run must say about this choice, even with -q (an intermediate changed family)
 
     def describe(self) -> str:
         opts = " ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
@@ -198,6 +201,27 @@ def _intermediate_options(settings: EncodeSettings, video: VideoInfo) -> None:
         settings.bit_rate = video.bit_rate * 2 if video.bit_rate else _intra_bit_rate(video)
 
 
+_PRORES_ALPHA_BITS = {1: 8, 2: 16}  # the frame header's alpha_channel_type -> bits a sample
+
+
+def source_alpha_bits(info: MediaInfo) -> int | None:
+    """The alpha depth a ProRes 4444 source was coded with (8 or 16 bits), from its first frame header: re-coding
+    8-bit alpha at 16 bits changes its levels (the decoder widens 8 bits as v*257/16, not v*16)."""
+    if info.video.codec != "prores" or not info.video.colour.has_alpha:
+        return None
+    try:
+        with av.open(str(info.path)) as container:
+            for packet in container.demux(container.streams[info.video.index]):
+                header = bytes(packet)
+                if len(header) > 25 and header[4:8] == b"icpf":
+                    return _PRORES_ALPHA_BITS.get(header[25] & 0x0F)
+                if packet.size:
+                    return None
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+    return None
+
+
 def frame_rate(video: VideoInfo) -> Fraction | None:
     """The stream's frame rate, or the one its frames show where the header's is absurd (DV says 60000 fps)."""
     rate = Fraction(video.frame_rate) if video.frame_rate else None
@@ -254,6 +278,8 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
         settings = EncodeSettings(family, fmt, reason=f"same family as the {video.codec} source")
         _intermediate_options(settings, video)
         return settings
+    if family in _MASTER_FAMILIES and caps is not None and caps.family == "matroska" and encoders.has("ffv1"):
+        return _lossless_instead(video, family, encoders, caps)
     if caps is not None:
         delivery = "libx265" if video.colour.bit_depth > 8 else "libx264"
         # the muxer's own codec where H.264/HEVC cannot be timed or held
@@ -274,6 +300,16 @@ def _auto(video: VideoInfo, encoders: EncoderCatalog, caps: ContainerCaps | None
     if caps is not None and not caps.reorders:
         settings.options["bf"] = "0"
         settings.reason += f", no B-frames ({caps.format_name} stores no presentation order)"
+    return settings
+
+
+def _lossless_instead(video: VideoInfo, family: str, encoders: EncoderCatalog, caps: ContainerCaps) -> EncodeSettings:
+    """FFV1 for an intermediate source whose own codec the output container cannot hold (DNxHR or v210 into
+    Matroska): lossless, and it keeps the depth, the alpha and the fields, where H.264/HEVC would keep none."""
+    fmt = _closest_format(encoders.formats("ffv1"), video.colour.pix_fmt, alpha=video.colour.has_alpha)
+    why = f"{family} video cannot go in {caps.format_name}: FFV1 (lossless) instead"
+    settings = EncodeSettings("ffv1", fmt, reason=why, notice=f"{why}; write .mov or .mxf to keep {family}")
+    _intermediate_options(settings, video)
     return settings
 
 

@@ -1,7 +1,9 @@
 """What a probe cannot say about fields: the tagged order, and the measured one where the tag is silent.
 
 ``check_fields`` decodes a stream's first pictures once more (a probed file's light open) and judges them with
-``io.field_analysis``; ``probe_telecine`` looks for 3:2 pulldown in a 30000/1001 stream's first pictures.
+``io.field_analysis``; ``probe_telecine`` looks for 3:2 pulldown in a 30000/1001 stream's first pictures;
+``check_written_fields`` reads a finished output's field order back, from its stream tag and from each frame's
+own flags (what ffprobe's ``-show_frames`` shows as ``interlaced_frame`` and ``top_field_first``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
-from gpen_video.errors import InputError
+from gpen_video.errors import InputError, VerificationError
 from gpen_video.io.field_analysis import (
     CODEC_FIELD_ORDER,
     FIELD_CHECK_FRAMES,
@@ -98,3 +101,89 @@ def probe_telecine(path: str, stream_index: int, frames: int = 40) -> TelecineRe
             if len(pictures) >= frames:
                 break
     return detect_telecine(pictures)
+
+
+WRITTEN_FIELD_FRAMES = 8  # frames of a finished output whose flags are read back
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenFields:
+    """A written video's field order as its stream tag says it and as its first frames' flags say it."""
+
+    tagged: Order
+    frames: list[Order | None]  # per frame: progressive, tff, bff; None where the picture cannot tell (flat)
+
+    def mismatch(self, expected: Order) -> str | None:
+        """What disagrees with ``expected`` (``tff``/``bff``), in words; None when tag and frames agree."""
+        if self.tagged not in ("unknown", expected):  # unknown: a stream with no tag of its own (raw DV)
+            return f"its stream is tagged {self.tagged}"
+        wrong = [(i, got) for i, got in enumerate(self.frames) if got is not None and got != expected]
+        if wrong:
+            i, got = wrong[0]
+            return f"{len(wrong)} of its first {len(self.frames)} frames are flagged {got} (frame {i} first)"
+        return None
+
+
+def read_written_fields(path: Path, frames: int = WRITTEN_FIELD_FRAMES) -> WrittenFields:
+    """The stream's field order tag and the flags of its first ``frames`` frames.
+
+    PyAV 18 reads a frame's interlaced flag but not its top-field-first one; FFmpeg's ``fieldorder=tff`` filter
+    tells it: it passes a top-field-first (or progressive) frame through untouched and moves a bottom-field-first
+    one by a line, so a frame whose luma comes back changed was flagged bottom first (a picture whose every line
+    equals the next cannot tell, and gives None).
+    """
+    orders: list[Order | None] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        tagged = CODEC_FIELD_ORDER.get(int(stream.codec_context.field_order or 0), "unknown")
+        probe = _FieldOrderProbe()
+        for frame in container.decode(stream):
+            orders.append(probe.order(frame))
+            if len(orders) >= frames:
+                break
+    return WrittenFields(tagged, orders)
+
+
+class _FieldOrderProbe:
+    """One ``fieldorder=tff`` graph per picture shape, held for the frames that follow."""
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, int, str] | None = None
+        self._graph: av.filter.Graph | None = None
+        self._ends: tuple[av.filter.context.FilterContext, av.filter.context.FilterContext] | None = None
+
+    def order(self, frame: av.VideoFrame) -> Order | None:
+        if not frame.interlaced_frame:
+            return "progressive"
+        before = frame.to_ndarray(format="gray")
+        if np.array_equal(before[:-1], before[1:]):
+            return None
+        shape = (frame.width, frame.height, frame.format.name)
+        if shape != self._shape:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                      time_base=frame.time_base or Fraction(1, 25))  # fmt: skip
+            reorder, sink = graph.add("fieldorder", "tff"), graph.add("buffersink")
+            source.link_to(reorder)
+            reorder.link_to(sink)
+            graph.configure()
+            self._graph, self._shape, self._ends = graph, shape, (source, sink)
+        assert self._ends is not None
+        self._ends[0].push(frame)
+        after = self._ends[1].pull().to_ndarray(format="gray")
+        return "tff" if np.array_equal(before, after) else "bff"
+
+
+def check_written_fields(path: Path, expected: Order) -> None:
+    """VerificationError unless the written file at ``path`` says ``expected`` (``tff``/``bff``) in its stream tag
+    and in every one of its first frames' flags: a deinterlacer downstream follows the frames' flags, and the
+    wrong order there weaves every frame backwards in time, so such a file is never kept as a master."""
+    if expected not in ("tff", "bff"):
+        return
+    try:
+        written = read_written_fields(path)
+    except av.error.FFmpegError as exc:
+        raise VerificationError(f"{path.name}: its fields cannot be read back ({exc}); it was not kept") from exc
+    problem = written.mismatch(expected)
+    if problem:
+        raise VerificationError(f"the output should be interlaced {expected} but {problem}; it was not kept")

@@ -6,9 +6,15 @@ samples costs two full-frame passes per frame (about 200 ms at 4K on one core); 
 fraction of it. So the source frame is copied as it is, and only boxes around the pasted pixels are
 converted (with a margin, so the colour conversion's filters see the same neighbourhood as a
 full-frame conversion would, and the result is the same samples) and spliced in.
+
+An alpha plane (ProRes 4444, FFV1 yuva, PNG RGBA) is the source's matte, never the face's: a converted picture
+comes back opaque, so the source's alpha samples are carried into every frame that leaves here (``carry_alpha``),
+scaled with the picture where it was upscaled.
 """
 
 from __future__ import annotations
+
+import re
 
 import av
 import cv2
@@ -32,13 +38,44 @@ def splice_composed(
         # subsampled by exactly 2 (swscale scales 333 -> 167), so a box would not give the same chroma.
         out = from_working(image, colour, fmt.name, rotation)
         keep_untouched_samples(out, source, mask, rotation)
+        carry_alpha(out, source)
         return out
     out = copy_frame(source)
     tag_frame(out, colour)  # as ``from_working`` tags a converted frame
     for x0, y0, x1, y1 in changed_boxes(mask):
         region = from_working(np.ascontiguousarray(image[y0:y1, x0:x1]), colour, fmt.name)
         _paste_touched(out, region, mask[y0:y1, x0:x1] > 0, x0, y0)
+    carry_alpha(out, source)
     return out
+
+
+def carry_alpha(out: av.VideoFrame, source: av.VideoFrame) -> None:
+    """``source``'s alpha samples into ``out`` (the same pixel format), bilinearly scaled where ``out`` is larger
+    (a background upscale); a format without alpha is left as it is."""
+    located = _alpha_location(source.format)
+    if located is None or out.format.name != source.format.name:
+        return
+    plane, component = located
+    src = _samples(source.planes[plane], source.format, plane)
+    dst = _samples(out.planes[plane], out.format, plane)
+    if component is not None:
+        src, dst = src[..., component], dst[..., component]
+    if src.shape != dst.shape:
+        src = cv2.resize(np.ascontiguousarray(src), (dst.shape[1], dst.shape[0]), interpolation=cv2.INTER_LINEAR)
+    dst[...] = src
+
+
+def _alpha_location(fmt: av.VideoFormat) -> tuple[int, int | None] | None:
+    """(plane, component within a packed plane or None) of a format's alpha; None without alpha."""
+    alpha = next((c for c in fmt.components if c.is_alpha), None)
+    if alpha is None:
+        return None
+    sharing = sum(1 for c in fmt.components if c.plane == alpha.plane)
+    if sharing == 1:
+        return alpha.plane, None
+    letters = re.match(r"[a-z]+?(?=\d|$|le|be)", fmt.name)  # rgba64le -> rgba, ya16le -> ya, argb -> argb
+    order = letters.group(0) if letters else ""
+    return (alpha.plane, order.index("a")) if "a" in order else None
 
 
 def changed_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -70,7 +107,8 @@ def copy_frame(source: av.VideoFrame) -> av.VideoFrame:
 
 
 def _paste_touched(out: av.VideoFrame, region: av.VideoFrame, touched: np.ndarray, x0: int, y0: int) -> None:
-    """Write ``region``'s samples into ``out`` at (x0, y0) where ``_touched_blocks`` says so, plane by plane."""
+    """Write ``region``'s samples into ``out`` at (x0, y0) where ``_touched_blocks`` says so, plane by plane (the
+    alpha too: ``carry_alpha`` puts the source's back)."""
     fmt = out.format
     for index, (plane_out, plane_reg) in enumerate(zip(out.planes, region.planes, strict=True)):
         sx, sy = _subsampling(out, index)

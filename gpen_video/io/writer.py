@@ -21,7 +21,8 @@ import av
 
 from gpen_video.errors import ConfigError, OutputError
 from gpen_video.io.colour import ColourInfo, tag_frame, to_encoder_format
-from gpen_video.io.encoding import EncodeSettings, frame_rate
+from gpen_video.io.encoding import EncodeSettings, frame_rate, source_alpha_bits
+from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
 from gpen_video.io.formats import ContainerCaps, container_caps, container_family
 from gpen_video.io.metadata import chapters_for_output, offset_timecode
 from gpen_video.io.probe import MediaInfo, VideoInfo
@@ -44,6 +45,7 @@ class WriteResult:
     video: EncodeSettings | None = None
     warnings: list[str] = field(default_factory=list)  # video metadata the output could not keep
     side_starts: dict[int, Fraction] = field(default_factory=dict)  # output stream index -> first packet (s)
+    aspect_missing: Fraction | None = None  # the pixel aspect the file should carry and does not (Matroska)
 
 
 class Writer(Protocol):
@@ -97,7 +99,7 @@ class VideoWriter:
             raise OutputError(f"{path}: cannot create the output ({exc}); check the extension and folder") from exc
         self.family = container_family(self.container.format.name)
         self.caps = container_caps(self.container.format.name)
-        self.warnings: list[str] = []
+        self.warnings: list[str] = [settings.notice] if settings.notice else []
         try:
             check_video_codec(self.caps, settings.codec, path.suffix)
             self.video = self._add_video_stream()
@@ -109,14 +111,19 @@ class VideoWriter:
         self._tb = info.video.time_base
         self._offset_ticks = round(offset / self._tb)
         self._closed = False
+        self.fields = FieldTagger(CODEC_FIELD_ORDER.get(info.video.metadata.field_order_id, "unknown"))
+        self.aspect_missing: Fraction | None = None
 
     # -- set-up ------------------------------------------------------------------------------------
     def _add_video_stream(self) -> av.VideoStream:
         v = self.info.video
         s = self.settings
         rate = frame_rate(v)
+        options = picture_options(s, v)
+        if "alpha_bits" in options:  # ProRes 4444: the source's alpha depth, so its levels come back the same
+            options["alpha_bits"] = str(source_alpha_bits(self.info) or options["alpha_bits"])
         try:
-            stream = self.container.add_stream(s.codec, rate=rate, options=picture_options(s, v))
+            stream = self.container.add_stream(s.codec, rate=rate, options=options)
         except (av.error.FFmpegError, ValueError) as exc:
             raise ConfigError(f"cannot use encoder {s.codec}: {exc}") from exc
         stream.width, stream.height = v.width, v.height
@@ -153,6 +160,7 @@ class VideoWriter:
             frame = _detach(frame)
         if (frame.width, frame.height) != (self.video.width, self.video.height):  # a mid-stream size change
             frame = frame.reformat(self.video.width, self.video.height, self.settings.pix_fmt)
+        frame = self.fields.tag(frame)
         tag_frame(frame, self.colour)
         frame.pts = pts - self._offset_ticks
         frame.time_base = self._tb
@@ -186,7 +194,7 @@ class VideoWriter:
                     raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc
             self._check_aspect_kept()
         return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings, self.warnings,
-                           self.side.starts)  # fmt: skip
+                           self.side.starts, self.aspect_missing)  # fmt: skip
 
     def abort(self) -> None:
         if not self._closed:
@@ -195,8 +203,8 @@ class VideoWriter:
                 self.container.close()
 
     def _check_aspect_kept(self) -> None:
-        """Say so when the finished file does not carry the source's pixel aspect (PyAV 18 sets no stream
-        aspect, so a codec that does not store one itself, such as FFV1 in Matroska, loses it)."""
+        """Note the source's pixel aspect where the finished file does not carry it (PyAV 18 sets no stream aspect,
+        so a codec that does not store one itself, such as FFV1 in Matroska, loses it): the sink sets it."""
         v = self.info.video
         wanted = v.metadata.sample_aspect_ratio or v.sample_aspect_ratio
         if not wanted or wanted == 1:
@@ -206,15 +214,44 @@ class VideoWriter:
                 got = written.streams.video[0].sample_aspect_ratio
         except (av.error.FFmpegError, IndexError):
             return
-        if got and Fraction(got) == Fraction(wanted):
-            return
-        dar = Fraction(wanted) * Fraction(v.width, v.height)
-        message = (
-            f"the pixel aspect {wanted.numerator}:{wanted.denominator} could not be written for {self.settings.codec} "
-            f"in {self.container.format.name} (PyAV sets no stream aspect), so the output plays with square pixels; "
-            f"set it afterwards with: ffmpeg -i OUTPUT -c copy -aspect {dar.numerator}:{dar.denominator} FIXED"
-        )
-        self.warnings.append(message)  # said with the run's other warnings, even with -q
+        if not got or Fraction(got) != Fraction(wanted):
+            self.aspect_missing = Fraction(wanted)
+
+
+class FieldTagger:
+    """Each frame's interlaced and top-field-first flags as the output's field order says (``tff``/``bff``).
+
+    PyAV 18 can neither set ``AVFrame.flags`` nor read the top-field-first one, and a frame converted or composed
+    in Python has neither: x264 then switches its stream to bottom field first at the first frame (it follows the
+    frame's flag), and FFV1 stores each frame as progressive. FFmpeg's ``setfield`` filter sets both flags; a
+    frame goes through it by reference (no copy of the samples). Progressive and unknown orders are left as they
+    are.
+    """
+
+    def __init__(self, order: str) -> None:
+        self.order = order if order in ("tff", "bff") else None
+        self._shape: tuple[int, int, str] | None = None
+        self._graph: av.filter.Graph | None = None  # held: its filter contexts do not keep it alive
+        self._source: av.filter.context.FilterContext | None = None
+        self._sink: av.filter.context.FilterContext | None = None
+
+    def tag(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.order is None:
+            return frame
+        shape = (frame.width, frame.height, frame.format.name)
+        if shape != self._shape:
+            graph = av.filter.Graph()
+            self._source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                            time_base=frame.time_base or Fraction(1, 25))  # fmt: skip
+            setfield = graph.add("setfield", self.order)
+            self._sink = graph.add("buffersink")
+            self._source.link_to(setfield)
+            setfield.link_to(self._sink)
+            graph.configure()
+            self._graph, self._shape = graph, shape
+        assert self._source is not None and self._sink is not None
+        self._source.push(frame)
+        return self._sink.pull()
 
 
 def picture_options(settings: EncodeSettings, video: VideoInfo) -> dict[str, str]:
@@ -225,10 +262,17 @@ def picture_options(settings: EncodeSettings, video: VideoInfo) -> dict[str, str
         options.setdefault("chroma_sample_location", meta.chroma_location)
     if meta.field_order_id:
         options.setdefault("field_order", str(meta.field_order_id))
-        if meta.interlaced and settings.codec in ("prores_ks", "mpeg2video", "dnxhd", "libx264", "dvvideo"):
+        if meta.interlaced and _codes_fields(settings):
             options.setdefault("flags", "+ildct+ilme")
             options.setdefault("top", "1" if meta.field_order_id in (2, 4) else "0")
     return options
+
+
+def _codes_fields(settings: EncodeSettings) -> bool:
+    """Whether the encoder codes fields (interlaced DCT); DNxHR profiles cannot (FFmpeg refuses to open)."""
+    if settings.codec == "dnxhd":
+        return settings.options.get("profile", "dnxhd") == "dnxhd"
+    return settings.codec in ("prores_ks", "mpeg2video", "libx264", "dvvideo")
 
 
 def tag_video_stream(stream: av.VideoStream, video: VideoInfo, offset: Fraction = Fraction(0)) -> None:

@@ -3,7 +3,8 @@ result into the encoder's samples; faceless frames pass untouched (their decoded
 
 With a background upscale (``--upscale``, ``upscaler`` given) every frame is upscaled here, faceless ones
 too, the faces are pasted on the upscaled picture at its resolution, and the whole picture is converted to
-the encoder's samples (the source's samples cannot be kept: there are k² as many).
+the encoder's samples (the source's samples cannot be kept: there are k² as many); an alpha matte is the
+source's, scaled to it (``io.splice.carry_alpha``), never the converted picture's opaque one.
 
 Frames are composed on a small thread pool (OpenCV, NumPy and torch release the GIL) and released in the
 order they came; the flicker meter sees them in that order.
@@ -21,7 +22,7 @@ import numpy as np
 from gpen_video.config import ComposeConfig
 from gpen_video.io.colour import from_working
 from gpen_video.io.probe import MediaInfo
-from gpen_video.io.splice import splice_composed
+from gpen_video.io.splice import carry_alpha, splice_composed
 from gpen_video.models.upscale import Upscaler
 from gpen_video.run.frame_path import FramePath
 from gpen_video.run.records import Composed, Restored
@@ -110,7 +111,7 @@ class ComposeStage:
             image, mask = self.path.compose(
                 big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
             )
-            return from_working(image, self.colour, aligned.frame.source.format.name, self.rotation), big, image, mask
+            return self._upscaled_frame(image, aligned.frame.source), big, image, mask
         image, mask = self.path.compose(
             aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
         )
@@ -121,9 +122,10 @@ class ComposeStage:
         assert self.upscaler is not None
         source = item.aligned.frame.source
         big = self.upscaler.upscale(item.aligned.frame.upright(self.colour, self.rotation))
-        return (
-            from_working(big, self.colour, source.format.name, self.rotation),
-            big,
-            big,
-            np.zeros(big.shape[:2], np.float32),
-        )
+        return self._upscaled_frame(big, source), big, big, np.zeros(big.shape[:2], np.float32)
+
+    def _upscaled_frame(self, image: np.ndarray, source: av.VideoFrame) -> av.VideoFrame:
+        """An upscaled picture as the encoder's samples, with the source's alpha matte scaled to it (never opaque)."""
+        output = from_working(image, self.colour, source.format.name, self.rotation)
+        carry_alpha(output, source)
+        return output

@@ -16,7 +16,13 @@ from typing import Protocol
 
 import av
 
-from gpen_video.io.encoding import EncodeSettings
+from gpen_video.errors import ConfigError, DependencyError
+from gpen_video.io.container_keeps import container_keeps, remux_with_aspect
+from gpen_video.io.encoding import INTERMEDIATE_ENCODERS, EncodeSettings
+from gpen_video.io.ffmpeg_backend import find_ffmpeg
+from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
+from gpen_video.io.field_check import check_written_fields
+from gpen_video.io.formats import container_family, muxer_for_extension
 from gpen_video.io.output import atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import Frame
@@ -77,11 +83,61 @@ class VideoFileSink:
     ) -> None:
         self.output, self.info, self.settings = output, info, settings
         self.packets, self.open_writer, self._notes = packets, open_writer, notes
+        self.aspect_binary = aspect_binary(output, info, settings)  # before any work: refuses what it cannot keep
 
     def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
         with atomic_output(self.output) as temp:
             writer = self.open_writer(temp)
-            return encode_frames(items, writer, self.packets, temp, times, progress)
+            return encode_frames(items, writer, self.packets, temp, times, progress, self._finish)
+
+    def _finish(self, temp: Path, result: WriteResult) -> None:
+        """The closed file at ``temp`` made whole and checked: the pixel aspect set where the muxer left it out
+        (one stream copy through the ffmpeg CLI), then its field order read back from the tag and the frames."""
+        if result.aspect_missing is not None:
+            video = self.info.video
+            binary = self.aspect_binary or _ffmpeg_for_aspect(self.output, result.aspect_missing, self.settings)
+            remux_with_aspect(temp, result.aspect_missing, video.width, video.height, binary)
+        check_written_fields(temp, CODEC_FIELD_ORDER.get(self.info.video.metadata.field_order_id, "unknown"))
+
+    def warnings(self) -> list[str]:
+        return self._notes() if self._notes is not None else []
+
+
+def aspect_binary(output: Path, info: MediaInfo, settings: EncodeSettings) -> str | None:
+    """Before any work: ConfigError where the output's muxer would lose the field order or the pixel aspect (unless
+    it is Matroska's, which one stream copy through the ffmpeg CLI sets afterwards: FFV1, ProRes, raw video); that
+    ffmpeg where it will be needed, else None."""
+    video = info.video
+    sar = Fraction(video.metadata.sample_aspect_ratio or video.sample_aspect_ratio or 1)
+    order = CODEC_FIELD_ORDER.get(video.metadata.field_order_id, "unknown")
+    muxer = muxer_for_extension(output.suffix)
+    master = settings.codec in INTERMEDIATE_ENCODERS.values()
+    if muxer is None or (sar == 1 and order not in ("tff", "bff") and not master):
+        return None
+    keeps = container_keeps(muxer, settings, video)
+    if order in ("tff", "bff") and keeps.field_order not in (None, "unknown", order):  # unknown: frames only (DV)
+        raise ConfigError(
+            f"{output.name}: {settings.codec} video in {muxer} is stored {keeps.field_order}, so its {order} field "
+            f"order would be lost; write .mov or .mkv, or pass --deinterlace frame"
+        )
+    if keeps.aspect:
+        return None
+    if container_family(muxer) != "matroska":
+        raise ConfigError(
+            f"{output.name}: {settings.codec} video in {muxer} does not keep the pixel aspect "
+            f"{sar.numerator}:{sar.denominator}; write .mov or .mkv"
+        )
+    return _ffmpeg_for_aspect(output, sar, settings)
+
+
+def _ffmpeg_for_aspect(output: Path, sar: Fraction, settings: EncodeSettings) -> str:
+    try:
+        return find_ffmpeg()
+    except DependencyError as exc:
+        raise ConfigError(
+            f"{output.name}: {settings.codec} in {output.suffix} cannot keep the pixel aspect "
+            f"{sar.numerator}:{sar.denominator} without an ffmpeg binary to set it; install ffmpeg, or write .mov"
+        ) from exc
 
     def warnings(self) -> list[str]:
         return self._notes() if self._notes is not None else []
@@ -127,9 +183,11 @@ def encode_frames(
     temp: Path,
     times: StageTimes,
     progress: ProgressCallback | None = None,
+    finish: Callable[[Path, WriteResult], None] | None = None,
 ) -> WriteResult:
     """Write every emitted frame at its ``pts`` and the side packets due before it; close ``writer`` and check
-    the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written.
+    the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written, after
+    ``finish`` (which may complete the file: its pixel aspect) has had it.
 
     Any failure (Ctrl-C too) aborts the writer (the caller's ``atomic_output`` removes ``temp``) and closes
     ``items`` at once, so the stage threads behind it stop before the caller closes the reader they decode
@@ -157,6 +215,8 @@ def encode_frames(
             frames.close()
         raise
     t0 = time.perf_counter()
+    if finish is not None:
+        finish(temp, result)
     verify_video(temp, result.pts, result.time_base, result.side_starts)
     times.add("verify", time.perf_counter() - t0)
     return result
