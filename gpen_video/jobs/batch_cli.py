@@ -18,6 +18,7 @@ from gpen_video.config import JobSettings, add_flags, config_from_flags, job_set
 from gpen_video.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:  # the job's modules load av and the pipeline: not needed to build the CLI's parser
+    from gpen_video.config import Config
     from gpen_video.jobs.inputs import BatchItem
     from gpen_video.jobs.runner import Engine
     from gpen_video.jobs.summary import FileOutcome
@@ -50,13 +51,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the job; 0 all succeeded, 1 some failed."""
     config = config_from_flags(args.config, vars(args))  # a bad option is answered before the pipeline's imports
     settings = job_settings_from_flags(vars(args))
+    _refuse_options(config)
     from gpen_video.jobs.inputs import discover
     from gpen_video.jobs.runner import BatchJob, JobOptions
-    from gpen_video.run.options import refuse_for_video
 
-    if config.start is not None or config.duration is not None:
-        raise ConfigError("--start/--duration are for restore and preview; a batch job restores whole files")
-    refuse_for_video(config)
     output_dir: Path = args.output_dir
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: is a file; -o takes a folder")
@@ -107,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_SOME_FAILED
     return 0
+
+
+def _refuse_options(config: Config) -> None:
+    """Options a batch of whole video files cannot honour, refused before any work."""
+    from gpen_video.run.options import refuse_for_video
+
+    if config.start is not None or config.duration is not None:
+        raise ConfigError("--start/--duration are for restore and preview; a batch job restores whole files")
+    refuse_for_video(config)
 
 
 def _make_engine(settings: JobSettings, config: Any, bars: _Bars) -> Engine:
