@@ -74,14 +74,16 @@ class VideoFileSink:
         packets: PacketSource,
         open_writer: Callable[[Path], Writer],
         notes: Callable[[], list[str]] | None = None,
+        verify: bool = True,
     ) -> None:
         self.output, self.info, self.settings = output, info, settings
         self.packets, self.open_writer, self._notes = packets, open_writer, notes
+        self.verify = verify  # False: a batch segment, checked from its packets where assembly reads it
 
     def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
         with atomic_output(self.output) as temp:
             writer = self.open_writer(temp)
-            return encode_frames(items, writer, self.packets, temp, times, progress)
+            return encode_frames(items, writer, self.packets, temp, times, progress, self.verify)
 
     def warnings(self) -> list[str]:
         return self._notes() if self._notes is not None else []
@@ -127,9 +129,11 @@ def encode_frames(
     temp: Path,
     times: StageTimes,
     progress: ProgressCallback | None = None,
+    verify: bool = True,
 ) -> WriteResult:
     """Write every emitted frame at its ``pts`` and the side packets due before it; close ``writer`` and check
-    the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written.
+    the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written
+    (``verify``; a batch segment is checked where assembly reads it, so it is not read twice).
 
     Any failure (Ctrl-C too) aborts the writer (the caller's ``atomic_output`` removes ``temp``) and closes
     ``items`` at once, so the stage threads behind it stop before the caller closes the reader they decode
@@ -156,7 +160,8 @@ def encode_frames(
         if isinstance(frames, Generator):
             frames.close()
         raise
-    t0 = time.perf_counter()
-    verify_video(temp, result.pts, result.time_base, result.side_starts)
-    times.add("verify", time.perf_counter() - t0)
+    if verify:
+        t0 = time.perf_counter()
+        verify_video(temp, result.pts, result.time_base, result.side_starts)
+        times.add("verify", time.perf_counter() - t0)
     return result
