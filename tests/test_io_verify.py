@@ -109,3 +109,16 @@ def test_an_intra_mov_is_checked_from_its_sample_table(tmp_path: Path, monkeypat
     wrong = [*pts[:15], pts[15] + 1, *pts[16:]]
     with pytest.raises(VerificationError, match="frame 15"):
         verify_video(path, wrong, tb, {})
+
+
+def test_a_side_stream_written_but_missing_from_the_file_is_caught(tmp_path: Path) -> None:
+    """Streams present: one the writer wrote packets of must be in the file (found in the same pass as the video)."""
+    path = tmp_path / "with_audio.nut"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "1",
+           "-c:v", "ffv1", "-c:a", "pcm_s16le", path)  # fmt: skip
+    pts, tb = _truth(path)
+    verify_video(path, pts, tb, {1: Fraction(0)})
+    silent = tmp_path / "silent.nut"
+    ffmpeg("-i", path, "-map", "0:v", "-c", "copy", silent)
+    with pytest.raises(VerificationError, match="#1 were written"):
+        verify_video(silent, pts, tb, {1: Fraction(0)})

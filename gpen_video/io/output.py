@@ -281,6 +281,10 @@ def verify_video(
         at = next((i for i, (a, b) in enumerate(zip(written.sizes, sizes, strict=False)) if a != b), len(sizes))
         raise VerificationError(f"packet {at} of the output's video is not the size it was written at; "
                                 "it was not kept")  # fmt: skip
+    lost = sorted(set(side_starts or {}) - set(written.side_starts))
+    if lost:
+        raise VerificationError(f"stream(s) #{', #'.join(map(str, lost))} were written but the output has no packet "
+                                "of them; it was not kept")  # fmt: skip
     if not out_pts:
         return
     tolerance = max(Fraction(out_tb), Fraction(time_base)) / 2

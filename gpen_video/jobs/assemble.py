@@ -109,7 +109,7 @@ def assemble(
         raise OutputError(f"{output}: no segments to assemble")
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_probed(info.path, info, **SIDE_READ_OPTIONS))
-        first = stack.enter_context(av.open(str(segment_files[0])))
+        first = stack.enter_context(_open_segment(segment_files[0], 0))  # read once: its packets come from it too
         side_in = [s for s in source.streams if s.index != info.video.index and s.type in ASSEMBLED_SIDE_TYPES]
         with atomic_output(output) as temp:
             try:
@@ -123,7 +123,7 @@ def assemble(
                     if key.lower() not in _SKIP_CONTAINER_METADATA:
                         out.metadata[key] = value
                 timing = _Timing(durations or {}, sorted(frame_pts or []), _frame_ticks(info, durations or {}))
-                videos = _video_packets(segment_files, starts, info.video.time_base, timing, checks)
+                videos = _video_packets(segment_files, starts, info.video.time_base, timing, checks, first)
                 unusable = None if side_files is None else _side_files_unusable(info, side_files, side_in)
                 if unusable:
                     log.info("%s: %s; its side streams are copied from the input instead", info.path, unusable)
@@ -187,16 +187,31 @@ class _Timing:
         return [known_dts - (count - j) * self.step for j in range(count)]
 
 
+def _open_segment(path: Path, number: int) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise SegmentDamaged(number, f"segment {number}: {path.name} cannot be read ({ffmpeg_reason(exc)})") from exc
+
+
 def _video_packets(
-    files: list[Path], starts: list[int], source_tb: Fraction, timing: _Timing, checks: list[SegmentCheck] | None
+    files: list[Path],
+    starts: list[int],
+    source_tb: Fraction,
+    timing: _Timing,
+    checks: list[SegmentCheck] | None,
+    first: av.container.InputContainer,
 ) -> Iterator[tuple[bool, av.Packet]]:
     """Every segment's video packets in order, with pts and dts in source time-base ticks, each segment checked
-    as it is read (``_segment_packets``)."""
+    as it is read (``_segment_packets``); ``first``: the first segment, already open."""
     for number, (path, start) in enumerate(zip(files, starts, strict=True)):
         check = checks[number] if checks is not None else None
         try:
-            yield from _segment_packets(path, start, source_tb, timing, check)
+            container = first if number == 0 else _open_segment(path, number)
+            yield from _segment_packets(container, path, start, source_tb, timing, check)
         except VerificationError as exc:
+            if isinstance(exc, SegmentDamaged):
+                raise
             raise SegmentDamaged(number, f"segment {number}: {exc}") from exc
         except av.error.FFmpegError as exc:
             reason = ffmpeg_reason(exc)
@@ -204,7 +219,12 @@ def _video_packets(
 
 
 def _segment_packets(
-    path: Path, start: int, source_tb: Fraction, timing: _Timing, check: SegmentCheck | None
+    container: av.container.InputContainer,
+    path: Path,
+    start: int,
+    source_tb: Fraction,
+    timing: _Timing,
+    check: SegmentCheck | None,
 ) -> Iterator[tuple[bool, av.Packet]]:
     """One segment's video packets, with pts and dts in source time-base ticks; then its checks.
 
@@ -215,7 +235,7 @@ def _segment_packets(
     durations); ``_Retimer`` keeps dts increasing across segments; presentation times never change.
     """
     seen = VideoPackets(path.name)
-    with av.open(str(path)) as container:
+    with container:
         stream = container.streams.video[0]
         tb = stream.time_base
         shift: Fraction | None = None
