@@ -2,7 +2,7 @@
 
     python bench/io_reads.py [--baseline /tmp/probe-base ...] [--size 960x540] [--mov-frames 3200]
                              [--ts-frames 15000] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
-                             [--no-soak] [--only mov|ts|soak] [--per-open]
+                             [--no-soak] [--only mov|ts|soak] [--per-open] [--commands restore,batch]
 
 Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
 audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
@@ -12,9 +12,13 @@ and a ``batch`` of 10 segments (a tenth of the file each, or ``--ts-segment-seco
 each:
 
 - ``input×``: bytes read from the input through ``av.open`` (a counting file object), / its size;
+- ``seg×``: bytes read from the files the command itself wrote in the job folder (batch segments) through
+  ``av.open``, / the input's size; ``back×``: the same of its output (the temporary file it verifies), and
+  ``other×``: the rest of ``rchar`` (segments' side files, manifests, the output's folder), each / the input's size;
 - ``rchar×`` / ``read_bytes×``: the process's own ``/proc/self/io`` around the command, / the input's
-  size (rchar includes reading back its own output for verification; read_bytes is what came from
+  size (rchar is everything the process read: the sum of the four before; read_bytes is what came from
   the disk: the input's pages are dropped from the cache before each command);
+- ``out×``: the output's size / the input's: the goal for a batch is ``rchar×`` <= 1 + ``out×`` + the overlap;
 - the wall time;
 - with ``--per-open``, under each row: the input's bytes read by each ``av.open`` of it, by the function that
   opened it (repeated opens summed, their count in brackets), as a multiple of its size.
@@ -79,6 +83,7 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
 
     reads: list[tuple[int, int]] = []
     opens: list[tuple[str, list[tuple[int, int]]]] = []  # per av.open of the input: who opened it, what it read
+    others: dict[str, list[tuple[int, int]]] = {}  # every other file av.open read (segments, the output), by path
     real_open = av.open
     target = os.path.realpath(input_path)
 
@@ -86,6 +91,8 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
         if mode == "r" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
             opens.append((_opener(), []))
             return real_open(CountingFile(Path(file), opens[-1][1]), mode, **kwargs)
+        if mode == "r" and isinstance(file, (str, Path)) and os.path.isfile(file):
+            return real_open(CountingFile(Path(file), others.setdefault(os.path.realpath(file), [])), mode, **kwargs)
         return real_open(file, mode, **kwargs)
 
     av.open = counting_open
@@ -118,9 +125,21 @@ def child(input_path: str, args: list[str], soak: bool) -> None:
     after = _proc_io()
     reads += [r for _, log in opens for r in log]
     per_open = [[who, sum(n for _, n in log)] for who, log in opens]
+    written = _by_kind(others)
     print(json.dumps({"code": code, "input": sum(n for _, n in reads), "rchar": after["rchar"] - before["rchar"],
                       "read_bytes": after["read_bytes"] - before["read_bytes"], "wall": wall, "rss": rss,
-                      "opens": per_open}))  # fmt: skip
+                      "opens": per_open, **written}))  # fmt: skip
+
+
+def _by_kind(reads: dict[str, list[tuple[int, int]]]) -> dict[str, int]:
+    """Bytes read from the command's segments and from its output (``_kind``)."""
+    return {kind: sum(n for path, log in reads.items() if _kind(path) == kind for _, n in log)
+            for kind in ("segments", "output")}  # fmt: skip
+
+
+def _kind(path: str) -> str:
+    """What a file the command read (other than its input) is: one of its batch segments, or its output."""
+    return "segments" if ".gpen-video-job" in Path(path).parts else "output"
 
 
 def _opener() -> str:
@@ -148,6 +167,17 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
+def output_bytes(command: list[str]) -> int:
+    """The size of what ``command`` wrote after ``-o`` (a file, or a folder's media files, the job folder aside)."""
+    target = Path(command[command.index("-o") + 1])
+    if target.is_file():
+        return target.stat().st_size
+    if not target.is_dir():
+        return 0
+    files = [p for p in target.rglob("*") if p.is_file() and ".gpen-video-job" not in p.parts]
+    return sum(p.stat().st_size for p in files)
+
+
 def run_child(code_root: Path, input_path: Path, args: list[str], soak: bool = False) -> dict:
     drop_cache(input_path)
     env = dict(os.environ, PYTHONPATH=str(code_root))
@@ -158,6 +188,7 @@ def run_child(code_root: Path, input_path: Path, args: list[str], soak: bool = F
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "process_wall": time.perf_counter() - t0}
     result = json.loads(lines[-1])
+    result["written"] = output_bytes(args) if "-o" in args else 0
     if result["code"] != 0:
         result["error"] = f"exit status {result['code']}: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
     return result
@@ -245,6 +276,7 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--per-open", action="store_true", help="under each row, the bytes each av.open of it read")
     parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--commands", help="only these, comma-separated: probe,preview,restore,batch")
     return parser.parse_known_args()
 
 
@@ -285,10 +317,13 @@ def report_input(
     size = src.stat().st_size
     frames = args.mov_frames if src.suffix == ".mov" else args.ts_frames
     print(f"\n{src.name}: {size / 1e9:.2f} GB, {frames} frames {args.size}")
-    print(f"  {'command':<13} {'code':<8} {'input×':>8} {'rchar×':>8} {'read_bytes×':>12} {'wall s':>8}")
+    print(f"  {'command':<13} {'code':<8} {'input×':>8} {'seg×':>7} {'back×':>7} {'other×':>7} {'rchar×':>8} "
+          f"{'read_bytes×':>12} {'out×':>7} {'wall s':>8}")  # fmt: skip
     work.mkdir(exist_ok=True)
     segment = args.ts_segment_seconds if src.suffix == ".ts" else None
     for name, command in commands(src, work, frames / rate, extra, segment).items():
+        if args.commands and name.split()[0] not in args.commands.split(","):
+            continue
         for label, root in roots.items():
             result = run_child(root, src, command)
             clean(work)
@@ -301,8 +336,11 @@ def print_row(name: str, label: str, result: dict, size: int, per_open: bool) ->
     if "error" in result:
         print(f"  {name:<13} {label:<8} failed: {result['error']}")
         return
-    print(f"  {name:<13} {label:<8} {result['input'] / size:>8.4f} {result['rchar'] / size:>8.3f} "
-          f"{result['read_bytes'] / size:>12.4f} {result['wall']:>8.1f}")  # fmt: skip
+    counted = result["input"] + result.get("segments", 0) + result.get("output", 0)
+    print(f"  {name:<13} {label:<8} {result['input'] / size:>8.4f} {result.get('segments', 0) / size:>7.3f} "
+          f"{result.get('output', 0) / size:>7.3f} {(result['rchar'] - counted) / size:>7.3f} "
+          f"{result['rchar'] / size:>8.3f} {result['read_bytes'] / size:>12.4f} {result['written'] / size:>7.3f} "
+          f"{result['wall']:>8.1f}")  # fmt: skip
     if per_open:
         print("      " + per_open_line(result["opens"], size))
 

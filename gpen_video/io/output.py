@@ -13,11 +13,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import itertools
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +27,9 @@ import av
 from gpen_video.errors import OutputError, VerificationError
 
 log = logging.getLogger(__name__)
+
+# containers whose header lists every sample with its time, size and place (PyAV's index_entries)
+SAMPLE_TABLE_FORMATS = ("mov",)
 
 
 def default_output_path(input_path: Path, suffix: str = "restored") -> Path:
@@ -230,27 +234,41 @@ def _remove(path: Path) -> None:
 
 
 def verify_video(
-    path: Path, expected_pts: list[int], time_base: Fraction, side_starts: dict[int, Fraction] | None = None
+    path: Path,
+    expected_pts: list[int],
+    time_base: Fraction,
+    side_starts: dict[int, Fraction] | None = None,
+    sizes: list[int] | None = None,
 ) -> None:
     """Check the written file holds exactly the expected frames at the expected times, in order.
 
-    The output's video is decoded and each frame's timestamp, in presentation order as decoded (never
-    sorted), is compared with the one the writer encoded, in seconds, allowing half a tick of the
-    coarser time base (muxers may change it). A whole-file shift is allowed only where the muxer
-    made one and the other streams moved with it (``side_starts``: output stream index -> the time
-    its first packet was written, seconds). A video-only file (``side_starts`` empty) may shift as a
-    whole; a caller that cannot say (``None``) gets the old half-second allowance.
+    The output's video packets are read, not decoded (``_read_back``): their pts, sorted, are the presentation
+    times, compared with the ones the writer encoded, in seconds, allowing half a tick of the coarser time base
+    (muxers may change it). Decoding is kept where it is the proof: the first and the last GOP are decoded, and
+    must give every frame of their packets, in presentation order. A whole-file shift is allowed only where the
+    muxer made one and the other streams moved with it (``side_starts``: output stream index -> the time its
+    first packet was written, seconds). A video-only file (``side_starts`` empty) may shift as a whole; a caller
+    that cannot say (``None``) gets the old half-second allowance. ``sizes``: the video packets' sizes as muxed,
+    in decode order (a stream copy knows them); the file's own must be the same.
     """
     written = _read_back(path, side_starts)
     out_pts, out_tb = written.pts, written.time_base
     if side_starts is None:
         # callers from before issue 12 (jobs/assemble.py, jobs/runner.py) hand their packets' pts in decode
-        # order; presentation order is then increasing time. The output's own order is never sorted.
+        # order; presentation order is then increasing time.
         expected_pts = sorted(expected_pts)
     if len(out_pts) != len(expected_pts):
         raise VerificationError(
             f"the output has {len(out_pts)} frames where {len(expected_pts)} were written; it was not kept"
         )
+    if sizes is not None and written.sizes != sizes:
+        at = next((i for i, (a, b) in enumerate(zip(written.sizes, sizes, strict=False)) if a != b), len(sizes))
+        raise VerificationError(f"packet {at} of the output's video is not the size it was written at; "
+                                "it was not kept")  # fmt: skip
+    lost = sorted(set(side_starts or {}) - set(written.side_starts))
+    if lost:
+        raise VerificationError(f"stream(s) #{', #'.join(map(str, lost))} were written but the output has no packet "
+                                "of them; it was not kept")  # fmt: skip
     if not out_pts:
         return
     tolerance = max(Fraction(out_tb), Fraction(time_base)) / 2
@@ -267,42 +285,151 @@ def verify_video(
 
 @dataclass(frozen=True)
 class _ReadBack:
-    """What a written file holds: its video's timestamps in the order decoded, and its side streams' starts."""
+    """What a written file holds: its video's presentation times (sorted packet pts), its packets' sizes (decode
+    order), its side streams' starts, and how it was read (``index``: the sample table; ``packets``: a demux)."""
 
     pts: list[int]
     time_base: Fraction
     side_starts: dict[int, Fraction]  # output stream index -> its first packet's time (seconds)
+    sizes: list[int]
+    how: str
+
+
+class VideoPackets:
+    """A video stream's packets as they go by, in decode order: their pts, sizes and key frames, checked to be
+    whole (no corrupt flag) with increasing dts; the first GOP and the last two kept, so both ends can be decoded
+    (``check_ends``) without reading the file again. ``name``: the file, for messages."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pts: list[int] = []
+        self.sizes: list[int] = []
+        self.head: list[av.Packet] = []  # the first GOP
+        self.tail: list[list[av.Packet]] = []  # the last two GOPs
+        self._last_dts: int | None = None
+
+    def add(self, packet: av.Packet) -> None:
+        if packet.is_corrupt:
+            raise VerificationError(f"{self.name}: video packet {len(self.pts)} is damaged; it was not kept")
+        if packet.dts is not None and self._last_dts is not None and packet.dts <= self._last_dts:
+            raise VerificationError(f"{self.name}: video packet {len(self.pts)} goes back in time; it was not kept")
+        self._last_dts = packet.dts if packet.dts is not None else self._last_dts
+        self.pts.append(packet.pts)
+        self.sizes.append(packet.size)
+        if packet.is_keyframe or not self.tail:
+            self.tail = [*self.tail[-1:], []]
+        if len(self.tail) == 1:
+            self.head.append(packet)
+        self.tail[-1].append(packet)
+
+    def check_ends(self, decoder: av.codec.context.CodecContext) -> None:
+        """Decode the first GOP and the last (from the GOP before it, for pictures that lean on it): each must give
+        a frame for each of its packets, in presentation order."""
+        if not self.pts:
+            return
+        _check_decoded(self.name, "first", decoder, self.head, self.head)
+        decoder.flush_buffers()
+        tail = [p for gop in self.tail for p in gop]
+        _check_decoded(self.name, "last", decoder, tail, self.tail[-1])
+
+
+def _check_decoded(
+    name: str, which: str, decoder: av.codec.context.CodecContext, packets: list[av.Packet], must: list[av.Packet]
+) -> None:
+    """``packets`` decoded must give frames in increasing pts, one for each of ``must`` and none but theirs."""
+    shown: list[int] = []
+    try:
+        for packet in [*packets, None]:
+            for frame in decoder.decode(packet):
+                if frame.is_corrupt:
+                    raise VerificationError(f"{name}: the {which} GOP decodes damaged; it was not kept")
+                shown.append(frame.pts)
+    except av.error.FFmpegError as exc:
+        raise VerificationError(f"{name}: the {which} GOP does not decode ({exc}); it was not kept") from exc
+    times = {p.pts for p in packets}
+    wanted = {p.pts for p in must}
+    if any(b <= a for a, b in itertools.pairwise(shown)) or not wanted <= set(shown) <= times:
+        raise VerificationError(
+            f"{name}: the {which} GOP decodes to {len(shown)} frames out of {len(packets)} packets or out of "
+            "presentation order; it was not kept"
+        )
 
 
 def _read_back(path: Path, side_starts: dict[int, Fraction] | None) -> _ReadBack:
-    """The written file's video decoded (and, where ``side_starts`` names streams, their first packets found)."""
+    """The written file's video packets (from its sample table where it has one for an intra stream, else read
+    through; both ends decoded either way), and where ``side_starts`` names streams, their first packets."""
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            out_tb = stream.time_base
-            out_pts = []
-            for frame in container.decode(stream):
-                ts = frame.pts if frame.pts is not None else frame.dts
-                if ts is not None:
-                    out_pts.append(ts)
-            starts = _first_packet_times(path, side_starts) if side_starts else {}
-            return _ReadBack(out_pts, out_tb, starts)
+            stream = next((s for s in container.streams.video if s.codec_context is not None), None)
+            if stream is None or stream.codec_context.codec is None:
+                raise VerificationError(f"{path.name}: the written file holds no readable video; it was not kept")
+            wanted = [s for s in container.streams if side_starts and s.index in side_starts]
+            indexed = _from_sample_table(container, stream, path)
+            if indexed is not None:
+                starts = _first_packet_times(container, wanted, discard=stream) if wanted else {}
+                return replace(indexed, side_starts=starts)
+            video = VideoPackets(path.name)
+            starts: dict[int, Fraction] = {}
+            for packet in container.demux(stream, *wanted):
+                if packet.stream.index != stream.index:
+                    _note_start(starts, packet)
+                elif packet.size and packet.pts is not None:
+                    video.add(packet)
+            video.check_ends(stream.codec_context)
+            return _ReadBack(sorted(video.pts), stream.time_base, starts, video.sizes, "packets")
     except av.error.FFmpegError as exc:
         raise VerificationError(f"{path.name}: the written file cannot be read back ({exc}); it was not kept") from exc
 
 
-def _first_packet_times(path: Path, streams: dict[int, Fraction]) -> dict[int, Fraction]:
-    """The time (seconds) of the first packet of each of ``streams`` in the file at ``path``."""
+def _note_start(starts: dict[int, Fraction], packet: av.Packet) -> None:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    if ts is not None and packet.stream.index not in starts:
+        starts[packet.stream.index] = ts * packet.time_base
+
+
+def _from_sample_table(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> _ReadBack | None:
+    """A stream whose codec never reorders frames, in a container with a sample table (MOV/MP4): its samples' times
+    and sizes, with nothing read but the header, the first frame and the last GOP, which are decoded; None where it
+    has no such table, or its frames may be shown out of decode order (the table holds decode times: the packets
+    are read then)."""
+    if container.format.name.split(",")[0] not in SAMPLE_TABLE_FORMATS or stream.codec_context.codec.reorder:
+        return None
+    entries = [e for e in stream.index_entries if not e.is_discard and e.size > 0]
+    pts = [e.timestamp for e in entries]
+    keys = [e.timestamp for e in entries if e.is_keyframe]
+    if len(keys) < 2 or any(b <= a for a, b in itertools.pairwise(pts)):  # one GOP: the whole file is its last
+        return None
+    size = path.stat().st_size
+    if any(e.pos + e.size > size for e in entries):
+        lost = sum(e.pos + e.size > size for e in entries)
+        raise VerificationError(f"{path.name}: {lost} frame(s) listed past the end of the file; it was not kept")
+    first = next((p for p in container.demux(stream) if p.size), None)
+    if first is None or first.pts != first.dts or first.pts != entries[0].timestamp:
+        return None
+    video = VideoPackets(path.name)
+    video.add(first)
+    container.seek(keys[-1], stream=stream, backward=True, any_frame=False)
+    for packet in container.demux(stream):
+        if packet.size and packet.pts is not None and packet.pts >= keys[-1]:
+            video.add(packet)
+    if video.pts[1:] != [t for t in pts if t >= keys[-1]]:
+        raise VerificationError(f"{path.name}: its last GOP cannot be read where its index says; it was not kept")
+    video.check_ends(stream.codec_context)
+    return _ReadBack(pts, stream.time_base, {}, [e.size for e in entries], "index")
+
+
+def _first_packet_times(
+    container: av.container.InputContainer, wanted: list[av.stream.Stream], discard: av.stream.Stream
+) -> dict[int, Fraction]:
+    """The time (seconds) of the first packet of each of ``wanted``; ``discard``'s packets are skipped, not read
+    (a container with a sample table seeks past them)."""
+    container.seek(0)
+    discard.discard = av.stream.Discard.all
     starts: dict[int, Fraction] = {}
-    with av.open(str(path)) as again:
-        wanted = [s for s in again.streams if s.index in streams]
-        for packet in again.demux(*wanted):
-            ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is not None and packet.stream.index not in starts:
-                starts[packet.stream.index] = ts * packet.time_base
-            if len(starts) == len(wanted):
-                break
+    for packet in container.demux(*wanted):
+        _note_start(starts, packet)
+        if len(starts) == len(wanted):
+            break
     return starts
 
 

@@ -5,16 +5,22 @@ stream, so nothing is re-encoded and every timestamp stays exactly the source's 
 input's audio, subtitle and data streams are copied from the input itself, interleaved by time. The
 result is written under a temporary name, checked frame by frame against the segments' timestamps
 and only then renamed into place.
+
+Each segment file is read once, here: a segment is not read back when it is written. Its packets are checked
+as they go by against what its writer wrote (``SegmentCheck``: the frame count and a digest of the pts), none
+damaged, decode times increasing, and its first and last GOP are decoded from the packets in hand. A segment
+that fails is ``SegmentDamaged``: the runner forgets it, so the next run restores it anew.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import heapq
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +32,7 @@ from gpen_video.io import writer as _writer
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, UNINDEXED_FORMATS
 from gpen_video.io.formats import container_family
 from gpen_video.io.light_open import open_probed
-from gpen_video.io.output import atomic_output, verify_video
+from gpen_video.io.output import VideoPackets, atomic_output, verify_video
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
 from gpen_video.io.side_packets import read_side_file
 from gpen_video.io.side_router import PacketRange
@@ -45,6 +51,36 @@ SIDE_READ_BLOCK = 4096
 SIDE_READ_OPTIONS = {"container_options": {"blocksize": str(SIDE_READ_BLOCK)}, "buffer_size": SIDE_READ_BLOCK}
 
 
+# codecs whose packets a muxer may rewrap (Annex B <-> length-prefixed, OBU headers): their sizes in the output
+# are not the sizes muxed, so only the others' are compared
+_REWRAPPED_CODECS = ("h264", "hevc", "vvc", "av1")
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """What a segment's writer wrote, which its file's packets must show: the frame count and the digest of the
+    source pts (``pts_digest``; "" where not known: a segment recorded by a run that read it back on writing)."""
+
+    frames: int
+    pts_digest: str = ""
+
+
+class SegmentDamaged(VerificationError):
+    """A segment file does not hold what its writer wrote (``index``: which segment)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def pts_digest(pts: Iterable[int]) -> str:
+    """A digest of a set of timestamps (in presentation order, whatever order they come in)."""
+    digest = hashlib.sha256()
+    for value in sorted(pts):
+        digest.update(b"%d," % value)
+    return digest.hexdigest()[:32]
+
+
 @dataclass
 class AssembleResult:
     frames: int
@@ -60,18 +96,20 @@ def assemble(
     durations: dict[int, int] | None = None,
     frame_pts: list[int] | None = None,
     side_files: list[Path] | None = None,
+    checks: list[SegmentCheck] | None = None,
 ) -> AssembleResult:
     """Write ``output`` from ``segment_files`` (in order; the first frame of each at ``starts``, source
     pts) plus the side streams of ``info.path``. ``durations`` (source pts -> ticks) gives each frame the
     source packet's duration, so the last frame and the stream length come out as the source's;
     ``frame_pts`` (the source's sorted pts) lets missing decode timestamps be rebuilt as the encoder made
     them. ``side_files`` (one per segment, in order) hold the side streams' packets, each segment's share:
-    then the input is opened for its stream headers only, not read again."""
+    then the input is opened for its stream headers only, not read again. ``checks`` (one per segment): what each
+    segment's writer wrote, which its packets must show (none: the frame count and digest are not checked)."""
     if not segment_files:
         raise OutputError(f"{output}: no segments to assemble")
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_probed(info.path, info, **SIDE_READ_OPTIONS))
-        first = stack.enter_context(av.open(str(segment_files[0])))
+        first = stack.enter_context(_open_segment(segment_files[0], 0))  # read once: its packets come from it too
         side_in = [s for s in source.streams if s.index != info.video.index and s.type in ASSEMBLED_SIDE_TYPES]
         with atomic_output(output) as temp:
             try:
@@ -85,7 +123,7 @@ def assemble(
                     if key.lower() not in _SKIP_CONTAINER_METADATA:
                         out.metadata[key] = value
                 timing = _Timing(durations or {}, sorted(frame_pts or []), _frame_ticks(info, durations or {}))
-                videos = _video_packets(segment_files, starts, info.video.time_base, timing)
+                videos = _video_packets(segment_files, starts, info.video.time_base, timing, checks, first)
                 unusable = None if side_files is None else _side_files_unusable(info, side_files, side_in)
                 if unusable:
                     log.info("%s: %s; its side streams are copied from the input instead", info.path, unusable)
@@ -93,12 +131,14 @@ def assemble(
                     side_packets = _side_packets(source, side_in)
                 else:
                     side_packets = _side_files(side_files, {s.index: s for s in side_in})
-                written = _mux(out, video, side, videos, side_packets)
+                written, sizes = _mux(out, video, side, videos, side_packets)
                 side.flush()
             finally:
                 out.close()
             tb = info.video.time_base
-            verify_video(temp, written, tb)
+            # the output is checked against the packets just muxed: from its sample table where it has one (an
+            # intra stream in MOV/MP4: nothing read but its header and both ends), else from its packets
+            verify_video(temp, written, tb, sizes=None if video.codec_context.name in _REWRAPPED_CODECS else sizes)
     return AssembleResult(len(written), sorted(written), side.plans)
 
 
@@ -147,49 +187,95 @@ class _Timing:
         return [known_dts - (count - j) * self.step for j in range(count)]
 
 
+def _open_segment(path: Path, number: int) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise SegmentDamaged(number, f"segment {number}: {path.name} cannot be read ({ffmpeg_reason(exc)})") from exc
+
+
 def _video_packets(
-    files: list[Path], starts: list[int], source_tb: Fraction, timing: _Timing
+    files: list[Path],
+    starts: list[int],
+    source_tb: Fraction,
+    timing: _Timing,
+    checks: list[SegmentCheck] | None,
+    first: av.container.InputContainer,
 ) -> Iterator[tuple[bool, av.Packet]]:
-    """Every segment's video packets in order, with pts and dts in source time-base ticks.
+    """Every segment's video packets in order, with pts and dts in source time-base ticks, each segment checked
+    as it is read (``_segment_packets``); ``first``: the first segment, already open."""
+    for number, (path, start) in enumerate(zip(files, starts, strict=True)):
+        check = checks[number] if checks is not None else None
+        try:
+            container = first if number == 0 else _open_segment(path, number)
+            yield from _segment_packets(container, path, start, source_tb, timing, check)
+        except VerificationError as exc:
+            if isinstance(exc, SegmentDamaged):
+                raise
+            raise SegmentDamaged(number, f"segment {number}: {exc}") from exc
+        except av.error.FFmpegError as exc:
+            reason = ffmpeg_reason(exc)
+            raise SegmentDamaged(number, f"segment {number}: {path.name} cannot be read ({reason})") from exc
+
+
+def _segment_packets(
+    container: av.container.InputContainer,
+    path: Path,
+    start: int,
+    source_tb: Fraction,
+    timing: _Timing,
+    check: SegmentCheck | None,
+) -> Iterator[tuple[bool, av.Packet]]:
+    """One segment's video packets, with pts and dts in source time-base ticks; then its checks.
 
     A muxer may have shifted a segment's timeline (NUT moves it so that no dts is negative, by the
-    B-frame delay); the first packet of a segment is its key frame at ``starts[i]``, which gives the
+    B-frame delay); the first packet of a segment is its key frame at ``start``, which gives the
     shift to undo. NUT stores no dts for the first packets of a B-frame stream: those get dts one frame
     (``step`` ticks) apart below the first known one, as the encoder had them (MP4/MOV store decode
     durations); ``_Retimer`` keeps dts increasing across segments; presentation times never change.
     """
-    for path, start in zip(files, starts, strict=True):
-        try:
-            container = av.open(str(path))
-        except av.error.FFmpegError as exc:
-            raise VerificationError(f"{path.name}: a segment file cannot be read ({ffmpeg_reason(exc)})") from exc
-        with container:
-            stream = container.streams.video[0]
-            tb = stream.time_base
-            shift: Fraction | None = None
-            waiting: list[av.Packet] = []  # packets before the first known dts
-            for packet in container.demux(stream):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                if shift is None:
-                    shift = packet.pts * tb - start * source_tb
-                packet.pts = _ticks(packet.pts * tb - shift, source_tb, path)
-                if packet.dts is not None:
-                    packet.dts = math.floor((packet.dts * tb - shift) / source_tb)
-                packet.time_base = source_tb
-                if packet.pts in timing.durations:
-                    packet.duration = timing.durations[packet.pts]
-                if packet.dts is None:
-                    waiting.append(packet)
-                    continue
-                for early, dts in zip(waiting, timing.early_dts(start, packet.dts, len(waiting)), strict=True):
-                    early.dts = dts
-                for ready in [*waiting, packet]:
-                    yield True, ready
-                waiting = []
-            for j, early in enumerate(waiting):  # a segment of a few frames: no dts known at all
-                early.dts = waiting[0].pts - (len(waiting) - j) * timing.step
-                yield True, early
+    seen = VideoPackets(path.name)
+    with container:
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        shift: Fraction | None = None
+        waiting: list[av.Packet] = []  # packets before the first known dts
+        source_pts: list[int] = []
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            seen.add(packet)
+            if shift is None:
+                shift = packet.pts * tb - start * source_tb
+            packet.pts = _ticks(packet.pts * tb - shift, source_tb, path)
+            source_pts.append(packet.pts)
+            if packet.dts is not None:
+                packet.dts = math.floor((packet.dts * tb - shift) / source_tb)
+            packet.time_base = source_tb
+            if packet.pts in timing.durations:
+                packet.duration = timing.durations[packet.pts]
+            if packet.dts is None:
+                waiting.append(packet)
+                continue
+            for early, dts in zip(waiting, timing.early_dts(start, packet.dts, len(waiting)), strict=True):
+                early.dts = dts
+            yield from ((True, ready) for ready in [*waiting, packet])
+            waiting = []
+        for j, early in enumerate(waiting):  # a segment of a few frames: no dts known at all
+            early.dts = waiting[0].pts - (len(waiting) - j) * timing.step
+            yield True, early
+        _check_segment(path, source_pts, check)
+        seen.check_ends(stream.codec_context)
+
+
+def _check_segment(path: Path, source_pts: list[int], check: SegmentCheck | None) -> None:
+    """The segment's packets against what its writer wrote: as many frames, at the same times."""
+    if check is None:
+        return
+    if len(source_pts) != check.frames:
+        raise VerificationError(f"{path.name} holds {len(source_pts)} frames where {check.frames} were written")
+    if check.pts_digest and pts_digest(source_pts) != check.pts_digest:
+        raise VerificationError(f"{path.name}: its frames' timestamps are not the ones written")
 
 
 def _ticks(seconds: Fraction, tb: Fraction, path: Path) -> int:
@@ -294,15 +380,17 @@ def _mux(
     side: SideStreams,
     video_packets: Iterator[tuple[bool, av.Packet]],
     side_packets: Iterator[tuple[bool, av.Packet]],
-) -> list[int]:
-    """Interleave by time; returns the video pts written (source time base)."""
+) -> tuple[list[int], list[int]]:
+    """Interleave by time; returns the video pts written (source time base) and the packets' sizes (decode order)."""
     out.start_encoding()  # the muxer fixes its time bases here
     retime = _Retimer(video)
     written: list[int] = []
+    sizes: list[int] = []
     for is_video, packet in heapq.merge(video_packets, side_packets, key=_time):
         if is_video:
             written.append(retime(packet))
+            sizes.append(packet.size)
             out.mux(packet)
         else:
             side.write([packet])
-    return written
+    return written, sizes

@@ -73,6 +73,7 @@ class SegmentRecord:
     side_file: str = ""  # the segment's side-stream packets (side_packets.side_file_for), where it made them
     side_size: int = 0
     first_pts: int | None = None  # its first frame's source pts (None: recorded before this was: emit_start)
+    pts_digest: str = ""  # of the source pts its writer wrote ("": recorded when segments were read back on writing)
 
     def to_dict(self) -> dict[str, Any]:
         """The window's fields stand beside the others, under the names records have always used."""

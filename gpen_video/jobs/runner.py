@@ -33,7 +33,7 @@ from gpen_video.io.output import remove_stale_partials, verify_video
 from gpen_video.io.plan import SpaceNeed, check_encoder_opens, check_free_space, estimate_output_bytes
 from gpen_video.io.probe import MediaInfo, probe
 from gpen_video.io.writer import check_video_codec
-from gpen_video.jobs.assemble import assemble
+from gpen_video.jobs.assemble import SegmentCheck, SegmentDamaged, assemble
 from gpen_video.jobs.inputs import BatchItem
 from gpen_video.jobs.manifest import FileRecord, InputIdentity, JobStore, SegmentRecord, settings_hash
 from gpen_video.jobs.packet_index import PacketIndex, index_packets
@@ -354,7 +354,7 @@ class BatchJob:
         seg = run.segments[done.index]
         run.record.segments[str(done.index)] = SegmentRecord(
             seg.index, seg.window, done.file, done.frames, done.size, done.faces, done.side_file, done.side_size,
-            done.first_pts,
+            done.first_pts, done.pts_digest,
         )  # fmt: skip
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
@@ -378,8 +378,13 @@ class BatchJob:
             # side packets from the segments' side files where every segment made one (and assembly finds them
             # whole), else from the input
             side_files = [run.work_dir / name for name in recorded] if all(recorded) else None
+            checks = [SegmentCheck(k.frames, k.pts_digest) for k in kept]  # each segment's file is checked by them
             result = assemble(run.info, files, starts, run.item.output, run.index.durations, run.index.pts,
-                              side_files)  # fmt: skip
+                              side_files, checks)  # fmt: skip
+        except SegmentDamaged as exc:  # forgotten, so the next run restores it anew
+            run.record.segments.pop(str(run.segments[exc.index].index), None)
+            self._fail_run(run, f"{exc}; run the batch again to restore that segment anew", sticky=False)
+            return
         except GpenVideoError as exc:
             self._fail_run(run, str(exc), sticky=not isinstance(exc, OutputError))
             return

@@ -18,6 +18,7 @@ from gpen_video.config import Config, RestoreConfig
 from gpen_video.errors import GpenVideoError
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.side_packets import side_file_for
+from gpen_video.jobs.assemble import pts_digest
 from gpen_video.models.loader import load_restorer
 from gpen_video.restore.restorer import Restorer
 from gpen_video.run import RestoreJob, SegmentWindow, run_restore
@@ -52,6 +53,7 @@ class SegmentDone:
     side_file: str = ""  # its side-stream packets' file, where the run made one (side_packets.side_file_for)
     side_size: int = 0
     first_pts: int | None = None  # the source pts of its first frame (emit_start, unless no frame lies there)
+    pts_digest: str = ""  # of the source pts written (assemble.pts_digest): assembly checks the file's packets by it
 
 
 class RestorerCache:
@@ -122,4 +124,15 @@ def execute_segment(
         side_file=side.name if side.is_file() else "",
         side_size=side.stat().st_size if side.is_file() else 0,
         first_pts=first_pts,
+        pts_digest=_written_digest(report.written_pts, report.written_time_base, tb),
     )
+
+
+def _written_digest(pts: list[int], written_tb: Fraction | None, source_tb: Fraction | None) -> str:
+    """The digest of the pts a segment's writer wrote, in source ticks ("" where they are not whole ticks)."""
+    if not written_tb or not source_tb:
+        return ""
+    ticks = [p * written_tb / Fraction(source_tb) for p in pts]
+    if any(t.denominator != 1 for t in ticks):
+        return ""
+    return pts_digest(int(t) for t in ticks)

@@ -141,6 +141,10 @@ class RunReport:
     # when the first frame written is shown (seconds; None: none written): a batch segment's first frame, which
     # assembly places the segment file's timeline by
     first_frame_time: Fraction | None = None
+    # the video pts written, in ``written_time_base``, in the order written (not in the JSON): a batch segment's,
+    # which assembly checks its packets against (the segment is not read back when written)
+    written_pts: list[int] = field(default_factory=list, repr=False)
+    written_time_base: Fraction | None = None
 
     @classmethod
     def begin(
@@ -174,6 +178,7 @@ class RunReport:
         self.frames_decoded = read.decoded
         self.frames_written = result.frames
         self.first_frame_time = result.pts[0] * Fraction(result.time_base) if result.pts else None
+        self.written_pts, self.written_time_base = result.pts, Fraction(result.time_base)
         self.damaged_packets = read.damaged_packets
         self.corrupt_frames = read.corrupt_frames
         self.streams = [asdict(p) for p in result.streams]
@@ -207,7 +212,8 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("tracks")
+        for name in ("tracks", "written_pts", "written_time_base"):
+            data.pop(name)
         data["faces"] = self.faces.to_dict() if self.faces is not None else {}
         data["flicker"] = asdict(self.flicker) if self.flicker is not None else {}
         data["restore"] = asdict(self.restore) if self.restore is not None else {}

@@ -73,4 +73,6 @@ def video_run(job: RestoreJob) -> tuple[VideoSource, VideoFileSink]:
     settings = choose_encoding(info.video, config.output, FfmpegEncoders(binary) if binary else PYAV_ENCODERS, caps)
     preflight(job.output, info, settings, caps, binary)  # encoder options, container, free space: before any work
     source = VideoSource(job, source_info)
-    return source, VideoFileSink(job.output, info, settings, source.side, source.writer_opener(info, settings, binary))
+    opener = source.writer_opener(info, settings, binary)
+    # a batch segment is checked from its packets when assembly reads it (jobs.assemble), not read back here too
+    return source, VideoFileSink(job.output, info, settings, source.side, opener, verify=job.segment is None)

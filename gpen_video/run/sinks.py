@@ -80,15 +80,17 @@ class VideoFileSink:
         packets: PacketSource,
         open_writer: Callable[[Path], Writer],
         notes: Callable[[], list[str]] | None = None,
+        verify: bool = True,
     ) -> None:
         self.output, self.info, self.settings = output, info, settings
         self.packets, self.open_writer, self._notes = packets, open_writer, notes
         self.aspect_binary = aspect_binary(output, info, settings)  # before any work: refuses what it cannot keep
+        self.verify = verify  # False: a batch segment, checked from its packets where assembly reads it
 
     def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
         with atomic_output(self.output) as temp:
             writer = self.open_writer(temp)
-            return encode_frames(items, writer, self.packets, temp, times, progress, self._finish)
+            return encode_frames(items, writer, self.packets, temp, times, progress, self._finish, self.verify)
 
     def _finish(self, temp: Path, result: WriteResult) -> None:
         """The closed file at ``temp`` made whole and checked: the pixel aspect set where the muxer left it out
@@ -184,10 +186,12 @@ def encode_frames(
     times: StageTimes,
     progress: ProgressCallback | None = None,
     finish: Callable[[Path, WriteResult], None] | None = None,
+    verify: bool = True,
 ) -> WriteResult:
     """Write every emitted frame at its ``pts`` and the side packets due before it; close ``writer`` and check
     the file at ``temp`` (frame count, per-frame timestamps, side stream starts) against what was written, after
-    ``finish`` (which may complete the file: its pixel aspect) has had it.
+    ``finish`` (which may complete the file: its pixel aspect) has had it. ``verify`` False: a batch segment,
+    checked where assembly reads it, so it is not read twice.
 
     Any failure (Ctrl-C too) aborts the writer (the caller's ``atomic_output`` removes ``temp``) and closes
     ``items`` at once, so the stage threads behind it stop before the caller closes the reader they decode
@@ -217,6 +221,7 @@ def encode_frames(
     t0 = time.perf_counter()
     if finish is not None:
         finish(temp, result)
-    verify_video(temp, result.pts, result.time_base, result.side_starts)
+    if verify:
+        verify_video(temp, result.pts, result.time_base, result.side_starts)
     times.add("verify", time.perf_counter() - t0)
     return result
