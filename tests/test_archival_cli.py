@@ -93,7 +93,7 @@ def test_a_16_bit_dpx_sequence_comes_back_at_its_depth_and_numbering(tmp_path, r
     _dpx_reel(scans)
     result = run_cli("restore", scans / "reel_%06d.dpx", "--model", "identity", "-q")
     assert result.returncode == 0, result.stderr
-    out = scans / "reel.restored"  # the default output folder
+    out = tmp_path / "reel.restored"  # the default output folder: beside the scans' folder, never inside it
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"reel_{n:06d}.dpx" for n in range(86400, 86405)]
     for name in names:

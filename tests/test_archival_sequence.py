@@ -255,3 +255,19 @@ def test_a_frame_that_fails_to_land_leaves_no_file(tmp_path, monkeypatch):
         writer.write(reader.number_of(second), second.source)
     assert sorted(p.name for p in out.iterdir()) == ["f_001.tif"]
     assert writer.done_numbers() == {1}
+
+
+def test_the_default_output_folder_is_beside_the_frames_folder_never_inside(tmp_path, monkeypatch):
+    """A glob or pattern input writes where a folder input does (issue 25): beside the scans' folder, so a later
+    glob of that folder never meets the output; a still is written beside itself, as a video is."""
+    from gpen_video.run.sequence import default_sequence_output
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    assert default_sequence_output(scans) == tmp_path / "scans.restored"
+    assert default_sequence_output(scans / "*.tif") == tmp_path / "scans.restored"
+    assert default_sequence_output(scans / "reel_%06d.dpx") == tmp_path / "reel.restored"
+    assert default_sequence_output(scans / "reel_??????.dpx") == tmp_path / "reel.restored"
+    assert default_sequence_output(scans / "portrait.tif") == scans / "portrait.restored"
+    monkeypatch.chdir(scans)
+    assert default_sequence_output(Path("*.png")) == tmp_path / "scans.restored"

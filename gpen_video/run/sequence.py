@@ -58,14 +58,17 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".mxf", ".avi", ".webm", ".m4v", ".ts"
 
 
 def default_sequence_output(spec: Path) -> Path:
-    """``scan/`` -> ``scan.restored/``; ``scan/reel_%06d.dpx`` -> ``scan/reel.restored/``; ``a.png`` ->
-    ``a.restored/``."""
-    sequence_name = spec.name
+    """Beside the frames' folder, never inside it (a later glob of that folder must not meet the output):
+    ``scan/`` -> ``scan.restored/``; ``scan/reel_%06d.dpx`` -> ``reel.restored/`` and ``"scan/*.tif"`` ->
+    ``scan.restored/``, both beside ``scan/``; a still ``a.png`` -> ``a.restored/`` beside it, as a video's."""
+    name = spec.name
     if spec.is_dir():
         return spec.with_name(f"{spec.resolve().name}.restored")
-    stem = sequence_name.split("%")[0].split("*")[0] if ("%" in sequence_name or "*" in sequence_name) else spec.stem
-    stem = stem.rstrip("_-. ") or (spec.parent.resolve().name or "sequence")
-    return spec.parent / f"{stem}.restored"
+    if "%" not in name and "*" not in name and "?" not in name and "[" not in name:
+        return spec.parent / f"{spec.stem}.restored"  # a still
+    folder = spec.parent.resolve()
+    stem = name.split("%")[0].split("*")[0].split("?")[0].split("[")[0].rstrip("_-. ")
+    return folder.parent / f"{stem or folder.name or 'sequence'}.restored"
 
 
 def check_sequence_config(config: Config, sequence: ImageSequence, to_video: bool) -> None:
