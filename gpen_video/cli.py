@@ -110,14 +110,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # a bad option is answered before the pipeline's imports (about 4 s)
     from tqdm import tqdm
 
-    from gpen_video.run import planned_frames, restore_job, run_restore
+    from gpen_video.run.restore import job_frames, restore_job, run_restore
 
     if args.report:  # issue 12: an unwritable report path fails now, not after the run
         from gpen_video.io.output import check_writable
 
         check_writable(args.report)
     job = restore_job(args.input, args.output, config)  # video or image sequence: decided here, once
-    total = None if job.info is None else planned_frames(job.info, config)
+    total = job_frames(job)  # a sequence's too: every long run shows the time left
     with tqdm(total=total, unit="frame", disable=True if args.quiet else None, dynamic_ncols=True) as bar:
 
         def progress(done: int) -> None:

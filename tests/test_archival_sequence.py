@@ -271,3 +271,15 @@ def test_the_default_output_folder_is_beside_the_frames_folder_never_inside(tmp_
     assert default_sequence_output(scans / "portrait.tif") == scans / "portrait.restored"
     monkeypatch.chdir(scans)
     assert default_sequence_output(Path("*.png")) == tmp_path / "scans.restored"
+
+
+def test_a_sequence_job_knows_its_frame_count_for_the_time_left(tmp_path):
+    """The progress bar's total for a film scan (issue 25: long runs showed no ETA): the sequence's files."""
+    from gpen_video.config import load_config
+    from gpen_video.run.restore import job_frames, restore_job
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x24:r=24", "-frames:v", "5",
+                    str(scans / "f_%04d.png")], check=True)  # fmt: skip
+    assert job_frames(restore_job(scans / "f_%04d.png", None, load_config("default"))) == 5

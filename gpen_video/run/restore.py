@@ -20,10 +20,10 @@ from gpen_video.io.formats import output_caps
 from gpen_video.io.output import check_output_path, default_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import probe
-from gpen_video.io.sequence import looks_like_sequence
+from gpen_video.io.sequence import find_sequence, looks_like_sequence
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.run.field_order import output_info, with_field_check
-from gpen_video.run.job import ProgressCallback, RestoreJob
+from gpen_video.run.job import ProgressCallback, RestoreJob, planned_frames
 from gpen_video.run.options import refuse_conflicts, refuse_for_video
 from gpen_video.run.report import RunReport
 from gpen_video.run.run import run
@@ -41,6 +41,14 @@ def restore_job(
         return RestoreJob(input, output or default_sequence_output(input), config, progress=progress, kind="sequence")
     info = probe(input)
     return RestoreJob(input, output or default_output_path(input), config, progress=progress, info=info, kind="video")
+
+
+def job_frames(job: RestoreJob) -> int:
+    """How many frames the job will write: a video's planned range, or the files of a sequence (for the progress
+    bar's total, so it can show the time left)."""
+    if job.info is not None:
+        return planned_frames(job.info, job.config)
+    return len(find_sequence(job.input, on_gap="list").files)
 
 
 def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
