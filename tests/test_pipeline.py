@@ -31,9 +31,12 @@ def gpen_64(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cut_clip(tmp_path_factory) -> Path:
-    """Six faces for 12 frames, a hard cut to a faceless shot; VFR, lossless FFV1, FLAC audio."""
+    """Two faces for 12 frames, a hard cut to a faceless shot; VFR, lossless FFV1, FLAC audio.
+
+    Two faces (not the photo's six): five runs restore this clip and their time is the faces', and two a
+    frame still make every batch of 5 span frames."""
     spec = ClipSpec(
-        scene=FaceScene(width=640, height=360, frames=24, cut_at=12, faces_after_cut=False),
+        scene=FaceScene(width=640, height=360, frames=24, cut_at=12, faces_after_cut=False, photo_region=TWO_FACES),
         codec="ffv1", pix_fmt="yuv420p", vfr=True, audio=(AudioTrack(codec="flac"),),
     )  # fmt: skip
     return write_clip(tmp_path_factory.mktemp("clips") / "cut.mkv", spec)
