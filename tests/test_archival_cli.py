@@ -130,6 +130,7 @@ def test_a_missing_frame_is_reported(tmp_path, run_cli):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"reel_{n:06d}.dpx" for n in (10, 11, 13, 14)]
 
 
+@pytest.mark.slow
 def test_a_sequence_into_a_video_file_at_the_given_rate(tmp_path, run_cli):
     scans = tmp_path / "scans"
     _dpx_reel(scans, frames=4, start=100, size="128x96")  # libx265 (Debian's 3.5) corrupts its heap at 48x32
@@ -143,6 +144,7 @@ def test_a_sequence_into_a_video_file_at_the_given_rate(tmp_path, run_cli):
     assert audio.returncode == 2 and "--audio" in audio.stderr and "cannot be read" in audio.stderr
 
 
+@pytest.mark.slow
 def test_upscale_doubles_a_video_and_keeps_aspect_colour_and_timestamps(tmp_path, run_cli):
     clip = tmp_path / "sd.mp4"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-frames:v", 8, "-vf", "setsar=16/15",
@@ -206,6 +208,7 @@ def test_upscaled_faces_are_pasted_at_the_higher_resolution(tmp_path):
     assert (detail(outputs[2]) > 1.2 * detail(pasted_small)).all()  # measured: 1.27-1.40 (19.9 on a tiny face)
 
 
+@pytest.mark.slow
 def test_a_network_upscaler_is_found_in_the_weights_folder_or_named(tmp_path, run_cli):
     import torch
 
@@ -274,6 +277,7 @@ def _fields(path: Path, which: str, width: int, height: int) -> np.ndarray:
     return np.frombuffer(out, np.uint8).reshape(-1, height // 2, width).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_interlaced_faces_are_restored_per_field_and_woven_back(tmp_path, run_cli):
     """A panning shot of t1's faces, 50p interlaced to 25i top field first by the ffmpeg CLI."""
     still = tmp_path / "t1.png"
@@ -299,6 +303,7 @@ def test_interlaced_faces_are_restored_per_field_and_woven_back(tmp_path, run_cl
         assert keep[touched].mean() < 0.85 * off[touched].mean()  # measured: 3.7 against 5.2 (changed pixels)
 
 
+@pytest.mark.slow
 def test_deinterlace_frame_and_progressive_write_progressive_frames(tmp_path, run_cli):
     clip = tmp_path / "tape.mkv"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=50", "-vf", "interlace=scan=tff,setfield=tff",

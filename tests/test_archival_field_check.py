@@ -202,6 +202,7 @@ def _scaled_fields(path: Path, which: str, k: int) -> np.ndarray:
     return np.frombuffer(out, np.uint8).reshape(-1, k * H // 2, k * W).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_keep_with_upscale_weaves_fields_of_the_upscaled_pictures(clips, tmp_path):
     """``--deinterlace keep --upscale 2``: each field-rate picture is upscaled and composed, then woven into a
     2×-height interlaced frame; ``off`` upscales the woven frame, which smears each field into the other."""

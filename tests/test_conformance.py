@@ -306,6 +306,7 @@ def _param(case: Case):
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
+@pytest.mark.slow
 def test_conformance(case: Case, tmp_path: Path, assets: dict[str, str], run_cli) -> None:
     source = build_input(case, tmp_path, assets)
     output = tmp_path / f"{case.name}.restored{case.out_ext or case.ext}"

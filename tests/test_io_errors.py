@@ -120,6 +120,7 @@ def test_probe_of_garbage_is_one_line(tmp_path, run_cli):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_existing_output_needs_overwrite(tmp_path, make_clip, run_cli):
     src = make_clip("noface_h264")
     output = tmp_path / "exists.mp4"
@@ -141,6 +142,7 @@ def test_output_equal_to_input_is_refused_even_with_overwrite(tmp_path, make_cli
     assert src.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_damaged_file_is_restored_with_a_warning(mkv_clip, tmp_path, run_cli):
     src = _damaged_copy(mkv_clip, tmp_path / "damaged.mkv")
     output = tmp_path / "damaged.restored.mkv"
@@ -164,6 +166,7 @@ def test_truncated_mkv_keeps_what_decodes(mkv_clip, tmp_path, run_cli):
     assert frame_times(output) == frame_times(src)
 
 
+@pytest.mark.slow
 def test_interrupt_leaves_no_partial_file(tmp_path):
     src = write_clip(
         tmp_path / "long.mkv",

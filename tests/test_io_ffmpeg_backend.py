@@ -12,6 +12,7 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @pytest.mark.parametrize("name", ["vfr_h264_aac", "rotated_phone"])
+@pytest.mark.slow
 def test_ffmpeg_backend_keeps_structure(name, make_clip, run_cli, tmp_path):
     src = make_clip(name)
     out = tmp_path / f"{name}.mp4"
@@ -25,6 +26,7 @@ def test_ffmpeg_backend_keeps_structure(name, make_clip, run_cli, tmp_path):
         assert b[key] == a[key], key
 
 
+@pytest.mark.slow
 def test_ffmpeg_backend_encodes_what_pyav_cannot(run_cli, tmp_path):
     src = write_clip(tmp_path / "tiny.mp4", ClipSpec(scene=FaceScene(width=160, height=96, frames=8, faces=False)))
     out = tmp_path / "tiny.av1.mkv"

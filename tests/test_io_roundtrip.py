@@ -27,12 +27,14 @@ def restored(make_clip, run_cli, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", VALID)
+@pytest.mark.slow
 def test_frames_and_timestamps_equal(restored, name):
     src, dst = restored[name]
     assert frame_times(dst) == frame_times(src)
 
 
 @pytest.mark.parametrize("name", VALID)
+@pytest.mark.slow
 def test_side_streams_bit_identical(restored, name):
     src, dst = restored[name]
     got, want = side_packets(dst), side_packets(src)
@@ -41,6 +43,7 @@ def test_side_streams_bit_identical(restored, name):
 
 
 @pytest.mark.parametrize("name", VALID)
+@pytest.mark.slow
 def test_geometry_colour_and_rotation_kept(restored, name):
     src, dst = restored[name]
     a, b = video_stream_info(src), video_stream_info(dst)
@@ -48,12 +51,14 @@ def test_geometry_colour_and_rotation_kept(restored, name):
         assert b[key] == a[key], key
 
 
+@pytest.mark.slow
 def test_vfr_stays_vfr(restored):
     _src, dst = restored["vfr_h264_aac"]
     deltas = {b - a for a, b in zip(frame_times(dst), frame_times(dst)[1:], strict=False)}
     assert len(deltas) > 1
 
 
+@pytest.mark.slow
 def test_intermediate_codecs_keep_their_family_and_profile(restored):
     _, prores = restored["prores_hq_10bit_pcm"]
     info = video_stream_info(prores)
@@ -62,6 +67,7 @@ def test_intermediate_codecs_keep_their_family_and_profile(restored):
     assert video_stream_info(ffv1)["codec"] == "ffv1"
 
 
+@pytest.mark.slow
 def test_noface_ffv1_is_bit_identical(restored):
     src, dst = restored["noface_ffv1"]
     a, b = video_planes(src), video_planes(dst)
@@ -72,6 +78,7 @@ def test_noface_ffv1_is_bit_identical(restored):
 
 
 @pytest.mark.parametrize(("name", "peak", "floor"), [("noface_prores", 1023, 45.0), ("noface_h264", 255, 38.0)])
+@pytest.mark.slow
 def test_noface_within_codec_loss(restored, name, peak, floor):
     src, dst = restored[name]
     a, b = video_planes(src), video_planes(dst)
@@ -80,6 +87,7 @@ def test_noface_within_codec_loss(restored, name, peak, floor):
     assert worst >= floor
 
 
+@pytest.mark.slow
 def test_start_and_duration_cut_audio_in_sync(make_clip, run_cli, tmp_path: Path):
     src = make_clip("noface_h264")
     dst = tmp_path / "cut.mp4"

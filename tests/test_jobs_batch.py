@@ -34,6 +34,7 @@ def batch(*args: str | Path) -> int:
     return main(["batch", *map(str, args), "--model", "identity", "-q"])
 
 
+@pytest.mark.slow
 def test_batch_finishes_good_files_and_reports_the_broken_one(archive: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "restored"
     rc = batch(archive, "-o", out, "--segment-seconds", "1", "--summary", tmp_path / "s.json")
@@ -90,6 +91,7 @@ def test_changed_setting_or_input_invalidates_reuse(tmp_path: Path) -> None:
     assert len(frame_times(out / "clip.mp4")) == 36
 
 
+@pytest.mark.slow
 def test_manifests_with_per_file_options(tmp_path: Path) -> None:
     src = tmp_path / "src"
     a = write(src, "a.mp4", longer(FACES, 24))

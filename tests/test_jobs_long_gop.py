@@ -12,6 +12,7 @@ from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 from conformance_cases import ffmpeg
 from read_counting import video_packets
 
@@ -100,6 +101,7 @@ def test_indexed_long_gop_emits_after_the_warmup_and_all_intra_stays_on_key_fram
     assert len(shifted) > 1 and all(s.emit_start in intra_keys for s in shifted)
 
 
+@pytest.mark.slow
 def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_a_seam_after_the_warmup(tmp_path):
     """A long GOP (50 frames at 25 fps, two warm-ups and more): segment 1 decodes from the key frame at 50 and emits
     from frame 50 + 17; segment 0 emits up to there and decodes the look-ahead past it, so its frames are those of

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import ray
 from jobs_helpers import FACES, LONG, longer, outcome, same_media, summary, write
 
 from gpen_video.cli import main
 
 
+@pytest.mark.slow
 def test_ray_engine_matches_local_engine(tmp_path: Path) -> None:
     src = tmp_path / "src"
     write(src, "long.mov", longer(LONG, 72))  # three 1-second segments

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import pytest
 from jobs_helpers import FACES, LONG, VFR, longer, outcome, same_media, summary, write
 from media_checks import frame_times, side_packets
 
@@ -62,6 +63,7 @@ def _presentation_end(path: Path) -> Fraction:
         return (last.pts + last.duration) * last.time_base
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(tmp_path: Path, caplog) -> None:
     name = "long.mov"
     clip = write(tmp_path / "in", name, LONG)  # 5 s: five 1-second segments
@@ -118,6 +120,7 @@ sys.exit(main(["batch", *json.loads(sys.argv[1])]))
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_a_failed_segment_keep_finished_segments(tmp_path: Path, monkeypatch) -> None:
     from gpen_video.jobs import engine_local
 
@@ -193,6 +196,7 @@ def test_lookahead_is_what_the_faces_stage_holds_back() -> None:
         assert PlanSettings.for_faces(config, 1.0).lookahead_frames == stage.lookahead, config
 
 
+@pytest.mark.slow
 def test_first_segment_is_the_unsegmented_run_bit_for_bit_up_to_the_seam(tmp_path: Path, monkeypatch) -> None:
     """Segment 0 stops decoding the faces stage's look-ahead past the seam: its frames are those of one restore
     of the whole file, bit for bit (lossless FFV1); half the look-ahead changes them (the test can tell). The last

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import av
+import pytest
 from conformance_cases import ffmpeg, ffprobe_json
 from read_counting import counting_reads
 
@@ -89,6 +90,7 @@ def _batch_reads(monkeypatch, path: Path, out: Path) -> float:
     return log.ratio()
 
 
+@pytest.mark.slow
 def test_batch_of_a_ts_keeps_its_audio_exactly_without_reading_the_file_again(tmp_path, monkeypatch):
     """End to end: a ``batch`` of a TS takes its audio from the segments' side files: the output's audio is
     the input's packet for packet, and the job reads about one file less than when assembly reads the input."""
