@@ -229,7 +229,8 @@ def format_probe(info: Any) -> str:
             detail += f", {s.sample_rate} Hz, {s.layout or s.channels}"
         if s.language and s.language != "und":
             detail += f", language {s.language}"
-        lines.append(f"  {s.type} #{s.index}: {detail}, {s.packets} packets")
+        count = {"estimate": f"about {s.packets} packets", "none": "packets not counted (--exact counts them)"}
+        lines.append(f"  {s.type} #{s.index}: {detail}, {count.get(s.packet_count_source, f'{s.packets} packets')}")
     if info.damaged_packets:
         lines.append(f"  damaged: {info.damaged_packets} packet(s) could not be read")
     return "\n".join(lines)

@@ -388,3 +388,80 @@ def display_kept(src: Probed, out: Probed) -> None:
     assert src.video.get("sample_aspect_ratio") not in (None, "1:1", "0:1"), src.video.get("sample_aspect_ratio")
     for key in ("sample_aspect_ratio", "display_aspect_ratio"):
         assert out.video.get(key) == src.video.get(key), (key, out.video.get(key), src.video.get(key))
+
+
+# -- issue 22 (side streams and transport streams) -----------------------------------------------------------
+
+
+def _stream_start(stream: dict[str, Any]) -> Fraction:
+    return int(stream["start_pts"]) * Fraction(stream["time_base"])
+
+
+def av_offset_kept(src: Probed, out: Probed) -> None:
+    """Each audio stream starts as far from the first video frame as in the input, within one tick of the coarser
+    time base (a frame-counting encoder must not round the video onto its grid: 20 ms at 25i)."""
+    a, b = src.of_type("audio"), out.of_type("audio")
+    assert len(b) == len(a) > 0, (len(a), len(b))
+    first_in, first_out = src.frame_times()[0], out.frame_times()[0]
+    for x, y in zip(a, b, strict=True):
+        tick = max(Fraction(s["time_base"]) for s in (x, y, src.video, out.video))
+        gap_in, gap_out = _stream_start(x) - first_in, _stream_start(y) - first_out
+        assert abs(gap_out - gap_in) <= tick, f"A/V offset {float(gap_out):+.6f}s out, {float(gap_in):+.6f}s in"
+
+
+def _packet_counts(path: str, kind: str) -> list[int]:
+    probed = ffprobe_json(Path(path), "-count_packets", "-select_streams", kind, "-show_entries",
+                          "stream=nb_read_packets")  # fmt: skip
+    return [int(s["nb_read_packets"]) for s in probed["streams"]]
+
+
+def same_video_packets(src: Probed, out: Probed) -> None:
+    """Every video stream (a second angle too) has as many packets out as in."""
+    got, want = _packet_counts(out.format["filename"], "v"), _packet_counts(src.format["filename"], "v")
+    assert got == want, (got, want)
+
+
+def audio_decodes_same(src: Probed, out: Probed) -> None:
+    """Each audio stream decodes to the same samples in and out (a lossless conversion), by ffmpeg's MD5."""
+
+    def md5(path: str, index: int) -> str:
+        cmd = [ffmpeg_exe(), "-v", "error", "-i", path, "-map", f"0:a:{index}", "-af", "aformat=s32",
+               "-c:a", "pcm_s32le", "-f", "md5", "-"]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+    for i in range(len(src.of_type("audio"))):
+        assert md5(out.format["filename"], i) == md5(src.format["filename"], i), f"audio #{i} decodes differently"
+
+
+def cut_bytes_from_end(count: int) -> Callable[[Path], None]:
+    """Cut the last ``count`` bytes (a recorder stopped mid-write: the size need not be whole packets)."""
+
+    def damage(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - count])
+
+    return damage
+
+
+def cut_inside_last_audio_pes(ts_packets: int) -> Callable[[Path], None]:
+    """Cut ``ts_packets`` TS packets (188 bytes each) into the PES of the last audio packet: a clean TS packet
+    boundary, but the audio PES declares more than the file holds."""
+
+    def damage(path: Path) -> None:
+        probed = ffprobe_json(path, "-select_streams", "a:0", "-show_entries", "packet=pos", "-show_packets")
+        last = max(int(p["pos"]) for p in probed["packets"] if p.get("pos", "N/A") != "N/A")
+        path.write_bytes(path.read_bytes()[: last - last % 188 + 188 * ts_packets])
+
+    return damage
+
+
+def append_ts_after(size: str, seconds: float) -> Callable[[Path], None]:
+    """Join a second TS recording of ``size`` pictures whose timestamps go on ``seconds`` after the first's start
+    (a broadcast switching formats), as ``cat`` does."""
+
+    def damage(path: Path) -> None:
+        second = path.with_name(f"{path.stem}.second.ts")
+        ffmpeg(*video_src(size), "-c:v", "libx264", "-g", "5", "-output_ts_offset", str(seconds), second)
+        path.write_bytes(path.read_bytes() + second.read_bytes())
+
+    return damage

@@ -14,12 +14,17 @@ import pytest
 from conformance_cases import (
     Case,
     append_ts,
+    append_ts_after,
     ass_script,
     audio_codec_in,
+    audio_decodes_same,
     audio_starts_with_video,
+    av_offset_kept,
     corrupt_inside_packet,
     cut_before_last_packets,
     display_kept,
+    cut_bytes_from_end,
+    cut_inside_last_audio_pes,
     ffmpeg,
     ffmpeg_exe,
     ffprobe,
@@ -33,6 +38,7 @@ from conformance_cases import (
     same_frame_times,
     same_streams,
     same_tag,
+    same_video_packets,
     side_data,
     start_time_shifted,
     stream_count,
@@ -47,6 +53,15 @@ from conformance_cases import (
 HDR10 = ("log-level=error:hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
          "L(10000000,1):max-cll=1000,400")  # fmt: skip
 A = ["-map", "0:v", "-map", "1:a"]
+A2 = ["-map", "0:v", "-map", "1:a", "-map", "2:a"]
+MPEG2_TFF = ["-c:v", "mpeg2video", "-flags", "+ildct+ilme", "-top", "1", "-field_order", "tt"]
+MPEG2_BFF = ["-c:v", "mpeg2video", "-flags", "+ildct+ilme", "-top", "0", "-field_order", "bb"]
+# a second video first in the file (H.264 with B-frames: Matroska gives its first packets no dts), SRT, ASS, a
+# font and chapters: each alone was fine; together the second video's packets reached the muxer out of order
+MKV_ALL = [*video_src(seconds=0.8), "-f", "lavfi", "-i", "testsrc=size=32x24:rate=25:duration=0.8", "-i", "{srt}",
+           "-i", "{ass}", "-i", "{chapters}", "-attach", "{font}", "-metadata:s:t", "mimetype=font/ttf",
+           "-map", "1:v", "-map", "0:v", "-map", "2", "-map", "3", "-map_metadata", "4", "-map_chapters", "4",
+           "-c:v", "libx264", "-c:s:0", "srt", "-c:s:1", "ass", "-metadata:s:s:0", "language=eng"]  # fmt: skip
 FONT_DIR = Path("/usr/share/fonts")
 
 CASES = [
@@ -179,8 +194,8 @@ CASES = [
          "two TS recordings joined with overlapping timestamps: no traceback, the repeats said",
          [], damage=append_ts("64x48"), expect_warning="repeated an earlier timestamp"),
     Case("ts_size_change", ".ts", [*video_src(), "-c:v", "libx264", "-g", "5"],
-         "a mid-stream resolution change is reported, and fails --strict",
-         [], damage=append_ts("96x72"), expect_warning="picture size changes", strict_fails=True),
+         "a second recording of another size joined with overlapping timestamps: its frames left out, their size "
+         "said; fails --strict", [], damage=append_ts("96x72"), expect_warning="of 96x72", strict_fails=True),
     Case("mkv_corrupt_macroblocks", ".mkv", [*video_src("128x96"), "-c:v", "mpeg2video", "-g", "100", "-b:v", "2M"],
          "corrupt macroblocks are warned about and fail --strict", [], damage=corrupt_inside_packet(4),
          expect_warning="damaged", strict_fails=True),
@@ -240,6 +255,57 @@ CASES = [
          "MPEG-2 bff restored --deinterlace keep into H.264 in Matroska: bff in the tag and every frame",
          [video_codec_in("h264"), video_field("field_order"), frames_flagged_like_input], out_ext=".mkv",
          restore_args=["--deinterlace", "keep"]),
+    # issue 22 (side streams and transport streams)
+    Case("mpg_mpeg2_tff_two_audio", ".mpg", [*video_src(), *tone(), *tone(freq=660), *A2, *MPEG2_TFF, "-c:a", "mp2",
+                                             "-f", "vob"],
+         "interlaced MPEG-2 in PS (first frame at 13.5 frames) with two audio tracks: A/V offset to the tick",
+         [av_offset_kept, video_field("field_order"), same_streams("audio")]),
+    Case("mpg_mpeg2_bff_one_audio", ".mpg", [*video_src(), *tone(), *A, *MPEG2_BFF, "-c:a", "mp2", "-f", "vob"],
+         "bottom-first MPEG-2 in PS, one audio track: A/V offset to the tick", [av_offset_kept, same_frame_times]),
+    Case("ts_mpeg2_tff_odd_start", ".ts", [*video_src(), *tone(), *tone(freq=660), *A2, *MPEG2_TFF, "-c:a", "mp2",
+                                           "-output_ts_offset", "10.013"],
+         "a TS starting off the frame grid, re-encoded to MPEG-2: A/V offset to the tick",
+         [av_offset_kept, video_codec_in("mpeg2video")], restore_args=["--video-codec", "mpeg2video"]),
+    Case("ts_mpeg2_bff_into_mpg", ".ts", [*video_src(), *tone(), *tone(freq=660), *A2, *MPEG2_BFF, "-c:a", "mp2",
+                                          "-output_ts_offset", "0.02"],
+         "bottom-first MPEG-2 TS into PS, two audio tracks: A/V offset to the tick", [av_offset_kept],
+         out_ext=".mpg"),
+    Case("mxf_mpeg2_tff_two_pcm", ".mxf", [*video_src(), *tone(), *tone(freq=660), *A2, *MPEG2_TFF,
+                                           "-c:a", "pcm_s16le"],
+         "interlaced MPEG-2 in MXF with two PCM tracks", [av_offset_kept, same_streams("audio"),
+                                                          video_field("field_order")]),
+    Case("mkv_side_streams_all", ".mkv", MKV_ALL, "second video (first in the file, B-frames), SRT, ASS, a font, "
+         "chapters: all kept, no traceback", [same_video_packets, same_streams("subtitle"), same_streams("attachment"),
+                                              same_chapters]),
+    Case("mkv_side_streams_into_mov", ".mkv", MKV_ALL, "the same into MOV: both videos, subtitles as mov_text, "
+         "chapters; the font left out in one line", [same_video_packets, stream_count("subtitle", 2), same_chapters],
+         out_ext=".mov", expect_warning="cannot hold attachment"),
+    Case("mkv_side_streams_into_avi", ".mkv", MKV_ALL, "the same into AVI: the muxer refuses the second H.264 "
+         "(length-prefixed): one line, the rest kept", [stream_count("video", 2)], out_ext=".avi",
+         expect_warning="refuses its packets"),
+    Case("mkv_side_streams_into_mxf", ".mkv", MKV_ALL, "the same into MXF: what it cannot hold left out in one line "
+         "each (no mov_text there), no traceback", [stream_count("subtitle", 0)], out_ext=".mxf",
+         expect_warning="mxf cannot hold"),
+    Case("ts_size_change_scaled", ".ts", [*video_src(), "-c:v", "libx264", "-g", "5"],
+         "a broadcast switching size mid-stream: the frames, sizes and times said, scaled to the first; --strict "
+         "refuses", [video_field("width", "height")], damage=append_ts_after("96x72", 0.4),
+         expect_warning="are 96x72, scaled to 64x48", strict_fails=True),
+    Case("ts_cut_mid_packet", ".ts", [*video_src(), *tone(), *A, "-c:v", "libx264", "-bf", "0", "-g", "5",
+                                      "-c:a", "mp2"],
+         "a TS cut mid TS packet (no B-frames to count): warned, --strict refuses", [],
+         damage=cut_bytes_from_end(1000), expect_warning="bytes into a 188-byte TS packet", strict_fails=True),
+    Case("ts_cut_mid_audio_pes", ".ts", [*video_src(), *tone(), *A, "-c:v", "mpeg2video", "-bf", "0", "-c:a", "mp2"],
+         "a TS cut inside its last audio PES: warned", [], damage=cut_inside_last_audio_pes(2),
+         expect_warning="last PES packet"),
+    Case("mpg_cut_mid_pes", ".mpg", [*video_src(), *tone(), *A, "-c:v", "mpeg2video", "-bf", "0", "-c:a", "mp2",
+                                     "-f", "vob"],
+         "a PS cut inside a PES packet: warned", [], damage=cut_bytes_from_end(1000), expect_warning="last PES packet"),
+    Case("mov_pcm24_into_mp4", ".mov", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "pcm_s24le"],
+         "24-bit PCM into MP4 becomes ALAC, said, decoding to the same samples",
+         [audio_codec_in("alac"), audio_decodes_same], out_ext=".mp4", expect_warning="converted to ALAC, lossless"),
+    Case("mov_pcm_float_into_mp4", ".mov", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "pcm_f32le"],
+         "float PCM into MP4 (no lossless codec players read holds it): copied as fpcm, said",
+         [stream_count("audio", 1)], out_ext=".mp4", expect_warning="few players read"),
 ]  # fmt: skip
 
 SRT = "1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,300 --> 00:00:00,400\nWorld\n"

@@ -240,3 +240,27 @@ def test_ts_segment_decodes_from_the_gop_its_warmup_falls_in(tmp_path):
         needed = len(truth[truth.index(gop_start) : last])
         # + 2: the plan's frame of rounding (its frame counts are from the rate) and the frame that ends the window
         assert needed <= reader.stats.decoded <= needed + 2, (reader.stats.decoded, needed)
+
+
+def _ffprobe_packets(path: Path) -> dict[int, int]:
+    import subprocess
+
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=index,nb_read_packets",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return {s["index"]: int(s["nb_read_packets"]) for s in json.loads(out)["streams"] if "nb_read_packets" in s}
+
+
+@pytest.mark.parametrize(("ext", "audio"), [("mxf", "pcm_s16le"), ("mxf", "pcm_s24le"), ("ts", "mp2")])
+def test_probe_counts_audio_packets_where_there_is_no_index(ext, audio, tmp_path):
+    """MXF hands PCM out one video edit unit a packet (3 s at 25 fps: 75, where probe said 0); MP2 one frame a
+    packet. Without an index the count is an estimate, marked so, and matches ffprobe's -count_packets here."""
+    path = tmp_path / f"pcm.{ext}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+           "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000", "-map", "0", "-map", "1", "-map", "2",
+           "-t", "3", "-c:v", "mpeg2video", "-c:a", audio, path)  # fmt: skip
+    info = probe(path)
+    counted = _ffprobe_packets(path)
+    assert [s.packets for s in info.audio] == [counted[s.index] for s in info.audio]
+    assert all(s.packet_count_source == "estimate" for s in info.audio)
+    if ext == "mxf":
+        assert [s.packets for s in info.audio] == [75, 75]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import numbers
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -90,6 +91,7 @@ class StreamInfo:
     layout: str | None = None
     bit_rate: int | None = None
     packets: int = 0
+    packet_count_source: str = "index"  # index | estimate | scan (as the video's frame count) | none: not known
     default: bool = False
     stream_id: int | None = None  # the container's id for it (TS PID, PS stream id, track number)
 
@@ -187,7 +189,7 @@ class _Timing:
     is_vfr: bool
     start_time: float
     duration: float
-    packets: dict[int, int] = field(default_factory=dict)  # stream index -> packets (index or scan only)
+    packets: dict[int, int] = field(default_factory=dict)  # stream index -> packets (index, scan, or estimated)
     damaged: int = 0
     missing: int = 0
 
@@ -238,7 +240,29 @@ def _timing_from_index(
     base = vstream.base_rate
     average = vstream.average_rate
     is_vfr = bool(base and average and rate == average and abs(float(base) - float(average)) > 0.01)
-    return _Timing("estimate", max(round(duration * float(rate)), 1), keyframes, is_vfr, start, duration)
+    frames = max(round(duration * float(rate)), 1)
+    packets = estimated_packets(container, vstream, Fraction(rate))
+    return _Timing("estimate", frames, keyframes, is_vfr, start, duration, packets)
+
+
+def estimated_packets(
+    container: av.container.InputContainer, vstream: av.VideoStream, rate: Fraction
+) -> dict[int, int]:
+    """The audio streams' packet counts from their durations, where the file has no index: MXF hands PCM out one
+    video edit unit a packet (frame- or clip-wrapped alike); a codec of fixed frame size (MP2, AC-3, AAC) one
+    frame a packet. Streams neither way are left out (not known without a scan)."""
+    packets: dict[int, int] = {}
+    mxf = container.format.name.startswith("mxf")
+    for stream in container.streams.audio:
+        cc = stream.codec_context
+        if not stream.duration or not stream.time_base or cc is None:
+            continue
+        seconds = stream.duration * Fraction(stream.time_base)
+        if mxf and cc.name.startswith("pcm_"):
+            packets[stream.index] = math.ceil(seconds * rate)
+        elif cc.frame_size and cc.sample_rate:
+            packets[stream.index] = math.ceil(seconds * cc.sample_rate / cc.frame_size)
+    return packets
 
 
 def nominal_rate(vstream: av.VideoStream) -> Fraction | None:
@@ -403,6 +427,9 @@ def _describe(
         stream_id=vstream.id,
     )
     streams = [_stream_info(s, timing.packets.get(s.index, 0)) for s in container.streams if s.index != vstream.index]
+    for stream in streams:  # an attachment is in the header: no packets, exactly
+        known = stream.index in timing.packets
+        stream.packet_count_source = timing.source if known else "index" if stream.type == "attachment" else "none"
     duration_s = float(container.duration / av.time_base) if container.duration else None
     return MediaInfo(
         path=path,

@@ -22,6 +22,7 @@ from gpen_video.config import ReaderConfig
 from gpen_video.errors import DamagedInputError
 from gpen_video.io.colour import ColourInfo, to_working
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, PTS_DURATION_FORMATS
+from gpen_video.io.cut_tail import cut_tail
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
 from gpen_video.io.read_start import StartCheck, StartFinder, StartMissed, StartWatch
 from gpen_video.io.side_router import PacketRange, SideRouter
@@ -48,6 +49,35 @@ class Frame:
 
 
 @dataclass
+class SizeChange:
+    """A run of decoded frames whose picture is not the stream's size (a TS joined from two recordings, a
+    broadcast switching formats): each was scaled to the stream's (first) size before any stage saw it."""
+
+    size: tuple[int, int]  # the run's own picture size
+    stream_size: tuple[int, int]  # the size every frame is written at
+    first_frame: int  # frame numbers among those handed on (0-based), and times (seconds)
+    first_time: float
+    last_frame: int
+    last_time: float
+
+    def describe(self) -> str:
+        (w, h), (sw, sh) = self.size, self.stream_size
+        shape = ""
+        if Fraction(w, h) != Fraction(sw, sh):
+            shape = f", stretched from a {_shape(w, h)} to a {_shape(sw, sh)} picture"
+        return (
+            f"the picture size changes mid-stream: frames {self.first_frame}-{self.last_frame} "
+            f"({self.first_time:.3f}s-{self.last_time:.3f}s) are {w}x{h}, scaled to {sw}x{sh} (the stream's first "
+            f"size){shape}; restore that part on its own (--start/--duration) to keep its size"
+        )
+
+
+def _shape(width: int, height: int) -> str:
+    ratio = Fraction(width, height)
+    return f"{ratio.numerator}:{ratio.denominator}"
+
+
+@dataclass
 class ReadStats:
     frames: int = 0  # frames handed on (inside the range)
     decoded: int = 0  # every frame decoded, pre-roll from the seek point included
@@ -55,7 +85,8 @@ class ReadStats:
     corrupt_frames: int = 0
     first_error: str | None = None
     repeated_timestamps: int = 0  # frames whose pts did not increase (duplicates, overlapping joins): left out
-    size_changes: list[str] = field(default_factory=list)  # "WxH -> WxH at 1.240s", scaled to the first size
+    repeated_sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # of those, the ones of another size
+    size_changes: list[SizeChange] = field(default_factory=list)  # runs of frames not at the stream's size
     truncated: str | None = None  # why the file looks cut short (its header promised more)
 
     def warnings(self) -> list[str]:
@@ -66,9 +97,10 @@ class ReadStats:
         if self.corrupt_frames:
             out.append(f"{self.corrupt_frames} frame(s) decoded with damaged (concealed) macroblocks")
         if self.repeated_timestamps:
-            out.append(f"{self.repeated_timestamps} frame(s) repeated an earlier timestamp and were left out")
-        for change in self.size_changes:
-            out.append(f"the picture size changes mid-stream ({change}); later frames were scaled to the first size")
+            sizes = ", ".join(f"{n} of {w}x{h}" for (w, h), n in sorted(self.repeated_sizes.items()))
+            other = f" ({sizes}, not the stream's size: a recording of another size joined after it?)" if sizes else ""
+            out.append(f"{self.repeated_timestamps} frame(s) repeated an earlier timestamp and were left out{other}")
+        out.extend(change.describe() for change in self.size_changes)
         return out
 
     @property
@@ -82,7 +114,7 @@ class ReadStats:
         if self.truncated:
             parts.append(f"truncated ({self.truncated})")
         if self.size_changes:
-            parts.append(f"picture size changes ({self.size_changes[0]})")
+            parts.append(f"picture size changes ({self.size_changes[0].describe()})")
         return "; ".join(parts) or None
 
 
@@ -235,11 +267,12 @@ class VideoReader:
             if pts is None:
                 pts = (run.last_pts + 1) if run.last_pts is not None else 0
             watch.frame(pts, frame.key_frame)
-            self._check_size(frame, pts)
             if not self._keeps(pts, run):
                 if run.video_done:
                     break
+                self._note_repeat_size(frame, pts, run)
                 continue
+            frame = self._fit_size(frame, pts)
             if self.offset is None:
                 self.offset = Fraction(pts) * self.video.time_base
                 self._side.release_early(self.offset)
@@ -269,19 +302,38 @@ class VideoReader:
             self.offset = Fraction(0)
             self._side.release_early(self.offset)
         if not run.video_done and self._end_time is None and self.start is None:
-            self.stats.truncated = truncation(self.container, self.video, run.last_pts, self.stats.frames)
+            self.stats.truncated = truncation(self.container, self.video, run.last_pts, self.stats.frames) or (
+                cut_tail(self.path, self.info.format_name)
+                if self.info.format_name.startswith(PTS_DURATION_FORMATS)
+                else None
+            )
         damage = self.stats.damage_summary
         if damage and self.config.strict:
             raise DamagedInputError(f"{self.path}: {damage}; run without --strict to restore what can be decoded")
         self._side.commit()  # every side packet of the range is in
 
-    def _check_size(self, frame: av.VideoFrame, pts: int) -> None:
+    def _note_repeat_size(self, frame: av.VideoFrame, pts: int, run: _Pass) -> None:
+        size = (frame.width, frame.height)
+        repeated = run.last_pts is not None and pts <= run.last_pts
+        if repeated and size != (self.info.video.width, self.info.video.height):
+            self.stats.repeated_sizes[size] = self.stats.repeated_sizes.get(size, 0) + 1
+
+    def _fit_size(self, frame: av.VideoFrame, pts: int) -> av.VideoFrame:
+        """``frame`` at the stream's size: a picture of another size is scaled to it (every stage and the writer see
+        one size), and the run of such frames is noted (frame numbers, times, sizes) for the run's warnings."""
         want = (self.info.video.width, self.info.video.height)
-        last = self._size or want
-        if (frame.width, frame.height) != last:
-            change = f"{last[0]}x{last[1]} -> {frame.width}x{frame.height} at {float(pts * self.video.time_base):.3f}s"
-            self.stats.size_changes.append(change)
-            self._size = (frame.width, frame.height)
+        size = (frame.width, frame.height)
+        if size == want:
+            self._size = None
+            return frame
+        index, time = self.stats.frames, float(pts * self.video.time_base)
+        changes = self.stats.size_changes
+        if self._size == size and changes:
+            changes[-1].last_frame, changes[-1].last_time = index, time
+        else:
+            changes.append(SizeChange(size, want, index, time, index, time))
+            self._size = size
+        return frame.reformat(width=want[0], height=want[1])
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
@@ -313,8 +365,8 @@ def truncation(
     """Why a file that decoded to its end looks cut short, or None: the header or index promised more.
 
     Matroska and MP4 write the duration (and MP4 the sample count) in their header; a tail cut between
-    packets leaves those promises unkept. A stream without such a header (TS, PS, elementary) is cut
-    mid-packet in practice, which the demuxer flags as a damaged packet instead.
+    packets leaves those promises unkept. A stream without such a header (TS, PS) shows a cut in its last bytes
+    (``io.cut_tail``), or, with B-frames, in a frame count short of its estimated duration.
     """
     if last_pts is None:
         return None

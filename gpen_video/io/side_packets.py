@@ -36,17 +36,32 @@ def packet_time(packet: av.Packet) -> Fraction:
 
 
 class SidePackets:
-    """A thread-safe heap of packets by time; ties keep the demuxer's order."""
+    """A thread-safe heap of packets by time; ties keep the demuxer's order, and so does each stream: a packet
+    without a decode time (a Matroska B-frame stream's first ones) would be timed by its presentation time, which
+    may lie past its stream's next decode times, so each stream's packets keep their demuxed order (a muxer
+    refuses a stream's decode times out of order)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[Fraction, int, av.Packet]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
+        self._stream_time: dict[int, Fraction] = {}  # stream index -> the key its last packet was given
 
     def put(self, packets: list[av.Packet]) -> None:
         with self._lock:
             for packet in packets:
-                heapq.heappush(self._heap, (packet_time(packet), next(self._order), packet))
+                heapq.heappush(self._heap, (self._key(packet), next(self._order), packet))
+
+    def _key(self, packet: av.Packet) -> Fraction:
+        """The packet's decode time; without one, its stream's previous key (it comes next in decode order); never
+        before its stream's previous key."""
+        index = packet.stream.index if packet.stream is not None else -1
+        last = self._stream_time.get(index)
+        time = packet_time(packet) if packet.dts is not None or last is None else last
+        if last is not None and time < last:
+            time = last
+        self._stream_time[index] = time
+        return time
 
     def due(self, until: Fraction) -> list[av.Packet]:
         """The packets with a time at or before ``until`` seconds, in time order."""

@@ -17,7 +17,7 @@ import av
 
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.formats import container_caps
-from gpen_video.io.probe import VideoInfo
+from gpen_video.io.probe import VideoInfo, ffmpeg_reason
 from gpen_video.io.stream_converters import AudioTranscoder, SubtitleConverter
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 _AUDIO_TARGETS = ("aac", "libopus", "flac", "pcm_s16le", "mp2", "ac3")
 # Stream types whose payload is carried in the header (no packets)
 _HEADER_ONLY = ("attachment",)
+# Containers text subtitles are converted to mov_text for (as the ffmpeg CLI does): MP4 and MOV only
+_MOV_TEXT_FAMILIES = ("mov", "mp4")
 
 
 @dataclass
@@ -65,6 +67,8 @@ class SideStreams:
         self._video = video
         self._copy_map: dict[int, av.stream.Stream] = {}
         self._transcoders: dict[int, AudioTranscoder | SubtitleConverter] = {}
+        self._tried: set[int] = set()  # copied streams whose first packet the muxer took on a trial file
+        self._refused: set[int] = set()  # streams whose packets the muxer refused: left out from there on
         self.starts: dict[int, Fraction] = {}
         self.plans = [self._add(stream) for stream in streams]
 
@@ -79,6 +83,8 @@ class SideStreams:
             plan.action, plan.reason = "timecode", "timecode track rewritten from the source timecode"
             return plan
         refused = self._refusal(stream)
+        if self.caps.family == "mp4" and _is_pcm(codec) and (refused is None or self._alac_format(codec)):
+            return self._pcm_into_mp4(stream, plan)
         if refused is None:
             out = copy_stream(self.container, stream)
             copy_metadata(stream, out)
@@ -89,16 +95,9 @@ class SideStreams:
         if stream.type == "audio":
             target = self._audio_target(stream)
             if target is not None:
-                out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
-                with contextlib.suppress(AttributeError, ValueError):
-                    out.layout = _ordered_layout(stream.codec_context.layout)
-                copy_metadata(stream, out)
-                self._transcoders[stream.index] = AudioTranscoder(stream, out)
-                plan.action, plan.output_index = "encode", out.index
-                plan.reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); re-encoded to {target}"
-                log.warning("audio stream #%d: %s", stream.index, plan.reason)
-                return plan
-        if stream.type == "subtitle" and _is_text_subtitle(codec) and self.caps.holds("mov_text"):
+                reason = f"{codec} cannot go in {self.caps.format_name} ({refused}); re-encoded to {target}"
+                return self._encode_audio(stream, plan, target, reason)
+        if stream.type == "subtitle" and _is_text_subtitle(codec) and self.caps.family in _MOV_TEXT_FAMILIES:
             try:
                 converter = SubtitleConverter(self.container, stream)
             except (av.error.FFmpegError, ValueError) as exc:
@@ -113,6 +112,44 @@ class SideStreams:
         plan.action, plan.reason = "drop", f"{self.caps.format_name} cannot hold {codec or stream.type} ({refused})"
         log.warning("stream #%d (%s): left out, %s", stream.index, stream.type, plan.reason)
         return plan
+
+    def _encode_audio(self, stream: av.stream.Stream, plan: StreamPlan, target: str, reason: str,
+                      sample_format: str | None = None) -> StreamPlan:  # fmt: skip
+        """``stream`` re-encoded to ``target`` (in ``sample_format`` where given), said in one warning."""
+        out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
+        with contextlib.suppress(AttributeError, ValueError):
+            out.layout = _ordered_layout(stream.codec_context.layout)
+        if sample_format:
+            out.format = sample_format
+        copy_metadata(stream, out)
+        self._transcoders[stream.index] = AudioTranscoder(stream, out)
+        plan.action, plan.output_index, plan.reason = "encode", out.index, reason
+        log.warning("audio stream #%d: %s", stream.index, plan.reason)
+        return plan
+
+    def _pcm_into_mp4(self, stream: av.stream.Stream, plan: StreamPlan) -> StreamPlan:
+        """PCM into MP4: ALAC where that is lossless (8, 16 and 24 bits), else copied as MP4's ``ipcm``; said
+        either way. MP4's PCM (ipcm/fpcm) is read by few players: QuickTime and Resolve read PCM from MOV (lpcm,
+        sowt, twos), and FFmpeg before 6 reads 24-bit ipcm as 16-bit."""
+        codec = stream.codec_context.name
+        sample_format = self._alac_format(codec)
+        if sample_format is not None:
+            reason = (f"{codec} in MP4 (ipcm) is read by few players; converted to ALAC, lossless (decodes to the "
+                      "same samples); write .mov to keep PCM as it is")  # fmt: skip
+            return self._encode_audio(stream, plan, "alac", reason, sample_format)
+        out = copy_stream(self.container, stream)
+        copy_metadata(stream, out)
+        self._copy_map[stream.index] = out
+        plan.output_index = out.index
+        plan.reason = (f"{codec} copied as MP4 PCM (ipcm/fpcm), which few players read (no lossless codec MP4 "
+                       "players read holds it); write .mov to keep it where QuickTime and Resolve read it")  # fmt: skip
+        log.warning("audio stream #%d: %s", stream.index, plan.reason)
+        return plan
+
+    def _alac_format(self, codec: str | None) -> str | None:
+        """The sample format ALAC holds ``codec``'s samples in, exactly; None where it cannot, or MP4 has no ALAC."""
+        sample_format = _ALAC_LOSSLESS.get(codec or "")
+        return sample_format if sample_format is not None and self.caps.holds("alac") else None
 
     def _refusal(self, stream: av.stream.Stream) -> str | None:
         """Why FFmpeg will not put ``stream`` (copied) in this container, or None when it will."""
@@ -161,29 +198,54 @@ class SideStreams:
         return None
 
     def write(self, packets: list[av.Packet]) -> None:
-        """Copy (or re-encode) packets, shifted by the range offset."""
+        """Copy (or re-encode) packets, shifted by the range offset. A stream whose packets the muxer refuses (its
+        first, tried on an in-memory file, or any later one) is left out from there on, said in one line."""
         for packet in packets:
             index = packet.stream.index
-            if index in self._transcoders:
-                self._transcoders[index].push(packet, self.offset, self.container)
+            if index in self._refused:
                 continue
-            out = self._copy_map.get(index)
-            if out is None or packet.size == 0:
-                continue
-            shift = round(self.offset / packet.time_base) if self.offset else 0
-            if packet.pts is not None:
-                packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
-            ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is not None and ts < 0 and not self.caps.reorders:
-                # AVI-like muxers would shift the whole file to start the audio's priming at 0
-                self._note_skipped_priming(index)
-                continue
-            if out.index not in self.starts and ts is not None:
-                self.starts[out.index] = ts * packet.time_base
-            packet.stream = out
-            self.container.mux(packet)
+            try:
+                self._write_one(packet)
+            except (av.error.FFmpegError, ValueError) as exc:
+                self._leave_out(index, f"the {self.caps.format_name} muxer refused a packet ({muxer_reason(exc)})")
+
+    def _write_one(self, packet: av.Packet) -> None:
+        index = packet.stream.index
+        if index in self._transcoders:
+            self._transcoders[index].push(packet, self.offset, self.container)
+            return
+        out = self._copy_map.get(index)
+        if out is None or packet.size == 0:
+            return
+        if index not in self._tried:
+            self._tried.add(index)
+            refused = packet_refusal(self.caps.format_name, packet)
+            if refused is not None:
+                self._leave_out(index, refused)
+                return
+        shift = round(self.offset / packet.time_base) if self.offset else 0
+        if packet.pts is not None:
+            packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is not None and ts < 0 and not self.caps.reorders:
+            # AVI-like muxers would shift the whole file to start the audio's priming at 0
+            self._note_skipped_priming(index)
+            return
+        if out.index not in self.starts and ts is not None:
+            self.starts[out.index] = ts * packet.time_base
+        packet.stream = out
+        self.container.mux(packet)
+
+    def _leave_out(self, index: int, reason: str) -> None:
+        """Stream ``index``'s packets are left out from here on: its plan says why, and so does one warning."""
+        self._refused.add(index)
+        for plan in self.plans:
+            if plan.input_index == index:
+                plan.action = "drop"
+                plan.reason = f"{reason}; left out" + (" (its track in the output is empty)" if self.starts else "")
+                log.warning("stream #%d (%s): %s", index, plan.type, plan.reason)
 
     def _note_skipped_priming(self, index: int) -> None:
         for plan in self.plans:
@@ -200,6 +262,45 @@ class SideStreams:
     def flush(self) -> None:
         for transcoder in self._transcoders.values():
             transcoder.flush(self.container)
+
+
+def packet_refusal(format_name: str, packet: av.Packet) -> str | None:
+    """Why the ``format_name`` muxer refuses ``packet``'s stream copied packet for packet (its first packet tried
+    alone on an in-memory file: AVI takes no length-prefixed H.264, say), or None. A trial that fails without
+    the packet too (a muxer that wants other streams) says nothing either way: None."""
+    refused = _packet_trial(format_name, packet, with_packet=True)
+    if refused is not None and _packet_trial(format_name, packet, with_packet=False) is None:
+        return f"the {format_name} muxer refuses its packets ({refused})"
+    return None
+
+
+def _packet_trial(format_name: str, packet: av.Packet, with_packet: bool) -> str | None:
+    trial = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        copied = copy_stream(trial, packet.stream)
+        trial.start_encoding()
+        if with_packet:
+            probe = av.Packet(bytes(packet))
+            probe.pts = 0 if packet.pts is not None else None
+            probe.dts = 0 if packet.dts is not None else None
+            probe.time_base = packet.time_base
+            probe.is_keyframe = packet.is_keyframe
+            probe.stream = copied
+            trial.mux(probe)
+        trial.close()
+    except (av.error.FFmpegError, ValueError, TypeError) as exc:
+        with contextlib.suppress(av.error.FFmpegError, ValueError):
+            trial.close()
+        return muxer_reason(exc)
+    return None
+
+
+def muxer_reason(exc: Exception) -> str:
+    """FFmpeg's own words for a refusal: its last log line where PyAV kept one, else the error's text."""
+    text = str(exc)
+    if "last error log:" in text:
+        return text.split("last error log:", 1)[1].strip().replace("\n", " ").strip()
+    return ffmpeg_reason(exc)
 
 
 def copy_metadata(src: av.stream.Stream, dst: av.stream.Stream) -> None:
@@ -234,6 +335,15 @@ def _is_text_subtitle(codec: str | None) -> bool:
         return bool(av.codec.Codec(codec, "r").text_sub)
     except (ValueError, av.error.FFmpegError):
         return False
+
+
+def _is_pcm(codec: str | None) -> bool:
+    return bool(codec and codec.startswith("pcm_"))
+
+
+# PCM codecs ALAC holds sample for sample, and the planar format its encoder takes them in (24 bits: s32p)
+_ALAC_LOSSLESS = {"pcm_u8": "s16p", "pcm_s8": "s16p", "pcm_s16le": "s16p", "pcm_s16be": "s16p",
+                  "pcm_s24le": "s32p", "pcm_s24be": "s32p"}  # fmt: skip
 
 
 def _unordered_pcm(stream: av.stream.Stream) -> bool:

@@ -24,6 +24,7 @@ from gpen_video.io.colour import ColourInfo, tag_frame, to_encoder_format
 from gpen_video.io.encoding import EncodeSettings, frame_rate, source_alpha_bits
 from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
 from gpen_video.io.formats import ContainerCaps, container_caps, container_family
+from gpen_video.io.frame_phase import FramePhase
 from gpen_video.io.metadata import chapters_for_output, offset_timecode
 from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.side_streams import SideStreams, StreamPlan
@@ -110,6 +111,8 @@ class VideoWriter:
         self.pts: list[int] = []
         self._tb = info.video.time_base
         self._offset_ticks = round(offset / self._tb)
+        encoder_tb = self.video.codec_context.time_base
+        self._phase = FramePhase(self._tb, encoder_tb) if encoder_tb and encoder_tb != self._tb else None
         self._closed = False
         self.fields = FieldTagger(CODEC_FIELD_ORDER.get(info.video.metadata.field_order_id, "unknown"))
         self.aspect_missing: Fraction | None = None
@@ -165,11 +168,13 @@ class VideoWriter:
         frame.pts = pts - self._offset_ticks
         frame.time_base = self._tb
         self.pts.append(frame.pts)  # before encode(): PyAV rebases the frame to the encoder's time base
+        if self._phase is not None:  # a frame-counting encoder: its grid's rounding kept off the times
+            frame.pts = self._phase.to_encoder(frame.pts)
         try:
             packets = self.video.encode(frame)
         except av.error.FFmpegError as exc:
             raise OutputError(f"{self.path.name}: the {self.settings.codec} encoder failed ({exc})") from exc
-        self.container.mux(packets)
+        self.container.mux(self._phase.from_encoder(packets) if self._phase is not None else packets)
 
     def write_packets(self, packets: list[av.Packet]) -> None:
         self.side.write(packets)
@@ -183,7 +188,8 @@ class VideoWriter:
         if not self._closed:
             self._closed = True
             try:
-                self.container.mux(self.video.encode(None))
+                packets = self.video.encode(None)
+                self.container.mux(self._phase.from_encoder(packets) if self._phase is not None else packets)
                 self.side.flush()
             except av.error.FFmpegError as exc:
                 raise OutputError(f"{self.path.name}: the output could not be finished ({exc})") from exc

@@ -195,7 +195,7 @@ class RunReport:
         self.warnings.extend(read.warnings())  # truncation, corrupt frames, repeated pts, size changes
         self.warnings.extend(result.warnings)  # video metadata the output could not keep
         for plan in result.streams:
-            if plan.action in ("encode", "drop"):
+            if plan.action in ("encode", "drop") or (plan.action == "copy" and plan.reason):  # a copy with a caveat
                 self.warnings.append(f"stream #{plan.input_index} ({plan.type}, {plan.codec}): {plan.reason}")
         skipped = faces.found.skipped_faces
         if skipped:
