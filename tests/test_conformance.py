@@ -22,9 +22,9 @@ from conformance_cases import (
     av_offset_kept,
     corrupt_inside_packet,
     cut_before_last_packets,
-    display_kept,
     cut_bytes_from_end,
     cut_inside_last_audio_pes,
+    display_kept,
     ffmpeg,
     ffmpeg_exe,
     ffprobe,
@@ -62,6 +62,7 @@ MKV_ALL = [*video_src(seconds=0.8), "-f", "lavfi", "-i", "testsrc=size=32x24:rat
            "-i", "{ass}", "-i", "{chapters}", "-attach", "{font}", "-metadata:s:t", "mimetype=font/ttf",
            "-map", "1:v", "-map", "0:v", "-map", "2", "-map", "3", "-map_metadata", "4", "-map_chapters", "4",
            "-c:v", "libx264", "-c:s:0", "srt", "-c:s:1", "ass", "-metadata:s:s:0", "language=eng"]  # fmt: skip
+FFMPEG_BACKEND = ["--encoder-backend", "ffmpeg"]  # the ffmpeg on PATH (Debian's), as a user's would be
 FONT_DIR = Path("/usr/share/fonts")
 
 CASES = [
@@ -306,6 +307,25 @@ CASES = [
     Case("mov_pcm_float_into_mp4", ".mov", [*video_src(), *tone(), *A, "-c:v", "libx264", "-c:a", "pcm_f32le"],
          "float PCM into MP4 (no lossless codec players read holds it): copied as fpcm, said",
          [stream_count("audio", 1)], out_ext=".mp4", expect_warning="few players read"),
+    # issue 22 (ffmpeg backend): fields, frame flags and pixel aspect through --encoder-backend ffmpeg
+    Case("mkv_ffv1_tff_4x3_ffmpeg_backend", ".mkv", [*pal_like(), "-c:v", "ffv1", "-field_order", "tt"],
+         "FFV1 PAL 4:3 tff through the ffmpeg CLI: SAR/DAR, field order tag, every frame's TFF flag",
+         [display_kept, video_field("codec_name", "field_order"), frames_flagged_like_input],
+         restore_args=FFMPEG_BACKEND),
+    Case("mkv_prores_bff_16x9_ffmpeg_backend", ".mov", [*pal_like(sar="64/45", fields="bff"), "-c:v", "prores_ks",
+                                                       "-flags", "+ildct+ilme", "-top", "0"],
+         "ProRes bff 16:9 from MOV into Matroska through the ffmpeg CLI: display size, bff in tag and frames",
+         [display_kept, video_field("codec_name", "field_order"), frames_flagged_like_input], out_ext=".mkv",
+         restore_args=FFMPEG_BACKEND),
+    Case("mov_mpeg2_bff_from_mxf_ffmpeg_backend", ".mxf", [*pal_like("176x144", fields="bff"), "-c:v", "mpeg2video",
+                                                          "-flags", "+ildct+ilme", "-top", "0", "-b:v", "2M"],
+         "MPEG-2 bff MXF into MOV as MPEG-2 through the ffmpeg CLI (its time base: one frame): bff tag and frames",
+         [video_codec_in("mpeg2video"), video_field("field_order"), frames_flagged_like_input, same_frame_times],
+         out_ext=".mov", restore_args=[*FFMPEG_BACKEND, "--video-codec", "mpeg2video"]),
+    Case("mp4_h264_anamorphic_ffmpeg_backend", ".mp4", [*pal_like("64x48", sar="4/3", fields="prog"), "-c:v",
+                                                       "libx264", "-preset", "ultrafast"],
+         "H.264 progressive 4:3 pixels through the ffmpeg CLI: SAR/DAR", [display_kept, video_codec_in("h264")],
+         restore_args=[*FFMPEG_BACKEND, "--preset", "ultrafast"]),
 ]  # fmt: skip
 
 SRT = "1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,300 --> 00:00:00,400\nWorld\n"

@@ -61,3 +61,24 @@ def test_missing_ffmpeg_binary_is_one_line(make_clip, run_cli, tmp_path):
     r = run_cli("restore", make_clip("noface_h264"), "-o", out, "--model", "identity", "--encoder-backend", "ffmpeg",
                 "--ffmpeg-binary", "/no/such/ffmpeg")  # fmt: skip
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a 720x576 bff MXF is tagged TB (top coded, bottom shown first); "
+    "io.field_analysis.CODEC_FIELD_ORDER reads TB as tff, so every output frame is flagged tff",
+)
+def test_ffmpeg_backend_keeps_fields_and_aspect_with_another_ffmpeg(run_cli, tmp_path):
+    """imageio-ffmpeg's binary (another major version than Debian's, which the conformance cases use): an MPEG-2
+    bff 16:9 master into MOV as MPEG-2 keeps its tag, every frame's flags and SAR/DAR (ffprobe)."""
+    from conformance_cases import display_kept, ffmpeg, ffprobe, frames_flagged_like_input, video_field, video_src
+
+    src, out = tmp_path / "bff.mxf", tmp_path / "bff.mov"
+    ffmpeg(*video_src("720x576", seconds=0.16), "-vf", "setsar=64/45,setfield=bff", "-c:v", "mpeg2video",
+           "-flags", "+ildct+ilme", "-top", "0", "-b:v", "4M", src)  # fmt: skip
+    r = run_cli("restore", src, "-o", out, "--model", "identity", "--encoder-backend", "ffmpeg",
+                "--ffmpeg-binary", FFMPEG, "--video-codec", "mpeg2video", "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    before, after = ffprobe(src), ffprobe(out)
+    for check in (display_kept, video_field("codec_name", "field_order"), frames_flagged_like_input):
+        check(before, after)

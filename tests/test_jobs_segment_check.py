@@ -51,11 +51,11 @@ def test_a_damaged_segment_fails_assembly_and_is_restored_anew(clip: Path, tmp_p
     real = runner.assemble
     calls = []
 
-    def damaging(info, files, starts, output, durations, pts, side_files, checks):  # type: ignore[no-untyped-def]
+    def damaging(info, files, starts, output, durations, pts, side_files, checks, *rest):  # type: ignore[no-untyped-def]
         if not calls:
             checks = DAMAGE[damage](files, checks)
         calls.append(output)
-        return real(info, files, starts, output, durations, pts, side_files, checks)
+        return real(info, files, starts, output, durations, pts, side_files, checks, *rest)
 
     monkeypatch.setattr(runner, "assemble", damaging)
     out = tmp_path / "out"

@@ -5,7 +5,12 @@ timestamp (a raw pipe would force a constant rate); ffmpeg encodes them into a v
 Meanwhile the other streams' packets (already cut to the range by the reader, exactly as for the
 PyAV backend: ffmpeg's own ``-ss`` would keep audio back to the previous key frame when copying) go
 through ``SideStreams`` into a sidecar NUT file. At the end ffmpeg joins the two with ``-c copy``,
-taking global metadata and chapters from the input. The commands are built with ffmpeg-python. The
+taking global metadata and chapters from the input. An interlaced source's field order reaches the frames'
+flags through ``setparams=field_mode`` (the encoders follow them; MPEG-2, H.264, ProRes and DNxHD code fields:
+``-flags +ilme+ildct``), the codec's tag through ``-field_order`` on the encode and again on the join (NUT does
+not store it); the pixel aspect through ``setsar`` (NUT stores it, the join copies it). After the join the
+pixel aspect is read back: where the muxer left it out, the sink sets it (``WriteResult.aspect_missing``), as
+for the PyAV writer; the field order is read back by the sink. The commands are built with ffmpeg-python. The
 binary is ``output.ffmpeg_binary``, else ``ffmpeg`` on PATH, else the one inside
 the ``imageio-ffmpeg`` wheel.
 """
@@ -28,10 +33,14 @@ import av
 
 from gpen_video.errors import DependencyError, OutputError
 from gpen_video.io.colour import tag_frame, to_encoder_format
-from gpen_video.io.encoding import EncodeSettings
-from gpen_video.io.probe import MediaInfo
+from gpen_video.io.encoding import EncodeSettings, frame_rate
+from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
+from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.side_streams import SideStreams, StreamPlan
-from gpen_video.io.writer import WriteResult
+from gpen_video.io.writer import FRAME_RATE_ENCODERS, WriteResult, picture_options
+
+# AVFieldOrder as the ffmpeg CLI's ``-field_order`` names it (an untagged stream is left as the encoder tags it)
+_CLI_FIELD_ORDER = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +154,7 @@ class FfmpegWriter:
         """ffmpeg reading rawvideo NUT on stdin, writing the encoded video (only) to ``video_part``."""
         c = self.colour
         options: dict[str, Any] = {"vcodec": self.settings.codec, "pix_fmt": self.settings.pix_fmt}
-        options.update(self.settings.options)
+        options.update(cli_picture_options(self.settings, self.info.video))
         if self.settings.bit_rate:
             options["video_bitrate"] = self.settings.bit_rate
         # NUT carries no colour description, so tag the frames themselves (ffmpeg's encoders read them)
@@ -156,12 +165,27 @@ class FfmpegWriter:
             tags["range"] = c.range
         stream = self.ffmpeg.input("pipe:", format="nut").video
         params = {k: v for k, v in tags.items() if v not in ("unknown", "rgb")}
+        order = CODEC_FIELD_ORDER.get(self.info.video.metadata.field_order_id, "unknown")
+        if order in ("tff", "bff"):  # each frame's interlaced and top-field-first flags, which the encoder follows
+            params["field_mode"] = order
         if params:
             stream = stream.filter("setparams", **params)
-        time_base = demux_time_base(self.binary)
+        sar = source_sar(self.info.video)
+        if sar != 1:
+            stream = stream.filter("setsar", f"{sar.numerator}/{sar.denominator}")
+        time_base = self._encoder_time_base()
         out = stream.output(str(self.video_part), format="nut", fps_mode="passthrough", enc_time_base=time_base,
                             **options)  # fmt: skip
         return out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").overwrite_output()
+
+    def _encoder_time_base(self) -> str:
+        """The source's own time base (every timestamp kept exactly); one frame for the encoders that count time
+        in frames (MPEG-1/2, DV: on another, such as NUT's 1/51200, ffmpeg stops with "Invalid argument")."""
+        video = self.info.video
+        rate = frame_rate(video)
+        if self.settings.codec in FRAME_RATE_ENCODERS and rate and not video.is_vfr:
+            return f"{rate.denominator}/{rate.numerator}"
+        return demux_time_base(self.binary)
 
     def _joiner(self) -> list[str]:
         """ffmpeg copying the encoded video, the sidecar streams, and the input's metadata into ``path``."""
@@ -177,6 +201,9 @@ class FfmpegWriter:
         cmd += ["-i", str(self.info.path), *maps, "-map_metadata", source, "-map_chapters", source, "-c", "copy"]
         if self.info.video.timecode:
             cmd += ["-timecode", self.info.video.timecode]
+        field_order = _CLI_FIELD_ORDER.get(self.info.video.metadata.field_order_id)
+        if field_order:  # NUT keeps no field order tag: a stream copy takes it as a codec option
+            cmd += ["-field_order:v:0", field_order]
         return [*cmd, str(self.path)]
 
     def _read_stderr(self) -> None:
@@ -226,9 +253,22 @@ class FfmpegWriter:
             if joined.returncode != 0:
                 last = (joined.stderr.strip().splitlines() or ["no message"])[-1]
                 raise OutputError(f"ffmpeg could not mux the output (exit {joined.returncode}): {last}")
-            return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings)
+            return WriteResult(len(self.pts), self.pts, self._tb, self.plans, self.settings,
+                               aspect_missing=self._aspect_missing())  # fmt: skip
         finally:
             self._remove_parts()
+
+    def _aspect_missing(self) -> Fraction | None:
+        """The source's pixel aspect where the joined file does not carry it (the sink sets it), else None."""
+        sar = source_sar(self.info.video)
+        if sar == 1:
+            return None
+        try:
+            with av.open(str(self.path)) as written:
+                got = written.streams.video[0].sample_aspect_ratio
+        except (av.error.FFmpegError, IndexError):
+            return None
+        return None if got and Fraction(got) == sar else sar
 
     def _remove_parts(self) -> None:
         self.video_part.unlink(missing_ok=True)
@@ -242,6 +282,25 @@ class FfmpegWriter:
             with contextlib.suppress(av.error.FFmpegError):
                 self.sidecar.close()
             self._remove_parts()
+
+
+def source_sar(video: VideoInfo) -> Fraction:
+    """The pixel aspect the output must carry (1 where the source says none)."""
+    return Fraction(video.metadata.sample_aspect_ratio or video.sample_aspect_ratio or 1)
+
+
+def cli_picture_options(settings: EncodeSettings, video: VideoInfo) -> dict[str, str]:
+    """``writer.picture_options`` as ffmpeg CLI options: the field order, interlaced coding where the codec codes
+    fields, the chroma siting. Its ``top`` goes: the ``setparams`` frame flags say the first field."""
+    options = picture_options(settings, video)
+    options.pop("top", None)
+    if "field_order" in options:
+        order = _CLI_FIELD_ORDER.get(int(options["field_order"]))
+        if order is None:
+            del options["field_order"]
+        else:
+            options["field_order"] = order
+    return options
 
 
 def family_for_path(path: Path) -> str:

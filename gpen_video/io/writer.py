@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = ["VideoWriter", "WriteResult", "Writer"]
 
 # Encoders whose time base must be one frame (they reject 1/90000 and the like)
-_FRAME_RATE_ENCODERS = ("mpeg2video", "mpeg1video", "dvvideo")
+FRAME_RATE_ENCODERS = ("mpeg2video", "mpeg1video", "dvvideo")
 
 
 @dataclass
@@ -134,7 +134,7 @@ class VideoWriter:
         stream.time_base = v.time_base
         # encoders tied to a standard frame rate (MPEG-1/2, DV) count time in frames; PyAV rescales the pts
         # and AVI counts frames, so its time base must be one frame too
-        fixed_rate = (s.codec in _FRAME_RATE_ENCODERS or self.family == "avi") and rate and not v.is_vfr
+        fixed_rate = (s.codec in FRAME_RATE_ENCODERS or self.family == "avi") and rate and not v.is_vfr
         if fixed_rate and self.family == "avi":
             stream.time_base = 1 / rate
         stream.codec_context.time_base = 1 / rate if fixed_rate and rate else v.time_base

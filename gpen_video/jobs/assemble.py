@@ -10,6 +10,13 @@ Each segment file is read once, here: a segment is not read back when it is writ
 as they go by against what its writer wrote (``SegmentCheck``: the frame count and a digest of the pts), none
 damaged, decode times increasing, and its first and last GOP are decoded from the packets in hand. A segment
 that fails is ``SegmentDamaged``: the runner forgets it, so the next run restores it anew.
+
+The segments (NUT) keep neither the field order tag nor, for Matroska, a pixel aspect the muxer reads: the output
+stream is tagged with the output's (``video_out``: its field order, its pixel aspect), the frames' own field flags
+come through the copy untouched. Where the muxer still leaves the aspect out (Matroska: PyAV sets no stream
+aspect), one stream copy through the ffmpeg CLI with ``-aspect`` sets it (``io.container_keeps.remux_with_aspect``:
+one more read and write of the output, not of the segments), before the output is verified; then its field order
+is read back from its tag and its first frames' flags (``io.field_check.check_written_fields``).
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ from pathlib import Path
 
 import av
 
-from gpen_video.errors import OutputError, VerificationError
+from gpen_video.errors import DependencyError, OutputError, VerificationError
 from gpen_video.io import writer as _writer
+from gpen_video.io.container_keeps import remux_with_aspect
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, UNINDEXED_FORMATS
+from gpen_video.io.ffmpeg_backend import find_ffmpeg, source_sar
+from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
+from gpen_video.io.field_check import check_written_fields
 from gpen_video.io.formats import container_family
 from gpen_video.io.light_open import open_probed
 from gpen_video.io.output import VideoPackets, atomic_output, verify_video
-from gpen_video.io.probe import MediaInfo, ffmpeg_reason
+from gpen_video.io.probe import MediaInfo, VideoInfo, ffmpeg_reason
 from gpen_video.io.side_packets import read_side_file
 from gpen_video.io.side_router import PacketRange
 from gpen_video.io.side_streams import SideStreams, StreamPlan, copy_stream
@@ -97,6 +108,7 @@ def assemble(
     frame_pts: list[int] | None = None,
     side_files: list[Path] | None = None,
     checks: list[SegmentCheck] | None = None,
+    video_out: VideoInfo | None = None,
 ) -> AssembleResult:
     """Write ``output`` from ``segment_files`` (in order; the first frame of each at ``starts``, source
     pts) plus the side streams of ``info.path``. ``durations`` (source pts -> ticks) gives each frame the
@@ -104,7 +116,10 @@ def assemble(
     ``frame_pts`` (the source's sorted pts) lets missing decode timestamps be rebuilt as the encoder made
     them. ``side_files`` (one per segment, in order) hold the side streams' packets, each segment's share:
     then the input is opened for its stream headers only, not read again. ``checks`` (one per segment): what each
-    segment's writer wrote, which its packets must show (none: the frame count and digest are not checked)."""
+    segment's writer wrote, which its packets must show (none: the frame count and digest are not checked).
+    ``video_out``: the output stream as the segments were written (``run.field_order.output_info``: its field order
+    and pixel aspect; the input's where not given)."""
+    video_out = video_out or info.video
     if not segment_files:
         raise OutputError(f"{output}: no segments to assemble")
     with contextlib.ExitStack() as stack:
@@ -117,7 +132,7 @@ def assemble(
             except (av.error.FFmpegError, ValueError) as exc:
                 raise OutputError(f"{output}: cannot create the output ({exc}); check the extension") from exc
             try:
-                video = _add_video_stream(out, first.streams.video[0], info)
+                video = _add_video_stream(out, first.streams.video[0], info, video_out)
                 side = SideStreams(out, container_family(out.format.name), side_in, Fraction(0))
                 for key, value in source.metadata.items():
                     if key.lower() not in _SKIP_CONTAINER_METADATA:
@@ -135,15 +150,22 @@ def assemble(
                 side.flush()
             finally:
                 out.close()
+            aspect_missing = _aspect_missing(temp, video_out)
+            if aspect_missing is not None:
+                remux_with_aspect(temp, aspect_missing, video_out.width, video_out.height, _ffmpeg_for(output))
             tb = info.video.time_base
             # the output is checked against the packets just muxed: from its sample table where it has one (an
             # intra stream in MOV/MP4: nothing read but its header and both ends), else from its packets
             verify_video(temp, written, tb, sizes=None if video.codec_context.name in _REWRAPPED_CODECS else sizes)
+            check_written_fields(temp, CODEC_FIELD_ORDER.get(video_out.metadata.field_order_id, "unknown"))
     return AssembleResult(len(written), sorted(written), side.plans)
 
 
-def _add_video_stream(out: av.container.OutputContainer, template: av.VideoStream, info: MediaInfo) -> av.VideoStream:
-    """A stream-copy video stream with the source's timing, rotation, timecode and colour tags."""
+def _add_video_stream(
+    out: av.container.OutputContainer, template: av.VideoStream, info: MediaInfo, video_out: VideoInfo
+) -> av.VideoStream:
+    """A stream-copy video stream with the source's timing, rotation, timecode and colour tags, and the output's
+    pixel aspect and interlaced field order (NUT segments keep no field order tag)."""
     v = info.video
     stream = copy_stream(out, template)
     stream.time_base = v.time_base
@@ -152,8 +174,28 @@ def _add_video_stream(out: av.container.OutputContainer, template: av.VideoStrea
         # PyAV 18 has no stream.average_rate setter (it raised AttributeError, silently suppressed), and the
         # muxer takes the stream's rate from the codec context's: without this an MKV said 1000 fps.
         stream.codec_context.framerate = v.frame_rate
-    _writer.tag_video_stream(stream, v)
+    _writer.tag_video_stream(stream, video_out)
+    order_id = video_out.metadata.field_order_id
+    if order_id and stream.codec_context is not None:  # progressive, tt, bb, tb, bt
+        stream.codec_context.field_order = order_id
     return stream
+
+
+def _aspect_missing(path: Path, video_out: VideoInfo) -> Fraction | None:
+    """The output's pixel aspect where the written file does not carry it (Matroska: PyAV sets no stream aspect)."""
+    sar = source_sar(video_out)
+    if sar == 1:
+        return None
+    with av.open(str(path)) as written:
+        got = written.streams.video[0].sample_aspect_ratio
+    return None if got and Fraction(got) == sar else sar
+
+
+def _ffmpeg_for(output: Path) -> str:
+    try:
+        return find_ffmpeg()
+    except DependencyError as exc:
+        raise OutputError(f"{output.name}: its pixel aspect needs an ffmpeg binary to be set; install ffmpeg") from exc
 
 
 def _frame_ticks(info: MediaInfo, durations: dict[int, int]) -> int:

@@ -40,7 +40,8 @@ from gpen_video.jobs.packet_index import PacketIndex, index_packets
 from gpen_video.jobs.planner import PlanSettings, Segment, plan_segments
 from gpen_video.jobs.summary import FileOutcome, JobSummary
 from gpen_video.jobs.tasks import SegmentDone, SegmentTask
-from gpen_video.run.field_order import with_field_check
+from gpen_video.run.field_order import output_info, with_field_check
+from gpen_video.run.sinks import aspect_binary
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +336,7 @@ class BatchJob:
         settings = choose_encoding(info.video, config.output, caps=caps)
         check_video_codec(caps, settings.codec, item.output.suffix)
         check_encoder_opens(info, settings)
+        aspect_binary(item.output, output_info(info, config), settings)  # a field order or aspect it would lose
         return estimate_output_bytes(info, settings.codec), settings.codec
 
     def _check_space(self, item: BatchItem, work_dir: Path, segment_bytes: int, output_bytes: int) -> None:
@@ -379,8 +381,9 @@ class BatchJob:
             # whole), else from the input
             side_files = [run.work_dir / name for name in recorded] if all(recorded) else None
             checks = [SegmentCheck(k.frames, k.pts_digest) for k in kept]  # each segment's file is checked by them
+            video_out = output_info(run.info, run.config).video  # the field order and aspect segments were made with
             result = assemble(run.info, files, starts, run.item.output, run.index.durations, run.index.pts,
-                              side_files, checks)  # fmt: skip
+                              side_files, checks, video_out)  # fmt: skip
         except SegmentDamaged as exc:  # forgotten, so the next run restores it anew
             run.record.segments.pop(str(run.segments[exc.index].index), None)
             self._fail_run(run, f"{exc}; run the batch again to restore that segment anew", sticky=False)

@@ -84,13 +84,16 @@ class VideoFileSink:
     ) -> None:
         self.output, self.info, self.settings = output, info, settings
         self.packets, self.open_writer, self._notes = packets, open_writer, notes
-        self.aspect_binary = aspect_binary(output, info, settings)  # before any work: refuses what it cannot keep
         self.verify = verify  # False: a batch segment, checked from its packets where assembly reads it
+        # before any work: refuses what the output cannot keep. A segment (NUT) keeps neither aspect nor field
+        # tag; assembly sets both on the output (and the batch runner asks this of the output before any work)
+        self.aspect_binary = aspect_binary(output, info, settings) if verify else None
 
     def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
         with atomic_output(self.output) as temp:
             writer = self.open_writer(temp)
-            return encode_frames(items, writer, self.packets, temp, times, progress, self._finish, self.verify)
+            finish = self._finish if self.verify else None
+            return encode_frames(items, writer, self.packets, temp, times, progress, finish, self.verify)
 
     def _finish(self, temp: Path, result: WriteResult) -> None:
         """The closed file at ``temp`` made whole and checked: the pixel aspect set where the muxer left it out
