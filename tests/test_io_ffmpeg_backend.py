@@ -63,11 +63,6 @@ def test_missing_ffmpeg_binary_is_one_line(make_clip, run_cli, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 720x576 bff MXF is tagged TB (top coded, bottom shown first); "
-    "io.field_analysis.CODEC_FIELD_ORDER reads TB as tff, so every output frame is flagged tff",
-)
 def test_ffmpeg_backend_keeps_fields_and_aspect_with_another_ffmpeg(run_cli, tmp_path):
     """imageio-ffmpeg's binary (another major version than Debian's, which the conformance cases use): an MPEG-2
     bff 16:9 master into MOV as MPEG-2 keeps its tag, every frame's flags and SAR/DAR (ffprobe)."""

@@ -19,7 +19,8 @@ import numpy as np
 Order = Literal["tff", "bff", "progressive", "unknown"]
 
 # AVFieldOrder, as PyAV's ``codec_context.field_order`` returns it
-CODEC_FIELD_ORDER: dict[int, Order] = {0: "unknown", 1: "progressive", 2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+# FFmpeg's AVFieldOrder: TB (4) is top coded first, *bottom displayed first*; BT (5) the other way
+CODEC_FIELD_ORDER: dict[int, Order] = {0: "unknown", 1: "progressive", 2: "tff", 3: "bff", 4: "bff", 5: "tff"}
 COMB_INTERLACED = 1.2  # median comb_ratio above this: the fields of a frame show different moments
 ORDER_RATIO = 1.15  # one field-distance this much larger than the other decides the order
 REPEAT_LEVEL = 0.25  # a same-parity field difference below this fraction of the median is a repeated field

@@ -270,7 +270,7 @@ def picture_options(settings: EncodeSettings, video: VideoInfo) -> dict[str, str
         options.setdefault("field_order", str(meta.field_order_id))
         if meta.interlaced and _codes_fields(settings):
             options.setdefault("flags", "+ildct+ilme")
-            options.setdefault("top", "1" if meta.field_order_id in (2, 4) else "0")
+            options.setdefault("top", "1" if meta.field_order_id in (2, 5) else "0")  # TT, BT: top displayed first
     return options
 
 
