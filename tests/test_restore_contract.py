@@ -146,15 +146,21 @@ def _packet(ts: int | None, tb: Fraction = Fraction(1, 1000)) -> av.Packet:
     return packet
 
 
-def test_side_packets_are_merged_by_time():
+def test_side_packets_are_merged_by_time_and_keep_each_streams_order():
+    """Packets come out by decode time; one without a time takes its stream's previous one (it is next in decode
+    order), and none is moved before its stream's previous packet (a muxer refuses decode times out of order).
+    Packets made here have no stream, so they count as one stream."""
     side = SidePackets()
-    late, early, untimed, other_base = _packet(900), _packet(100), _packet(None), _packet(3, Fraction(1, 10))
-    side.put([late, early])
-    side.put([untimed, other_base])  # 0.3 s
-    assert side.due(Fraction(1, 20)) == [untimed]
-    assert side.due(Fraction(1, 2)) == [early, other_base]
+    early, untimed, other_base, late = _packet(100), _packet(None), _packet(3, Fraction(1, 10)), _packet(900)
+    side.put([early, untimed, other_base, late])  # 0.1, -, 0.3, 0.9 s
+    assert side.due(Fraction(1, 20)) == []
+    assert side.due(Fraction(1, 5)) == [early, untimed]
+    assert side.due(Fraction(1, 2)) == [other_base]
     assert side.due(Fraction(1, 2)) == []
-    assert side.rest() == [late] and side.rest() == []
+    back = _packet(200)  # demuxed after the 0.9 s packet: it stays after it
+    side.put([back])
+    assert side.due(Fraction(1, 2)) == []
+    assert side.rest() == [late, back] and side.rest() == []
 
 
 def test_one_eight_bit_rule_on_host_and_device():
