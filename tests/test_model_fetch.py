@@ -287,7 +287,10 @@ def test_not_a_checkpoint_is_refused(tmp_path, server, monkeypatch, entry):
     monkeypatch.setitem(
         REGISTRY.entries, "gpen-test", ModelEntry(**{**entry.__dict__, "sha256": "", "file_bytes": None})
     )
-    with pytest.raises(FetchError, match=r"GPEN-TEST\.pth from 127\.0\.0\.1 was refused and deleted: cannot read .*not a PyTorch checkpoint"):
+    with pytest.raises(
+        FetchError,
+        match=r"GPEN-TEST\.pth from 127\.0\.0\.1 was refused and deleted: cannot read .*not a PyTorch checkpoint",
+    ):
         fetch_model("gpen-test", weights_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
