@@ -94,7 +94,9 @@ def test_the_declaration_covers_the_known_limits():
     assert len(LIMITED) >= 25
 
 
-@pytest.mark.parametrize("option", [o for o in options() if not isinstance(o.default, type(None))], ids=str)
+@pytest.mark.parametrize(
+    "option", [o for o in options() if not isinstance(o.default, type(None))], ids=lambda o: o.dotted
+)
 def test_every_default_passes_its_own_limits(option):
     config = load_config(None, {option.dotted: option.default})
     assert _value_at(config, option.dotted) == option.default
