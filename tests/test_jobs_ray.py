@@ -16,7 +16,7 @@ def test_ray_engine_matches_local_engine(tmp_path: Path) -> None:
     src = tmp_path / "src"
     write(src, "long.mov", longer(LONG, 72))  # three 1-second segments
     write(src / "faces", "faces.mov", FACES)  # real faces across a segment boundary
-    # ProRes: its encoder is bit-reproducible, so two engines must give byte-identical files
+    # two engines must give byte-identical files (ProRes here; x264 through Ray in test_determinism.py)
     common = ["--model", "identity", "--segment-seconds", "1", "--video-codec", "prores_ks", "-q"]
     assert main(["batch", str(src), "-o", str(tmp_path / "local"), *common]) == 0
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

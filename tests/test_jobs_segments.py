@@ -67,9 +67,8 @@ def _presentation_end(path: Path) -> Fraction:
 def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(tmp_path: Path, caplog) -> None:
     name = "long.mov"
     clip = write(tmp_path / "in", name, LONG)  # 5 s: five 1-second segments
-    # The recomputed segments must come out bit-identical to the uninterrupted run's, so the encoder must be
-    # reproducible: PyAV's libx264 is not always (the same frames encoded twice differ now and then, even
-    # with threads=1), ProRes is. The x264/B-frame assembly path is covered by the other tests.
+    # The recomputed segments must come out bit-identical to the uninterrupted run's. ProRes here (an intra
+    # codec, its own assembly path); the default x264 path is killed and resumed in test_determinism.py.
     codec = ("--video-codec", "prores_ks")
     reference = tmp_path / "uninterrupted"
     assert batch(clip, "-o", reference, "--segment-seconds", "1", *codec) == 0

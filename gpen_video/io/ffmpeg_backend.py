@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ from gpen_video.io.field_analysis import CODEC_FIELD_ORDER
 from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.side_streams import SideStreams, StreamPlan
 from gpen_video.io.writer import FRAME_RATE_ENCODERS, WriteResult, picture_options
+from gpen_video.memory import ZEROED_HEAP_ENV
 
 # AVFieldOrder as the ffmpeg CLI's ``-field_order`` names it (an untagged stream is left as the encoder tags it)
 _CLI_FIELD_ORDER = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
@@ -134,7 +136,9 @@ class FfmpegWriter:
         self.side_part = path.with_name(f"{path.stem}.side.nut")
         self.sidecar = av.open(str(self.side_part), "w", format="nut")
         self.side = SideStreams(self.sidecar, family_for_path(path), side_streams, offset)
-        self.proc = self._encoder().run_async(pipe_stdin=True, pipe_stderr=True, cmd=binary, quiet=False)
+        # the encoder's process hands out zeroed heap blocks throughout, for x264's sake (gpen_video/memory.py)
+        self.proc = subprocess.Popen(self._encoder().compile(cmd=binary), stdin=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env={**os.environ, **ZEROED_HEAP_ENV})  # fmt: skip
         self._stderr: deque[str] = deque(maxlen=20)
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()

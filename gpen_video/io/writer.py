@@ -28,6 +28,7 @@ from gpen_video.io.frame_phase import FramePhase
 from gpen_video.io.metadata import chapters_for_output, offset_timecode
 from gpen_video.io.probe import MediaInfo, VideoInfo
 from gpen_video.io.side_streams import SideStreams, StreamPlan
+from gpen_video.memory import zeroed_heap_blocks
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,11 @@ class VideoWriter:
         if s.bit_rate:
             stream.codec_context.bit_rate = s.bit_rate
         tag_video_stream(stream, v, self.offset)
+        try:
+            with zeroed_heap_blocks():  # the encoder's buffers (gpen_video/memory.py)
+                stream.codec_context.open(strict=False)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise ConfigError(f"cannot use encoder {s.codec}: {exc}") from exc
         if v.metadata.is_hdr10 and "master-display" not in s.options.get("x265-params", ""):
             self.warnings.append(f"HDR10 mastering/light-level metadata left out: {s.codec} here cannot carry it")
         return stream
@@ -171,7 +177,8 @@ class VideoWriter:
         if self._phase is not None:  # a frame-counting encoder: its grid's rounding kept off the times
             frame.pts = self._phase.to_encoder(frame.pts)
         try:
-            packets = self.video.encode(frame)
+            with zeroed_heap_blocks():  # frames x264 adds to its pool start zeroed, as in a fresh process
+                packets = self.video.encode(frame)
         except av.error.FFmpegError as exc:
             raise OutputError(f"{self.path.name}: the {self.settings.codec} encoder failed ({exc})") from exc
         self.container.mux(self._phase.from_encoder(packets) if self._phase is not None else packets)
@@ -188,7 +195,8 @@ class VideoWriter:
         if not self._closed:
             self._closed = True
             try:
-                packets = self.video.encode(None)
+                with zeroed_heap_blocks():
+                    packets = self.video.encode(None)
                 self.container.mux(self._phase.from_encoder(packets) if self._phase is not None else packets)
                 self.side.flush()
             except av.error.FFmpegError as exc:

@@ -21,7 +21,6 @@ from gpen_video.io.output import check_output_path, default_output_path
 from gpen_video.io.plan import preflight
 from gpen_video.io.probe import probe
 from gpen_video.io.sequence import find_sequence, looks_like_sequence
-from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.run.field_order import output_info, with_field_check
 from gpen_video.run.job import ProgressCallback, RestoreJob, planned_frames
 from gpen_video.run.options import refuse_conflicts, refuse_for_video
@@ -63,7 +62,6 @@ def run_restore(job: RestoreJob, threaded: bool = True) -> RunReport:
             source, sink = sequence_run(job, stack)
             return run(job, source, sink, threaded)
     refuse_for_video(job.config)
-    pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     source, video_sink = video_run(job)
     return run(job, source, video_sink, threaded)
 

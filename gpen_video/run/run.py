@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 
 from gpen_video.faces.tracks_file import open_tracks
+from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.models.loader import load_restorer
 from gpen_video.run.flow import Flow
 from gpen_video.run.job import RestoreJob
@@ -24,6 +25,7 @@ from gpen_video.run.stages import RunStages
 def run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool = True) -> RunReport:
     """Carry ``job`` out from ``source`` into ``sink``; ``threaded=False`` runs the same stages one after
     another in this thread (a baseline for benches, bit-identical output)."""
+    pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     config = job.config
     restorer = job.restorer or load_restorer(config.restore)
     report = RunReport.begin(job.input, job.output, source.info, sink.settings, restorer.name, config)
