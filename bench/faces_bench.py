@@ -3,11 +3,17 @@
     python bench/faces_bench.py [--frames 48] [--width 1920 --height 1080] [--threads 0] [--wobble 0]
                                 [--baseline bc608b2|DIR|''] [--rounds 3]
     python bench/faces_bench.py --crowd [--frames 8] [--baseline bc608b2|DIR]
+    python bench/faces_bench.py --entering [--frames 72] [--baseline COMMIT|DIR]
 
 ``--crowd``: t1.jpg's faces shrunk to 16-40 px and tiled over 1080p and 4K frames (``CrowdScene``), and the
 six-face wide shot at 4K: recall of faces of 20 px and more (and of smaller ones) at the last frame, tracks on
 no face, faces-stage ms per frame; with ``--baseline`` (a commit or a folder; default bc608b2) today's code on the same
 frames in a subprocess, for the ratio.
+
+``--entering``: a pan (10 px a frame, to the right) over a crowd wider than the frame, at 1080p and 4K, so faces
+of 20-40 px come into view one after another: for each face that enters, the frames from fully in view to its
+first tracked frame (the issue-25 goal: 12 at most for faces of 20 px and more at 1080p), and the faces stage's
+cost; with ``--baseline``, the same for that code.
 
 Renders a synthetic 1080p clip with the six real faces of insightface's t1.jpg under a slow pan/zoom
 and mild degradation, then times (a) ``FaceStage`` (scene cuts, key-frame detection, per-frame ONet
@@ -51,6 +57,7 @@ def main() -> None:
         "--min-face", type=int, default=FacesConfig.min_face, help="smallest face (box side, source px)"
     )
     parser.add_argument("--crowd", action="store_true", help="small-face recall and cost on crowd clips")
+    parser.add_argument("--entering", action="store_true", help="frames until faces entering a pan are tracked")
     parser.add_argument(
         "--baseline", default="bc608b2", help="the code to compare with: a commit or a folder ('' for none)"
     )
@@ -59,6 +66,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.crowd:
         crowd(args)
+        return
+    if args.entering:
+        entering(args)
         return
 
     scene = FaceScene(width=args.width, height=args.height, frames=args.frames, degrade=0.5, seed=1, wobble=args.wobble)
@@ -248,6 +258,32 @@ def crowd_line(
             f" ({cpu / base['cpu_ms_per_frame']:.2f} CPU)"
         )
     return line
+
+
+def entering(args) -> None:
+    import tempfile
+
+    from gpen_video.synthetic import EnteringPan
+
+    n_frames = args.frames if args.frames != 48 else 72  # 3 s at 24 fps unless asked
+    print(f"{n_frames} frames, pan 10 px a frame; per entering face: frames from fully in view to tracked")
+    with tempfile.TemporaryDirectory() as tmp:
+        for width, height in ((1920, 1080), (3840, 2160)):
+            pan = EnteringPan(width=width, height=height, frames=n_frames)
+            clip_file = Path(tmp) / "clip.npy"
+            np.save(clip_file, pan.clip())
+            rows = [("this", Path(__file__).resolve().parent.parent)]
+            if args.baseline:
+                rows.append((args.baseline, baseline_tree(args.baseline)))
+            for label, code in rows:
+                done = _timed(code, clip_file, args.threads)
+                waits, missed = pan.waits({index: boxes for index, boxes in done["every_frame"]})
+                w = np.array(waits) if waits else np.array([np.nan])
+                print(
+                    f"{width}x{height} {label:12} entering {len(waits) + missed:3d}  tracked after median"
+                    f" {np.median(w):4.1f}  max {w.max():4.0f} frames  never {missed}"
+                    f"  {done['ms_per_frame']:7.1f} ms/frame ({done['cpu_ms_per_frame']:.1f} CPU)"
+                )
 
 
 if __name__ == "__main__":

@@ -228,6 +228,9 @@ class FacesConfig:
     min_face: Annotated[int, Range(1), Flag("--min-face", "smallest face restored (detector box side, source px)")] = 16
     max_faces: Count = 0  # 0: no limit; else the largest N per frame
     keyframe_interval: Annotated[int, Range(1)] = 8  # full detection at least every N frames
+    # the small-face pass covers the whole frame at least every N frames (in bands over key frames when N holds
+    # several): a face coming into view is found within it, and tracked a few frames later
+    small_face_sweep: Annotated[int, Range(1)] = 8
     scene_threshold: Annotated[float, Range(0, 255)] = 27.0  # PySceneDetect ContentDetector threshold; 0: off
     smooth: Annotated[bool, Flag("--no-smooth", "no temporal landmark smoothing (to compare)", invert=True)] = True
     smooth_window: Count = 9  # frames each side (zero-phase, look-ahead, motion-compensated)

@@ -446,6 +446,68 @@ def crowd_frames(scene: CrowdScene) -> Iterator[np.ndarray]:
 # Accuracy against the known trajectory (tests and bench/stability_bench.py)
 
 
+@dataclass(frozen=True)
+class EnteringPan:
+    """A window of ``width`` moving right by ``speed`` px a frame over a crowd wider than it, so faces of
+    ``sizes`` px come into view one after another (a pan, as faces enter in film)."""
+
+    width: int = 1920
+    height: int = 1080
+    frames: int = 72
+    speed: int = 10
+    sizes: tuple[float, float] = (20.0, 40.0)
+
+    @property
+    def crowd(self) -> CrowdScene:
+        wide = self.width + self.speed * self.frames
+        return CrowdScene(width=wide, height=self.height, frames=1, columns=max(1, round(8 * wide / self.width)),
+                          sizes=self.sizes, pan=(0.0, 0.0))  # fmt: skip
+
+    def clip(self) -> np.ndarray:
+        """The frames (BGR uint8), each a crop of one wide crowd picture."""
+        picture = next(iter(crowd_frames(self.crowd)))
+        return np.stack([picture[:, i * self.speed : i * self.speed + self.width] for i in range(self.frames)])
+
+    def faces(self) -> tuple[np.ndarray, np.ndarray]:
+        """(centres in the wide picture, face widths); in frame ``i`` a centre is at ``centre - (i * speed, 0)``."""
+        centres, sizes = [], []
+        for face in crowd_faces(self.crowd):
+            x0, y0, x1, y1 = PHOTO_FACE_BOXES[face.photo_face]
+            centres.append(np.array([(x0 + x1) / 2, (y0 + y1) / 2]) @ face.affine[:, :2].T + face.affine[:, 2])
+            sizes.append(face.size)
+        return np.array(centres), np.array(sizes)
+
+    def first_in_view(self, centre: np.ndarray, size: float) -> int | None:
+        """The first frame that shows the face (``size`` wide) whole, None if none does."""
+        return next((i for i in range(self.frames) if centre[0] + size / 2 <= i * self.speed + self.width), None)
+
+    def waits(self, boxes_by_frame: dict[int, list[np.ndarray]], last_chance: int = 12) -> tuple[list[int], int]:
+        """For each face that comes whole into view after the first frame (and at least ``last_chance`` frames
+        before the end): frames until a box of ``boxes_by_frame`` (x0, y0, x1, y1 per face, frame
+        coordinates) is centred on it, within 0.4 of its width. Returns (those waits, faces never found
+        while in view)."""
+        waits, missed = [], 0
+        centres, sizes = self.faces()
+        for centre, size in zip(centres, sizes, strict=True):
+            first = self.first_in_view(centre, size)
+            if first is None or first == 0 or first >= self.frames - last_chance:
+                continue
+            seen = None
+            for i in range(first, self.frames):
+                if centre[0] - size / 2 < i * self.speed:
+                    break  # gone out at the left
+                boxes = np.asarray(boxes_by_frame.get(i, []), np.float64).reshape(-1, 4)
+                found = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+                if len(found) and np.linalg.norm(found - (centre - (i * self.speed, 0.0)), axis=1).min() < 0.4 * size:
+                    seen = i
+                    break
+            if seen is None:
+                missed += 1
+            else:
+                waits.append(seen - first)
+        return waits, missed
+
+
 def nearest_photo_face(photo_points: np.ndarray, truth: np.ndarray, tolerance: float = 25.0) -> int | None:
     """Which of ``truth``'s faces ((6, 5, 2) photo px) the landmarks mapped back to the photo belong to."""
     dist = np.linalg.norm(truth.mean(1) - np.asarray(photo_points).mean(0), axis=1)

@@ -11,7 +11,7 @@ from gpen_video.faces.association import box_iou
 from gpen_video.faces.detectors.base import Detector
 from gpen_video.faces.types import Detections
 
-_FINE_BUDGET = 1.0  # the small-face pass may cost this many times the coarse pass per key frame (it sweeps bands)
+_FINE_BUDGET = 1.0  # below the sweep limit, the small-face pass costs about this times the coarse one per key frame
 _COARSE_MIN = 12  # smallest box (px) the detector can see
 _COARSE_FROM = 18  # smallest box (px) asked for on the downscaled copy when a fine pass covers the rest
 _PYRAMID_STEP = 0.709  # face size from one level of the detector's pyramid to the next (MTCNN's)
@@ -70,12 +70,14 @@ class KeyframeDetection:
         """Faces between ``smallest`` and ``largest`` source px, at source resolution.
 
         On a shot's first key frame the whole frame is searched; after that, one horizontal band per key
-        frame (bands overlap by 1.5 times the largest face), so the pass costs at most about ``_FINE_BUDGET``
-        times the coarse one and sweeps the frame every few key frames.
+        frame (bands overlap by 1.5 times the largest face): as many bands as keep the pass near
+        ``_FINE_BUDGET`` times the coarse one, but never more than the key frames in ``small_face_sweep``
+        frames, so a face that comes into view is looked for within that many frames.
         """
         smallest = max(smallest, float(_COARSE_MIN))  # below the detector's own minimum: not worth restoring
         height = image.shape[0]
-        bands = max(1, int(np.ceil(cost_ratio / _FINE_BUDGET)))
+        keyframes_per_sweep = max(1, self.config.small_face_sweep // max(1, self.config.keyframe_interval))
+        bands = max(1, min(int(np.ceil(cost_ratio / _FINE_BUDGET)), keyframes_per_sweep))
         if self._fine_sweep == 0:
             bands = 1
         band = self._fine_sweep % bands
