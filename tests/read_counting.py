@@ -5,6 +5,7 @@ The truth about where each frame's bytes lie comes from the ffprobe CLI, not fro
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ class CountingFile(io.RawIOBase):
     """A read-only file that records every (offset, length) read through it."""
 
     def __init__(self, path: Path, reads: list[tuple[int, int]]) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
+        self._file = io.FileIO(path, "r")  # not open(): counting_reads may stand in for it
         self.reads = reads
 
     def readable(self) -> bool:
@@ -81,9 +82,11 @@ class ReadLog:
 
 @contextmanager
 def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignore[no-untyped-def]
-    """While active, every ``av.open(path)`` for reading goes through a CountingFile."""
+    """While active, every ``av.open(path)`` for reading, and every Python ``open(path, "rb")`` (a reader of
+    headers), goes through a CountingFile."""
     log = ReadLog(path)
     real_open = av.open
+    real_builtin_open = builtins.open
     target = os.path.realpath(path)
 
     def counting_open(file, mode="r", **kwargs):  # type: ignore[no-untyped-def]
@@ -92,11 +95,20 @@ def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignor
             return real_open(CountingFile(Path(file), log.reads), mode, **kwargs)
         return real_open(file, mode, **kwargs)
 
+    def counting_builtin_open(file, mode="r", buffering=-1, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if mode == "rb" and isinstance(file, (str, Path)) and os.path.realpath(file) == target:
+            log.opens += 1
+            size = buffering if buffering > 0 else io.DEFAULT_BUFFER_SIZE
+            return io.BufferedReader(CountingFile(Path(file), log.reads), buffer_size=size)
+        return real_builtin_open(file, mode, buffering, *args, **kwargs)
+
     monkeypatch.setattr(av, "open", counting_open)
+    monkeypatch.setattr(builtins, "open", counting_builtin_open)
     try:
         yield log
     finally:
         monkeypatch.setattr(av, "open", real_open)
+        monkeypatch.setattr(builtins, "open", real_builtin_open)
 
 
 def video_packets(path: Path) -> list[dict]:

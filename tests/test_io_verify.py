@@ -18,12 +18,15 @@ from gpen_video.errors import VerificationError
 from gpen_video.io.output import verify_video
 
 # (name, encoder arguments): intra in NUT (packets read), long GOP with B-frames in TS and MP4 (packets read: the
-# sample table holds decode times), intra in MOV (its sample table read, not its packets)
+# sample table holds decode times), intra in MOV (its sample table read, not its packets), intra and long GOP in
+# Matroska (its block headers read, not its frames)
 FILES = {
     "ffv1.nut": ["-c:v", "ffv1"],
     "h264.ts": ["-c:v", "libx264", "-preset", "ultrafast", "-g", "8", "-bf", "2"],
     "h264.mp4": ["-c:v", "libx264", "-preset", "ultrafast", "-g", "8", "-bf", "2"],
     "ffv1.mov": ["-c:v", "ffv1", "-g", "1", "-movflags", "+faststart"],
+    "ffv1.mkv": ["-c:v", "ffv1", "-g", "1"],
+    "h264.mkv": ["-c:v", "libx264", "-preset", "ultrafast", "-g", "8", "-bf", "2"],
 }
 
 
@@ -109,6 +112,26 @@ def test_an_intra_mov_is_checked_from_its_sample_table(tmp_path: Path, monkeypat
     wrong = [*pts[:15], pts[15] + 1, *pts[16:]]
     with pytest.raises(VerificationError, match="frame 15"):
         verify_video(path, wrong, tb, {})
+
+
+@pytest.mark.parametrize("codec", [["-c:v", "ffv1", "-g", "1"], ["-c:v", "libx264", "-g", "8", "-bf", "2"]])
+def test_a_matroska_file_is_checked_from_its_block_headers(codec: list[str], tmp_path: Path, monkeypatch) -> None:
+    """An FFV1 master (or x264 with B-frames) in Matroska: its blocks' headers and two ends read, not its frames;
+    the times and sizes are ffprobe's."""
+    path = tmp_path / "master.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine", "-frames:v", "200",
+           "-t", "8", *codec, "-pix_fmt", "yuv444p", "-c:a", "flac", path)  # fmt: skip
+    pts, tb = _truth(path)
+    sizes = [int(p["size"]) for p in ffprobe_json(path, "-select_streams", "v:0", "-show_entries",
+                                                  "packet=size")["packets"]]  # fmt: skip
+    with counting_reads(monkeypatch, path) as log:
+        verify_video(path, pts, tb, {1: Fraction(0)}, sizes=sizes)
+    assert log.ratio() < 0.35, log.reads
+    wrong = [*pts[:30], pts[30] + 1, *pts[31:]]
+    with pytest.raises(VerificationError, match="frame 30"):
+        verify_video(path, sorted(wrong), tb, {})
+    with pytest.raises(VerificationError, match="packet 40"):
+        verify_video(path, pts, tb, {}, sizes=[*sizes[:40], sizes[40] + 1, *sizes[41:]])
 
 
 def test_a_side_stream_written_but_missing_from_the_file_is_caught(tmp_path: Path) -> None:

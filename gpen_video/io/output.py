@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 
 from gpen_video.errors import OutputError, VerificationError
+from gpen_video.io.matroska_blocks import read_blocks
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,8 @@ def verify_video(
 @dataclass(frozen=True)
 class _ReadBack:
     """What a written file holds: its video's presentation times (sorted packet pts), its packets' sizes (decode
-    order), its side streams' starts, and how it was read (``index``: the sample table; ``packets``: a demux)."""
+    order), its side streams' starts, and how it was read (``index``: the sample table; ``blocks``: Matroska's block
+    headers; ``packets``: a demux)."""
 
     pts: list[int]
     time_base: Fraction
@@ -364,9 +366,12 @@ def _read_back(path: Path, side_starts: dict[int, Fraction] | None) -> _ReadBack
             if stream is None or stream.codec_context.codec is None:
                 raise VerificationError(f"{path.name}: the written file holds no readable video; it was not kept")
             wanted = [s for s in container.streams if side_starts and s.index in side_starts]
-            indexed = _from_sample_table(container, stream, path)
+            indexed = _from_sample_table(container, stream, path) or _from_matroska_blocks(container, stream, path)
             if indexed is not None:
-                starts = _first_packet_times(container, wanted, discard=stream) if wanted else {}
+                if indexed.how == "blocks":
+                    starts = {s.index: indexed.side_starts[s.index] for s in wanted if s.index in indexed.side_starts}
+                else:
+                    starts = _first_packet_times(container, wanted, discard=stream) if wanted else {}
                 return replace(indexed, side_starts=starts)
             video = VideoPackets(path.name)
             starts: dict[int, Fraction] = {}
@@ -385,6 +390,49 @@ def _note_start(starts: dict[int, Fraction], packet: av.Packet) -> None:
     ts = packet.pts if packet.pts is not None else packet.dts
     if ts is not None and packet.stream.index not in starts:
         starts[packet.stream.index] = ts * packet.time_base
+
+
+def _from_matroska_blocks(
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path
+) -> _ReadBack | None:
+    """A Matroska file's video blocks, from their headers (``io.matroska_blocks``: a few bytes a frame); the first
+    GOP and the last two demuxed, checked against the headers and decoded. None where the headers cannot stand
+    for a demux (not Matroska, laced or header-stripped frames, streams other than the tracks, under three GOPs)."""
+    if container.format.name.split(",")[0] not in ("matroska", "webm"):
+        return None
+    blocks = read_blocks(path)
+    if blocks is None or len(blocks.track_numbers) != len(container.streams) or blocks.time_base != stream.time_base:
+        return None
+    track = blocks.tracks.get(blocks.track_numbers[stream.index])
+    if track is None:
+        return None
+    keys = [i for i, key in enumerate(track.keys) if key]
+    if len(keys) < 3 or keys[0] != 0:
+        return None
+    video = VideoPackets(path.name)
+    packets = (p for p in container.demux(stream) if p.size and p.pts is not None)
+    for packet in itertools.islice(packets, keys[1]):
+        video.add(packet)
+    container.seek(track.pts[keys[-2]], stream=stream, backward=True, any_frame=False)
+    tail = [p for p in container.demux(stream) if p.size and p.pts is not None and p.pts >= track.pts[keys[-2]]]
+    for packet in tail:
+        video.add(packet)
+    read = [(p.pts, p.size) for gop in (video.head, *video.tail) for p in gop]
+    listed = [*zip(track.pts[: keys[1]], track.sizes[: keys[1]], strict=True),
+              *zip(track.pts[keys[-2] :], track.sizes[keys[-2] :], strict=True)]  # fmt: skip
+    # the demuxer may give a frame back a header Matroska stores without (ProRes: 8 bytes): the same for every frame
+    added = {r[1] - b[1] for r, b in zip(read, listed, strict=False)}
+    if len(read) != len(listed) or [r[0] for r in read] != [b[0] for b in listed] or len(added) != 1:
+        return None  # the headers do not stand for the demux here: it is read through
+    video.check_ends(stream.codec_context)
+    extra = added.pop()
+    sizes = [size + extra for size in track.sizes]
+    starts = {}
+    for s in container.streams:
+        blocks_of = blocks.tracks.get(blocks.track_numbers[s.index])
+        if s.index != stream.index and blocks_of is not None and blocks_of.pts:
+            starts[s.index] = blocks_of.pts[0] * blocks.time_base
+    return _ReadBack(sorted(track.pts), stream.time_base, starts, sizes, "blocks")
 
 
 def _from_sample_table(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> _ReadBack | None:
