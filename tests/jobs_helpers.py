@@ -74,3 +74,26 @@ def same_media(a: Path, b: Path) -> None:
 
 def seconds(times: list[Fraction]) -> list[float]:
     return [float(t) for t in times]
+
+
+def killed_in_segment(index: int, frame: int) -> str:
+    """A script running ``batch`` with its argv[1] (a JSON list of arguments) that kills its own process (SIGKILL:
+    no handler, no clean-up) when segment ``index`` has written ``frame`` frames: the same moment on every run."""
+    return f"""
+import json, os, signal, sys
+from gpen_video.cli import main
+from gpen_video.jobs import engine_local
+
+real = engine_local.execute_segment
+
+def execute_segment(task, restorers, progress=None):
+    def killing(done):
+        if task.index == {index} and done == {frame}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if progress is not None:
+            progress(done)
+    return real(task, restorers, killing)
+
+engine_local.execute_segment = execute_segment
+sys.exit(main(["batch", *json.loads(sys.argv[1])]))
+"""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conformance_cases import ffmpeg_exe
-from jobs_helpers import outcome, summary
+from jobs_helpers import killed_in_segment, outcome, summary
 
 from gpen_video.jobs.inputs import record_key
 from gpen_video.synthetic import faces_image_path
@@ -90,26 +90,6 @@ finally:
 sys.exit(code)
 """
 
-# killed (SIGKILL: no handler, no clean-up) half-way through segment 1, once segment 0 is recorded
-_KILLED_IN_SEGMENT_1 = """
-import json, os, signal, sys
-from gpen_video.cli import main
-from gpen_video.jobs import engine_local
-
-real = engine_local.execute_segment
-
-def execute_segment(task, restorers, progress=None):
-    def killing(done):
-        if task.index == 1 and done == 12:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if progress is not None:
-            progress(done)
-    return real(task, restorers, killing)
-
-engine_local.execute_segment = execute_segment
-sys.exit(main(["batch", *json.loads(sys.argv[1])]))
-"""
-
 
 @pytest.mark.slow
 def test_a_segmented_x264_batch_gives_the_same_pictures_every_run_under_load(tmp_path: Path, cpu_burner) -> None:
@@ -121,7 +101,7 @@ def test_a_segmented_x264_batch_gives_the_same_pictures_every_run_under_load(tmp
         outputs.append(tmp_path / engine / NAME)
 
     resumed = tmp_path / "resumed"
-    killed = _run(_KILLED_IN_SEGMENT_1, _batch_args(clip, resumed))
+    killed = _run(killed_in_segment(1, 12), _batch_args(clip, resumed))
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
     record = resumed / ".gpen-video-job" / "files" / f"{record_key(Path(NAME))}.json"
     assert sorted(json.loads(record.read_text())["segments"]) == ["0"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import av
 import pytest
-from jobs_helpers import FACES, LONG, VFR, longer, outcome, same_media, summary, write
+from jobs_helpers import FACES, LONG, VFR, killed_in_segment, longer, outcome, same_media, summary, write
 from media_checks import frame_times, side_packets
 
 from gpen_video.cli import main
@@ -79,7 +79,7 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
     # The process kills itself (SIGKILL: no handler, no cleanup) half-way through segment 2's frames, once
     # segments 0 and 1 are recorded and segment 2's partial file is on disk: the same moment on every run, where
     # polling the record from here raced the job (on a loaded machine it could finish before the kill).
-    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_SEGMENT, json.dumps(args)], stdout=subprocess.DEVNULL,
+    proc = subprocess.run([sys.executable, "-c", killed_in_segment(2, 12), json.dumps(args)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, timeout=300)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert [p.name for p in (out / ".gpen-video-job" / "work").rglob("*.partial-*")], "segment 2 was not half-written"
@@ -97,26 +97,6 @@ def test_sigkill_then_resume_reuses_finished_segments_and_matches_uninterrupted(
     assert frame_times(out / name) == frame_times(clip)
     assert not any((out / ".gpen-video-job" / "work").iterdir())
     assert not [p for p in out.iterdir() if ".partial-" in p.name]
-
-
-_KILLED_MID_SEGMENT = """
-import json, os, signal, sys
-from gpen_video.cli import main
-from gpen_video.jobs import engine_local
-
-real = engine_local.execute_segment
-
-def execute_segment(task, restorers, progress=None):
-    def killing(done):
-        if task.index == 2 and done == 12:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if progress is not None:
-            progress(done)
-    return real(task, restorers, killing)
-
-engine_local.execute_segment = execute_segment
-sys.exit(main(["batch", *json.loads(sys.argv[1])]))
-"""
 
 
 @pytest.mark.slow
