@@ -382,7 +382,16 @@ def test_what_a_muxer_would_drop_is_refused_before_work(tmp_path, run_cli, build
     result = run_cli("restore", source, "-o", out, "--model", "identity", "-q")
     assert result.returncode == 2, result.stderr
     assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "write .mov or .mkv" in result.stderr  # the containers that keep it, never the output's own
     assert not out.exists() and not list(tmp_path.glob(".master.out*"))
+
+
+def test_the_refusal_never_suggests_the_output_s_own_container():
+    from gpen_video.run.sinks import _keeping_suffixes
+
+    assert _keeping_suffixes(Path("reel.MOV")) == ".mkv"
+    assert _keeping_suffixes(Path("reel.mkv")) == ".mov"
+    assert _keeping_suffixes(Path("reel.mxf")) == ".mov or .mkv"
 
 
 def test_matroska_aspect_without_ffmpeg_is_refused(tmp_path, monkeypatch):

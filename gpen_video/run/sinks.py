@@ -123,16 +123,22 @@ def aspect_binary(output: Path, info: MediaInfo, settings: EncodeSettings) -> st
     if order in ("tff", "bff") and keeps.field_order not in (None, "unknown", order):  # unknown: frames only (DV)
         raise ConfigError(
             f"{output.name}: {settings.codec} video in {muxer} is stored {keeps.field_order}, so its {order} field "
-            f"order would be lost; write .mov or .mkv, or pass --deinterlace frame"
+            f"order would be lost; write {_keeping_suffixes(output)}, or pass --deinterlace frame"
         )
     if keeps.aspect:
         return None
     if container_family(muxer) != "matroska":
         raise ConfigError(
             f"{output.name}: {settings.codec} video in {muxer} does not keep the pixel aspect "
-            f"{sar.numerator}:{sar.denominator}; write .mov or .mkv"
+            f"{sar.numerator}:{sar.denominator}; write {_keeping_suffixes(output)}"
         )
     return _ffmpeg_for_aspect(output, sar, settings)
+
+
+def _keeping_suffixes(output: Path) -> str:
+    """The containers to suggest instead of ``output``'s (never its own): '.mov or .mkv', or the other one."""
+    others = [suffix for suffix in (".mov", ".mkv") if suffix != output.suffix.lower()]
+    return " or ".join(others)
 
 
 def _ffmpeg_for_aspect(output: Path, sar: Fraction, settings: EncodeSettings) -> str:
