@@ -2,14 +2,15 @@
 
     python bench/io_reads.py [--baseline /tmp/probe-base ...] [--size 960x540] [--mov-frames 3200]
                              [--ts-frames 15000] [--ts-segment-seconds S] [--soak-minutes 10] [--soak-fps 10]
-                             [--no-soak] [--only mov|ts|soak] [--per-open] [--commands restore,batch]
+                             [--mkv-frames 1200] [--no-soak] [--only mov|mkv|ts|soak] [--per-open]
+                             [--commands restore,batch]
 
 Makes, in a temporary folder (deleted afterwards): a rawvideo MOV of a few GB (intra, 24-bit PCM
-audio) and an H.264 MPEG-TS, both with the ffmpeg CLI. For each input and each code base (this
-checkout, and the baseline: ``git worktree add /tmp/probe-base bc608b2``) it runs, each in a fresh
-process: ``probe``, a 1-second ``preview`` from the middle, a whole-file ``restore --model identity``
-and a ``batch`` of 10 segments (a tenth of the file each, or ``--ts-segment-seconds`` on the TS), and prints for
-each:
+audio), an FFV1 Matroska master (10-bit 4:2:2, grain-like noise, FLAC) and an H.264 MPEG-TS, all with
+the ffmpeg CLI. For each input and each code base (this checkout, and the baseline: ``git worktree add
+/tmp/probe-base bc608b2``) it runs, each in a fresh process: ``probe``, a 1-second ``preview`` from the
+middle, a whole-file ``restore --model identity`` and a ``batch`` of 10 segments (a tenth of the file
+each, or ``--ts-segment-seconds`` on the TS), and prints for each:
 
 - ``input×``: bytes read from the input through ``av.open`` (a counting file object), / its size;
 - ``seg×``: bytes read from the files the command itself wrote in the job folder (batch segments) through
@@ -267,6 +268,7 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
                         help="a checkout of bc608b2 (default /tmp/probe-base); repeat to compare several")  # fmt: skip
     parser.add_argument("--size", default="960x540")
     parser.add_argument("--mov-frames", type=int, default=3200)
+    parser.add_argument("--mkv-frames", type=int, default=1200, help="the FFV1 Matroska master (grain-like noise)")
     parser.add_argument("--ts-frames", type=int, default=15000, help="10 minutes; 1500 shows a short file's floor")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--soak-fps", type=int, default=10)
@@ -274,7 +276,7 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
                         "60 s on the default 10 minutes)")  # fmt: skip
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--per-open", action="store_true", help="under each row, the bytes each av.open of it read")
-    parser.add_argument("--only", choices=["mov", "ts", "soak"], help="one input only, or the soak only")
+    parser.add_argument("--only", choices=["mov", "mkv", "ts", "soak"], help="one input only, or the soak only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--commands", help="only these, comma-separated: probe,preview,restore,batch")
     return parser.parse_known_args()
@@ -292,7 +294,8 @@ def code_roots(baselines: list[Path]) -> dict[str, Path]:
 
 
 def make_inputs(tmp: Path, args: argparse.Namespace, rate: int) -> dict[Path, list[str]]:
-    """The MOV and the TS (or the one ``--only`` names), made with the ffmpeg CLI: each with its extra arguments."""
+    """The MOV, the MKV and the TS (or the one ``--only`` names), made with the ffmpeg CLI: each with its extra
+    arguments."""
     inputs = {}
     if args.only in (None, "mov"):
         mov = tmp / "reel.mov"
@@ -301,6 +304,13 @@ def make_inputs(tmp: Path, args: argparse.Namespace, rate: int) -> dict[Path, li
                "-t", f"{args.mov_frames / rate}", "-c:v", "rawvideo", "-pix_fmt", "uyvy422",
                "-c:a", "pcm_s24le", mov)  # fmt: skip
         inputs[mov] = []
+    if args.only in (None, "mkv"):
+        mkv = tmp / "reel.mkv"
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
+               "sine=frequency=440:sample_rate=48000", "-frames:v", str(args.mkv_frames),
+               "-t", f"{args.mkv_frames / rate}", "-vf", "noise=alls=12:allf=t", "-c:v", "ffv1", "-g", "1",
+               "-pix_fmt", "yuv422p10le", "-c:a", "flac", mkv)  # fmt: skip
+        inputs[mkv] = []
     if args.only in (None, "ts"):
         ts = tmp / "reel.ts"
         ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate={rate}", "-f", "lavfi", "-i",
@@ -315,7 +325,7 @@ def report_input(
 ) -> None:
     """One input's table: each command under each code base, in a fresh process."""
     size = src.stat().st_size
-    frames = args.mov_frames if src.suffix == ".mov" else args.ts_frames
+    frames = {".mov": args.mov_frames, ".mkv": args.mkv_frames}.get(src.suffix, args.ts_frames)
     print(f"\n{src.name}: {size / 1e9:.2f} GB, {frames} frames {args.size}")
     print(f"  {'command':<13} {'code':<8} {'input×':>8} {'seg×':>7} {'back×':>7} {'other×':>7} {'rchar×':>8} "
           f"{'read_bytes×':>12} {'out×':>7} {'wall s':>8}")  # fmt: skip
