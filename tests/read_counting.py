@@ -81,9 +81,9 @@ class ReadLog:
 
 
 @contextmanager
-def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignore[no-untyped-def]
-    """While active, every ``av.open(path)`` for reading, and every Python ``open(path, "rb")`` (a reader of
-    headers), goes through a CountingFile."""
+def counting_reads(monkeypatch, path: Path, python_opens: bool = False) -> Iterator[ReadLog]:  # type: ignore[no-untyped-def]
+    """While active, every ``av.open(path)`` for reading goes through a CountingFile, and with ``python_opens``
+    every Python ``open(path, "rb")`` too (a reader of headers)."""
     log = ReadLog(path)
     real_open = av.open
     real_builtin_open = builtins.open
@@ -103,7 +103,8 @@ def counting_reads(monkeypatch, path: Path) -> Iterator[ReadLog]:  # type: ignor
         return real_builtin_open(file, mode, buffering, *args, **kwargs)
 
     monkeypatch.setattr(av, "open", counting_open)
-    monkeypatch.setattr(builtins, "open", counting_builtin_open)
+    if python_opens:
+        monkeypatch.setattr(builtins, "open", counting_builtin_open)
     try:
         yield log
     finally:

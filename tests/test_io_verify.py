@@ -124,7 +124,7 @@ def test_a_matroska_file_is_checked_from_its_block_headers(codec: list[str], tmp
     pts, tb = _truth(path)
     sizes = [int(p["size"]) for p in ffprobe_json(path, "-select_streams", "v:0", "-show_entries",
                                                   "packet=size")["packets"]]  # fmt: skip
-    with counting_reads(monkeypatch, path) as log:
+    with counting_reads(monkeypatch, path, python_opens=True) as log:
         verify_video(path, pts, tb, {1: Fraction(0)}, sizes=sizes)
     assert log.ratio() < 0.35, log.reads
     wrong = [*pts[:30], pts[30] + 1, *pts[31:]]
