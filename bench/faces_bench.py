@@ -213,11 +213,7 @@ def crowd_cases(n_frames: int) -> list[tuple[str, np.ndarray, Callable[[int], tu
 
     def crowd_truth(scene: CrowdScene, faces: list, index: int) -> tuple[np.ndarray, np.ndarray]:
         shift = crowd_shift(scene, index)
-        centres = []
-        for face in faces:
-            x0, y0, x1, y1 = PHOTO_FACE_BOXES[face.photo_face]
-            centres.append(np.array([(x0 + x1) / 2, (y0 + y1) / 2]) @ face.affine[:, :2].T + face.affine[:, 2] + shift)
-        return np.array(centres), np.array([face.size for face in faces])
+        return np.array([face.centre + shift for face in faces]), np.array([face.size for face in faces])
 
     def wide_truth(scene: FaceScene, index: int) -> tuple[np.ndarray, np.ndarray]:
         affine, _ = trajectory(scene, index)

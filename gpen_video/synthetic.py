@@ -371,6 +371,12 @@ class CrowdFace:
     size: float  # face width in frame px
     affine: np.ndarray  # 2×3 photo → frame at frame 0 (add ``crowd_shift`` for later frames)
 
+    @property
+    def centre(self) -> np.ndarray:
+        """The centre of the face's box in the photo, where frame 0 shows it (frame px)."""
+        x0, y0, x1, y1 = PHOTO_FACE_BOXES[self.photo_face]
+        return np.array([(x0 + x1) / 2, (y0 + y1) / 2]) @ self.affine[:, :2].T + self.affine[:, 2]
+
 
 def crowd_faces(scene: CrowdScene) -> list[CrowdFace]:
     """Where each face of the crowd sits (frame 0); sizes cycle so every row holds small and large ones."""
@@ -470,12 +476,8 @@ class EnteringPan:
 
     def faces(self) -> tuple[np.ndarray, np.ndarray]:
         """(centres in the wide picture, face widths); in frame ``i`` a centre is at ``centre - (i * speed, 0)``."""
-        centres, sizes = [], []
-        for face in crowd_faces(self.crowd):
-            x0, y0, x1, y1 = PHOTO_FACE_BOXES[face.photo_face]
-            centres.append(np.array([(x0 + x1) / 2, (y0 + y1) / 2]) @ face.affine[:, :2].T + face.affine[:, 2])
-            sizes.append(face.size)
-        return np.array(centres), np.array(sizes)
+        faces = crowd_faces(self.crowd)
+        return np.array([face.centre for face in faces]), np.array([face.size for face in faces])
 
     def first_in_view(self, centre: np.ndarray, size: float) -> int | None:
         """The first frame that shows the face (``size`` wide) whole, None if none does."""

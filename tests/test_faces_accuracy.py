@@ -10,7 +10,6 @@ from gpen_video.config import FacesConfig
 from gpen_video.faces import FaceStage
 from gpen_video.faces.motion import apply, measure_motion
 from gpen_video.synthetic import (
-    PHOTO_FACE_BOXES,
     CrowdScene,
     EnteringPan,
     FaceScene,
@@ -93,12 +92,7 @@ def crowd_recall(scene: CrowdScene, config: FacesConfig) -> tuple[float, float, 
     results, _ = run(config, list(crowd_frames(scene)))
     last = results[-1]
     truth = crowd_faces(scene)
-    centres = []
-    for face in truth:
-        x0, y0, x1, y1 = PHOTO_FACE_BOXES[face.photo_face]
-        centres.append(
-            apply(face.affine, np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]))[0] + crowd_shift(scene, last.index)
-        )
+    centres = [face.centre + crowd_shift(scene, last.index) for face in truth]
     found_centres = np.array([0.5 * (f.box[:2] + f.box[2:]) for f in last.faces]).reshape(-1, 2)
     hit = []
     for face, centre in zip(truth, centres, strict=True):
