@@ -39,7 +39,6 @@ class MatroskaBlocks:
     time_base: Fraction  # TimestampScale (ns) as seconds
     track_numbers: list[int]  # in TrackEntry order: FFmpeg's stream order
     tracks: dict[int, TrackBlocks]  # track number -> its blocks
-    bytes_read: int
 
 
 class _Unreadable(Exception):
@@ -61,7 +60,6 @@ class _Reader:
     def __init__(self, file: BinaryIO, size: int) -> None:
         self.file = file
         self.size = size
-        self.read_count = 0
         self.scale = 1_000_000
         self.numbers: list[int] = []
         self.encoded: set[int] = set()
@@ -75,24 +73,20 @@ class _Reader:
                 continue
             end = self.size if size == _UNKNOWN else self.file.tell() + size
             self._children(end)
-            return MatroskaBlocks(Fraction(self.scale, 10**9), self.numbers, self.tracks, self.read_count)
+            return MatroskaBlocks(Fraction(self.scale, 10**9), self.numbers, self.tracks)
         raise _Unreadable
 
     def _children(self, end: int) -> None:
-        while self.file.tell() < end:
-            ident, size = self._header()
-            if size == _UNKNOWN:
-                raise _Unreadable
+        for ident, size in self._elements(end):
             stop = self.file.tell() + size
             if stop > self.size:
-                raise EOFError
+                raise EOFError  # a cut file: its last element is not whole
             if ident == _INFO:
                 self._info(stop)
             elif ident == _TRACKS:
                 self._tracks(stop)
             elif ident == _CLUSTER:
                 self._cluster(stop)
-            self.file.seek(stop)
 
     def _info(self, end: int) -> None:
         for ident, size in self._elements(end):
@@ -192,5 +186,4 @@ class _Reader:
         data = self.file.read(count)
         if len(data) != count:
             raise EOFError
-        self.read_count += count
         return data
