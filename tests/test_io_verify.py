@@ -134,6 +134,27 @@ def test_a_matroska_file_is_checked_from_its_block_headers(codec: list[str], tmp
         verify_video(path, pts, tb, {}, sizes=[*sizes[:40], sizes[40] + 1, *sizes[41:]])
 
 
+def test_a_matroska_file_whose_headers_disagree_with_the_demux_is_read_through(tmp_path: Path, monkeypatch) -> None:
+    """Headers that do not stand for the demux (here: sizes off by varying amounts) are given up after the two ends
+    were demuxed, and the read-through that follows still sees every frame from the first."""
+    from gpen_video.io import output
+
+    path = _make(tmp_path, "h264.mkv", frames=48)
+    pts, tb = _truth(path)
+    real = output.read_blocks
+
+    def uneven(file: Path):  # type: ignore[no-untyped-def]
+        blocks = real(file)
+        video = blocks.tracks[blocks.track_numbers[0]]
+        video.sizes = [size + i % 3 for i, size in enumerate(video.sizes)]
+        return blocks
+
+    monkeypatch.setattr(output, "read_blocks", uneven)
+    verify_video(path, pts, tb, {})
+    with pytest.raises(VerificationError, match="frame 20"):
+        verify_video(path, [*pts[:20], pts[20] + 1, *pts[21:]], tb, {})
+
+
 def test_a_side_stream_written_but_missing_from_the_file_is_caught(tmp_path: Path) -> None:
     """Streams present: one the writer wrote packets of must be in the file (found in the same pass as the video)."""
     path = tmp_path / "with_audio.nut"

@@ -423,7 +423,7 @@ def _from_matroska_blocks(
     # the demuxer may give a frame back a header Matroska stores without (ProRes: 8 bytes): the same for every frame
     added = {r[1] - b[1] for r, b in zip(read, listed, strict=False)}
     if len(read) != len(listed) or [r[0] for r in read] != [b[0] for b in listed] or len(added) != 1:
-        return None  # the headers do not stand for the demux here: it is read through
+        return _given_up(container)  # the headers do not stand for the demux here: it is read through
     video.check_ends(stream.codec_context)
     extra = added.pop()
     sizes = [size + extra for size in track.sizes]
@@ -433,6 +433,12 @@ def _from_matroska_blocks(
         if s.index != stream.index and blocks_of is not None and blocks_of.pts:
             starts[s.index] = blocks_of.pts[0] * blocks.time_base
     return _ReadBack(sorted(track.pts), stream.time_base, starts, sizes, "blocks")
+
+
+def _given_up(container: av.container.InputContainer) -> None:
+    """An index reader that demuxed and then gave up: the file back at its start, so the read-through that follows
+    sees every packet."""
+    container.seek(0)
 
 
 def _from_sample_table(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> _ReadBack | None:
@@ -453,7 +459,7 @@ def _from_sample_table(container: av.container.InputContainer, stream: av.VideoS
         raise VerificationError(f"{path.name}: {lost} frame(s) listed past the end of the file; it was not kept")
     first = next((p for p in container.demux(stream) if p.size), None)
     if first is None or first.pts != first.dts or first.pts != entries[0].timestamp:
-        return None
+        return _given_up(container)
     video = VideoPackets(path.name)
     video.add(first)
     container.seek(keys[-1], stream=stream, backward=True, any_frame=False)
