@@ -49,7 +49,7 @@ from baseline import baseline_tree
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--frames", type=int, help="frames of each clip (48; --entering: 72, 3 s at 24 fps)")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: a quarter of the cores)")
@@ -64,11 +64,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each version")
     parser.add_argument("--wobble", type=float, default=0.0, help="camera wobble of the clip (px; the wide shot: 3)")
     args = parser.parse_args()
-    if args.crowd:
-        crowd(args)
-        return
     if args.entering:
         entering(args)
+        return
+    args.frames = args.frames or 48
+    if args.crowd:
+        crowd(args)
         return
 
     scene = FaceScene(width=args.width, height=args.height, frames=args.frames, degrade=0.5, seed=1, wobble=args.wobble)
@@ -261,7 +262,7 @@ def entering(args) -> None:
 
     from gpen_video.synthetic import EnteringPan
 
-    n_frames = args.frames if args.frames != 48 else 72  # 3 s at 24 fps unless asked
+    n_frames = args.frames or 72
     print(f"{n_frames} frames, pan 10 px a frame; per entering face: frames from fully in view to tracked")
     with tempfile.TemporaryDirectory() as tmp:
         for width, height in ((1920, 1080), (3840, 2160)):

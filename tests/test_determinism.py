@@ -4,7 +4,7 @@ The clip is a pan over insightface's t1.jpg (six faces entering and leaving), ma
 its own process, as a user's would be, while a CPU burner keeps the machine busy. The judge is ffmpeg's
 framemd5 of the decoded pictures, so two outputs agree only if every frame is the same, sample for sample.
 
-Before ``memory.settle_malloc`` zeroed the heap's blocks, libx264's macroblock tree read heap memory it had not
+Before the encoder ran inside ``memory.zeroed_heap_blocks``, libx264's macroblock tree read heap memory it had not
 written, and most runs of this batch differed from each other (from a few frames into a segment on).
 """
 
@@ -59,16 +59,11 @@ def _run(script: str, args: list[str]) -> subprocess.CompletedProcess[bytes]:
                           stderr=subprocess.PIPE, timeout=600)  # fmt: skip
 
 
-def _pictures(path: Path) -> list[str]:
-    """ffmpeg's framemd5 lines of the video: (pts, size, md5) per decoded frame."""
-    done = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
+def _framemd5(path: Path, *select: str) -> list[str]:
+    """ffmpeg's framemd5 lines (pts, size, md5 per frame or packet) of what ``select`` picks: ``-map 0:v`` decodes
+    the pictures, ``-map 0:a -c copy`` hashes the audio packets."""
+    done = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), *select, "-f", "framemd5", "-"],
                           capture_output=True, check=True)  # fmt: skip
-    return [line for line in done.stdout.decode().splitlines() if not line.startswith("#")]
-
-
-def _sound(path: Path) -> list[str]:
-    done = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "framemd5",
-                           "-"], capture_output=True, check=True)  # fmt: skip
     return [line for line in done.stdout.decode().splitlines() if not line.startswith("#")]
 
 
@@ -112,10 +107,10 @@ def test_a_segmented_x264_batch_gives_the_same_pictures_every_run_under_load(tmp
     assert row["faces_restored"] > 0  # the faces went through the compose path, not just the source's samples
     outputs.append(resumed / NAME)
 
-    reference = _pictures(outputs[0])
+    reference = _framemd5(outputs[0], "-map", "0:v")
     assert len(reference) == 75
     for output in outputs[1:]:
-        pictures = _pictures(output)
+        pictures = _framemd5(output, "-map", "0:v")
         differing = [i for i, (a, b) in enumerate(zip(reference, pictures, strict=True)) if a != b]
         assert not differing, f"{output.parent.name}: frames {differing} differ from the first run's"
-        assert _sound(output) == _sound(outputs[0])
+        assert _framemd5(output, "-map", "0:a", "-c", "copy") == _framemd5(outputs[0], "-map", "0:a", "-c", "copy")
