@@ -48,22 +48,7 @@ from baseline import baseline_tree
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, help="frames of each clip (48; --entering: 72, 3 s at 24 fps)")
-    parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: a quarter of the cores)")
-    parser.add_argument(
-        "--min-face", type=int, default=FacesConfig.min_face, help="smallest face (box side, source px)"
-    )
-    parser.add_argument("--crowd", action="store_true", help="small-face recall and cost on crowd clips")
-    parser.add_argument("--entering", action="store_true", help="frames until faces entering a pan are tracked")
-    parser.add_argument(
-        "--baseline", default="bc608b2", help="the code to compare with: a commit or a folder ('' for none)"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each version")
-    parser.add_argument("--wobble", type=float, default=0.0, help="camera wobble of the clip (px; the wide shot: 3)")
-    args = parser.parse_args()
+    args = parse_args()
     if args.entering:
         entering(args)
         return
@@ -108,6 +93,25 @@ def main() -> None:
     assert released == n
     if args.baseline:
         against(clip, args)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, help="frames of each clip (48; --entering: 72, 3 s at 24 fps)")
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: a quarter of the cores)")
+    parser.add_argument(
+        "--min-face", type=int, default=FacesConfig.min_face, help="smallest face (box side, source px)"
+    )
+    parser.add_argument("--crowd", action="store_true", help="small-face recall and cost on crowd clips")
+    parser.add_argument("--entering", action="store_true", help="frames until faces entering a pan are tracked")
+    parser.add_argument(
+        "--baseline", default="bc608b2", help="the code to compare with: a commit or a folder ('' for none)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each version")
+    parser.add_argument("--wobble", type=float, default=0.0, help="camera wobble of the clip (px; the wide shot: 3)")
+    return parser.parse_args()
 
 
 def against(clip: list[np.ndarray], args) -> None:
