@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/baseline.py
 from baseline import baseline_tree  # noqa: E402
 
 PATHS = ("sway", "shake", "pan", "zoomin", "roll")
+CLIP_FPS = 24.0
 
 
 def photo_truth(detector: MtcnnDetector) -> np.ndarray:
@@ -62,7 +63,7 @@ def run_stage(config: FacesConfig, detector: MtcnnDetector, clip: list) -> tuple
     out = []
     start = time.perf_counter()
     for frame in clip:
-        out += stage.push(frame.index, frame.image)
+        out += stage.push(frame.index, frame.image, pts_seconds=frame.index / CLIP_FPS)  # as a run's frames come
     out += stage.flush()
     seconds = time.perf_counter() - start
     per_frame = [[f.landmarks5 for f in r.faces] for r in sorted(out, key=lambda r: r.index)]
@@ -136,6 +137,9 @@ def main() -> None:
             ("no-smooth", FacesConfig(**{**config.__dict__, "smooth": False})),
             ("default", config),
             ("similarity", FacesConfig(**{**config.__dict__, "smooth_target": "similarity"})),
+            # sync frames (the tracks start afresh, smoothed across the seam): never, and every second
+            ("sync-off", FacesConfig(**{**config.__dict__, "sync_seconds": 0.0})),
+            ("sync-1s", FacesConfig(**{**config.__dict__, "sync_seconds": 1.0})),
         )
         for name, cfg in variants:
             per_frame, report, _ = run_stage(cfg, detector, clip)

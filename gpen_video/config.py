@@ -232,6 +232,11 @@ class FacesConfig:
     # several): a face coming into view is found within it, and tracked a few frames later
     small_face_sweep: Annotated[int, Range(1)] = 8
     scene_threshold: Annotated[float, Range(0, 255)] = 27.0  # PySceneDetect ContentDetector threshold; 0: off
+    # every this many seconds of source time the tracks start afresh from a full detection (faces followed on,
+    # smoothed across the seam), so what the tracker finds there depends on no frame a few seconds earlier: a
+    # preview, a --start or a batch segment warms up from the sync frame before its start and comes out as the
+    # whole run does. 0: never (the tracker remembers the whole shot; previews and segments then differ a little)
+    sync_seconds: Annotated[float, Range(0, 3600)] = 4.0
     smooth: Annotated[bool, Flag("--no-smooth", "no temporal landmark smoothing (to compare)", invert=True)] = True
     smooth_window: Count = 9  # frames each side (zero-phase, look-ahead, motion-compensated)
     smooth_strength: Fraction01 = 1.0

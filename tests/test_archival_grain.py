@@ -117,14 +117,14 @@ class Pasted(NamedTuple):
     affine: np.ndarray
 
 
-def _pasted(dtype=np.uint8, grain_std=(6.0, 5.0, 7.0), grain_size=0.8, seed=0, frame_index=0, track_id=0, affine=None):
+def _pasted(dtype=np.uint8, grain_std=(6.0, 5.0, 7.0), grain_size=0.8, seed=0, frame_key=0, affine=None):
     """One scene's face pasted without and with matched grain, its noise measured against the background's."""
     frame, square = _scene(dtype, grain_std, grain_size, seed)
     affine = square if affine is None else affine
     restored = _gpen_like(frame, affine)[None]
     batch = AlignedBatch(warp_cpu(frame, affine, SIZE)[None], affine[None])
     plain = compose(frame, restored, batch, CFG)
-    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=frame_index, track_ids=[track_id], restored=restored)
+    grain = grain_for_crops(frame, affine[None], SIZE, frame_key=frame_key, restored=restored)
     matched = compose(frame, add_grain(restored, grain), batch, CFG)
     without = _ratio(plain.image, plain.mask >= 0.999)
     inside = matched.mask >= 0.999
@@ -133,7 +133,7 @@ def _pasted(dtype=np.uint8, grain_std=(6.0, 5.0, 7.0), grain_size=0.8, seed=0, f
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_matched_grain_inside_the_face_is_within_15_percent_of_the_background(dtype):
-    pasted = _pasted(dtype, frame_index=5, track_id=1)
+    pasted = _pasted(dtype, frame_key=5)
     assert (pasted.without < 0.8).all(), pasted.without  # GPEN's smooth face: less noise than its surroundings
     assert (np.abs(pasted.matched - 1.0) <= 0.15).all(), pasted.matched
     # and the rest of the frame is untouched, sample for sample
@@ -196,7 +196,7 @@ def test_grain_is_new_every_frame_and_the_same_every_run():
 
 def test_faceless_frames_are_never_touched():
     frame, _ = _scene()
-    grain = grain_for_crops(frame, np.zeros((0, 2, 3)), SIZE, frame_index=0, track_ids=[])
+    grain = grain_for_crops(frame, np.zeros((0, 2, 3)), SIZE, frame_key=0)
     assert grain.shape == (0, SIZE, SIZE, 3)
     restored = add_grain(np.zeros((0, SIZE, SIZE, 3), np.uint8), grain)
     out = compose(frame, restored, AlignedBatch(np.zeros((0, SIZE, SIZE, 3), np.uint8), np.zeros((0, 2, 3))), CFG)
@@ -205,7 +205,7 @@ def test_faceless_frames_are_never_touched():
 
 def test_a_clean_source_gets_no_grain():
     frame, affine = _scene(grain_std=(0.0, 0.0, 0.0))
-    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=0, track_ids=[0])
+    grain = grain_for_crops(frame, affine[None], SIZE, frame_key=0)
     assert grain.std() < 0.5  # only the rounding noise of the gradient (0.29 levels) is there to match
 
 
@@ -214,5 +214,5 @@ def test_a_small_face_still_gets_grain():
     s = SIZE / 40.0  # a 40-px face square in the background's corner (flat gradient + grain)
     affine = np.array([[s, 0.0, -s * 20], [0.0, s, -s * 180]])
     smooth = np.full((1, SIZE, SIZE, 3), 120, np.float32)
-    grain = grain_for_crops(frame, affine[None], SIZE, frame_index=0, track_ids=[0], restored=smooth)
+    grain = grain_for_crops(frame, affine[None], SIZE, frame_key=0, restored=smooth)
     assert grain.std() > 2.0

@@ -32,10 +32,9 @@ class AlignedBatch:
 
 @dataclass(frozen=True)
 class GrainSeed:
-    """What makes one frame's grain (``compose.grain: match``): new every frame and track, the same every run."""
+    """What makes one frame's grain (``compose.grain: match``): new every frame and face, the same every run."""
 
-    frame_index: int
-    track_ids: tuple[int, ...]
+    frame_key: int  # the frame's source pts (the same frame gets the same grain in any run or segment)
 
 
 @dataclass
@@ -90,9 +89,7 @@ def _faces_to_paste(
         faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, crops, crop_masks, strict=True)])
     if grain is not None:
         size = restored.shape[1]
-        film = grain_for_crops(
-            image, affines, size, grain.frame_index, list(grain.track_ids), restored=faces * (255 / top)
-        )
+        film = grain_for_crops(image, affines, size, grain.frame_key, restored=faces * (255 / top))
         faces = np.clip(faces + film * (top / 255.0), 0.0, top)
     return faces
 

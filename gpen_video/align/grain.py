@@ -10,8 +10,8 @@ GPEN's faces are grain-free; pasted into a grainy film frame they look like stic
    the same, from a calibration table) and the correlation between channels;
 2. **synthesise** (``synthesise_grain``): white noise, mixed across channels by that correlation, blurred
    per channel by that grain size and scaled so that its residual has the measured level — in frame pixels,
-   over the face's footprint, with a seed from (frame index, track id): new grain every frame, the same run
-   after run;
+   over the face's footprint, with a seed from (the frame's source timestamp, the face's place in the frame's
+   paste order): new grain every frame, the same in every run, preview or batch segment;
 3. **carry into the crop** (``grain_for_crops``): the frame-space grain is warped into crop space with the
    face's frame→crop transform, so that the paste (crop→frame) puts it back on the frame's pixel grid at the
    frame's grain size instead of a crop-resolution grain shrunk by the paste; the level the two bilinear
@@ -222,9 +222,10 @@ def measure_grain(frame: np.ndarray, affine: np.ndarray, size: int) -> GrainProf
     return GrainProfile(tuple(stds), tuple(sizes), tuple(tuple(float(x) for x in row) for row in corr), int(flat.sum()))
 
 
-def grain_seed(frame_index: int, track_id: int, salt: int = 0x6772) -> np.random.Generator:
-    """The generator of one face's grain on one frame: new every frame, the same on every run."""
-    return np.random.default_rng(np.random.SeedSequence([int(frame_index), int(track_id) & 0xFFFFFFFF, salt]))
+def grain_seed(frame_key: int, face: int, salt: int = 0x6772) -> np.random.Generator:
+    """The generator of one face's grain on one frame (``frame_key``: its source pts; ``face``: its place in the
+    frame's paste order): new every frame, the same in every run, whatever the run's start or segments."""
+    return np.random.default_rng(np.random.SeedSequence([int(frame_key) & 0xFFFFFFFFFFFFFFFF, int(face), salt]))
 
 
 def synthesise_grain(profile: GrainProfile, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -248,18 +249,17 @@ def grain_for_crops(
     frame: np.ndarray,
     affines: np.ndarray,
     size: int,
-    frame_index: int,
-    track_ids: list[int],
+    frame_key: int,
     profiles: list[GrainProfile] | None = None,
     restored: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, size, size, 3) float32 grain to add to the restored crops, in the crops' 0..255 units.
 
-    Made in frame pixels over each face's footprint (seeded by frame index and track id) and warped into
-    crop space with the face's own transform, so the paste lays it back on the frame's grid. ``profiles``
-    default to ``measure_grain`` on ``frame`` around each face. With ``restored`` (the restored crops, 0..255),
-    the fine texture the face already has counts towards the level (``fit_levels``), so a detailed face does
-    not end up noisier than its surroundings. No faces: an empty array.
+    Made in frame pixels over each face's footprint (seeded by ``frame_key``, the frame's source pts, and each
+    face's place in the frame) and warped into crop space with the face's own transform, so the paste lays it
+    back on the frame's grid. ``profiles`` default to ``measure_grain`` on ``frame`` around each face. With
+    ``restored`` (the restored crops, 0..255), the fine texture the face already has counts towards the level
+    (``fit_levels``), so a detailed face does not end up noisier than its surroundings. No faces: an empty array.
     """
     n = len(affines)
     out = np.zeros((n, size, size, 3), np.float32)
@@ -273,7 +273,7 @@ def grain_for_crops(
         if region is None:
             continue
         x0, y0, x1, y1 = region
-        field = synthesise_grain(profile, (y1 - y0, x1 - x0), grain_seed(frame_index, track_ids[k]))
+        field = synthesise_grain(profile, (y1 - y0, x1 - x0), grain_seed(frame_key, k))
         local = affine.copy()
         local[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)  # region pixel -> crop
         grain = cv2.warpAffine(field, local, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)

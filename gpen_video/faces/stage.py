@@ -16,6 +16,11 @@ bridged the same way, through the measured motion.
 Memory stays flat: observations and motions older than the window are dropped as frames are released,
 per-frame rows go to the optional tracks sink (``TracksFile``) as frames are released, and the stage
 keeps only one summary per track.
+
+Same frames, same faces, wherever a run starts: a frame whose source time crosses a multiple of
+``faces.sync_seconds`` is a sync frame, where the tracker starts afresh (``Tracker``). So the faces of a frame
+depend on no frame before ``warm_start`` of it, and a preview, a ``--start`` or a batch segment that decodes
+from there (``warm_start``) gives the frames it emits the faces the whole run gives them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,11 +37,11 @@ from gpen_video.errors import ConfigError
 from gpen_video.faces.detectors import create_detector
 from gpen_video.faces.detectors.base import Detector
 from gpen_video.faces.geometry import template_points, umeyama_similarity
-from gpen_video.faces.motion import IDENTITY, apply, compose, invert
+from gpen_video.faces.motion import IDENTITY, Motion, apply, compose, invert
 from gpen_video.faces.scenecut import SceneCutDetector
 from gpen_video.faces.smoothing import local_linear
-from gpen_video.faces.track import Track
-from gpen_video.faces.tracker import _CONFIRM_AFTER, Tracker
+from gpen_video.faces.track import Observation, Track
+from gpen_video.faces.tracker import _CONFIRM_AFTER, Tracker, follow_frames
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import (
     FacesSummary,
@@ -83,6 +88,48 @@ def lookahead_frames(config: FacesConfig) -> int:
     return max(window, config.max_gap + 1, config.min_track_length, _CONFIRM_AFTER + 1, 1)
 
 
+def sync_period(config: FacesConfig, seconds: float | None) -> int | None:
+    """The sync period a frame at ``seconds`` (source time) falls in; None: no sync frames."""
+    if config.sync_seconds <= 0 or seconds is None:
+        return None
+    return math.floor(seconds / config.sync_seconds)
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """How far before its start a run decodes, so that the frames from there on get the whole run's faces.
+
+    With sync frames every ``sync_seconds``, the faces of a frame depend on the frames since the sync frame at
+    or before it, less ``settle_frames`` (the smoothing's reach and the followers' time: those come from the
+    sync frame before), and on ``history_frames`` before that sync frame (its scene-cut decision). Without sync
+    frames (``sync_seconds`` 0): ``fallback_frames`` (close, not exact: the tracker remembers the whole shot).
+    """
+
+    sync_seconds: float
+    settle_frames: int
+    history_frames: int
+    fallback_frames: int
+
+    def before(self, start: float, frame_seconds: float) -> float:
+        """Source time to decode from for the frames from ``start`` (source seconds) on; ``frame_seconds``: a
+        frame's duration, or a little more (more warm-up never changes what comes out)."""
+        if self.sync_seconds <= 0:
+            return start - self.fallback_frames * frame_seconds
+        period = math.floor((start - self.settle_frames * frame_seconds) / self.sync_seconds)
+        return period * self.sync_seconds - self.history_frames * frame_seconds
+
+
+def warm_start(config: FacesConfig) -> WarmStart:
+    """``config``'s ``WarmStart`` (what a preview, a ``--start`` and each batch segment decode before their start)."""
+    reach = max(config.smooth_window if config.smooth else 0, config.max_gap + 1, 1)
+    return WarmStart(
+        sync_seconds=float(config.sync_seconds),
+        settle_frames=reach + follow_frames(config) + 1,
+        history_frames=SceneCutDetector.history_frames(config.min_scene_len) + 1,
+        fallback_frames=reach + max(config.keyframe_interval, 8),
+    )
+
+
 class FaceStage:
     """Streaming: push frames in order; get back frames whose faces are final (delayed by the look-ahead window).
 
@@ -104,9 +151,11 @@ class FaceStage:
             SceneCutDetector(config.scene_threshold, config.min_scene_len) if config.scene_threshold > 0 else None
         )
         self.tracks_sink = tracks
-        self._pending: deque[tuple[int, float | None]] = deque()
+        self._pending: deque[tuple[int, float | None, bool]] = deque()
+        self._first_counted: int | None = None  # the first frame counted: the reports number frames from it
         self._frames = 0
         self._last_pushed = -1
+        self._period: int | None = None  # the sync period of the last frame pushed
         self._extra_skipped = 0
         self._rejected_tracks = 0
         self._tallies: dict[int, _TrackTally] = {}
@@ -130,17 +179,25 @@ class FaceStage:
     def lookahead(self) -> int:
         return lookahead_frames(self.config)
 
-    def push(self, index: int, image: np.ndarray, pts_seconds: float | None = None) -> list[FrameFaces]:
+    def push(
+        self, index: int, image: np.ndarray, pts_seconds: float | None = None, counted: bool = True
+    ) -> list[FrameFaces]:
+        """Frame ``index`` in; the frames now final out. ``counted`` False: a frame a range or a segment decodes
+        around the frames it writes (warm-up, look-ahead): tracked, its faces given out, but not in the summaries,
+        the metrics or the tracks file, which number frames from the first counted one."""
         if image.dtype != np.uint8:
             image = to_8bit(image) if image.dtype == np.uint16 else image.astype(np.uint8)
         cut = False
         if self.scene_cuts is not None:
             cut = self.scene_cuts.is_cut(index, image) and self._frames > 0
-        if self.tracker.update(index, image, cut=cut) != cut and self.scene_cuts is not None:
+        period = sync_period(self.config, pts_seconds)
+        sync = period is not None and self._period is not None and period != self._period
+        self._period = period
+        if self.tracker.update(index, image, cut=cut, sync=sync) != cut and self.scene_cuts is not None:
             self.scene_cuts.retract(index)
         self._frames += 1
         self._last_pushed = index
-        self._pending.append((index, pts_seconds))
+        self._pending.append((index, pts_seconds, counted))
         out = []
         while len(self._pending) > self.lookahead:
             out.append(self._release(*self._pending.popleft()))
@@ -159,24 +216,31 @@ class FaceStage:
 
     # -- releasing a frame ------------------------------------------------------------------------
 
-    def _release(self, index: int, pts: float | None) -> FrameFaces:
-        faces = []
+    def _release(self, index: int, pts: float | None, counted: bool) -> FrameFaces:
+        found: list[tuple[TrackedFace, dict[int, Motion]]] = []
         for track in self.tracker.tracks + self.tracker.finished:
-            if track.first > index or not self._confirmed(track):
+            if track.first > index or (track.until is not None and index >= track.until):
                 continue
-            face = self._face_at(track, index)
+            if not self._confirmed(track):
+                continue
+            face = self._blended(track, index, self._face_at(track, index, counted))
             if face is not None:
-                faces.append(face)
-        if self.config.max_faces > 0 and len(faces) > self.config.max_faces:
-            faces.sort(key=lambda f: -float(face_scale(f.landmarks5)))
-            self._extra_skipped += len(faces) - self.config.max_faces
-            faces = faces[: self.config.max_faces]
-        faces.sort(key=lambda f: f.track_id)
-        for face in faces:
-            self._record(face, index)
+                found.append((face, track.motions))
+        # the paste order (and a grain seed's place) by where the faces are, never by id: ids depend on where
+        # the run started, and the last face pasted is on top where two overlap; the biggest goes last
+        found.sort(key=lambda pair: _paste_key(pair[0]))
+        if self.config.max_faces > 0 and len(found) > self.config.max_faces:
+            self._extra_skipped += (len(found) - self.config.max_faces) if counted else 0
+            found = found[-self.config.max_faces :]
+        faces = [face for face, _ in found]
         result = FrameFaces(index=index, faces=faces, pts_seconds=pts)
-        if self.tracks_sink is not None:
-            self.tracks_sink.write(result)
+        if counted:
+            if self._first_counted is None:
+                self._first_counted = index
+            for face, motions in found:
+                self._record(face, index - self._first_counted, index, motions)
+            if self.tracks_sink is not None:
+                self.tracks_sink.write(replace(result, index=index - self._first_counted))
         self._prune(index)
         return result
 
@@ -206,14 +270,34 @@ class FaceStage:
             track.confirmed = True
         return track.confirmed
 
-    def _face_at(self, track: Track, index: int) -> TrackedFace | None:
+    def _blended(self, track: Track, index: int, face: TrackedFace | None) -> TrackedFace | None:
+        """A track that took another's face over: from that one's landmarks into its own over ``follow_frames``
+        (the two tracks' landmarks differ by a little bias: the blend moves it over those frames, not at once)."""
+        before = track.predecessor
+        span = follow_frames(self.config)
+        if face is None or before is None or index >= track.first + span or not self._confirmed(before):
+            return face
+        other = self._face_at(before, index, counted=False)
+        if other is None:
+            return face
+        weight = (index - track.first + 1) / (span + 1)
+        lm = (1.0 - weight) * other.landmarks5.astype(np.float64) + weight * face.landmarks5.astype(np.float64)
+        return TrackedFace(
+            track.id, lm.astype(np.float32), face_box(lm).astype(np.float32), face.score, face.interpolated
+        )
+
+    def _face_at(self, track: Track, index: int, counted: bool) -> TrackedFace | None:
+        """The track's face in frame ``index``, from its observations and motion links; ``counted``: its raw
+        figures go into the report's metrics."""
         obs = {o.index: o for o in track.observations}
+        motions = track.motions
         here = obs.get(index)
         if here is not None and self.window == 0:
-            self._count_raw(track, index, obs)
+            if counted:
+                self._count_raw(track, index, obs, motions)
             return TrackedFace(track.id, here.landmarks.astype(np.float32), here.box.astype(np.float32), here.score)
         reach = self.window if here is not None else self.reach
-        offsets, carried, scores = self._carried(track, index, obs, reach)
+        offsets, carried, scores = _carried(index, obs, motions, reach)
         if here is None:
             near = [abs(o) for o in offsets]
             if not near:
@@ -232,7 +316,8 @@ class FaceStage:
             if self.config.smooth_target == "similarity":
                 fit = _similarity_fit(times, carried, fit, max(reach, 1), scale)
         if raw is not None:
-            self._count_raw(track, index, obs)
+            if counted:
+                self._count_raw(track, index, obs, motions)
             strength = float(self.config.smooth_strength)  # 0..1, declared in config.py
             lm = raw + strength * (fit - raw)
             score, interpolated = here.score, False
@@ -259,57 +344,25 @@ class FaceStage:
         box = face_box(lm).astype(np.float32)
         return TrackedFace(track.id, lm.astype(np.float32), box, min(j.score, k.score), interpolated=True)
 
-    def _carried(self, track: Track, index: int, obs: dict, reach: int) -> tuple[list[int], list[np.ndarray], list]:
-        """Observations within ``reach`` frames of ``index``, carried into frame ``index`` by the measured motion
-        (outwards from ``index``, stopping at the first unreliable or missing link)."""
-        offsets, carried, scores = [], [], []
-        if index in obs:
-            offsets.append(0)
-            carried.append(obs[index].landmarks)
-            scores.append(obs[index].score)
-        affine, k = IDENTITY, index
-        while k > index - reach:
-            link = track.motions.get(k)  # frame k-1 -> k
-            if link is None or not link.reliable:
-                break
-            affine = compose(affine, link.affine)
-            k -= 1
-            if k in obs:
-                offsets.append(k - index)
-                carried.append(apply(affine, obs[k].landmarks))
-                scores.append(obs[k].score)
-        affine, k = IDENTITY, index
-        while k < index + reach:
-            link = track.motions.get(k + 1)  # frame k -> k+1
-            if link is None or not link.reliable:
-                break
-            affine = compose(affine, link.inverse)
-            k += 1
-            if k in obs:
-                offsets.append(k - index)
-                carried.append(apply(affine, obs[k].landmarks))
-                scores.append(obs[k].score)
-        return offsets, carried, scores
-
-    def _count_raw(self, track: Track, index: int, obs: dict) -> None:
+    def _count_raw(self, track: Track, index: int, obs: dict[int, Observation], motions: dict[int, Motion]) -> None:
         """Unsmoothed metrics around ``index``: second differences, and disagreement with the measured motion."""
         if index - 1 in obs and index + 1 in obs:
             d2 = obs[index + 1].landmarks - 2 * obs[index].landmarks + obs[index - 1].landmarks
             self._jitter_raw[0] += float(np.sum(d2**2))
             self._jitter_raw[1] += 5
             self._raw_centres.setdefault(track.id, deque(maxlen=4)).append(index)
-        link = track.motions.get(index)
+        link = motions.get(index)
         if index - 1 in obs and link is not None and link.reliable:
             d = obs[index].landmarks - apply(link.affine, obs[index - 1].landmarks)
             self._agreement_raw[0] += float(np.sum(d**2))
             self._agreement_raw[1] += 5
 
-    def _record(self, face: TrackedFace, index: int) -> None:
+    def _record(self, face: TrackedFace, number: int, index: int, motions: dict[int, Motion]) -> None:
+        """A face given out in frame ``index`` (``number`` in the reports' numbering): metrics and summary."""
         history = self._last_emitted.setdefault(face.track_id, [])
-        track = next((t for t in self.tracker.tracks + self.tracker.finished if t.id == face.track_id), None)
         lm = face.landmarks5.astype(np.float64)
-        if history and history[-1][0] == index - 1 and track is not None:
-            link = track.motions.get(index)
+        if history and history[-1][0] == index - 1:
+            link = motions.get(index)
             if link is not None and link.reliable:
                 d = lm - apply(link.affine, history[-1][1])
                 self._agreement_smooth[0] += float(np.sum(d**2))
@@ -327,13 +380,13 @@ class FaceStage:
             d2 = history[2][1] - 2 * history[1][1] + history[0][1]
             self._jitter_smooth[0] += float(np.sum(d2**2))
             self._jitter_smooth[1] += 5
-        tally = self._tallies.setdefault(face.track_id, _TrackTally(first=index, last=index))
-        tally.last = index
+        tally = self._tallies.setdefault(face.track_id, _TrackTally(first=number, last=number))
+        tally.last = number
         tally.frames += 1
         tally.score_sum += face.score
         if face.score > tally.best_score:
             tally.best_score = face.score
-            tally.sample_frame = index
+            tally.sample_frame = number
             tally.sample_box = tuple(float(v) for v in face.box)
 
     def _prune(self, released: int) -> None:
@@ -347,6 +400,9 @@ class FaceStage:
                 del track.observations[:drop]
             for k in [k for k in track.motions if k < keep_from]:
                 del track.motions[k]
+        for track in self.tracker.tracks + self.tracker.finished:
+            if track.predecessor is not None and released >= track.first + follow_frames(self.config):
+                track.predecessor = None  # the blend is over
         kept = []
         for track in self.tracker.finished:
             if track.observations and track.observations[-1].index > released:
@@ -403,6 +459,47 @@ class FaceStage:
             scene_cuts=tuple(self.scene_cuts.cuts) if self.scene_cuts is not None else (),
             scene_cuts_overruled=self.tracker.vetoed_cuts,
         )
+
+
+def _carried(
+    index: int, obs: dict[int, Observation], motions: dict[int, Motion], reach: int
+) -> tuple[list[int], list[np.ndarray], list[float]]:
+    """Observations within ``reach`` frames of ``index``, carried into frame ``index`` by the measured motion
+    (outwards from ``index``, stopping at the first unreliable or missing link)."""
+    offsets, carried, scores = [], [], []
+    if index in obs:
+        offsets.append(0)
+        carried.append(obs[index].landmarks)
+        scores.append(obs[index].score)
+    affine, k = IDENTITY, index
+    while k > index - reach:
+        link = motions.get(k)  # frame k-1 -> k
+        if link is None or not link.reliable:
+            break
+        affine = compose(affine, link.affine)
+        k -= 1
+        if k in obs:
+            offsets.append(k - index)
+            carried.append(apply(affine, obs[k].landmarks))
+            scores.append(obs[k].score)
+    affine, k = IDENTITY, index
+    while k < index + reach:
+        link = motions.get(k + 1)  # frame k -> k+1
+        if link is None or not link.reliable:
+            break
+        affine = compose(affine, link.inverse)
+        k += 1
+        if k in obs:
+            offsets.append(k - index)
+            carried.append(apply(affine, obs[k].landmarks))
+            scores.append(obs[k].score)
+    return offsets, carried, scores
+
+
+def _paste_key(face: TrackedFace) -> tuple[float, float, float]:
+    """Smaller faces first (pasted under the bigger ones), then left to right, top to bottom."""
+    centre = face.landmarks5.mean(axis=0)
+    return float(face_scale(face.landmarks5)), float(centre[0]), float(centre[1])
 
 
 def _similarity_fit(times: np.ndarray, carried: list[np.ndarray], points: np.ndarray, reach: int, scale: float):

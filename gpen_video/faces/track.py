@@ -47,6 +47,20 @@ class Track:
     best_score: float = 0.0  # best full-detection score
     plausible: bool = True  # landmark layout of a face at the first detection
     confirmed: bool = False  # set by the stage once the evidence agrees; never unset
+    rank: int = 0  # place among the tracks started on the same frame (ties broken the same way in every run)
+    #: frames from here on are not this track's to give out (a new track took its face over, or it ended there)
+    until: int | None = None
+    #: a follower (it steers nothing, see ``Tracker``) is refined up to this frame, then ends: an orphan (a face the
+    #: sync frame's detection missed) or a track a new one took over (its observations go on for the blend)
+    stop: int | None = None
+    #: the track this one took over from at its first frame (same face, same id: the stage blends from that one's
+    #: landmarks into this one's), and the one that took over from this one
+    predecessor: Track | None = field(default=None, repr=False)
+    successor: Track | None = field(default=None, repr=False)
+
+    @property
+    def steering(self) -> bool:
+        return self.stop is None
 
     @property
     def last(self) -> Observation:

@@ -6,6 +6,17 @@ ONet) run on a box placed by a fixed rule around the face's predicted landmarks 
 landmarks carry no step every N frames, and their remaining jitter is the kind the smoother removes.
 The full detector (``keyframe_detection``) only finds new faces and re-anchors faces the refinement lost.
 Detections are matched to tracks by IoU plus landmark distance with the Hungarian method (``association``).
+
+**Sync frames** bound what the tracker remembers, so that a run which starts a little earlier (a preview, a
+batch segment, a ``--start``) finds the same faces as the whole run from there on. On a sync frame
+(``FaceStage`` marks one every ``faces.sync_seconds`` of source time) the tracks stop steering and the faces
+start afresh from that frame's full detection, as on a cut, except that a new track on a face a track was
+following takes that track's id over. The old track goes on as a *follower* for ``follow_frames``: refined on
+its own, it steers nothing (no key frame, cut, birth or match depends on it), and the stage blends from its
+landmarks into the new track's over those frames, so the seam moves nothing at once. A followed face the sync
+frame's detection misses (a blink of the detector, a face turned too far to start a track) goes on as a
+follower too, an *orphan*, given out until a new track takes its face over or ``follow_frames`` pass. So the
+steering tracks depend on no frame before the last sync frame, and the followers on none before the one before.
 """
 
 from __future__ import annotations
@@ -32,6 +43,13 @@ _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region 
 _ROLL_FREE = np.radians(3.0)  # roll away from the detected one (radians) that the refinement leaves as it is
 _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
 _LOOK_SIDE = 96.0  # face side (px) a candidate's second look shrinks a bigger face to
+_FOLLOW_KEYFRAMES = 2  # key-frame intervals a follower goes on for (an orphan waits, a take-over blends)
+_HAND_OVER_IOU = 0.3  # box overlap at which a new track takes an orphan's face over
+
+
+def follow_frames(config: FacesConfig) -> int:
+    """Frames a follower goes on for (``Tracker``): an orphan's wait for a new track, a take-over's blend."""
+    return _FOLLOW_KEYFRAMES * max(1, config.keyframe_interval)
 
 
 class Tracker:
@@ -57,31 +75,109 @@ class Tracker:
 
     # -- per frame --------------------------------------------------------------------------------
 
-    def update(self, index: int, image: np.ndarray, cut: bool = False) -> bool:
-        """Track the faces into frame ``index``; returns whether it starts a new shot.
+    def update(self, index: int, image: np.ndarray, cut: bool = False, sync: bool = False) -> bool:
+        """Track the faces into frame ``index``; returns whether it starts a new shot. ``sync``: a sync frame.
 
         A reported ``cut`` is checked against the faces' measured motion first: where most tracked faces are
         followed into this frame by the pixels (a fast pan trips the content detector), the shot goes on.
         """
-        active = [t for t in self.tracks if t.active]
-        self._measure_motion(index, image, active)
-        cut = cut and not self._cut_vetoed(index, active)
+        for track in [t for t in self.tracks if t.stop is not None and t.stop <= index]:
+            self._end(track, until=index)
+        self._measure_motion(index, image, list(self.tracks))
+        cut = cut and not self._cut_vetoed(index, self._steering())
         if cut:
-            self._new_shot(index, active)
+            self._new_shot(index, list(self.tracks))
         if not self.shot_starts or cut:
             self.shot_starts.append(index)
-        keyframe = cut or self._redetect or self._keyframe_due(index)
+        if sync and not cut and self.tracks:
+            self._sync(index, image)
+        else:
+            if sync:
+                self.detection.new_shot()
+            self._follow(index, image, keyframe=cut or sync or self._redetect or self._keyframe_due(index))
         self._redetect = False
-        active = [t for t in self.tracks if t.active]
-        refined = self._refine_tracks(index, image, active)
-        if keyframe:
-            self._last_keyframe = index
-            self._keyframe(index, image, active, refined)
-        self._observe(index, image, active, refined, keyframe)
         self._drop_duplicates(index)
         self._carry_unobserved(index)
         self._previous = (index, image)
         return cut
+
+    def _steering(self) -> list[Track]:
+        """The tracks that steer the tracker (key frames, cuts, births, matches): every active one but followers."""
+        return [t for t in self.tracks if t.active and t.steering]
+
+    def _follow(self, index: int, image: np.ndarray, keyframe: bool) -> None:
+        """Refine every track into this frame; on a key frame, detect, re-anchor and start new tracks (which take
+        over the orphans on their faces)."""
+        steering = self._steering()
+        followers = [t for t in self.tracks if not t.steering]
+        refined = self._refine_tracks(index, image, steering)
+        self._observe_followers(index, image, followers)
+        born: list[Track] = []
+        if keyframe:
+            self._last_keyframe = index
+            born = self._keyframe(index, image, steering, refined)
+        self._observe(index, image, steering, refined, keyframe)
+        self._hand_over(index, born, [t for t in followers if t.successor is None])
+        self._name(born)
+
+    def _observe_followers(self, index: int, image: np.ndarray, followers: list[Track]) -> None:
+        """The followers refined apart from the steering tracks (whose batch is then the same without them)."""
+        refined = self._refine_tracks(index, image, followers)
+        for track in followers:
+            if track.id in refined:
+                track.add(refined[track.id])
+
+    def _sync(self, index: int, image: np.ndarray) -> None:
+        """A sync frame: every track ends; new ones start from this frame's detection, and each one on a face a
+        track was following takes that track over (its id, and the stage's smoothing across the seam). A track
+        whose face no new track takes runs on as an orphan; the followers of the last sync frame end here."""
+        retiring = self._steering()
+        for track in [t for t in self.tracks if not t.steering]:
+            self._end(track, until=index)
+        self.detection.new_shot()
+        self._last_keyframe = index
+        self._observe_followers(index, image, retiring)  # where the ending tracks are: the take-over, the blend
+        self.detector_calls += 1
+        born = self._start_tracks(index, image, self.detection.detect(image), set(), {})
+        if retiring and born:
+            track_lm = np.stack([t.last.landmarks if t.last.index == index else t.predict(index) for t in retiring])
+            track_boxes = np.stack([face_box(lm) for lm in track_lm])
+            found = Detections(
+                np.stack([t.last.box for t in born]).astype(np.float32),
+                np.array([t.last.score for t in born], np.float32),
+                np.stack([t.last.landmarks for t in born]).astype(np.float32),
+            )
+            for t_idx, b_idx in hungarian(association_cost(track_lm, track_boxes, found)):
+                self._take_over(retiring[t_idx], born[b_idx], index)
+        for track in retiring:
+            if track.successor is None:  # no new track on its face: an orphan
+                track.stop = index + follow_frames(self.config)
+        self._name(born)
+
+    def _hand_over(self, index: int, born: list[Track], orphans: list[Track]) -> None:
+        """New tracks on an orphan's face take it over."""
+        for track in born:
+            live = [o for o in orphans if o.active and o.successor is None]
+            if not live:
+                return
+            overlap = box_iou(track.last.box, np.stack([_where_now(o, index) for o in live]))[0]
+            best = int(np.argmax(overlap))
+            if overlap[best] > _HAND_OVER_IOU:
+                self._take_over(live[best], track, index)
+
+    def _take_over(self, old: Track, new: Track, index: int) -> None:
+        """``new`` gives ``old``'s face out from ``index`` on, under its id; ``old`` follows on for the blend."""
+        new.predecessor, old.successor = old, new
+        new.id = old.id
+        old.until = index
+        old.stop = index + follow_frames(self.config)
+
+    def _name(self, born: list[Track]) -> None:
+        """Ids for the new tracks that took no track over, in the order they started."""
+        for track in born:
+            if track.id < 0:
+                track.id = self._next_id
+                self._next_id += 1
 
     def _cut_vetoed(self, index: int, active: list[Track]) -> bool:
         """Whether most tracked faces are followed into frame ``index`` by their measured motion (one shot)."""
@@ -129,7 +225,7 @@ class Tracker:
             if track.estimate is not None and link is not None and link.reliable:
                 track.estimate = apply(link.affine, track.estimate)
             track.misses += 1
-            if track.misses == 2:
+            if track.misses == 2 and track.steering:
                 self._redetect = True  # lost: look again with the full detector on the next frame
             if track.misses > self.config.max_gap:
                 self._end(track)
@@ -241,12 +337,15 @@ class Tracker:
 
     # -- key frames -------------------------------------------------------------------------------
 
-    def _keyframe(self, index: int, image: np.ndarray, active: list[Track], refined: dict[int, Observation]) -> None:
+    def _keyframe(
+        self, index: int, image: np.ndarray, active: list[Track], refined: dict[int, Observation]
+    ) -> list[Track]:
+        """Detect; re-anchor the tracks matched; the tracks started on the rest (still without ids: ``_name``)."""
         self.detector_calls += 1
         detections = self.detection.detect(image)
         pairs = self._match(index, active, refined, detections)
         self._reanchor(index, image, active, refined, detections, pairs)
-        self._start_tracks(index, image, detections, {d for _, d in pairs}, refined)
+        return self._start_tracks(index, image, detections, {d for _, d in pairs}, refined)
 
     def _match(
         self, index: int, active: list[Track], refined: dict[int, Observation], detections: Detections
@@ -293,9 +392,11 @@ class Tracker:
         detections: Detections,
         matched: set[int],
         refined: dict[int, Observation],
-    ) -> None:
-        """New faces: unmatched detections big, frontal and face-like enough, not on a face already tracked."""
+    ) -> list[Track]:
+        """New faces: unmatched detections big, frontal and face-like enough, not on a face already tracked (their
+        ids come later: ``_name``)."""
         taken = [o.box for o in refined.values()]
+        born: list[Track] = []
         for d_idx in range(len(detections)):
             if d_idx in matched:
                 continue
@@ -314,15 +415,16 @@ class Tracker:
             if obs is None:
                 continue
             framing.roll = roll_angle(obs.landmarks)  # the refinement's own roll: what later looks are turned back to
-            track = Track(id=self._next_id, shot=self._shot, framing=framing, first=index)
+            track = Track(id=-1, shot=self._shot, framing=framing, first=index, rank=len(born))
             track.keyframe_hits = 1
             track.best_score = float(detections.scores[d_idx])
             track.estimate = obs.landmarks
             track.reference = obs.landmarks if follows_motion(obs.landmarks) else None
-            self._next_id += 1
             track.add(obs)
             self.tracks.append(track)
+            born.append(track)
             taken.append(obs.box)
+        return born
 
     def _anchor(
         self, index: int, image: np.ndarray, detections: Detections, d_idx: int, framing: Framing
@@ -342,23 +444,36 @@ class Tracker:
     # -- bookkeeping ------------------------------------------------------------------------------
 
     def _drop_duplicates(self, index: int) -> None:
-        """Two tracks on one face (a re-detection that slipped the matching): the younger one ends."""
-        current = [t for t in self.tracks if t.active and t.last.index == index]
-        current.sort(key=lambda t: (-t.count, t.id))
+        """Two tracks on one face (a re-detection that slipped the matching): the younger one ends; an orphan
+        gives way to any steering track (it ends where that one is)."""
+        # a track taken over follows on beside its successor: not a duplicate
+        current = [t for t in self.tracks if t.active and t.last.index == index and t.successor is None]
+        # the order depends on nothing but the frames since the last sync frame (ids do: taken over)
+        current.sort(key=lambda t: (not t.steering, -t.count, t.first, t.rank))
         kept: list[Track] = []
         for track in current:
             if kept and box_iou(track.last.box, np.stack([k.last.box for k in kept])).max() > _DUPLICATE_IOU:
                 track.observations.pop()
                 track.count -= 1
-                self._end(track)
+                self._end(track, until=None if track.steering else index)
                 continue
             kept.append(track)
 
-    def _end(self, track: Track) -> None:
+    def _end(self, track: Track, until: int | None = None) -> None:
+        """``track`` ends; ``until``: nothing from that frame on is given out as its (a follower's last frame)."""
         track.active = False
+        if until is not None:
+            track.until = until if track.until is None else min(track.until, until)
         self.tracks.remove(track)
         self.finished.append(track)
 
     def _end_all(self) -> None:
         for track in list(self.tracks):
             self._end(track)
+
+
+def _where_now(track: Track, index: int) -> np.ndarray:
+    """``track``'s box in frame ``index``: observed there, or carried by the motion so far."""
+    if track.last.index == index:
+        return track.last.box
+    return face_box(track.estimate if track.estimate is not None else track.last.landmarks)

@@ -38,6 +38,7 @@ class Frame:
     pts: int  # source presentation timestamp, in time_base units
     time_base: Fraction
     source: av.VideoFrame  # the decoded samples, re-encoded as they are when no face is touched
+    in_range: bool = True  # False: decoded in the range's margins (``RangeMargins``), for the faces stage only
 
     @property
     def time(self) -> float:
@@ -126,8 +127,18 @@ class _Pass:
     video_done: bool = False  # the range's video is all decoded (side packets may still be due)
 
 
+@dataclass(frozen=True)
+class RangeMargins:
+    """Seconds a range's reader decodes before its start and after its end: frames there are handed on with
+    ``in_range`` False (the faces stage warms up and looks ahead on them; nothing of them is written)."""
+
+    before: float = 0.0
+    after: float = 0.0
+
+
 class VideoReader:
-    """Decodes ``info.video`` from ``path`` between ``start`` and ``start + duration`` (seconds)."""
+    """Decodes ``info.video`` from ``path`` between ``start`` and ``start + duration`` (seconds), and ``margins``
+    around them."""
 
     def __init__(
         self,
@@ -137,6 +148,7 @@ class VideoReader:
         start: float | None = None,
         duration: float | None = None,
         start_byte: int | None = None,
+        margins: RangeMargins | None = None,
     ) -> None:
         """``start_byte``: where in the file the key frame at ``start`` begins (a batch segment's, from its plan):
         on a ``containers.BYTE_START_FORMATS`` file the reader opens the file ``light_open.BYTE_START_LEAD`` before
@@ -145,7 +157,10 @@ class VideoReader:
         self.path = Path(path)
         self.info = info
         self.config = config or ReaderConfig()
-        self._start = StartFinder(self.path, info, start, duration, start_byte)
+        margins = margins or RangeMargins()
+        lead = None if start is None else max(start - margins.before, 0.0)  # 0: from the top, not sought
+        decoded = None if duration is None else duration + margins.after + (0.0 if start is None else start - lead)
+        self._start = StartFinder(self.path, info, lead, decoded, start_byte)
         self.container = self._start.open_file()
         # --start and --duration count from the stream's own start (a TS at 10:00:00 is cut with --start 1)
         origin = info.video.start_time if start is not None else 0.0
@@ -153,10 +168,12 @@ class VideoReader:
         self.start = start
         self.end = None if duration is None else (start if start is not None else origin) + duration
         self._end_time = None if self.end is None else Fraction(self.end).limit_denominator(10**9)
+        self._stop_time = None if self._end_time is None else self._end_time + Fraction(margins.after)
         self._side = SideRouter(start, self._end_time)
         self._take_streams()
         tb = self.video.time_base
         self._start_pts = None if start is None else int(Fraction(start).limit_denominator(10**9) / tb)
+        self._lead_pts = None if lead is None else int(Fraction(origin + lead).limit_denominator(10**9) / tb)
         self.offset: Fraction | None = None if start is not None else Fraction(0)
         self.stats = ReadStats()
         self._size: tuple[int, int] | None = None
@@ -205,7 +222,7 @@ class VideoReader:
 
     def frames(self) -> Iterator[Frame]:
         """The range's frames, from a pass the start finder started; again from its next start where one missed."""
-        check = self._start.first(self, self._start_pts)
+        check = self._start.first(self, self._lead_pts)
         while True:
             try:
                 yield from self._pass(check)
@@ -273,25 +290,32 @@ class VideoReader:
                 self._note_repeat_size(frame, pts, run)
                 continue
             frame = self._fit_size(frame, pts)
-            if self.offset is None:
+            in_range = self.in_range(pts)
+            if self.offset is None and in_range:
                 self.offset = Fraction(pts) * self.video.time_base
                 self._side.release_early(self.offset)
             run.last_pts = pts
             if frame.is_corrupt:
                 self.stats.corrupt_frames += 1
-            yield Frame(self.stats.frames, pts, self.video.time_base, frame)
+            yield Frame(self.stats.frames, pts, self.video.time_base, frame, in_range)
             self.stats.frames += 1
 
+    def in_range(self, pts: int) -> bool:
+        """Whether the frame at ``pts`` is in the range itself (not in its margins)."""
+        if self._start_pts is not None and pts < self._start_pts:
+            return False
+        return self._end_time is None or pts * self.video.time_base < self._end_time
+
     def _keeps(self, pts: int, run: _Pass) -> bool:
-        """Whether the frame at ``pts`` is handed on: not a repeated time, inside the range (past its end, the
-        pass's video is done)."""
+        """Whether the frame at ``pts`` is handed on: not a repeated time, inside the range or its margins (past
+        them, the pass's video is done)."""
         if run.last_pts is not None and pts <= run.last_pts:
             self.stats.repeated_timestamps += 1
             log.debug("%s: frame with non-increasing pts %s left out", self.path, pts)
             return False
-        if self._start_pts is not None and pts < self._start_pts:
+        if self._lead_pts is not None and pts < self._lead_pts:
             return False
-        if self._end_time is not None and pts * self.video.time_base >= self._end_time:
+        if self._stop_time is not None and pts * self.video.time_base >= self._stop_time:
             run.video_done = True
             return False
         return True

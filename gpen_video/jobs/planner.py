@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Protocol
 
 from gpen_video.config import FacesConfig
-from gpen_video.faces.stage import lookahead_frames
+from gpen_video.faces.stage import WarmStart, lookahead_frames, warm_start
 from gpen_video.jobs.packet_index import REORDER_FRAMES, PacketIndex
 from gpen_video.run.job import SegmentWindow
 
@@ -81,6 +81,9 @@ class PlanSettings:
     # files are re-encoded, each starting on its own key frame, so an emitted start need not be a source one. A key
     # frame whose byte position the plan found (``PacketIndex.key_positions``: TS, PS) is cut so whatever its GOP.
     emit_after_key: bool = False
+    # the faces stage's sync frames: a segment decodes from the warm start before its first frame (at least
+    # ``warmup_frames`` before it), so the frames it emits get the faces one run over the whole file gives them
+    warm: WarmStart = field(default_factory=lambda: WarmStart(0.0, 0, 0, 0))
 
     @classmethod
     def for_faces(cls, faces: FacesConfig, segment_seconds: float, overlap_frames: int | None = None) -> PlanSettings:
@@ -97,7 +100,7 @@ class PlanSettings:
         reach = max(smooth, faces.max_gap + 1, faces.min_track_length, 1)
         lookahead = lookahead_frames(faces)  # FaceStage.lookahead
         warmup = reach + max(faces.keyframe_interval, 8) if overlap_frames is None else overlap_frames
-        return cls(float(segment_seconds), int(warmup), int(lookahead))
+        return cls(float(segment_seconds), int(warmup), int(lookahead), warm=warm_start(faces))
 
 
 def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
@@ -121,11 +124,38 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
     frames: _Frames = _IndexedFrames(index) if index.exact else _RateFrames(index)
     origin = Fraction(index.origin).limit_denominator(10**9)
     # where each segment starts emitting, and the key frame it decodes from when that is not the start itself
+    starts, from_key = _key_starts(index, settings, frames, keys)
+    segments = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        if from_key[i]:  # the key frame itself, a quarter tick late: the reader's first frame is the key frame
+            decode_from = float((keys[i] + Fraction(1, 4)) * tb - origin)
+        else:
+            warm = frames.before(start, settings.warmup_frames)
+            if i > 0:
+                warm = min(warm, _synced_from(index, settings, frames, start))
+            decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
+        if i == 0:
+            decode_from = min(decode_from, 0.0)  # from the stream's start: the reader does not seek
+        after = None if end is None else frames.after(end, settings.lookahead_frames)
+        decode_until = None if after is None else float((after - Fraction(1, 2)) * tb - origin)
+        at_byte = index.key_positions.get(keys[i]) if from_key[i] else None
+        window = SegmentWindow(decode_from, start, end, decode_until, at_byte)
+        segments.append(Segment(i, window, frames.count(start, end)))
+    return segments
+
+
+def _key_starts(
+    index: PacketIndex, settings: PlanSettings, frames: _Frames, keys: list[int]
+) -> tuple[list[int], list[bool]]:
+    """Where each segment starts emitting, and whether it decodes from its own key frame (``emit_after_key``)."""
     starts: list[int] = list(keys)
     from_key: list[bool] = [False] * len(keys)
     if settings.emit_after_key:
         for i in range(1, len(keys)):
             shifted = frames.nth(keys[i], settings.warmup_frames)
+            if shifted is not None and _synced_from(index, settings, frames, shifted) < keys[i]:
+                continue  # the sync frames' warm-up reaches before the key frame: decoded from before it anyway
             limit_pts = keys[i + 1] if i + 1 < len(keys) else None
             # a key frame whose position the plan found (TS, PS) is opened at: a warm-up before it would instead seek
             # by timestamp to an earlier key frame not known, reading more than the warm-up, whatever the GOP
@@ -136,22 +166,24 @@ def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:
                 and (limit_pts is None or shifted < limit_pts)
             ):
                 starts[i], from_key[i] = shifted, True
-    segments = []
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else None
-        if from_key[i]:  # the key frame itself, a quarter tick late: the reader's first frame is the key frame
-            decode_from = float((keys[i] + Fraction(1, 4)) * tb - origin)
-        else:
-            warm = frames.before(start, settings.warmup_frames)
-            decode_from = float((warm - Fraction(1, 4)) * tb - origin)  # a quarter tick early: float rounding keeps it
-        if i == 0:
-            decode_from = min(decode_from, 0.0)  # from the stream's start: the reader does not seek
-        after = None if end is None else frames.after(end, settings.lookahead_frames)
-        decode_until = None if after is None else float((after - Fraction(1, 2)) * tb - origin)
-        at_byte = index.key_positions.get(keys[i]) if from_key[i] else None
-        window = SegmentWindow(decode_from, start, end, decode_until, at_byte)
-        segments.append(Segment(i, window, frames.count(start, end)))
-    return segments
+    return starts, from_key
+
+
+def _synced_from(index: PacketIndex, settings: PlanSettings, frames: _Frames, start: int) -> int:
+    """The pts a segment emitting from ``start`` decodes from for the faces stage's sync frames (``WarmStart``)."""
+    if settings.warm.sync_seconds <= 0:
+        return start
+    tb = index.time_base
+    at = settings.warm.before(float(start * tb), float(_frame_ticks(index) * tb) * 1.01)
+    return min(frames.before(math.floor(Fraction(at).limit_denominator(10**9) / tb), 1), start)
+
+
+def _frame_ticks(index: PacketIndex) -> Fraction:
+    """A frame's duration in ticks: the nominal one, or the widest of the first frames' steps."""
+    if index.frame_ticks:
+        return Fraction(index.frame_ticks)
+    steps = [b - a for a, b in zip(index.pts[:64], index.pts[1:65], strict=False) if b > a]
+    return Fraction(max(steps)) if steps else Fraction(1)
 
 
 class _Frames(Protocol):

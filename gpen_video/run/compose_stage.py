@@ -108,12 +108,10 @@ class ComposeStage:
         assert aligned.image is not None and aligned.faces is not None and item.crops is not None
         if self.upscaler is not None:  # faces pasted at the upscaled resolution (compose scales their transforms)
             big = self.upscaler.upscale(aligned.image)
-            image, mask = self.path.compose(
-                big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
-            )
+            image, mask = self.path.compose(big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.pts)
             return self._upscaled_frame(image, aligned.frame.source), big, image, mask
         image, mask = self.path.compose(
-            aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.index
+            aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.pts
         )
         output = splice_composed(aligned.frame.source, image, mask, self.colour, self.rotation)
         return output, aligned.image, image, mask

@@ -37,7 +37,8 @@ class AlignStage:
 
     def process(self, item: Decoded) -> Iterable[Aligned]:
         self.pending[item.frame.index] = item
-        return self._release(self.stage.push(item.frame.index, item.image, item.frame.time))
+        counted = self.wanted is None or self.wanted(item.frame.pts)  # a warm-up frame is tracked, not reported
+        return self._release(self.stage.push(item.frame.index, item.image, item.frame.time, counted))
 
     def idle(self) -> Iterable[Aligned]:
         return ()

@@ -52,7 +52,6 @@ class FaceCrops:
     affines: np.ndarray  # (N, 2, 3) float64, frame -> crop
     frame: np.ndarray | torch.Tensor  # the upright frame where compose works (the host image, or its device copy)
     ready: torch.cuda.Event | None = None  # CUDA: recorded after the crops were cut
-    track_ids: tuple[int, ...] = ()  # the faces' tracks (grain seeds)
 
     def __len__(self) -> int:
         return len(self.affines)
@@ -94,9 +93,10 @@ class FramePath(ABC):
         restored: np.ndarray | torch.Tensor,
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
-        frame_index: int = 0,
+        frame_key: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The composed upright frame (``image``'s dtype) and the paste mask (H, W) float32, on the host."""
+        """The composed upright frame (``image``'s dtype) and the paste mask (H, W) float32, on the host.
+        ``frame_key``: the frame's source pts (seeds its grain)."""
 
 
 class HostPath(FramePath):
@@ -106,9 +106,7 @@ class HostPath(FramePath):
 
     def align(self, image: np.ndarray, faces: Sequence[TrackedFace], size: int, template: str) -> FaceCrops:
         batch = align_faces(image, faces, size, template)
-        return FaceCrops(
-            to_8bit(batch.crops), batch.crops, batch.affines, image, None, tuple(f.track_id for f in faces)
-        )
+        return FaceCrops(to_8bit(batch.crops), batch.crops, batch.affines, image, None)
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -131,12 +129,12 @@ class HostPath(FramePath):
         restored: np.ndarray | torch.Tensor,
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
-        frame_index: int = 0,
+        frame_key: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         assert isinstance(restored, np.ndarray) and isinstance(crops.source, np.ndarray)
         # the frame the crops were cut from: ``image`` may be larger (background upscale)
         batch = AlignedBatch(crops.source, crops.affines, tuple(crops.frame.shape[:2]))
-        grain = GrainSeed(frame_index, crops.track_ids) if config.grain == "match" else None
+        grain = GrainSeed(frame_key) if config.grain == "match" else None
         result = compose(image, restored, batch, config, grain=grain)
         return result.image, result.mask
 
@@ -162,8 +160,7 @@ class DevicePath(FramePath):
         with self.upload_stream.enter():
             frame = self.upload_stream.upload(image)
             crops, affines = align_faces_torch(frame, faces, size, template)
-            ids = tuple(f.track_id for f in faces)
-            return FaceCrops(to_8bit(crops), crops, affines, frame, self.upload_stream.mark(), ids)
+            return FaceCrops(to_8bit(crops), crops, affines, frame, self.upload_stream.mark())
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -189,7 +186,7 @@ class DevicePath(FramePath):
         restored: np.ndarray | torch.Tensor,
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
-        frame_index: int = 0,
+        frame_key: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Paste back on the device, on this worker's download stream; the composed frame comes back once."""
         from gpen_video.align.torch_compose import compose_torch

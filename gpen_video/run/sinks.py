@@ -9,7 +9,7 @@ writer only when a range start's offset is known.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -90,6 +90,7 @@ class VideoFileSink:
         self.aspect_binary = aspect_binary(output, info, settings) if verify else None
 
     def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
+        items = _from_first_emitted(items)  # a range's warm-up passes first: its start (the offset) is then known
         with atomic_output(self.output) as temp:
             writer = self.open_writer(temp)
             finish = self._finish if self.verify else None
@@ -173,6 +174,8 @@ class FolderSink:
     def write(self, items: Iterable[Composed], times: StageTimes, progress: ProgressCallback | None) -> WriteResult:
         written = 0
         for item in items:
+            if not item.emit:
+                continue
             t0 = time.perf_counter()
             self.writer.write(self.number_of(item.frame), item.output)
             written += 1
@@ -185,6 +188,21 @@ class FolderSink:
         if not self.kept:
             return []
         return [f"{self.kept} frame(s) were already in {self.writer.folder} and were kept as they are"]
+
+
+def _from_first_emitted(items: Iterable[Composed]) -> Iterator[Composed]:
+    """``items`` from the first one written on (those before are a range's or a segment's warm-up), read up to it
+    before this returns, so whoever opens the writer next sees that frame decoded (a range's offset is known)."""
+    frames = iter(items)
+    first = next((item for item in frames if item.emit), None)
+    return _resumed(first, frames)
+
+
+def _resumed(first: Composed | None, rest: Iterator[Composed]) -> Generator[Composed, None, None]:
+    """``first``, then ``rest``; closing it closes ``rest`` (``encode_frames`` stops the stages that way)."""
+    if first is not None:
+        yield first
+    yield from rest
 
 
 def encode_frames(

@@ -11,10 +11,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from gpen_video.config import Config
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
 from gpen_video.io.probe import MediaInfo, frame_count_warnings
-from gpen_video.io.reader import ReadStats, VideoReader
+from gpen_video.io.reader import RangeMargins, ReadStats, VideoReader
 from gpen_video.io.side_packets import SidePackets, side_file_for
 from gpen_video.io.writer import VideoWriter, Writer
 from gpen_video.run.job import RestoreJob
@@ -48,6 +49,19 @@ class FrameSource(Protocol):
     def warnings(self) -> list[str]: ...
 
 
+def range_margins(config: Config, info: MediaInfo) -> RangeMargins:
+    """What a ``--start``/``--duration`` run (a preview) decodes around its range, so that the frames it writes get
+    the faces the whole run gives them: from the faces stage's warm start (``faces.stage.warm_start``) before it,
+    and the stage's look-ahead after it. Nothing of the margins is written."""
+    from gpen_video.faces.stage import lookahead_frames, warm_start
+
+    rate = info.video.frame_rate or Fraction(25)
+    frame = float(1 / rate) * 1.01  # a little more than a frame: more margin changes nothing written
+    start = info.video.start_time + (config.start or 0.0)
+    before = start - warm_start(config.faces).before(start, frame) if config.start is not None else 0.0
+    return RangeMargins(max(before, 0.0), (lookahead_frames(config.faces) + 1) * frame)
+
+
 class VideoSource:
     """``job``'s video file, read over its range (``--start``/``--duration``, or its batch segment's window)."""
 
@@ -63,7 +77,9 @@ class VideoSource:
         if segment is not None:
             start, start_byte = segment.decode_from, segment.decode_from_byte
             duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
-        reader = VideoReader(self.job.input, self.info, config.reader, start, duration, start_byte)
+        ranged = segment is None and (start is not None or duration is not None)
+        margins = range_margins(config, self.info) if ranged else None
+        reader = VideoReader(self.job.input, self.info, config.reader, start, duration, start_byte, margins)
         self.reader = reader.__enter__()
         if segment is not None:  # a segment file is video only; its own side packets go to a file beside it
             reader.divert_side_packets(side_file_for(self.job.output), segment.emit_start, segment.emit_end)
@@ -82,8 +98,14 @@ class VideoSource:
         return self._opened()[1].decoded()
 
     def wanted(self) -> Callable[[int], bool] | None:
+        """Which frames are written, by source pts: a segment's window, or the range without its margins."""
+        reader, view = self._opened()
         segment = self.job.segment
-        return None if segment is None else self._opened()[1].wanted(segment.emits)
+        if segment is not None:
+            return view.wanted(segment.emits)
+        if self.config.start is not None or self.config.duration is not None:
+            return view.wanted(reader.in_range)
+        return None
 
     def outputs(self, items: Iterable[Composed]) -> Iterator[Composed]:
         return self._opened()[1].outputs(items)
