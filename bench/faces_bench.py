@@ -67,7 +67,7 @@ def main() -> None:
     start = time.perf_counter()
     released = 0
     for index, image in enumerate(clip):
-        released += len(stage.push(index, image))
+        released += len(stage.push(index, image, index / 24.0))  # a run's frames come with their times
     released += len(stage.flush())
     tracked_s = time.perf_counter() - start
     report = stage.summary().to_dict()
@@ -151,7 +151,7 @@ stage = FaceStage(FacesConfig(detector="mtcnn"), detector=detector)
 out = []
 start, cpu = time.perf_counter(), time.process_time()
 for index, image in enumerate(clip):
-    out += stage.push(index, image)
+    out += stage.push(index, image, index / 24.0)  # with their times, as a run's frames come (sync frames)
 out += stage.flush()
 seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
 last = sorted(out, key=lambda r: r.index)[-1]

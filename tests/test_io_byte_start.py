@@ -5,6 +5,9 @@ and every open's stream analysis reads the file's first 250 kB: on ten segments,
 find each segment's key frame anyway, and with it the position its packet starts at; the segment's reader opens
 the file there. The truth about where each key frame lies is ffprobe's packet list, and a segment opened at its
 key frame must decode, emit and keep exactly what the same segment decoded after a seek does.
+The cuts here are the fixed warm-up's (``faces.sync_seconds: 0``): with sync frames (the default) a segment emits
+from the first settled sync frame after its key frame instead (``test_sync_frames_move_the_cut_and_keep_the_byte_start``
+below, and ``test_preview_production`` end to end), which these short clips' 2-second segments would not reach.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ from gpen_video.jobs.packet_index import index_packets
 from gpen_video.jobs.planner import PlanSettings, plan_segments
 from gpen_video.run.job import SegmentWindow
 
+NO_SYNC = FacesConfig(sync_seconds=0.0)
+FIXED_WARMUP = ("--set", "faces.sync_seconds=0")  # the same, for a batch run
+
 
 def _settings(seconds: float) -> PlanSettings:
-    return replace(PlanSettings.for_faces(FacesConfig(), seconds), emit_after_key=True)  # as the batch runner plans
+    return replace(PlanSettings.for_faces(NO_SYNC, seconds), emit_after_key=True)  # as the batch runner plans
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +92,25 @@ def test_plan_finds_each_key_frame_where_ffprobe_puts_it(reel):
     for seg in plan[1:]:
         key = round((info.video.start_time + seg.decode_from) * 90000)  # the key frame its warm-up starts on
         assert seg.decode_from_byte == truth[key] > 0
+
+
+def test_sync_frames_move_the_cut_and_keep_the_byte_start(reel):
+    """With sync frames (the default) a segment still opens at its own key frame's byte and decodes from there; it
+    emits from the first frame whose faces depend on no frame before that key frame (``WarmStart.before``)."""
+    info = probe(reel)
+    settings = replace(PlanSettings.for_faces(FacesConfig(), 4.0), emit_after_key=True)
+    assert settings.warm.sync_seconds == 4.0
+    plan = plan_segments(index_packets(reel, info, 4.0), settings)
+    keys, pts = _keys(reel), sorted(int(p["pts"]) for p in video_packets(reel))
+    frame = 1 / 25
+    assert len(plan) == 3 and all(a.emit_end == b.emit_start for a, b in itertools.pairwise(plan))
+    for seg in plan[1:]:
+        key = round((info.video.start_time + seg.decode_from) * 90000)
+        assert seg.decode_from_byte == keys[key] > 0
+        first = pts.index(seg.emit_start)  # a frame of the file
+        start, before = pts[first] / 90000, pts[first - 1] / 90000
+        assert settings.warm.before(start, frame * 1.01) >= key / 90000  # decoding from the key frame is enough
+        assert settings.warm.before(before, frame * 1.01) < key / 90000  # and for the frame before, it is not
 
 
 def test_a_segment_opened_at_its_key_frame_reads_from_there_and_decodes_as_after_a_seek(reel, tmp_path, monkeypatch):
@@ -212,7 +237,9 @@ def test_batch_of_a_two_audio_ts_opens_each_segment_at_its_key_frame_and_keeps_e
 
     monkeypatch.setattr(VideoReader, "__init__", recording_init)
     out = tmp_path / "out"
-    code = main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"])
+    code = main(
+        ["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2", *FIXED_WARMUP]
+    )
     assert code == 0
     opened_at = [r.opened_at_byte for r in readers]  # after the run: None where it fell back to a seek
     result = out / "broadcast.ts"
@@ -248,7 +275,10 @@ def test_streams_numbered_otherwise_in_mid_file_fall_back_and_keep_each_track(na
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
            "-f", "lavfi", "-i", "sine=frequency=660", "-t", "10", *layout, path)  # fmt: skip
     out = tmp_path / "out"
-    assert main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2"]) == 0
+    assert (
+        main(["batch", str(path), "-o", str(out), "--model", "identity", "-q", "--segment-seconds", "2", *FIXED_WARMUP])
+        == 0
+    )
     (result,) = [p for p in out.iterdir() if p.is_file() and p.suffix != ".json"]
     tracks_in = _audio_packets(path)
     assert len({stream for stream, *_ in tracks_in}) >= 2 and len(tracks_in) > 600

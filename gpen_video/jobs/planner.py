@@ -153,9 +153,7 @@ def _key_starts(
     from_key: list[bool] = [False] * len(keys)
     if settings.emit_after_key:
         for i in range(1, len(keys)):
-            shifted = frames.nth(keys[i], settings.warmup_frames)
-            if shifted is not None and _synced_from(index, settings, frames, shifted) < keys[i]:
-                continue  # the sync frames' warm-up reaches before the key frame: decoded from before it anyway
+            shifted = _first_synced(index, settings, frames, keys[i])
             limit_pts = keys[i + 1] if i + 1 < len(keys) else None
             # a key frame whose position the plan found (TS, PS) is opened at: a warm-up before it would instead seek
             # by timestamp to an earlier key frame not known, reading more than the warm-up, whatever the GOP
@@ -169,13 +167,38 @@ def _key_starts(
     return starts, from_key
 
 
-def _synced_from(index: PacketIndex, settings: PlanSettings, frames: _Frames, start: int) -> int:
-    """The pts a segment emitting from ``start`` decodes from for the faces stage's sync frames (``WarmStart``)."""
+def _first_synced(index: PacketIndex, settings: PlanSettings, frames: _Frames, key: int) -> int | None:
+    """The first frame ``warmup_frames`` or more after the key frame ``key`` whose sync warm-up starts at or after
+    it (``_sync_need``), so that decoding from ``key`` is enough; None: no such frame is known."""
+    ticks = _frame_ticks(index)
+    count = settings.warmup_frames
+    warm = settings.warm
+    if warm.sync_seconds > 0:  # the sync frame after the key frame's scene-cut history, then its settling
+        frame = float(ticks * index.time_base) * 1.01
+        sync = math.ceil((float(key * index.time_base) + warm.history_frames * frame) / warm.sync_seconds)
+        settled = sync * warm.sync_seconds + warm.settle_frames * frame
+        count = max(count, math.ceil((settled - float(key * index.time_base)) / float(ticks * index.time_base)))
+    for _ in range(8):  # float rounding at the edges: a frame more
+        shifted = frames.nth(key, count)
+        if shifted is None or _sync_need(index, settings, shifted) >= key:
+            return shifted
+        count += 1
+    return None
+
+
+def _sync_need(index: PacketIndex, settings: PlanSettings, start: int) -> int:
+    """The pts the faces stage's sync frames need decoded for a segment emitting from ``start`` (``WarmStart``)."""
     if settings.warm.sync_seconds <= 0:
         return start
     tb = index.time_base
     at = settings.warm.before(float(start * tb), float(_frame_ticks(index) * tb) * 1.01)
-    return min(frames.before(math.floor(Fraction(at).limit_denominator(10**9) / tb), 1), start)
+    return min(math.floor(Fraction(at).limit_denominator(10**9) / tb), start)
+
+
+def _synced_from(index: PacketIndex, settings: PlanSettings, frames: _Frames, start: int) -> int:
+    """The pts a segment emitting from ``start`` decodes from for the faces stage's sync frames."""
+    need = _sync_need(index, settings, start)
+    return start if need >= start else min(frames.before(need, 1), start)
 
 
 def _frame_ticks(index: PacketIndex) -> Fraction:

@@ -2,14 +2,23 @@
 
 Frames arrive in order, each with zero or more aligned crops. The batcher holds them back until it
 has ``batch_size`` crops (or its inbox is momentarily empty, or the stream ends), restores them in
-batches of exactly ``batch_size`` (the last one smaller), and releases the frames in the order they came.
-Frames without faces wait their turn but are never sent to the restorer.
+batches of ``batch_size``, and releases the frames in the order they came. Frames without faces wait their
+turn but are never sent to the restorer.
+
+Every batch the restorer gets has exactly ``batch_size`` rows: a short one (the last, or one the idle inbox
+sent early) is padded with black crops whose results are dropped. A network's result for one face depends
+on the shape of the batch it ran in (convolution kernels are chosen, and their sums ordered, by shape: GPEN on
+a CPU differs in the last bits between a batch of five and five batches of one), never on the other faces
+in it, so with one shape a face comes out the same whatever the timing, a range's start or a segment's
+length put beside it (measured bit-identical on GPEN's torch forward; ``tests/test_restore_contract.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from gpen_video.run.frame_path import FaceCrops, FramePath
 from gpen_video.run.records import Aligned, Restored
@@ -72,7 +81,19 @@ class CrossFrameBatcher:
 
     def _restore(self, batch: Crops) -> Crops:
         self.batches += 1
-        out = self.path.restore(batch)
+        out = self.path.restore(_padded(batch, self.batch_size))[: len(batch)]
         limit = self.path.restorer.forward_limit()  # read after the call: an out-of-memory split lowers it
         self.largest_forward = max(self.largest_forward, min(len(batch), limit or len(batch)))
         return out
+
+
+def _padded(batch: Crops, rows: int) -> Crops:
+    """``batch`` with black crops added up to ``rows`` (host or device, as it is)."""
+    missing = rows - len(batch)
+    if missing <= 0:
+        return batch
+    if isinstance(batch, np.ndarray):
+        return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)])
+    import torch
+
+    return torch.cat([batch, batch.new_zeros((missing, *batch.shape[1:]))])
