@@ -178,9 +178,15 @@ def test_batch_of_segments_reads_its_input_about_once(tmp_path, monkeypatch):
     assert code == 0
     row = json.loads(summary.read_text())["files"][0]
     assert row["segments"] == 3 and row["frames"] == 300
-    plan = PlanSettings.for_faces(FacesConfig(), 4.0)  # 17 frames of warm-up, 9 of look-ahead (was 17 and 17)
-    assert (plan.warmup_frames, plan.lookahead_frames) == (17, 9)
-    overlap = 2 * (plan.warmup_frames + plan.lookahead_frames) / 300  # each inner boundary decodes these twice
+    settings = PlanSettings.for_faces(FacesConfig(), 4.0)  # at least 17 frames of warm-up, 9 of look-ahead
+    assert (settings.warmup_frames, settings.lookahead_frames) == (17, 9)
+    # each inner boundary decodes twice: the warm-up (from the faces stage's sync frame before it, less its
+    # scene-cut history) and the look-ahead
+    index = index_packets(path, probe(path), 4.0)
+    plan = plan_segments(index, settings)
+    warm = sum(round((s.emit_start * index.time_base - index.origin - s.decode_from) * 25) for s in plan[1:])
+    assert 2 * 17 < warm < 2 * 125
+    overlap = (warm + 2 * settings.lookahead_frames) / 300
     # beyond that: per open, a header, a read buffer and the threaded decoder's delay (a few frames); the
     # assembly reads the audio (and the buffers around it), not the video again
     assert log.ratio() <= 1 + overlap + 2 * audio_share + 0.2, (log.ratio(), log.opens, audio_share)
@@ -221,8 +227,8 @@ def test_ts_segment_decodes_from_the_gop_its_warmup_falls_in(tmp_path):
     info = probe(path)
     index = index_packets(path, info, 4.0)
     assert index.source == "seek" and info.video.start_time > 1
-    settings = PlanSettings.for_faces(FacesConfig(), 4.0)
-    plan = plan_segments(index, settings)
+    settings = PlanSettings.for_faces(FacesConfig(sync_seconds=0.0), 4.0)  # the fixed warm-up (test_io_byte_start:
+    plan = plan_segments(index, settings)  # with sync frames, a TS segment decodes from its own key frame)
     packets = video_packets(path)
     truth = sorted(int(p["pts"]) for p in packets)
     keys = sorted(int(p["pts"]) for p in packets if "K" in p["flags"])
