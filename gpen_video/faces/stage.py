@@ -100,8 +100,10 @@ class WarmStart:
     """How far before its start a run decodes, so that the frames from there on get the whole run's faces.
 
     With sync frames every ``sync_seconds``, the faces of a frame depend on the frames since the sync frame at
-    or before it, less ``settle_frames`` (the smoothing's reach and the followers' time: those come from the
-    sync frame before), and on ``history_frames`` before that sync frame (its scene-cut decision). Without sync
+    or before it, less ``settle_frames`` (the followers' time, which come from the sync frame before: an orphan
+    follows on for ``follow_frames`` and, taken over at the last of them, blends into its successor for as many
+    more; the steering tracks' smoothing reaches no further back than the sync frame), and on
+    ``history_frames`` before that sync frame (its scene-cut decision). Without sync
     frames (``sync_seconds`` 0): ``fallback_frames`` (close, not exact: the tracker remembers the whole shot).
     """
 
@@ -124,7 +126,7 @@ def warm_start(config: FacesConfig) -> WarmStart:
     reach = max(config.smooth_window if config.smooth else 0, config.max_gap + 1, 1)
     return WarmStart(
         sync_seconds=float(config.sync_seconds),
-        settle_frames=reach + follow_frames(config) + 1,
+        settle_frames=2 * follow_frames(config) + 1,
         history_frames=SceneCutDetector.history_frames(config.min_scene_len) + 1,
         fallback_frames=reach + max(config.keyframe_interval, 8),
     )

@@ -45,6 +45,7 @@ _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that ov
 _LOOK_SIDE = 96.0  # face side (px) a candidate's second look shrinks a bigger face to
 _FOLLOW_KEYFRAMES = 2  # key-frame intervals a follower goes on for (an orphan waits, a take-over blends)
 _HAND_OVER_IOU = 0.3  # box overlap at which a new track takes an orphan's face over
+_DRIFTED = 0.25  # mean landmark distance (face scales) from a matched detection at which a track is re-anchored
 
 
 def follow_frames(config: FacesConfig) -> int:
@@ -66,6 +67,8 @@ class Tracker:
         self.detector_region_calls = 0  # second looks at new candidates (the detector on a small region)
         self.rejected_candidates = 0  # detections that did not look like a face (layout)
         self.vetoed_cuts = 0  # content-detector cuts the faces' motion showed to be one shot
+        self.orphaned = 0  # followed faces a sync frame's detection missed (followed on as orphans)
+        self.orphans_taken_over = 0  # of those, the ones a new track took over
         self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
         self._next_id = 0
         self._shot = 0
@@ -152,6 +155,7 @@ class Tracker:
         for track in retiring:
             if track.successor is None:  # no new track on its face: an orphan
                 track.stop = index + follow_frames(self.config)
+                self.orphaned += 1
         self._name(born)
 
     def _hand_over(self, index: int, born: list[Track], orphans: list[Track]) -> None:
@@ -164,6 +168,7 @@ class Tracker:
             best = int(np.argmax(overlap))
             if overlap[best] > _HAND_OVER_IOU:
                 self._take_over(live[best], track, index)
+                self.orphans_taken_over += 1
 
     def _take_over(self, old: Track, new: Track, index: int) -> None:
         """``new`` gives ``old``'s face out from ``index`` on, under its id; ``old`` follows on for the blend."""
@@ -372,14 +377,19 @@ class Tracker:
         detections: Detections,
         pairs: list[tuple[int, int]],
     ) -> None:
-        """Matched tracks follow the detector's face size; those the refinement lost are measured again."""
+        """Matched tracks follow the detector's face size; those the refinement lost, or let drift off the face the
+        detector sees (a refinement box placed off its face feeds its own answer back), are measured again."""
         for t_idx, d_idx in pairs:
             track = active[t_idx]
             track.keyframe_hits += 1
             track.best_score = max(track.best_score, float(detections.scores[d_idx]))
             detected = framing_of(detections, d_idx)
-            track.framing = detected if track.framing is None else track.framing.update(detected)
-            if track.id not in refined:
+            drifted = track.id in refined and _apart(refined[track.id].landmarks, detections.landmarks[d_idx])
+            if track.framing is None or drifted:
+                track.framing = detected
+            else:
+                track.framing = track.framing.update(detected)
+            if track.id not in refined or drifted:
                 obs = self._anchor(index, image, detections, d_idx, track.framing)
                 if obs is not None:
                     refined[track.id] = obs
@@ -477,3 +487,9 @@ def _where_now(track: Track, index: int) -> np.ndarray:
     if track.last.index == index:
         return track.last.box
     return face_box(track.estimate if track.estimate is not None else track.last.landmarks)
+
+
+def _apart(refined: np.ndarray, detected: np.ndarray) -> bool:
+    """Whether a track's refined landmarks sit off the face its matched detection sees (``_DRIFTED``)."""
+    distance = float(np.linalg.norm(np.asarray(refined, np.float64) - detected, axis=-1).mean())
+    return distance > _DRIFTED * max(float(face_scale(detected)), 4.0)
