@@ -187,11 +187,17 @@ def test_preview_writes_three_outputs_and_starts_mid_file(gpen_64, run_cli, tmp_
 def test_threaded_and_sequential_runs_give_identical_output(cut_clip, gpen_64, tmp_path):
     config = load_config("default", {"restore.model": str(gpen_64), "restore.batch_size": 3})
     threaded, sequential = tmp_path / "t.mkv", tmp_path / "s.mkv"
-    run_restore(RestoreJob(cut_clip, threaded, config), threaded=True)
-    run_restore(RestoreJob(cut_clip, sequential, config), threaded=False)
+    one = run_restore(RestoreJob(cut_clip, threaded, config), threaded=True)
+    other = run_restore(RestoreJob(cut_clip, sequential, config), threaded=False)
     for x, y in zip(video_planes(threaded), video_planes(sequential), strict=True):
         for a, b in zip(x, y, strict=True):
             assert (a == b).all()
+    # stages one after another: each one's process CPU time is its own (bench/host_bench.py's per-stage figures);
+    # in a threaded run the stages overlap and no CPU figure is given
+    assert one.stage_cpu_seconds == {}
+    assert set(other.stage_cpu_seconds) == set(other.stage_seconds) >= {"decode", "faces", "restore", "compose"}
+    assert all(v >= 0 for v in other.stage_cpu_seconds.values()) and other.stage_cpu_seconds["faces"] > 0
+    assert one.first_decoded_at is not None and one.started <= one.first_decoded_at
 
 
 def _max_level_difference(a_path: Path, b_path: Path) -> int:

@@ -84,9 +84,9 @@ def _faces_to_paste(
     top: float,
 ) -> np.ndarray:
     """The restored crops in the frame's range (float32), colour-matched and grained as configured."""
-    faces = restored.astype(np.float32) * (top / 255.0)
-    if config.color_match:
-        faces = np.stack([match_colour(f, c, m, top) for f, c, m in zip(faces, crops, crop_masks, strict=True)])
+    faces = np.empty(restored.shape, np.float32)
+    for k, face in enumerate(restored):
+        faces[k] = match_colour(face, crops[k], crop_masks[k], top) if config.color_match else _unit(face) * top
     if grain is not None:
         size = restored.shape[1]
         film = grain_for_crops(image, affines, size, grain.frame_key, restored=faces * (255 / top))
@@ -192,26 +192,39 @@ def _mix_overlapping(
 
 
 def match_colour(face: np.ndarray, source: np.ndarray, mask: np.ndarray, top: float) -> np.ndarray:
-    """``face`` (float, 0..top) with its Lab mean and spread moved to those of ``source`` under ``mask``.
+    """``face`` (a restored crop, 0..255: uint8 or float) with its Lab mean and spread moved to those of ``source``
+    under ``mask``, as float32 0..top.
 
     Stops the restorer's small colour shifts from drifting the face's tone from frame to frame. The
-    statistics come from a ~128-pixel subsample (they need no more); only the correction is full size.
+    statistics come from a ~128-pixel subsample (they need no more); only the correction is full size, in
+    OpenCV's multi-threaded passes (the conversions and one per-channel gain and offset): a 512-px crop costs
+    about a fifth of what the same steps cost as NumPy expressions.
     """
-    weight = mask > 0.5
-    if weight.sum() < 16:
-        return face
     step = max(1, face.shape[0] // 128)
     sub = (slice(None, None, step), slice(None, None, step))
-    sub_mask = weight[sub].astype(np.uint8)
+    sub_mask = (mask[sub] > 0.5).astype(np.uint8)  # the subsample of the pixels inside the mask
+    unit = _unit(face)
     if sub_mask.sum() < 16:
-        return face
-    face_lab = cv2.cvtColor(np.clip(face / top, 0.0, 1.0).astype(np.float32), cv2.COLOR_BGR2Lab)
+        unit *= top
+        return unit
+    face_lab = cv2.cvtColor(unit, cv2.COLOR_BGR2Lab, dst=unit)
     src_lab = cv2.cvtColor(np.ascontiguousarray(source[sub], np.float32) / top, cv2.COLOR_BGR2Lab)
     f_mean, f_std = cv2.meanStdDev(np.ascontiguousarray(face_lab[sub]), mask=sub_mask)
     s_mean, s_std = cv2.meanStdDev(src_lab, mask=sub_mask)
-    gain = np.clip(s_std.ravel() / np.maximum(f_std.ravel(), 1e-3), 0.5, 2.0).astype(np.float32)
-    matched = (face_lab - f_mean.ravel().astype(np.float32)) * gain + s_mean.ravel().astype(np.float32)
-    return cv2.cvtColor(matched, cv2.COLOR_Lab2BGR) * top
+    gain = np.clip(s_std.ravel() / np.maximum(f_std.ravel(), 1e-3), 0.5, 2.0)
+    shift = np.zeros((3, 4), np.float64)  # (lab - f_mean) * gain + s_mean, per channel
+    shift[:, :3] = np.diag(gain)
+    shift[:, 3] = s_mean.ravel() - f_mean.ravel() * gain
+    matched = cv2.transform(face_lab, shift, dst=face_lab)
+    out = cv2.cvtColor(matched, cv2.COLOR_Lab2BGR, dst=matched)
+    out *= top
+    return out
+
+
+def _unit(face: np.ndarray) -> np.ndarray:
+    """A restored crop (0..255: a restorer's uint8, or float) as a new float32 array in 0..1."""
+    unit = np.multiply(face, np.float32(1.0 / 255.0), dtype=np.float32)
+    return unit if face.dtype == np.uint8 else np.clip(unit, 0.0, 1.0, out=unit)
 
 
 def _crop_masks(

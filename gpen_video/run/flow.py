@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -53,6 +52,7 @@ class Flow:
         self.stages = stages
         self.threaded = threaded  # False: the same stages one after another in the caller's thread
         self.times = times
+        times.count_cpu = not threaded  # one stage at a time: the process's CPU time is that stage's
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
@@ -89,9 +89,8 @@ class Flow:
                 return
             stage = self.stages[level]
             for item in items:
-                t0 = time.perf_counter()
-                produced = list(stage.process(item)) if item is not END else list(stage.finish())
-                self.times.add(stage.name, time.perf_counter() - t0)
+                with self.times.timing(stage.name):
+                    produced = list(stage.process(item)) if item is not END else list(stage.finish())
                 yield from run(level + 1, produced)
                 if item is END:
                     yield from run(level + 1, [END])
@@ -104,13 +103,10 @@ class Flow:
         """The source's items, its time counted as the ``decode`` stage's."""
         iterator = iter(self.source)
         while True:
-            t0 = time.perf_counter()
-            try:
-                item = next(iterator)
-            except StopIteration:
+            with self.times.timing("decode"):
+                item = next(iterator, END)
+            if item is END:
                 return
-            finally:
-                self.times.add("decode", time.perf_counter() - t0)
             yield item
 
     # -- threads ---------------------------------------------------------------------------------
@@ -145,9 +141,8 @@ class Flow:
             self._put(outbox, END, force=True)
 
     def _emit(self, outbox: queue.Queue[Any], name: str, produce: Callable[[], Iterable[Any]]) -> None:
-        t0 = time.perf_counter()
-        items = list(produce())
-        self.times.add(name, time.perf_counter() - t0)
+        with self.times.timing(name):
+            items = list(produce())
         for item in items:
             self._put(outbox, item)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -28,12 +30,29 @@ from gpen_video.io.writer import WriteResult
 
 @dataclass
 class StageTimes:
-    """Busy seconds per stage (a stage's own work, not time spent waiting)."""
+    """Busy seconds per stage (a stage's own work, not time spent waiting), and, where the stages run one after
+    another (``count_cpu``: ``run(threaded=False)``, what ``bench/host_bench.py`` measures stage costs with), the
+    process CPU seconds each stage used: every thread's, the native pools' (OpenCV, ONNX Runtime) and the stage's
+    own workers' included. In a threaded run the stages overlap, so their CPU cannot be told apart."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    count_cpu: bool = False
 
-    def add(self, stage: str, seconds: float) -> None:
+    def add(self, stage: str, seconds: float, cpu_seconds: float | None = None) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        if cpu_seconds is not None:
+            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + cpu_seconds
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        """Count the block's wall time (and, with ``count_cpu``, its process CPU time) as ``stage``'s."""
+        t0, c0 = time.perf_counter(), time.process_time() if self.count_cpu else 0.0
+        try:
+            yield
+        finally:
+            cpu = time.process_time() - c0 if self.count_cpu else None
+            self.add(stage, time.perf_counter() - t0, cpu)
 
     def bounding_stage(self) -> str | None:
         return max(self.seconds, key=self.seconds.__getitem__) if self.seconds else None
@@ -132,8 +151,10 @@ class RunReport:
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)  # only where the stages ran one after another
     bounding_stage: str | None = None
     wall_seconds: float = 0.0
+    first_decoded_at: float | None = None  # epoch seconds when the first frame was decoded (start-up ends there)
     fps: float = 0.0
     warnings: list[str] = field(default_factory=list)
     # the same tracks, typed, for preview and batch (not written: ``faces["tracks"]`` holds them in the JSON)
@@ -184,6 +205,7 @@ class RunReport:
         self.streams = [asdict(p) for p in result.streams]
         self.faces = faces
         self.stage_seconds = {k: round(v, 4) for k, v in times.seconds.items()}
+        self.stage_cpu_seconds = {k: round(v, 4) for k, v in times.cpu_seconds.items()}
         self.bounding_stage = times.bounding_stage()
         self.wall_seconds = round(time.time() - self.started, 3)
         self.fps = round(self.frames_written / self.wall_seconds, 3) if self.wall_seconds > 0 else 0.0

@@ -10,6 +10,7 @@ The report is filled from what the stages counted, then from what the sink and t
 from __future__ import annotations
 
 import itertools
+import time
 
 from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.memory import pin_malloc_mmap_threshold
@@ -33,6 +34,7 @@ def run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool = 
     with source, open_tracks(config.faces.tracks) as tracks:  # the --tracks file is complete when the frames are
         frames = source.decoded()
         first = list(itertools.islice(frames, 1))  # decoded before the sink opens its writer
+        report.first_decoded_at = time.time()
         stages = RunStages(config, sink.info, restorer, threaded, source.wanted(), tracks)
         flow = Flow(itertools.chain(first, frames), stages.stages, times, threaded=threaded)
         result = sink.write(source.outputs(flow), times, job.progress)

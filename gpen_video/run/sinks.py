@@ -8,7 +8,6 @@ writer only when a range start's offset is known.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -176,10 +175,9 @@ class FolderSink:
         for item in items:
             if not item.emit:
                 continue
-            t0 = time.perf_counter()
-            self.writer.write(self.number_of(item.frame), item.output)
+            with times.timing("encode"):
+                self.writer.write(self.number_of(item.frame), item.output)
             written += 1
-            times.add("encode", time.perf_counter() - t0)
             if progress:
                 progress(written)
         return WriteResult(written, [], self.time_base)
@@ -228,27 +226,24 @@ def encode_frames(
     try:
         written = 0
         for item in frames:
-            t0 = time.perf_counter()
-            writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
-            if item.emit:
-                writer.write(item.output, item.frame.pts)
-                written += 1
-            times.add("encode", time.perf_counter() - t0)
+            with times.timing("encode"):
+                writer.write_packets(side.due(item.frame.pts * item.frame.time_base))
+                if item.emit:
+                    writer.write(item.output, item.frame.pts)
+                    written += 1
             if progress:
                 progress(written)
-        t0 = time.perf_counter()
-        writer.write_packets(side.rest())
-        result = writer.close()
-        times.add("encode", time.perf_counter() - t0)
+        with times.timing("encode"):
+            writer.write_packets(side.rest())
+            result = writer.close()
     except BaseException:
         writer.abort()
         if isinstance(frames, Generator):
             frames.close()
         raise
-    t0 = time.perf_counter()
-    if finish is not None:
-        finish(temp, result)
-    if verify:
-        verify_video(temp, result.pts, result.time_base, result.side_starts)
-    times.add("verify", time.perf_counter() - t0)
+    with times.timing("verify"):
+        if finish is not None:
+            finish(temp, result)
+        if verify:
+            verify_video(temp, result.pts, result.time_base, result.side_starts)
     return result
