@@ -135,3 +135,24 @@ def test_a_bad_option_is_answered_before_the_heavy_imports(argv):
     assert rc == "2", done.stdout + done.stderr
     assert heavy == "", f"imported {heavy} before answering a bad option"
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_an_identity_run_without_faces_starts_without_torch_or_the_matching(tmp_path):
+    """Start-up to the first frame is imports, mostly: an identity run needs no torch (only a model, a device
+    path or a background upscale does), and footage without faces never pairs detections with tracks."""
+    import subprocess
+    import sys
+
+    from gpen_video.synthetic import ClipSpec, FaceScene, write_clip
+
+    clip = write_clip(tmp_path / "plain.mp4", ClipSpec(scene=FaceScene(width=160, height=96, frames=6, faces=False)))
+    argv = ["restore", str(clip), "-o", str(tmp_path / "out.mp4"), "--model", "identity", "-q"]
+    code = (
+        "import sys\nfrom gpen_video import cli\n"
+        f"rc = cli.main({argv!r})\n"
+        "heavy = sorted(m for m in ('torch', 'scipy.optimize') if m in sys.modules)\n"
+        "print(rc, ','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "0", done.stdout + done.stderr
+    assert (tmp_path / "out.mp4").is_file()

@@ -144,8 +144,8 @@ def _blend(
     alpha = coverage * blend
     alpha[alpha < MIN_ALPHA] = 0.0
     source = samples.astype(np.float32)
-    mixed = pasted - source  # where alpha is 0 this gives back the source exactly (0 * finite = 0)
-    mixed *= alpha[..., None]
+    mixed = np.subtract(pasted, source, out=pasted if pasted.dtype == np.float32 else None)
+    mixed *= alpha[..., None]  # where alpha is 0 this gives back the source exactly (0 * finite = 0)
     mixed += source
     np.rint(mixed, out=mixed)
     return np.clip(mixed, 0.0, top, out=mixed), alpha
@@ -185,10 +185,13 @@ def _mix_overlapping(
     coverage = np.zeros((y1 - y0, x1 - x0), np.float32)
     for (rx0, ry0, rx1, ry1), warped, m in pieces:  # in face order, as the torch twin sums
         sl = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
-        weight_sum[sl] += m * m
-        face_sum[sl] += (m * m)[..., None] * warped
+        weight = m * m
+        weight_sum[sl] += weight
+        face_sum[sl] += np.multiply(warped, weight[..., None], out=warped)  # the warped copy is this call's alone
         np.maximum(coverage[sl], m, out=coverage[sl])
-    return face_sum / np.maximum(weight_sum, 1e-12)[..., None], coverage
+    np.maximum(weight_sum, 1e-12, out=weight_sum)
+    face_sum /= weight_sum[..., None]
+    return face_sum, coverage
 
 
 def match_colour(face: np.ndarray, source: np.ndarray, mask: np.ndarray, top: float) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -23,10 +24,12 @@ from gpen_video.config import ComposeConfig
 from gpen_video.io.colour import from_working
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.splice import carry_alpha, splice_composed
-from gpen_video.models.upscale import Upscaler
 from gpen_video.run.frame_path import FramePath
 from gpen_video.run.records import Composed, Restored
 from gpen_video.run.report import FlickerMeter
+
+if TYPE_CHECKING:  # torch: only with a background upscale
+    from gpen_video.models.upscale import Upscaler
 
 #: a composed frame: the encoder's frame, and for the flicker meter the upright image before and after the paste
 #: and the paste mask, all three at the output's size (k× the source's with a background upscale)

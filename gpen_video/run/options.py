@@ -6,11 +6,14 @@ work.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, WeightsNotFoundError
 from gpen_video.models.registry import get_entry, locate, search_dirs
-from gpen_video.models.upscale import Upscaler, make_upscaler
+
+if TYPE_CHECKING:  # torch is imported only where a background upscale is asked for
+    from gpen_video.models.upscale import Upscaler
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ def upscaler_for(config: Config) -> Upscaler | None:
     compose = config.compose
     if compose.upscale == 1:
         return None
+    from gpen_video.models.upscale import make_upscaler
+
     if compose.upscaler == "lanczos":
         return make_upscaler("lanczos", compose.upscale)
     if not compose.upscaler.endswith(f"x{compose.upscale}"):
