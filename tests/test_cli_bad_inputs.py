@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -118,20 +120,24 @@ def test_audio_with_a_video_input_is_refused_before_work(tmp_path, video, capfd,
         ["restore", "x.mp4", "--no-such-flag"],
     ],
 )
-def test_a_bad_option_is_answered_before_the_heavy_imports(argv):
-    """A one-line option error must come back in well under a second: the pipeline (torch, av, scipy, cv2) is
-    not imported to say it. Checked by the modules loaded, not by the clock."""
-    import subprocess
-    import sys
-
+def _loaded_after(argv: list[str], modules: tuple[str, ...]) -> tuple[str, str, subprocess.CompletedProcess]:
+    """``gpen-video argv`` in a fresh interpreter: its exit code, which of ``modules`` it had imported (comma
+    separated), and the process."""
     code = (
         "import sys\nfrom gpen_video import cli\n"
         f"try:\n    rc = cli.main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
-        "heavy = sorted(m for m in ('torch', 'av', 'scipy', 'cv2', 'onnxruntime') if m in sys.modules)\n"
+        f"heavy = sorted(m for m in {modules!r} if m in sys.modules)\n"
         "print(rc, ','.join(heavy))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     rc, _, heavy = done.stdout.strip().partition(" ")
+    return rc, heavy, done
+
+
+def test_a_bad_option_is_answered_before_the_heavy_imports(argv):
+    """A one-line option error must come back in well under a second: the pipeline (torch, av, scipy, cv2) is
+    not imported to say it. Checked by the modules loaded, not by the clock."""
+    rc, heavy, done = _loaded_after(argv, ("torch", "av", "scipy", "cv2", "onnxruntime"))
     assert rc == "2", done.stdout + done.stderr
     assert heavy == "", f"imported {heavy} before answering a bad option"
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -140,19 +146,11 @@ def test_a_bad_option_is_answered_before_the_heavy_imports(argv):
 def test_an_identity_run_without_faces_starts_without_torch_or_the_matching(tmp_path):
     """Start-up to the first frame is imports, mostly: an identity run needs no torch (only a model, a device
     path or a background upscale does), and footage without faces never pairs detections with tracks."""
-    import subprocess
-    import sys
-
     from gpen_video.synthetic import ClipSpec, FaceScene, write_clip
 
     clip = write_clip(tmp_path / "plain.mp4", ClipSpec(scene=FaceScene(width=160, height=96, frames=6, faces=False)))
     argv = ["restore", str(clip), "-o", str(tmp_path / "out.mp4"), "--model", "identity", "-q"]
-    code = (
-        "import sys\nfrom gpen_video import cli\n"
-        f"rc = cli.main({argv!r})\n"
-        "heavy = sorted(m for m in ('torch', 'scipy.optimize') if m in sys.modules)\n"
-        "print(rc, ','.join(heavy))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "0", done.stdout + done.stderr
+    rc, heavy, done = _loaded_after(argv, ("torch", "scipy.optimize"))
+    assert rc == "0", done.stdout + done.stderr
+    assert heavy == "", f"imported {heavy} for an identity run of faceless footage"
     assert (tmp_path / "out.mp4").is_file()
