@@ -111,15 +111,6 @@ def test_audio_with_a_video_input_is_refused_before_work(tmp_path, video, capfd,
     assert not out.exists() and not list(tmp_path.glob("p*"))
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["restore", "x.mp4", "--blend", "7"],
-        ["preview", "x.mp4", "--set", "compose.nothing=1"],
-        ["batch", "x.mp4", "-o", "out", "--blend", "-1"],
-        ["restore", "x.mp4", "--no-such-flag"],
-    ],
-)
 def _loaded_after(argv: list[str], modules: tuple[str, ...]) -> tuple[str, str, subprocess.CompletedProcess]:
     """``gpen-video argv`` in a fresh interpreter: its exit code, which of ``modules`` it had imported (comma
     separated), and the process."""
@@ -134,6 +125,15 @@ def _loaded_after(argv: list[str], modules: tuple[str, ...]) -> tuple[str, str, 
     return rc, heavy, done
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["restore", "x.mp4", "--blend", "7"],
+        ["preview", "x.mp4", "--set", "compose.nothing=1"],
+        ["batch", "x.mp4", "-o", "out", "--blend", "-1"],
+        ["restore", "x.mp4", "--no-such-flag"],
+    ],
+)
 def test_a_bad_option_is_answered_before_the_heavy_imports(argv):
     """A one-line option error must come back in well under a second: the pipeline (torch, av, scipy, cv2) is
     not imported to say it. Checked by the modules loaded, not by the clock."""
