@@ -46,12 +46,12 @@ sys.path.insert(0, os.environ.get("GPEN_VIDEO_CODE", str(Path(__file__).resolve(
 from gpen_video.config import Config, load_config
 from gpen_video.io.encoding import choose_encoding
 from gpen_video.io.probe import probe
-from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import TWO_FACES, CrowdScene, FaceScene, crowd_frames, frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import compare, print_ratios
 from io_bench import bare_loop
+from pipeline_bench import best_fps, cpu_seconds
 
 STAGES = ("decode", "faces", "restore", "compose", "encode")
 
@@ -101,11 +101,6 @@ def write_case(path: Path, case: Case, count: int) -> Path:
     return path
 
 
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 def measure_bare(clip: Path, out: Path, config: Config, repeat: int) -> tuple[float, float]:
     """The bare loop's best frames/s of ``repeat`` runs, and its CPU ms per frame."""
     settings = choose_encoding(probe(clip).video, config.output)
@@ -117,18 +112,6 @@ def measure_bare(clip: Path, out: Path, config: Config, repeat: int) -> tuple[fl
         if fps > best:
             best, cpu_ms = fps, 1000 * (cpu_seconds() - c0) / n
     return best, cpu_ms
-
-
-def measure_pipeline(clip: Path, out: Path, config: Config, threaded: bool, repeat: int) -> tuple[float, dict]:
-    """The pipeline's best frames/s of ``repeat`` runs, and that run's report."""
-    best, report = 0.0, {}
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        done = run_restore(RestoreJob(clip, out, config), threaded=threaded)
-        fps = done.frames_written / (time.perf_counter() - t0)
-        if fps > best:
-            best, report = fps, done.to_dict()
-    return best, report
 
 
 def startup_seconds(clip: Path, out: Path, preset: str) -> float | None:
@@ -149,8 +132,8 @@ def run_case(case: Case, tmpdir: Path, args: argparse.Namespace, figures: dict[s
     config = load_config("default", {"output.overwrite": True, "output.video_codec": "libx264",
                                      "output.preset": args.preset, "restore.model": "identity"})  # fmt: skip
     bare, bare_cpu = measure_bare(clip, tmpdir / "bare.mp4", config, args.repeat)
-    threaded, report = measure_pipeline(clip, tmpdir / "out.mp4", config, True, args.repeat)
-    _, sequential = measure_pipeline(clip, tmpdir / "out.mp4", config, False, 1)
+    threaded, report = best_fps(clip, tmpdir / "out.mp4", config, True, args.repeat)
+    _, sequential = best_fps(clip, tmpdir / "out.mp4", config, False, 1)
     frames_out = report["frames_written"]
     face_frames = report["faces"]["faces_restored"]
     tracks = len(report["faces"]["tracks"])

@@ -93,20 +93,20 @@ class GpuSampler:
                 f"peak memory {max(m for _, m in self.samples) / 1024:.1f} GiB")  # fmt: skip
 
 
-def _fps(src: Path, out: Path, config: Config, threaded: bool, repeat: int) -> tuple[float, dict]:
+def best_fps(src: Path, out: Path, config: Config, threaded: bool, repeat: int) -> tuple[float, dict]:
     """Best frames/s of ``repeat`` runs; the report gains ``cpu_cores_busy`` (process CPU time / wall)."""
     best, report, busy = 0.0, None, 0.0
     for _ in range(repeat):
-        t0, cpu0 = time.perf_counter(), _cpu_seconds()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         report = run_restore(RestoreJob(src, out, config), threaded=threaded)
         wall = time.perf_counter() - t0
         if report.frames_written / wall > best:
-            best, busy = report.frames_written / wall, (_cpu_seconds() - cpu0) / wall
+            best, busy = report.frames_written / wall, (cpu_seconds() - cpu0) / wall
     assert report is not None
     return best, {**report.to_dict(), "cpu_cores_busy": busy}
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
 
@@ -126,9 +126,9 @@ def _random_gpen(path: Path, size: int) -> Path:
 def _threads_vs_sequential(
     title: str, clip: Path, out: Path, config: Config, args: argparse.Namespace, figures: dict[str, float]
 ) -> None:
-    sequential, seq = (0.0, None) if args.no_sequential else _fps(clip, out, config, False, args.repeat)
+    sequential, seq = (0.0, None) if args.no_sequential else best_fps(clip, out, config, False, args.repeat)
     with GpuSampler() as gpu:
-        threaded, report = _fps(clip, out, config, True, args.repeat)
+        threaded, report = best_fps(clip, out, config, True, args.repeat)
     restore = report["restore"]
     forward = restore.get("forward_batch", "not reported")  # the code before the restorer contract has none
     print(f"\n{title}: {restore['restorer']}, batch {restore['batch_size']} (network ran {forward}), "
@@ -224,7 +224,7 @@ def _no_faces(
         t0 = time.perf_counter()
         n = bare_loop(plain, tmpdir / "bare.mp4", settings.codec, settings.pix_fmt, settings.options)
         bare = max(bare, n / (time.perf_counter() - t0))
-    piped, piped_report = _fps(plain, tmpdir / "o.mp4", identity, True, repeat)
+    piped, piped_report = best_fps(plain, tmpdir / "o.mp4", identity, True, repeat)
     print("\n1. no faces")
     print(f"   bare PyAV decode→encode        {bare:7.2f} frames/s")
     print(f"   pipeline, identity             {piped:7.2f} frames/s   ratio {piped / bare:5.2f}  (goal >= 0.8)")

@@ -52,7 +52,6 @@ class Flow:
         self.stages = stages
         self.threaded = threaded  # False: the same stages one after another in the caller's thread
         self.times = times
-        times.count_cpu = not threaded  # one stage at a time: the process's CPU time is that stage's
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]

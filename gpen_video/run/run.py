@@ -30,7 +30,7 @@ def run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool = 
     config = job.config
     restorer = job.restorer or load_restorer(config.restore)
     report = RunReport.begin(job.input, job.output, source.info, sink.settings, restorer.name, config)
-    times = StageTimes()
+    times = StageTimes(count_cpu=not threaded)  # one stage at a time: the process's CPU time is that stage's
     with source, open_tracks(config.faces.tracks) as tracks:  # the --tracks file is complete when the frames are
         frames = source.decoded()
         first = list(itertools.islice(frames, 1))  # decoded before the sink opens its writer
