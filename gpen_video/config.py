@@ -231,6 +231,10 @@ class FacesConfig:
     # the small-face pass covers the whole frame at least every N frames (in bands over key frames when N holds
     # several): a face coming into view is found within it, and tracked a few frames later
     small_face_sweep: Annotated[int, Range(1)] = 8
+    # between whole-frame sweeps (a shot's first frame, sync frames, a lost track, every 12th key frame), a key
+    # frame searches only where the picture changed since the detector last looked (the camera's motion taken out)
+    # and around the tracked faces: changed | whole (every key frame searches the whole frame)
+    keyframe_search: Literal["changed", "whole"] = "changed"
     scene_threshold: Annotated[float, Range(0, 255)] = 27.0  # PySceneDetect ContentDetector threshold; 0: off
     # every this many seconds of source time the tracks start afresh from a full detection (faces followed on,
     # smoothed across the seam), so what the tracker finds there depends on no frame a few seconds earlier: a

@@ -200,7 +200,8 @@ def test_large_16bit_frames_are_detected_on_a_small_copy_and_refined_at_full_siz
 def test_the_second_look_confirms_big_faces_on_a_shrunk_region():
     """A new candidate's second look shrinks a face bigger than ``_LOOK_SIDE`` before detecting; the six faces of a
     1920x1080 frame (boxes 100-200 px) must still be found there, each look counting as a second detection."""
-    from gpen_video.faces.tracker import _CONFIRM_AFTER, _LOOK_SIDE
+    from gpen_video.faces.keyframe_detection import LOOK_SIDE as _LOOK_SIDE
+    from gpen_video.faces.tracker import _CONFIRM_AFTER
 
     clip = list(frames(FaceScene(width=1920, height=1080, frames=_CONFIRM_AFTER + 1, degrade=0.5, seed=1)))
     stage = FaceStage(FacesConfig(), detector=mtcnn())

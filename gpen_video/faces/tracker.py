@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import logging
 
-import cv2
 import numpy as np
 
 from gpen_video.config import FacesConfig
 from gpen_video.faces.association import association_cost, box_iou, hungarian
 from gpen_video.faces.detectors.base import Detector
 from gpen_video.faces.framing import Framing, canonical_box, follows_motion, framing_of, region_around, roll_angle
-from gpen_video.faces.keyframe_detection import KeyframeDetection
+from gpen_video.faces.keyframe_detection import KeyframeDetection, look_around
 from gpen_video.faces.motion import apply
 from gpen_video.faces.track import Observation, Track
 from gpen_video.faces.types import Detections, face_box, face_scale, frontalness, plausible_face
@@ -42,7 +41,6 @@ _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new
 _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
 _ROLL_FREE = np.radians(3.0)  # roll away from the detected one (radians) that the refinement leaves as it is
 _CUT_VETO = 2.0 / 3.0  # share of tracked faces followed by their motion that overrules a content cut
-_LOOK_SIDE = 96.0  # face side (px) a candidate's second look shrinks a bigger face to
 _FOLLOW_KEYFRAMES = 2  # key-frame intervals a follower goes on for (an orphan waits, a take-over blends)
 _HAND_OVER_IOU = 0.3  # box overlap at which a new track takes an orphan's face over
 _DRIFTED = 0.25  # mean landmark distance (face scales) from a matched detection at which a track is re-anchored
@@ -238,30 +236,11 @@ class Tracker:
     def _second_look(self, image: np.ndarray, track: Track) -> None:
         """A new candidate's confirmation: the full detector on the region around it, a few frames after it
         was found (a cheap independent look; a hand or a shirt fold rarely passes twice)."""
-        box = track.last.box
-        side = float(max(box[2] - box[0], box[3] - box[1]))
-        height, width = image.shape[:2]
-        x0, y0, x1, y1 = region_around(box, side, width, height)
-        if x1 - x0 < 12 or y1 - y0 < 12:
-            return
         self.detector_region_calls += 1
-        region = image[y0:y1, x0:x1]
-        # a big face is looked at shrunk to about ``_LOOK_SIDE`` px, still finer than the coarse pass saw it: the
-        # pyramid's resizes of a 4K face's full-size region cost ~18 ms a look
-        shrink = min(1.0, _LOOK_SIDE / max(side, 1.0))
-        if shrink < 1.0:
-            size = (max(12, round((x1 - x0) * shrink)), max(12, round((y1 - y0) * shrink)))
-            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-            shrink = size[0] / (x1 - x0)
-        found = self.detector.detect(region, min_size=max(12, int(0.5 * side * shrink)))
-        if len(found) == 0:
-            return
-        boxes = found.boxes / shrink + np.array([x0, y0, x0, y0], np.float32)
-        iou = box_iou(box, boxes)[0]
-        best = int(np.argmax(iou))
-        if iou[best] > 0.3 and found.scores[best] >= self.config.score_threshold:
+        found = look_around(self.detector, image, track.last.box)
+        if len(found) and found.scores[0] >= self.config.score_threshold:
             track.keyframe_hits += 1
-            track.best_score = max(track.best_score, float(found.scores[best]))
+            track.best_score = max(track.best_score, float(found.scores[0]))
 
     def _measure_motion(self, index: int, image: np.ndarray, tracks: list[Track]) -> None:
         """Each track's motion from the previous frame into this one (none on a shot's first frame)."""
@@ -347,7 +326,9 @@ class Tracker:
     ) -> list[Track]:
         """Detect; re-anchor the tracks matched; the tracks started on the rest (still without ids: ``_name``)."""
         self.detector_calls += 1
-        detections = self.detection.detect(image)
+        # where each track is: refined into this frame, or carried there by its motion
+        tracked = [refined[t.id].box if t.id in refined else _where_now(t, index) for t in active]
+        detections = self.detection.detect(image, np.array(tracked).reshape(-1, 4))
         pairs = self._match(index, active, refined, detections)
         self._reanchor(index, image, active, refined, detections, pairs)
         return self._start_tracks(index, image, detections, {d for _, d in pairs}, refined)
