@@ -319,6 +319,9 @@ class Config:
         PerJob,
         Flag("--duration", "how much to process: seconds or HH:MM:SS[.ms]", parse_seconds),
     ] = None
+    # host worker threads of the faces stage (each face's motion, each look of a key frame) and of compose (frames);
+    # the output is the same for any number. 0: all cores but the decode and encode threads
+    threads: Annotated[Count, Neutral, Flag("--threads", "host worker threads (0: all cores but two)")] = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

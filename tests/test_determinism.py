@@ -114,3 +114,21 @@ def test_a_segmented_x264_batch_gives_the_same_pictures_every_run_under_load(tmp
         differing = [i for i, (a, b) in enumerate(zip(reference, pictures, strict=True)) if a != b]
         assert not differing, f"{output.parent.name}: frames {differing} differ from the first run's"
         assert _framemd5(output, "-map", "0:a", "-c", "copy") == _framemd5(outputs[0], "-map", "0:a", "-c", "copy")
+
+
+def test_the_host_worker_threads_change_no_picture_and_no_track(tmp_path: Path) -> None:
+    """One host worker thread, then three (the faces stage's per-face motion and key-frame looks, compose's frames):
+    the same pictures, frame for frame, and the same ``--tracks`` rows."""
+    clip = _crowd_pan(tmp_path / "in")
+    results = []
+    for threads in ("1", "3"):
+        out, tracks = tmp_path / f"threads-{threads}.mp4", tmp_path / f"threads-{threads}.jsonl"
+        args = [str(clip), "-o", str(out), "--model", "identity", "--threads", threads, "--tracks", str(tracks), "-q"]
+        done = subprocess.run([sys.executable, "-m", "gpen_video", "restore", *args], capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()
+        results.append((_framemd5(out, "-map", "0:v"), tracks.read_text().splitlines()))
+    (pictures, rows), (pictures_3, rows_3) = results
+    assert len(pictures) == 75 and len(rows) >= 75 * 3, (len(pictures), len(rows))  # three to six faces in view
+    differing = [i for i, (a, b) in enumerate(zip(pictures, pictures_3, strict=True)) if a != b]
+    assert not differing, f"frames {differing} differ with three threads"
+    assert rows == rows_3

@@ -11,7 +11,9 @@ give it the same answer: on a steady shot a key frame costs a few milliseconds, 
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -42,9 +44,10 @@ class KeyframeDetection:
     """The detector's passes over key frames; ``new_shot`` restarts the sweep (a shot's first key frame, a sync
     frame: what is found from there on depends on no frame before it)."""
 
-    def __init__(self, detector: Detector, config: FacesConfig):
+    def __init__(self, detector: Detector, config: FacesConfig, pool: Executor | None = None):
         self.detector = detector
         self.config = config
+        self._each = pool.map if pool is not None else map  # the searches of a key frame, results in order
         self.sweeps = 0  # key frames searched whole
         self.changed_searches = 0  # key frames searched where the picture changed (and around the tracked faces)
         self._fine_sweep = 0  # key frames since the shot's first: which band of the small-face pass is next
@@ -73,16 +76,16 @@ class KeyframeDetection:
             self.sweeps += 1
             self._changes.look(image)
             return found.select(found.scores >= self.config.score_threshold)
-        found = Detections.empty()
-        for x0, y0, x1, y1 in regions:
-            found = _merge(found, _shifted(self._search(image, (x0, y0, x1, y1)), x0, y0))
-        for box in tracked:
-            found = _merge(found, look_around(self.detector, image, box))
+        searches = [partial(self._search_region, image, region) for region in regions]
+        searches += [partial(look_around, self.detector, image, box) for box in tracked]
         if passes.fine is not None:
             # the small faces again, one band of the frame a key frame: a face at the detector's limit passes on
             # one look and fails on the next, so an unchanged picture still gets ``_RETRY_BANDS`` key frames' worth
             retry = (self._since_sweep % _RETRY_BANDS, _RETRY_BANDS)
-            found = _merge(found, self._detect_small(image, *passes.fine, retry))
+            searches.append(partial(self._detect_small, image, *passes.fine, retry))
+        found = Detections.empty()
+        for part in self._each(lambda search: search(), searches):
+            found = _merge(found, part)
         self._since_sweep += 1
         self.changed_searches += 1
         self._changes.look(image)
@@ -127,6 +130,10 @@ class KeyframeDetection:
         # PNet pixels of the fine pass (levels from ``fine_from`` up) against the coarse pass's
         cost = (coarse_min / (factor * max(fine_from, _COARSE_MIN))) ** 2
         return _Passes(factor, coarse_min, (max(fine_from, float(_COARSE_MIN)), covered_from * 0.99), cost)
+
+    def _search_region(self, image: np.ndarray, region: tuple[int, int, int, int]) -> Detections:
+        """``_search`` of ``region``, in frame coordinates."""
+        return _shifted(self._search(image, region), region[0], region[1])
 
     def _search(
         self, image: np.ndarray, region: tuple[int, int, int, int] | None = None, band: tuple[int, int] = (0, 1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -139,7 +140,13 @@ class FaceStage:
     stage itself keeps no per-frame rows.
     """
 
-    def __init__(self, config: FacesConfig, detector: Detector | None = None, tracks: TracksFile | None = None):
+    def __init__(
+        self,
+        config: FacesConfig,
+        detector: Detector | None = None,
+        tracks: TracksFile | None = None,
+        workers: int = 1,
+    ):
         if config.smooth_target not in SMOOTH_TARGETS:
             raise ConfigError(
                 f"unknown faces.smooth_target '{config.smooth_target}'; choose one of: {', '.join(SMOOTH_TARGETS)}"
@@ -148,7 +155,10 @@ class FaceStage:
         self.detector = detector or create_detector(
             config.detector, score_threshold=config.score_threshold, threads=config.detector_threads
         )
-        self.tracker = Tracker(self.detector, config)
+        # each face's motion and each look of a key frame on ``workers`` threads (OpenCV and ONNX Runtime release
+        # the GIL); taken in order, so the faces are the same for any number
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="faces") if workers > 1 else None
+        self.tracker = Tracker(self.detector, config, self.pool)
         self.scene_cuts = (
             SceneCutDetector(config.scene_threshold, config.min_scene_len) if config.scene_threshold > 0 else None
         )
@@ -210,6 +220,11 @@ class FaceStage:
         while self._pending:
             out.append(self._release(*self._pending.popleft()))
         return out
+
+    def close(self) -> None:
+        """The worker threads end (the stage takes no more frames)."""
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def held_observations(self) -> int:
         """Observations and motion links the stage holds now (bounded by the window, whatever the clip's length)."""

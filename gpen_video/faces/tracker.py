@@ -22,6 +22,7 @@ steering tracks depend on no frame before the last sync frame, and the followers
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from gpen_video.faces.association import association_cost, box_iou, hungarian
 from gpen_video.faces.detectors.base import Detector
 from gpen_video.faces.framing import Framing, canonical_box, follows_motion, framing_of, region_around, roll_angle
 from gpen_video.faces.keyframe_detection import KeyframeDetection, look_around
-from gpen_video.faces.motion import apply
+from gpen_video.faces.motion import Motion, apply
 from gpen_video.faces.track import Observation, Track
 from gpen_video.faces.types import Detections, face_box, face_scale, frontalness, plausible_face
 
@@ -54,10 +55,11 @@ def follow_frames(config: FacesConfig) -> int:
 class Tracker:
     """Turns frames into per-track observations; ``update`` once per frame, in order."""
 
-    def __init__(self, detector: Detector, config: FacesConfig):
+    def __init__(self, detector: Detector, config: FacesConfig, pool: Executor | None = None):
         self.detector = detector
         self.config = config
-        self.detection = KeyframeDetection(detector, config)
+        self._each = pool.map if pool is not None else map  # per-face work, results in order
+        self.detection = KeyframeDetection(detector, config, pool)
         self.tracks: list[Track] = []
         self.finished: list[Track] = []  # ended tracks the stage has not collected yet
         self.detector_calls = 0
@@ -247,10 +249,14 @@ class Tracker:
         if self._previous is None or self._previous[0] != index - 1:
             return
         previous = self._previous[1]
-        for track in tracks:
+
+        def measure(track: Track) -> Motion:
             estimate = track.estimate if track.estimate is not None else track.last.landmarks
-            track.motions[index] = track.meter.measure(index, previous, image, face_box(estimate))
-            track.follow(track.motions[index])
+            return track.meter.measure(index, previous, image, face_box(estimate))
+
+        for track, motion in zip(tracks, list(self._each(measure, tracks)), strict=True):
+            track.motions[index] = motion
+            track.follow(motion)
 
     def _refine_tracks(self, index: int, image: np.ndarray, tracks: list[Track]) -> dict[int, Observation]:
         if not tracks:

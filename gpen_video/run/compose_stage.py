@@ -6,8 +6,8 @@ too, the faces are pasted on the upscaled picture at its resolution, and the who
 the encoder's samples (the source's samples cannot be kept: there are k² as many); an alpha matte is the
 source's, scaled to it (``io.splice.carry_alpha``), never the converted picture's opaque one.
 
-Frames are composed on a small thread pool (OpenCV, NumPy and torch release the GIL) and released in the
-order they came; the flicker meter sees them in that order.
+Frames are composed on a thread pool (OpenCV, NumPy and torch release the GIL; the run's ``threads``,
+``MOST_IN_FLIGHT`` at most) and released in the order they came; the flicker meter sees them in that order.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from gpen_video.run.report import FlickerMeter
 if TYPE_CHECKING:  # torch: only with a background upscale
     from gpen_video.models.upscale import Upscaler
 
+#: frames composed at once at most, whatever the cores: each holds its frame and its restored crops
+MOST_IN_FLIGHT = 8
 #: a composed frame: the encoder's frame, and for the flicker meter the upright image before and after the paste
 #: and the paste mask, all three at the output's size (k× the source's with a background upscale)
 Result = tuple[av.VideoFrame, np.ndarray, np.ndarray, np.ndarray] | None
@@ -56,9 +58,10 @@ class ComposeStage:
         self.rotation = info.video.rotation
         self.flicker = FlickerMeter()
         self.frames_with_faces = 0
+        workers = min(workers, MOST_IN_FLIGHT)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") if workers else None
         self.in_flight: deque[tuple[Restored, Future[Result]]] = deque()
-        self.max_in_flight = 2 * workers
+        self.max_in_flight = max(2, workers)
 
     def process(self, item: Restored) -> Iterable[Composed]:
         future: Future[Result]

@@ -25,6 +25,7 @@ class AlignStage:
         crop_size: int,
         wanted: Callable[[int], bool] | None = None,
         tracks: TracksFile | None = None,
+        workers: int = 1,
     ) -> None:
         from gpen_video.faces import FaceStage
 
@@ -32,7 +33,7 @@ class AlignStage:
         self.template = resolve_template(config.align.template, config.restore.model)
         self.crop_size = crop_size
         self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
-        self.stage = FaceStage(config.faces, tracks=tracks)  # tracks: the --tracks file, rows streamed out
+        self.stage = FaceStage(config.faces, tracks=tracks, workers=workers)  # tracks: the --tracks file's rows
         self.pending: dict[int, Decoded] = {}
 
     def process(self, item: Decoded) -> Iterable[Aligned]:
@@ -44,7 +45,9 @@ class AlignStage:
         return ()
 
     def finish(self) -> Iterable[Aligned]:
-        return self._release(self.stage.flush())
+        released = self._release(self.stage.flush())
+        self.stage.close()
+        return released
 
     def _release(self, finished: list[FrameFaces]) -> list[Aligned]:
         out = []

@@ -1,11 +1,12 @@
-"""Issue 15's parts of a run chosen from the configuration: the background upscaler and the frame path it
-and grain need, and the combinations of archival options that cannot work, refused in one line before any
-work.
+"""The parts of a run chosen from the configuration: the background upscaler and the frame path it and grain
+need, the host's worker threads, and the combinations of archival options that cannot work, refused in one line
+before any work.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from gpen_video.config import Config
@@ -16,6 +17,14 @@ if TYPE_CHECKING:  # torch is imported only where a background upscale is asked 
     from gpen_video.models.upscale import Upscaler
 
 log = logging.getLogger(__name__)
+
+
+def host_workers(config: Config) -> int:
+    """Worker threads of the faces and compose stages: ``threads``, or all usable cores but the decode and encode
+    threads (at least one)."""
+    if config.threads:
+        return config.threads
+    return max(1, len(os.sched_getaffinity(0)) - 2)
 
 
 def refuse_conflicts(config: Config) -> None:

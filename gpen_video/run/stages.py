@@ -19,7 +19,7 @@ from gpen_video.run.compose_stage import ComposeStage
 from gpen_video.run.faces_stage import AlignStage
 from gpen_video.run.flow import Stage
 from gpen_video.run.frame_path import choose_path
-from gpen_video.run.options import frame_path_choice, upscaler_for
+from gpen_video.run.options import frame_path_choice, host_workers, upscaler_for
 from gpen_video.run.records import Aligned, Composed, Decoded, Restored
 from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTimes
 from gpen_video.run.restore_stage import CrossFrameBatcher
@@ -40,9 +40,11 @@ class RunStages:
         self.restorer = restorer
         self.batch_size = config.restore.batch_size or restorer.preferred_batch()
         self.path = choose_path(restorer, frame_path_choice(config))
-        self.faces = AlignStage(config, self.path, restorer.size, wanted, tracks)
+        workers = host_workers(config)
+        self.faces = AlignStage(config, self.path, restorer.size, wanted, tracks, workers)
         self.batcher = CrossFrameBatcher(self.path, self.batch_size)
-        self.composer = ComposeStage(config.compose, info, self.path, 2 if threaded else 0, upscaler_for(config))
+        # one at a time in a sequential run: the process's CPU time is then the stage's own
+        self.composer = ComposeStage(config.compose, info, self.path, workers if threaded else 0, upscaler_for(config))
 
     @property
     def stages(self) -> tuple[Stage[Decoded, Aligned], Stage[Aligned, Restored], Stage[Restored, Composed]]:
