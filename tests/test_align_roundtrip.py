@@ -7,6 +7,7 @@ import pytest
 from faces_helpers import photo_landmarks, to_frame
 
 from gpen_video.align import align_faces, compose, feather_mask
+from gpen_video.align.compose import shrink_factor
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
 from gpen_video.faces.geometry import TEMPLATES, face_to_crop, template_points, umeyama_similarity
@@ -54,6 +55,28 @@ def test_identity_round_trip_is_nearly_lossless_and_exact_outside(frame, depth, 
     untouched = result.mask == 0
     assert untouched.mean() > 0.5
     assert np.array_equal(result.image[untouched], image[untouched])
+
+
+@pytest.mark.parametrize("size", [1024, 2048])
+def test_a_crop_far_bigger_than_its_face_is_pasted_without_aliasing(frame, size):
+    """Detail a restorer puts in at the crop's resolution that the frame cannot hold (a one-pixel checkerboard of a
+    2048-px crop on a face whose crop covers ~200 frame px) must come out as what it averages to, flat grey, not
+    as the moiré a warp that skips crop pixels makes. The round trip of the face itself stays nearly lossless."""
+    image = frame.image
+    batch = align_faces(image, faces_of(frame), size)
+    assert shrink_factor(batch.affines, size) >= 4
+    config = ComposeConfig(blend=1.0, color_match=False)
+    ys, xs = np.mgrid[0:size, 0:size]
+    board = np.repeat((((xs + ys) % 2) * 255).astype(np.uint8)[None, ..., None], 6, axis=0).repeat(3, axis=-1)
+    pasted = compose(image, board, batch, config)
+    inside = pasted.mask > 0.999
+    assert inside.sum() > 6 * 400
+    grey = pasted.image[inside].astype(np.float64)
+    assert np.abs(grey - 127.5).max() <= 3.0, (grey.min(), grey.max())
+    restored = IdentityRestorer(size).restore(batch.crops)
+    result = compose(image, restored, batch, config)
+    face_region = result.mask > 0.5
+    assert psnr(result.image[face_region], image[face_region], 255.0) >= 38.0
 
 
 def test_a_different_face_changes_only_pixels_under_the_mask(frame):

@@ -12,6 +12,7 @@ import torch
 from faces_helpers import mtcnn
 
 from gpen_video.align import AlignedBatch, align_faces, compose
+from gpen_video.align.compose import shrink_factor
 from gpen_video.align.torch_compose import bgr_to_lab, compose_torch, lab_to_bgr
 from gpen_video.config import ComposeConfig, FacesConfig
 from gpen_video.faces import FaceStage
@@ -42,9 +43,9 @@ def fake_restore(crops: np.ndarray) -> np.ndarray:
     return np.clip(blurred + np.array([12, -6, 25]), 0, 255).astype(np.uint8)
 
 
-def both(image: np.ndarray, faces: list[TrackedFace], config: ComposeConfig, device: str = "cpu"):
+def both(image: np.ndarray, faces: list[TrackedFace], config: ComposeConfig, device: str = "cpu", size: int = SIZE):
     """(CPU result, twin's image, twin's mask) for ``faces`` restored by ``fake_restore``."""
-    batch = align_faces(image, faces, SIZE)
+    batch = align_faces(image, faces, size)
     restored = fake_restore(batch.crops)
     ref = compose(image, restored, batch, config)
     out, mask = compose_torch(
@@ -78,6 +79,15 @@ def test_twin_matches_cpu_compose_on_real_faces(scene, depth, color_match):
     image = at_depth(scene[0], depth)
     ref, out, mask = both(image, scene[1], ComposeConfig(blend=0.8, color_match=color_match))
     assert_twins(image, ref, out, mask, pasted=6 * 150)
+
+
+@pytest.mark.parametrize("color_match", [False, True])
+def test_twin_shrinks_crops_far_bigger_than_their_faces_as_the_cpu_does(scene, color_match):
+    """1024-px crops of faces whose crops cover ~100 frame px: both paths shrink them 8 times by block means first."""
+    batch = align_faces(scene[0], scene[1], 1024)
+    assert shrink_factor(batch.affines, 1024) == 8
+    ref, out, mask = both(scene[0], scene[1], ComposeConfig(blend=0.8, color_match=color_match), size=1024)
+    assert_twins(scene[0], ref, out, mask, pasted=6 * 150)
 
 
 def test_int32_frame_is_taken_as_16_bit(scene):

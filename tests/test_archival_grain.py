@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gpen_video.align.compose import AlignedBatch, compose
+from gpen_video.align.compose import AlignedBatch, GrainSeed, compose
 from gpen_video.align.grain import (
     GrainProfile,
     add_grain,
@@ -124,8 +124,9 @@ def _pasted(dtype=np.uint8, grain_std=(6.0, 5.0, 7.0), grain_size=0.8, seed=0, f
     restored = _gpen_like(frame, affine)[None]
     batch = AlignedBatch(warp_cpu(frame, affine, SIZE)[None], affine[None])
     plain = compose(frame, restored, batch, CFG)
-    grain = grain_for_crops(frame, affine[None], SIZE, frame_key=frame_key, restored=restored)
-    matched = compose(frame, add_grain(restored, grain), batch, CFG)
+    # as a run adds it: in compose, after the colour match, on the crop as big as the paste uses it (a 256-px crop
+    # of a 128-px footprint is shrunk to 128 first: grain added to the full crop would be averaged away)
+    matched = compose(frame, restored, batch, CFG, grain=GrainSeed(frame_key))
     without = _ratio(plain.image, plain.mask >= 0.999)
     inside = matched.mask >= 0.999
     return Pasted(without, _ratio(matched.image, inside), frame, matched.image, matched.mask, affine)

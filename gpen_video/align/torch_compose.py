@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpen_video.align.compose import MIN_ALPHA, footprint
+from gpen_video.align.compose import MIN_ALPHA, footprint, shrink_factor, shrunk_affines
 from gpen_video.align.masks import feather_mask, parsing_masker
 from gpen_video.config import ComposeConfig
 from gpen_video.faces.geometry import invert_affine
@@ -67,6 +67,14 @@ def compose_torch(
     size = _checked_size(restored, crops, len(affines), config)
     if crops is not None and crops.numel() and int(crops.shape[1]) != size:
         affines *= size / int(crops.shape[1])  # restorer returned another size: scale the crop side
+    shrink = shrink_factor(affines, size)
+    if shrink > 1:  # as ``compose``: block means, masks given or parsed made for the full crops
+        if masks is None and config.parsing_model:
+            masks = _crop_masks(restored, config, None, size, image.device)
+        restored = _shrunk(restored, shrink)
+        crops = None if crops is None else _shrunk(crops, shrink)
+        masks = None if masks is None else _shrunk(torch.as_tensor(masks)[..., None], shrink)[..., 0]
+        affines, size = shrunk_affines(affines, shrink), size // shrink
     regions = [footprint(invert_affine(a), size, width, height) for a in affines]
     used = [k for k, r in enumerate(regions) if r is not None]
     if not used:
@@ -86,6 +94,12 @@ def compose_torch(
     full_mask = empty_mask
     full_mask[y0:y1, x0:x1] = alpha
     return out, full_mask
+
+
+def _shrunk(crops: torch.Tensor, factor: int) -> torch.Tensor:
+    """(N, S, S, C) as float32 means of ``factor``×``factor`` blocks (``compose.shrunk``)."""
+    pooled = F.avg_pool2d(crops.to(torch.float32).permute(0, 3, 1, 2), factor)
+    return pooled.permute(0, 2, 3, 1).contiguous()
 
 
 def _checked_size(restored: torch.Tensor, crops: torch.Tensor | None, n: int, config: ComposeConfig) -> int:
