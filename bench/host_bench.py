@@ -3,6 +3,7 @@ bare PyAV decode→encode loop of the same clip with the same encoder, in the sa
 
     python bench/host_bench.py [--frames 24] [--cases six-1080p,two-4k] [--preset veryfast]
     python bench/host_bench.py --against 98dbf1a [--rounds 2]     # this code and that, alternating: new/old
+    python bench/host_bench.py --crop 2048 --cases six-1080p      # compose with crops of GPEN-2048's size
 
 Cases (``--cases``, comma-separated; default all): the six faces of t1.jpg at 720p, 1080p and 4K
 (``six-720p``, ``six-1080p``, ``six-4k``), a two-shot at 4K (``two-4k``), a 30-face crowd at 1080p
@@ -130,7 +131,8 @@ def run_case(case: Case, tmpdir: Path, args: argparse.Namespace, figures: dict[s
     count = args.faceless_seconds * 24 if case.kind == "none" else args.frames
     clip = write_case(tmpdir / f"{case.name}.mp4", case, count)
     config = load_config("default", {"output.overwrite": True, "output.video_codec": "libx264",
-                                     "output.preset": args.preset, "restore.model": "identity"})  # fmt: skip
+                                     "output.preset": args.preset, "restore.model": "identity",
+                                     "restore.identity_size": args.crop})  # fmt: skip
     bare, bare_cpu = measure_bare(clip, tmpdir / "bare.mp4", config, args.repeat)
     threaded, report = best_fps(clip, tmpdir / "out.mp4", config, True, args.repeat)
     _, sequential = best_fps(clip, tmpdir / "out.mp4", config, False, 1)
@@ -178,7 +180,8 @@ def main() -> None:
             f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(c.name for c in CASES)}"
         )
     figures: dict[str, float] = {}
-    print(f"{os.cpu_count()} cores; identity restorer; libx264 {args.preset} out; best of {args.repeat} threaded runs")
+    print(f"{os.cpu_count()} cores; identity restorer ({args.crop}-px crops); libx264 {args.preset} out; best of "
+          f"{args.repeat} threaded runs")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
             if case.name in names:
@@ -196,6 +199,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs (bare loop and threaded pipeline)")
     parser.add_argument("--against", help="also run an older version (commit or folder) and print new/old ratios")
     parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
+    parser.add_argument(
+        "--crop", type=int, default=512, help="the identity restorer's crop side (2048: compose's load under GPEN-2048)"
+    )
     parser.add_argument("--json", help="write the figures here")
     return parser.parse_args()
 
