@@ -128,6 +128,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"gpen-video: warning: {warning}", file=sys.stderr)  # issue 12: warnings survive -q
     if not args.quiet:
         print(f"gpen-video: wrote {job.output}: {report.summary()}", file=sys.stderr)
+        if report.hint:
+            print(f"gpen-video: hint: {report.hint}", file=sys.stderr)
     if args.report:
         report.write(args.report)
     return 0

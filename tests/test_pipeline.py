@@ -84,6 +84,22 @@ def test_report_counts(restored_cut):
     assert report["flicker"]["input"] is not None and report["flicker"]["output"] is not None
     assert set(report["stage_seconds"]) >= {"decode", "faces", "restore", "compose", "encode"}
     assert report["bounding_stage"] in report["stage_seconds"]
+    bound = report["stage_seconds"][report["bounding_stage"]]
+    assert report["bounding_ms_per_frame"] == pytest.approx(1000 * bound / report["frames_written"], abs=0.01)
+    assert report["hint"] is None  # a CPU run: the host has no GPU to hold back
+
+
+def test_a_gpu_run_the_host_holds_back_gets_one_line_saying_so():
+    """The report's hint: where a GPU run is bounded by a host stage, which one and its ms per frame against the
+    network's; nothing where the network bounds it, or on a CPU."""
+    from gpen_video.run.report import StageTimes, host_bound_hint
+
+    host_bound = StageTimes({"decode": 1.0, "faces": 4.0, "restore": 2.0, "compose": 1.5})
+    hint = host_bound_hint(host_bound, 100, "cuda:0")
+    assert hint is not None and "\n" not in hint
+    assert "faces is busy 40.0 ms a frame, the network 20.0" in hint
+    assert host_bound_hint(host_bound, 100, "cpu") is None
+    assert host_bound_hint(StageTimes({"faces": 1.0, "restore": 3.0}), 100, "cuda") is None
 
 
 def test_batched_across_frames_equals_batch_one(restored_cut):

@@ -58,6 +58,19 @@ class StageTimes:
         return max(self.seconds, key=self.seconds.__getitem__) if self.seconds else None
 
 
+def host_bound_hint(times: StageTimes, frames: int, device: str) -> str | None:
+    """One line where a host stage, not the network, bounds a run on a GPU (``device`` a CUDA one); else None."""
+    bound = times.bounding_stage()
+    if not device.startswith("cuda") or bound is None or bound == "restore" or not frames:
+        return None
+    per_frame = {stage: 1000 * seconds / frames for stage, seconds in times.seconds.items()}
+    return (
+        f"the host bounds this GPU run: {bound} is busy {per_frame[bound]:.1f} ms a frame, the network "
+        f"{per_frame.get('restore', 0.0):.1f}; more cores (--threads), a smaller faces.detect_size or fewer faces "
+        f"(--min-face) would feed it faster"
+    )
+
+
 class FlickerMeter:
     """Mean absolute frame-to-frame change inside the face masks, for the input and the output.
 
@@ -153,6 +166,8 @@ class RunReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)  # only where the stages ran one after another
     bounding_stage: str | None = None
+    bounding_ms_per_frame: float | None = None  # the bounding stage's busy ms per frame written
+    hint: str | None = None  # one line on what bounds the run, where the host holds a GPU back
     wall_seconds: float = 0.0
     first_decoded_at: float | None = None  # epoch seconds when the first frame was decoded (start-up ends there)
     fps: float = 0.0
@@ -207,6 +222,8 @@ class RunReport:
         self.stage_seconds = {k: round(v, 4) for k, v in times.seconds.items()}
         self.stage_cpu_seconds = {k: round(v, 4) for k, v in times.cpu_seconds.items()}
         self.bounding_stage = times.bounding_stage()
+        if self.bounding_stage is not None and self.frames_written:
+            self.bounding_ms_per_frame = round(1000 * times.seconds[self.bounding_stage] / self.frames_written, 2)
         self.wall_seconds = round(time.time() - self.started, 3)
         self.fps = round(self.frames_written / self.wall_seconds, 3) if self.wall_seconds > 0 else 0.0
         if read.damaged_packets:
@@ -226,10 +243,15 @@ class RunReport:
     def summary(self) -> str:
         faces = self.faces.faces_restored if self.faces else 0
         tracks = len(self.tracks)
+        bound = (
+            f", bounded by {self.bounding_stage} ({self.bounding_ms_per_frame:.1f} ms/frame)"
+            if self.bounding_stage and self.bounding_ms_per_frame is not None
+            else ""
+        )
         return (
             f"{self.frames_written}/{self.frames_read} frames, {faces} faces in {tracks} tracks, "
-            f"{self.wall_seconds:.1f}s ({self.fps:.1f} fps), video {self.encode['codec']} {self.encode['pix_fmt']}"
-            + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
+            f"{self.wall_seconds:.1f}s ({self.fps:.1f} fps{bound}), video {self.encode['codec']} "
+            f"{self.encode['pix_fmt']}" + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from gpen_video.run.flow import Stage
 from gpen_video.run.frame_path import choose_path
 from gpen_video.run.options import frame_path_choice, host_workers, upscaler_for
 from gpen_video.run.records import Aligned, Composed, Decoded, Restored
-from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTimes
+from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTimes, host_bound_hint
 from gpen_video.run.restore_stage import CrossFrameBatcher
 
 
@@ -59,5 +59,6 @@ class RunStages:
         report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
                                         str(restorer.device or "host"), str(restorer.precision),
                                         self.path.on_device)  # fmt: skip
+        report.hint = host_bound_hint(times, report.frames_written, report.restore.device)
         seconds = report.wall_seconds
         report.faces_per_second = round(batcher.faces_restored / seconds, 3) if seconds else 0
