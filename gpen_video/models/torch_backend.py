@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gpen_video.models import numerics
 from gpen_video.models.checkpoint import GpenConfig, load_generator
 from gpen_video.models.gpen import FullGenerator
 from gpen_video.restore import device as devices
@@ -39,6 +40,9 @@ class TorchRestorer(DeviceRestorer):
     A batch runs as one forward (the batch the caller chose is the batch the network runs). ``max_batch``:
     a ceiling on faces per forward (None: none). Out-of-memory errors lower it (see ``OomBackoff``), and
     ``forward_limit`` reports it.
+
+    fp32 on CUDA holds TF32 off until ``close`` (``models.numerics``), and ``precision_label`` says so. A batch
+    whose output holds inf or NaN raises ``ModelError``.
     """
 
     def __init__(
@@ -61,6 +65,9 @@ class TorchRestorer(DeviceRestorer):
         self.dtype = self.precision.torch_dtype
         self.size = model.size
         self.channels_last = self.device.is_cuda if channels_last is None else channels_last
+        self.exact_fp32 = self.device.is_cuda and self.precision is Precision.FP32
+        if self.exact_fp32:
+            numerics.hold_exact_fp32()
         model = model.to(self.torch_device).to_precision(self.dtype).eval().requires_grad_(False)
         if self.channels_last:  # 4-D weights only: the modulated weights are 5-D (1, out, in, k, k)
             for param in model.parameters():
@@ -71,8 +78,15 @@ class TorchRestorer(DeviceRestorer):
         if compile:
             self._forward = torch.compile(model, dynamic=False)
         self.backoff = OomBackoff(max_batch=max_batch, what=f"GPEN-{self.size}")
-        base = name or f"gpen-{self.size}"
-        self.name = f"{base} torch {self.device} {self.precision}"
+        self.base_name = name or f"gpen-{self.size}"
+
+    @property
+    def name(self) -> str:  # type: ignore[override] - the report reads what ran
+        return f"{self.base_name} torch {self.device} {self.precision_label}"
+
+    @property
+    def precision_label(self) -> str:
+        return f"{self.precision} (TF32 off)" if self.exact_fp32 else str(self.precision)
 
     @torch.inference_mode()
     def restore_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,10 +96,13 @@ class TorchRestorer(DeviceRestorer):
         return self.backoff.run(lambda part: self._net(part).to(x.dtype), x)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward; the output checked finite."""
         x = x.to(self.torch_device, self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._forward(x)
+        y = self._forward(x)
+        numerics.check_finite(y, f"GPEN-{self.size}", str(self.precision))
+        return y
 
     @torch.inference_mode()
     def restore(self, faces: np.ndarray) -> np.ndarray:
@@ -129,6 +146,9 @@ class TorchRestorer(DeviceRestorer):
 
     def close(self) -> None:
         self.model = self._forward = None  # type: ignore[assignment]
+        if self.exact_fp32:
+            numerics.release_exact_fp32()
+            self.exact_fp32 = False
         if self.device.is_cuda:
             torch.cuda.empty_cache()
 

@@ -43,6 +43,11 @@ class Restorer(ABC):
     #: the network's arithmetic
     precision: Precision = Precision.FP32
 
+    @property
+    def precision_label(self) -> str:
+        """``precision`` as the report shows it, with what it means here (e.g. "fp32 (TF32 off)")."""
+        return str(self.precision)
+
     def preferred_batch(self) -> int:
         """Faces per call when the user did not choose (``restore.batch_size: 0``)."""
         return DEFAULT_BATCH

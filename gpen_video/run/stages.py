@@ -57,7 +57,7 @@ class RunStages:
         report.finish(read, result, faces, times)
         report.flicker = self.composer.flicker.summary()
         report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
-                                        str(restorer.device or "host"), str(restorer.precision),
+                                        str(restorer.device or "host"), restorer.precision_label,
                                         self.path.on_device)  # fmt: skip
         report.hint = host_bound_hint(times, report.frames_written, report.restore.device)
         seconds = report.wall_seconds
