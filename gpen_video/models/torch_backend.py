@@ -7,6 +7,7 @@ network runs in the chosen precision.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from gpen_video.models import numerics
 from gpen_video.models.checkpoint import GpenConfig, load_generator
 from gpen_video.models.compiled import CompiledForward, bucket_at_most, buckets_up_to
+from gpen_video.models.footprint import HEADROOM, Footprint, footprint_of
 from gpen_video.models.gpen import FullGenerator
 from gpen_video.restore import device as devices
 from gpen_video.restore.backoff import OomBackoff
@@ -157,19 +159,25 @@ class TorchRestorer(DeviceRestorer):
     def forward_limit(self) -> int | None:
         return self.backoff.max_batch
 
-    def preferred_batch(self, cap: int = 16) -> int:
+    def preferred_batch(self, per_face_bytes: int = 0, held_bytes: int = 0, cap: int = 16) -> int:
         """A starting batch size for ``RestoreConfig.batch_size = 0``; the OOM back-off corrects it if too big.
 
-        CPU: the micro-batch. CUDA: 70 % of the free memory over an estimate of ~1.6 kB per pixel per face in
-        fp32 (the official 2048 forward peaks at ~6.8 GB, spec 1.6), half that in fp16/bf16; compiled, the
-        largest bucket at most that, so no forward is padded.
+        CPU: the micro-batch. CUDA: the faces whose forward (``footprint``, times ``HEADROOM``) and whose
+        ``per_face_bytes`` the caller holds on the device (frames, crops) fit in 90 % of the free memory less
+        ``held_bytes``; compiled, the largest bucket at most that, so no forward is padded.
         """
         if not self.device.is_cuda:
             return cpu_micro_batch(self.size)
         free, _ = torch.cuda.mem_get_info(self.torch_device)
-        per_face = 1600 * self.size * self.size * (2 if self.dtype == torch.float32 else 1) // 2
-        batch = max(1, min(cap, int(free * 0.7) // per_face))
+        # blocks the caching allocator holds but no tensor uses are this process's to reuse
+        free += torch.cuda.memory_reserved(self.torch_device) - torch.cuda.memory_allocated(self.torch_device)
+        batch = faces_that_fit(int(free * 0.9) - held_bytes, self.footprint(), per_face_bytes, cap)
         return bucket_at_most(batch) if self.compiled is not None else batch
+
+    def footprint(self) -> Footprint:
+        """Peak bytes of one forward of this network (measured on the meta device, cached per architecture)."""
+        arch = (self.size, self.model.style_dim, self.model.n_mlp, self.model.channel_multiplier, self.model.narrow)
+        return meta_footprint(arch, self.dtype, self.channels_last)
 
     def close(self) -> None:
         self.model = self._forward = self.compiled = None  # type: ignore[assignment]
@@ -188,6 +196,32 @@ def _prepared(model: FullGenerator, device: torch.device, dtype: torch.dtype, ch
             if param.ndim == 4:
                 param.data = param.data.contiguous(memory_format=torch.channels_last)
     return model
+
+
+def faces_that_fit(available: int, footprint: Footprint, per_face_bytes: int = 0, cap: int = 16) -> int:
+    """Faces per forward within ``available`` device bytes: each costs its forward's share (with ``HEADROOM``)
+    and ``per_face_bytes`` more; at least one (the back-off says if even that does not fit), at most ``cap``."""
+    per_face = footprint.per_face * HEADROOM + per_face_bytes
+    return max(1, min(cap, int((available - footprint.fixed * HEADROOM) // per_face)))
+
+
+@functools.cache
+def meta_footprint(arch: tuple, dtype: torch.dtype, channels_last: bool = False) -> Footprint:
+    """The footprint of a restore by ``FullGenerator(*arch)`` in ``dtype``, measured on the meta device: crops in,
+    ``preprocess``, cast, the network, ``postprocess`` (``models.footprint``)."""
+    size, style_dim, n_mlp, channel_multiplier, narrow = arch
+    with torch.device("meta"):
+        model = FullGenerator(size, style_dim, n_mlp, channel_multiplier=channel_multiplier, narrow=narrow)
+    model = _prepared(model, torch.device("meta"), dtype, channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(faces: torch.Tensor) -> None:
+        postprocess(model(preprocess(faces).to(dtype).contiguous(memory_format=memory_format)))
+
+    def crops(batch: int) -> torch.Tensor:
+        return torch.zeros((batch, size, size, 3), dtype=torch.uint8, device="meta")
+
+    return footprint_of(run, crops, [*model.parameters(), *model.buffers()])
 
 
 def cpu_micro_batch(size: int) -> int:
