@@ -110,7 +110,7 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device) -> lis
         for mode in modes_for(args, device):
             try:
                 ceiling = cpu_micro_batch(size) if args.micro_batch and device.type == "cpu" else None
-                restorer = make_restorer(sd, device, precision, mode, ceiling)
+                restorer = make_restorer(sd, device, precision, mode, ceiling, max_batch)
             except Exception as exc:  # a bench reports what did not work and goes on
                 logging.warning("size %d %s %s: cannot build (%s)", size, precision, mode, exc)
                 continue
@@ -199,10 +199,13 @@ def step(restorer: TorchRestorer, xb: torch.Tensor, mode: str) -> Callable[[], t
 
 
 def make_restorer(
-    sd: dict[str, torch.Tensor], device: torch.device, precision: str, mode: str, max_batch: int | None
+    sd: dict[str, torch.Tensor], device: torch.device, precision: str, mode: str, max_batch: int | None, batch: int
 ) -> TorchRestorer:
+    """``compile``: the restorer's buckets, compiled (on CUDA) up to ``batch`` when it is built."""
     model, _ = load_generator(sd)
-    restorer = TorchRestorer(model, device=device, precision=precision, compile=mode == "compile", max_batch=max_batch)
+    compiled = mode == "compile"
+    restorer = TorchRestorer(model, device=device, precision=precision, compile=compiled, max_batch=max_batch,
+                             run_batch=batch)  # fmt: skip
     if mode == "cudagraphs":
         restorer._forward = torch.compile(restorer.model, mode="reduce-overhead", dynamic=False)
     return restorer

@@ -267,8 +267,12 @@ def test_cuda_compiled_matches_eager():
     sd = random_state_dict(64, 2, 0.125, 2, style_dim=64, seed=15)
     faces = random_faces(2, 64, seed=12)
     eager = TorchRestorer(load_generator(sd)[0], device="cuda", precision="fp32").restore(faces)
-    compiled = TorchRestorer(load_generator(sd)[0], device="cuda", precision="fp32", compile=True).restore(faces)
+    restorer = TorchRestorer(load_generator(sd)[0], device="cuda", precision="fp32", compile=True, run_batch=2)
+    assert restorer.compiled.compiles == 2 and restorer.name.endswith("compiled"), "warmed: buckets 2 and 1"
+    compiled = restorer.restore(faces)
     assert np.abs(eager.astype(int) - compiled.astype(int)).max() <= 1
+    restorer.restore(faces[:1])
+    assert restorer.compiled.compiles == 2, "no compile after the warm-up"
 
 
 def test_compiles_as_one_graph():

@@ -9,6 +9,8 @@ so a released ``GPEN-BFR-*.pth`` loads with a strict ``load_state_dict``. Two th
   per-sample grouped convolution, but lets cuDNN/oneDNN pick fast batched kernels and works with
   ``channels_last``, fp16/bf16 and ``torch.compile``.
 * ``upfirdn2d`` and the fused bias + leaky ReLU are plain PyTorch; there is no CUDA extension to build.
+* In fp16 a demodulated conv first scales its weights and styles to at most 1, as StyleGAN2-ADA does
+  (``prenormalised``): demodulation cancels the scale, and the sums stay inside fp16's range.
 
 Nothing is random: the encoder features are the noise inputs, so the same crop gives the same output.
 """
@@ -194,6 +196,8 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
         self.demodulate = demodulate
+        #: scale weights and styles to at most 1 before a demodulated conv (``prenormalised``); None: in fp16 only
+        self.prenormalise: bool | None = None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         out, demod = self.raw(x, style, gain)
@@ -207,7 +211,11 @@ class ModulatedConv2d(nn.Module):
         caller in a fused epilogue.
         """
         s = self.modulation(style)  # (N, in), fp32 linears
-        weight = self.weight[0] * self.scale  # (out, in, k, k), shared by the batch
+        prenormalise = self.prenormalise if self.prenormalise is not None else x.dtype == torch.float16
+        if self.demodulate and prenormalise:
+            weight, s = prenormalised(self.weight[0], s, self.scale)
+        else:
+            weight = self.weight[0] * self.scale  # (out, in, k, k), shared by the batch
         x = x * (s * gain).to(x.dtype)[:, :, None, None]
         if self.upsample:
             out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2, padding=0)
@@ -219,6 +227,20 @@ class ModulatedConv2d(nn.Module):
         # sum_{in,kh,kw} (W s)^2 = (s^2) @ sum_{kh,kw} W^2, in fp32 for low-precision safety
         w2 = weight.float().pow(2).sum(dim=(2, 3))  # (out, in)
         return out, torch.rsqrt(s.float().pow(2) @ w2.t() + self.eps)
+
+
+def prenormalised(weight: torch.Tensor, styles: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """StyleGAN2-ADA's guard against fp16 overflow in a demodulated conv (``modulated_conv2d``, NVlabs
+    stylegan2-ada-pytorch): each output channel's weights scaled to ``max |w| = scale`` (``1/sqrt(in·k²)``) and
+    each face's styles to ``max |s| = 1``, so ``conv(x·s, W)`` sums at most ``in·k²`` terms no larger than
+    ``|x|/sqrt(in·k²)``. Demodulation divides by the norm of ``W·s``, so a factor per (face, output channel)
+    cancels: the same function, up to the ``1e-8`` inside the root. Computed in fp32 (``weight``: (out, in, k, k)
+    unscaled, ``styles``: (N, in)); returns the weight to convolve with (scale included) and the styles.
+    """
+    weight = weight.float()
+    peak = weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30)
+    styles = styles.float()
+    return weight * (scale / peak), styles / styles.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
 
 
 def _fast_eager() -> bool:

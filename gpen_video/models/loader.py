@@ -25,14 +25,14 @@ MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".onnx")
 def load_restorer(config: RestoreConfig, device: str | None = None, **backend_options: object) -> Restorer:
     """A ready restorer for ``config``; ``device`` overrides ``config.device`` (a Ray GPU worker's own GPU).
 
-    ``backend_options`` go to the PyTorch restorer (``channels_last``, ``max_batch``; benches and tests).
+    ``backend_options`` go to the PyTorch restorer (``channels_last``, ``max_batch``, ``warm``; benches and tests).
     """
     device = device or config.device
     if str(config.model).strip().lower() == "identity":
         # a dry run: it computes nothing, so "auto" is the CPU and no GPU is probed (no torch import)
         return IdentityRestorer(config.identity_size, parse_device(device) or CPU)
-    if config.compile:
-        backend_options = {**backend_options, "compile": True}
+    if config.compile:  # the buckets up to the run's batch are compiled at load (on CUDA)
+        backend_options = {"run_batch": config.batch_size, **backend_options, "compile": True}
     return open_model(config.model, device, config.precision, config.weights_dir, **backend_options)
 
 

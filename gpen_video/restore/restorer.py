@@ -43,8 +43,18 @@ class Restorer(ABC):
     #: the network's arithmetic
     precision: Precision = Precision.FP32
 
-    def preferred_batch(self) -> int:
-        """Faces per call when the user did not choose (``restore.batch_size: 0``)."""
+    @property
+    def precision_label(self) -> str:
+        """``precision`` as the report shows it, with what it means here (e.g. "fp32 (TF32 off)")."""
+        return str(self.precision)
+
+    def preferred_batch(self, per_face_bytes: int = 0, held_bytes: int = 0) -> int:
+        """Faces per call when the user did not choose (``restore.batch_size: 0``).
+
+        ``per_face_bytes``/``held_bytes``: what the caller will hold on ``device`` besides the restorer, for each
+        face of a batch (its frame and crops while it waits) and in all (frames in flight); a restorer that sizes
+        its batch from the device's memory counts them against it.
+        """
         return DEFAULT_BATCH
 
     def forward_limit(self) -> int | None:

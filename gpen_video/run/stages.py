@@ -24,6 +24,24 @@ from gpen_video.run.records import Aligned, Composed, Decoded, Restored
 from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTimes, host_bound_hint
 from gpen_video.run.restore_stage import CrossFrameBatcher
 
+#: frames with faces on the device beyond those a batch waits for: the queues either side of the restore stage
+#: (4 each) and the compose workers (up to 8 frames at once)
+FRAMES_IN_FLIGHT = 16
+
+
+def device_holdings(info: MediaInfo, crop: int, on_device: bool) -> tuple[int, int]:
+    """What a run keeps on the restorer's device besides the network (``Restorer.preferred_batch``'s budget):
+    bytes per face of a batch, and in all. Each face holds its crop and its restored crop; on the device path
+    also its source crop and the frame it was cut from (at most a frame a face: one waiting for its batch),
+    and ``FRAMES_IN_FLIGHT`` more frames are on their way. A frame is its samples (int32 above 8 bits) and
+    compose's float32 mask."""
+    crop_bytes = crop * crop * 3
+    if not on_device:
+        return 2 * crop_bytes, 0
+    sample = 1 if info.video.colour.bit_depth <= 8 else 4
+    frame = info.video.width * info.video.height * (3 * sample + 4)
+    return frame + crop_bytes * (2 + sample), FRAMES_IN_FLIGHT * frame
+
 
 class RunStages:
     """Faces+align → restore (batched across frames) → compose, for ``info``'s frames (the output's size)."""
@@ -38,8 +56,9 @@ class RunStages:
         tracks: TracksFile | None = None,
     ) -> None:
         self.restorer = restorer
-        self.batch_size = config.restore.batch_size or restorer.preferred_batch()
         self.path = choose_path(restorer, frame_path_choice(config))
+        held = device_holdings(info, restorer.size, self.path.on_device)
+        self.batch_size = config.restore.batch_size or restorer.preferred_batch(*held)
         workers = host_workers(config)
         self.faces = AlignStage(config, self.path, restorer.size, wanted, tracks, workers)
         self.batcher = CrossFrameBatcher(self.path, self.batch_size)
@@ -57,7 +76,7 @@ class RunStages:
         report.finish(read, result, faces, times)
         report.flicker = self.composer.flicker.summary()
         report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
-                                        str(restorer.device or "host"), str(restorer.precision),
+                                        str(restorer.device or "host"), restorer.precision_label,
                                         self.path.on_device)  # fmt: skip
         report.hint = host_bound_hint(times, report.frames_written, report.restore.device)
         seconds = report.wall_seconds
