@@ -48,3 +48,7 @@ class FetchError(ModelError):
 
 class DependencyError(GpenVideoError):
     """An optional dependency (extra or external binary) is needed but absent."""
+
+
+class ClusterError(GpenVideoError):
+    """The Ray cluster cannot be reached, or refused this driver (its authentication token)."""

@@ -361,6 +361,8 @@ class BatchJob:
         self.store.save(run.record)  # the segment is durable: a crash from here on keeps it
         run.pending.discard(done.index)
         run.outcome.segments_computed.append(done.index)
+        if done.node:
+            run.outcome.segment_nodes[str(done.index)] = done.node
         if done.frames != seg.frames and run.index.exact:  # with cues or seeks the count is an estimate
             run.outcome.warnings.append(f"segment {done.index}: {done.frames} of {seg.frames} frames could be decoded")
         if not self.engine.reports_frames():

@@ -26,6 +26,7 @@ class FileOutcome:
     segments: int = 0
     segments_reused: list[int] = field(default_factory=list)
     segments_computed: list[int] = field(default_factory=list)
+    segment_nodes: dict[str, str] = field(default_factory=dict)  # segment index -> the Ray node that restored it
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 

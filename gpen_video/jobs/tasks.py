@@ -54,13 +54,14 @@ class SegmentDone:
     side_size: int = 0
     first_pts: int | None = None  # the source pts of its first frame (emit_start, unless no frame lies there)
     pts_digest: str = ""  # of the source pts written (assemble.pts_digest): assembly checks the file's packets by it
+    node: str = ""  # the Ray node that restored it ("" in the local engine)
 
 
 class RestorerCache:
     """Restorers by model setting: loaded on first use, kept for every later segment."""
 
     def __init__(self, device_override: str | None = None) -> None:
-        self.device_override = device_override  # a Ray GPU worker sees its one GPU as "cuda"
+        self.device_override = device_override  # a Ray worker's device: the kind asked for, on its one GPU
         self._restorers: dict[tuple, Restorer] = {}
 
     def get(self, config: RestoreConfig) -> Restorer:

@@ -65,7 +65,8 @@ def load_restorer(
     The same loader the pipeline uses (``gpen_video.models.loader``), with the settings as arguments.
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N`` (``tensorrt`` for ``.onnx``).
     ``precision``: ``auto`` (bf16 on CUDA GPUs that support it, else fp32), ``fp32``, ``fp16``, ``bf16``;
-    ``.onnx`` files run in the precision they were exported in. Extra ``options`` go to the PyTorch restorer
+    ``.onnx`` files run in the precision they were exported in (``fp16`` with ``tensorrt`` builds fp16 TensorRT
+    kernels). Extra ``options`` go to the PyTorch restorer
     (``compile``, ``channels_last``, ``max_batch``).
     """
     compile_model = bool(options.pop("compile", False))

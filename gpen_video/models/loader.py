@@ -13,9 +13,9 @@ from pathlib import Path
 
 from gpen_video.config import RestoreConfig
 from gpen_video.errors import ConfigError, ModelError
-from gpen_video.models.registry import REGISTRY, get_entry, locate
+from gpen_video.models.registry import REGISTRY, default_download_dir, get_entry, locate
 from gpen_video.restore.device import CPU, parse_device, resolve_device, resolve_precision
-from gpen_video.restore.restorer import IdentityRestorer, Restorer
+from gpen_video.restore.restorer import DEFAULT_BATCH, IdentityRestorer, Restorer
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,23 @@ def load_restorer(config: RestoreConfig, device: str | None = None, **backend_op
         return IdentityRestorer(config.identity_size, parse_device(device) or CPU)
     if config.compile:  # the buckets up to the run's batch are compiled at load (on CUDA)
         backend_options = {"run_batch": config.batch_size, **backend_options, "compile": True}
-    return open_model(config.model, device, config.precision, config.weights_dir, **backend_options)
+    return open_model(
+        config.model, device, config.precision, config.weights_dir, batch_size=config.batch_size, **backend_options
+    )
 
 
-def open_model(spec: str, device: str, precision: str, weights_dir: str | None = None, **options: object) -> Restorer:
-    """The restorer for a registry name or a model file (``.onnx``: ONNX Runtime, else PyTorch)."""
+def open_model(
+    spec: str,
+    device: str,
+    precision: str,
+    weights_dir: str | None = None,
+    batch_size: int = 0,
+    **options: object,
+) -> Restorer:
+    """The restorer for a registry name or a model file (``.onnx``: ONNX Runtime, else PyTorch).
+
+    ``batch_size``: the restore stage's batch (0: the restorer's preferred one), for a TensorRT engine's profile.
+    """
     spec = str(spec).strip()
     path = Path(spec).expanduser()
     name = None
@@ -58,13 +70,7 @@ def open_model(spec: str, device: str, precision: str, weights_dir: str | None =
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() == ".onnx":
-        from gpen_video.models.onnx_backend import OnnxRestorer
-
-        if precision not in ("auto", "fp32"):
-            log.info(
-                "precision %s ignored for %s: an ONNX file runs in the precision it was exported in", precision, path
-            )
-        return OnnxRestorer(path, device=device, name=name)
+        return _open_onnx(path, device, precision, weights_dir, batch_size, name)
     from gpen_video.models.torch_backend import load_torch_restorer
 
     resolved = resolve_device(device)
@@ -74,3 +80,20 @@ def open_model(spec: str, device: str, precision: str, weights_dir: str | None =
             f"{path} holds a {restorer.size}-px network, but {name} is {get_entry(name).size} px; the file is misnamed"
         )
     return restorer
+
+
+def _open_onnx(
+    path: Path, device: str, precision: str, weights_dir: str | None, batch_size: int, name: str | None
+) -> Restorer:
+    """ONNX Runtime; TensorRT keeps its engine and timing caches under the weights folder and builds fp16 kernels
+    for ``--precision fp16``. Elsewhere a file runs in the precision it was exported in."""
+    from gpen_video.models.onnx_backend import OnnxRestorer, TensorrtPlan, gpu_kind
+
+    tensorrt = gpu_kind(device) == "tensorrt"
+    if precision not in ("auto", "fp32") and not (tensorrt and precision == "fp16"):
+        log.info("precision %s ignored for %s: an ONNX file runs in the precision it was exported in", precision, path)
+    plan = None
+    if tensorrt:
+        cache = default_download_dir(weights_dir) / "tensorrt"
+        plan = TensorrtPlan(cache, batch=batch_size or DEFAULT_BATCH, fp16=precision == "fp16")
+    return OnnxRestorer(path, device=device, name=name, tensorrt_plan=plan)
