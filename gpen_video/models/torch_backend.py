@@ -225,14 +225,16 @@ def meta_footprint(arch: tuple, dtype: torch.dtype, channels_last: bool = False)
 
 
 def cpu_micro_batch(size: int) -> int:
-    """Faces per forward on a CPU: ~4 at 256 px, 1 from 512 px up.
+    """Faces per forward on a CPU: 4 up to 256 px, 1 from 512 px up.
 
     On CPUs a bigger batch does not compute faster, and past a few hundred MB of activations it gets much
     slower: every fresh large tensor is new pages from the kernel (page faults and zeroing dominate; measured
-    4× slower per face at 256 px, batch 8 vs 4). It is the CPU's ``preferred_batch``: a ``--batch-size`` the
-    user gives is run as given.
+    4× slower per face at 256 px, batch 8 vs 4). Never more than 4 at small sizes either: the restore stage pads
+    every forward to its batch (one shape, the same pictures whatever the timing), so a release of one face at
+    idle costs a whole batch (64 at 64 px made a 120-frame two-face run restore 576 faces for its 240, 10× the
+    work). It is the CPU's ``preferred_batch``: a ``--batch-size`` the user gives is run as given.
     """
-    return max(1, (4 * 256 * 256) // (size * size))
+    return max(1, min(4, (4 * 256 * 256) // (size * size)))
 
 
 def preprocess(faces: torch.Tensor) -> torch.Tensor:
