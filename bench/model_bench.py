@@ -107,6 +107,19 @@ def true_fp32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
+def tf32_allowed() -> bool:
+    """Whether fp32 convolutions or matrix products may run in TF32 now. Read from the per-operator settings where
+    this torch has them (2.9 on): the legacy flag raises when cuDNN's convolution and RNN settings differ, as
+    they do once code sets ``torch.backends.cudnn.conv.fp32_precision`` alone."""
+    backends = torch.backends
+    conv = getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None)
+    if conv is None:
+        return bool(backends.cudnn.allow_tf32 or backends.cuda.matmul.allow_tf32)
+    top = getattr(backends, "fp32_precision", "none")
+    levels = ((conv, backends.cudnn.fp32_precision, top), (backends.cuda.matmul.fp32_precision, top))
+    return any(next((p for p in chain if p != "none"), "ieee") == "tf32" for chain in levels)
+
+
 def timeit(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> tuple[float, float, object]:
     """Best wall seconds and best process CPU seconds of ``fn`` over ``repeat`` runs after ``warmup`` runs, and
     the last run's result.
@@ -302,7 +315,7 @@ def time_batched(
     row = Row(size, "batched", precision, batch, mode, restorer.backoff.max_batch, ms, 1000 / ms, None, None, None,
               None, None, peak, cpu_seconds / batch * 1000, finite=all_finite(out, last))  # fmt: skip
     if precision == "fp32" and device.type == "cuda":
-        row.tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+        row.tf32 = tf32_allowed()
     if base.reference is not None and base.reference_out is not None:
         m = min(batch, len(base.reference_out))
         row.max_abs_diff, row.mean_abs_diff, row.max_level_diff, row.mean_level_diff = diffs(
