@@ -276,7 +276,7 @@ def time_reference(
     ref_ms = ref_s / n_ref * 1000
     ref_cpu_ms = ref_cpu / n_ref * 1000
     row = Row(size, "reference", "fp32", 1, "eager", 1, ref_ms, 1000 / ref_ms, 1.0, 0, 0, 0, 0, None, ref_cpu_ms,
-              finite=all_finite(ref_out), tf32=False if device.type == "cuda" else None)  # fmt: skip
+              finite=all_finite(ref_out), tf32=tf32_allowed() if device.type == "cuda" else None)  # fmt: skip
     return Baselines(row, ref_out)
 
 
