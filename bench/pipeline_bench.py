@@ -12,7 +12,11 @@
    wall time over the slowest stage's time alone (1.0 would be "as fast as the slowest stage").
 3. The same with a GPEN network: a small random one on CPU (``--gpen-size``), the official architecture
    with random weights from 512 px up (speed does not depend on the weights), or ``--model``. On CUDA
-   the GPU's utilisation and memory are sampled with nvidia-smi during the threaded run.
+   the GPU's utilisation and memory are sampled with nvidia-smi during the threaded run: the mean over the
+   whole run, and over its steady state (the busy span less its first quarter: model load, first batches).
+
+``--jsonl FILE`` appends each section's figures to FILE as soon as they are measured; ``--clip-preset`` encodes
+the synthetic input faster than x264's default (a 240-frame 4K clip is most of a short GPU run's set-up).
 
 ``--against bc608b2`` (a commit or a checkout folder) runs all of it with this checkout and with that code,
 alternating ``--rounds`` times, and prints new/old for every figure (see ``bench/baseline.py``); the bare
@@ -42,7 +46,7 @@ from gpen_video.run import RestoreJob, run_restore
 from gpen_video.synthetic import TWO_FACES, AudioTrack, ClipSpec, FaceScene, write_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline import compare, print_ratios
+from baseline import _without, compare, print_ratios
 from io_bench import bare_loop
 
 SCENES = {"six": None, "two": TWO_FACES}  # faces per frame: the whole photo, or a two-shot from it
@@ -51,15 +55,19 @@ SCENES = {"six": None, "two": TWO_FACES}  # faces per frame: the whole photo, or
 def _clip(path: Path, args: argparse.Namespace, faces: bool) -> Path:
     scene = FaceScene(width=args.width, height=args.height, frames=args.frames, faces=faces, zoom=(1.0, 1.1),
                       photo_region=SCENES[args.scene])  # fmt: skip
-    return write_clip(path, ClipSpec(scene=scene, rate=Fraction(24), audio=(AudioTrack(),)))
+    options = {"preset": args.clip_preset} if args.clip_preset else {}
+    t0 = time.perf_counter()
+    written = write_clip(path, ClipSpec(scene=scene, rate=Fraction(24), audio=(AudioTrack(),), codec_options=options))
+    print(f"input clip {path.name}: {args.frames} frames written in {time.perf_counter() - t0:.1f} s", flush=True)
+    return written
 
 
 class GpuSampler:
-    """Mean GPU utilisation and peak memory while a block runs, from ``nvidia-smi --loop-ms`` (None without it)."""
+    """GPU utilisation and peak memory while a block runs, from ``nvidia-smi --loop-ms`` (none without it)."""
 
     def __init__(self, period_ms: int = 200) -> None:
         self.period_ms = period_ms
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float]] = []  # (utilisation %, memory MiB), one every period_ms
         self.process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> GpuSampler:
@@ -85,12 +93,35 @@ class GpuSampler:
             self.process.terminate()
             self.process.wait()
 
-    def describe(self) -> str:
+    def steady(self) -> list[float]:
+        """Utilisation samples of the steady state: from the first busy sample (>= 5 %) to the last, less the
+        first quarter of that span (the model's load, cuDNN's first calls, the pipeline filling up)."""
+        util = [u for u, _ in self.samples]
+        busy = [i for i, u in enumerate(util) if u >= 5]
+        if not busy:
+            return []
+        first, last = busy[0], busy[-1]
+        return util[first + (last - first + 1) // 4 : last + 1]
+
+    def figures(self) -> dict[str, float]:
         if not self.samples:
+            return {}
+        util, steady = [u for u, _ in self.samples], self.steady()
+        out = {"gpu_util_mean_pct": sum(util) / len(util), "gpu_samples": len(util),
+               "gpu_peak_memory_gib": max(m for _, m in self.samples) / 1024}  # fmt: skip
+        if steady:
+            out["gpu_util_steady_pct"] = sum(steady) / len(steady)
+            out["gpu_steady_samples"] = len(steady)
+        return out
+
+    def describe(self) -> str:
+        f = self.figures()
+        if not f:
             return "GPU utilisation: not sampled (no nvidia-smi)"
-        busy = [u for u, _ in self.samples]
-        return (f"GPU utilisation mean {sum(busy) / len(busy):.0f} % over {len(busy)} samples, "
-                f"peak memory {max(m for _, m in self.samples) / 1024:.1f} GiB")  # fmt: skip
+        steady = f"steady state {f['gpu_util_steady_pct']:.0f} % ({f['gpu_steady_samples']} samples), " if (
+            "gpu_util_steady_pct" in f) else "no steady state (never busy), "  # fmt: skip
+        return (f"GPU utilisation {steady}whole run {f['gpu_util_mean_pct']:.0f} % ({f['gpu_samples']} samples "
+                f"{self.period_ms} ms apart), peak memory {f['gpu_peak_memory_gib']:.1f} GiB")  # fmt: skip
 
 
 def best_fps(src: Path, out: Path, config: Config, threaded: bool, repeat: int) -> tuple[float, dict]:
@@ -156,13 +187,29 @@ def _threads_vs_sequential(
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(report["stage_seconds"].items())))  # fmt: skip
     if args.device.startswith("cuda") or gpu.samples:
         print(f"   {gpu.describe()}")
+    append_row(args, {"section": section, "title": title, "frames": report["frames_written"], "fps": threaded,
+                      "sequential_fps": sequential if seq is not None else None,
+                      "faces_per_s": report["faces_per_second"], "bounding_stage": report["bounding_stage"],
+                      "bounding_ms_per_frame": report.get("bounding_ms_per_frame"),
+                      "stage_busy_seconds": report["stage_seconds"], "cpu_cores_busy": report["cpu_cores_busy"],
+                      "restorer": restore["restorer"], "batch_size": restore["batch_size"],
+                      "forward_batch": forward, "device_path": restore["device_path"], **gpu.figures()})  # fmt: skip
+
+
+def append_row(args: argparse.Namespace, row: dict) -> None:
+    """One section's figures, appended to ``--jsonl`` as soon as they are measured."""
+    if args.jsonl:
+        with open(args.jsonl, "a") as f:
+            f.write(json.dumps({"bench": "pipeline", "size": f"{args.width}x{args.height}", "scene": args.scene,
+                                "device": args.device, "precision": args.precision, **row}) + "\n")  # fmt: skip
 
 
 def main() -> None:
     args = parse_args()
     if args.against:
         higher_is_better = lambda name: " ms/" not in name  # noqa: E731 - frames/s up, CPU ms/frame down
-        figures = compare(Path(__file__).resolve(), sys.argv[1:], args.against, args.rounds, higher_is_better)
+        argv = _without(sys.argv[1:], {"--jsonl"})
+        figures = compare(Path(__file__).resolve(), argv, args.against, args.rounds, higher_is_better)
         print_ratios(figures, args.against, "frames/s")
         return
     sections = {int(s) for s in args.sections.split(",")}
@@ -210,6 +257,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--against", help="also run an older version (commit or folder) and print new/old ratios")
     parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
     parser.add_argument("--json", help="write the figures (frames/s) here")
+    parser.add_argument("--jsonl", help="append each section's figures here as soon as they are measured")
+    parser.add_argument("--clip-preset", help="x264 preset of the synthetic input clip (default: x264's own)")
     return parser.parse_args()
 
 
@@ -231,6 +280,7 @@ def _no_faces(
     figures["1. bare PyAV loop frames/s (same code: noise)"] = bare
     figures["1. pipeline, no faces frames/s"] = piped
     figures["1. pipeline, no faces CPU ms/frame"] = 1000 * piped_report["cpu_cores_busy"] / piped
+    append_row(args, {"section": "1", "title": "1. no faces", "fps": piped, "bare_pyav_fps": bare})
 
 
 if __name__ == "__main__":
