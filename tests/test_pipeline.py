@@ -159,8 +159,9 @@ def test_peak_memory_does_not_grow_with_length(gpen_64, tmp_path):
     The faces keep their size (no zoom), so late frames cost what early ones do and any rise is the run's
     length, not its content (with a zoom in, bigger faces late in the clip rightly take more memory).
     Two faces (a two-shot of the photo) instead of six, and 120 frames instead of 180: the run's time is the
-    faces' (~0.17 CPU-s a face a frame with this GPEN, at the CPU micro-batch of 4), so this costs a third of what it did, and memory held
-    per frame (decoded pictures, tracks, crops) is what the test is for, not memory per face.
+    faces' (~0.17 CPU-s a face a frame with this GPEN, at the CPU micro-batch of 4), so this costs a third of
+    what it did, and memory held per frame (decoded pictures, tracks, crops) is what the test is for, not memory
+    per face.
     History: without pinning glibc's mmap threshold 943 -> 1109 MB; MTCNN's ONNX Runtime arena stepped up
     ~70 MB at one key frame (MTCNN now runs without arena). The bound catches a per-frame leak of more than
     ~1 MB (60 frames or more between the windows), e.g. keeping every decoded 480x270 frame and its BGR copy.
