@@ -37,6 +37,10 @@ class Stage(Protocol[In, Out]):
     def finish(self) -> Iterable[Out]: ...
 
 
+#: items each queue between two stages holds at most
+QUEUE_SIZE = 4
+
+
 class Flow:
     """A source iterator followed by stages; iterate it to get the last stage's output in order."""
 
@@ -45,7 +49,7 @@ class Flow:
         source: Iterable[Any],
         stages: Sequence[Stage[Any, Any]],
         times: StageTimes,
-        queue_size: int = 4,
+        queue_size: int = QUEUE_SIZE,
         threaded: bool = True,
     ) -> None:
         self.source = source

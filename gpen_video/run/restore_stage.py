@@ -94,6 +94,6 @@ def _padded(batch: Crops, rows: int) -> Crops:
         return batch
     if isinstance(batch, np.ndarray):
         return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)])
-    import torch
+    from gpen_video.models.compiled import pad_rows  # torch: the device path's crops
 
-    return torch.cat([batch, batch.new_zeros((missing, *batch.shape[1:]))])
+    return pad_rows(batch, rows)

@@ -15,9 +15,9 @@ from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
 from gpen_video.restore.restorer import Restorer
-from gpen_video.run.compose_stage import ComposeStage
+from gpen_video.run.compose_stage import MOST_IN_FLIGHT, ComposeStage
 from gpen_video.run.faces_stage import AlignStage
-from gpen_video.run.flow import Stage
+from gpen_video.run.flow import QUEUE_SIZE, Stage
 from gpen_video.run.frame_path import choose_path
 from gpen_video.run.options import frame_path_choice, host_workers, upscaler_for
 from gpen_video.run.records import Aligned, Composed, Decoded, Restored
@@ -25,8 +25,8 @@ from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTime
 from gpen_video.run.restore_stage import CrossFrameBatcher
 
 #: frames with faces on the device beyond those a batch waits for: the queues either side of the restore stage
-#: (4 each) and the compose workers (up to 8 frames at once)
-FRAMES_IN_FLIGHT = 16
+#: and the compose workers' frames
+FRAMES_IN_FLIGHT = 2 * QUEUE_SIZE + MOST_IN_FLIGHT
 
 
 def device_holdings(info: MediaInfo, crop: int, on_device: bool) -> tuple[int, int]:
