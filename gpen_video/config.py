@@ -264,6 +264,17 @@ class AlignConfig:
 
 
 @dataclass
+class FusionConfig:
+    """Multi-frame fusion along each track: a face's neighbours (t-R..t+R) registered to frame t and merged
+    where they agree with it, before the restorer sees the crop (``align.fusion``)."""
+
+    frames: Annotated[
+        int, Range(0, 8), Flag("--fusion-frames", "neighbours each side fused into each face (0: off)")
+    ] = 0
+    strength: Annotated[Fraction01, Flag("--fusion-strength", "how far the fused face replaces the frame's own")] = 1.0
+
+
+@dataclass
 class ComposeConfig:
     """Pasting restored faces back into the frame."""
 
@@ -307,6 +318,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
