@@ -117,13 +117,26 @@ def test_a_segmented_x264_batch_gives_the_same_pictures_every_run_under_load(tmp
 
 
 def test_the_host_worker_threads_change_no_picture_and_no_track(tmp_path: Path) -> None:
-    """One host worker thread, then three (the faces stage's per-face motion and key-frame looks, compose's frames):
-    the same pictures, frame for frame, and the same ``--tracks`` rows."""
+    """One host worker thread, then three (the faces stage's per-face motion, key-frame looks and fusion, compose's
+    frames): the same pictures, frame for frame, and the same ``--tracks`` rows."""
     clip = _crowd_pan(tmp_path / "in")
     results = []
     for threads in ("1", "3"):
         out, tracks = tmp_path / f"threads-{threads}.mp4", tmp_path / f"threads-{threads}.jsonl"
-        args = [str(clip), "-o", str(out), "--model", "identity", "--threads", threads, "--tracks", str(tracks), "-q"]
+        args = [
+            str(clip),
+            "-o",
+            str(out),
+            "--model",
+            "identity",
+            "--threads",
+            threads,
+            "--tracks",
+            str(tracks),
+            "-q",
+            "--fusion-frames",
+            "1",
+        ]
         done = subprocess.run([sys.executable, "-m", "gpen_video", "restore", *args], capture_output=True, timeout=600)
         assert done.returncode == 0, done.stderr.decode()
         results.append((_framemd5(out, "-map", "0:v"), tracks.read_text().splitlines()))

@@ -155,7 +155,7 @@ def test_a_cut_inside_the_window_brings_nothing_of_the_other_shot(photo) -> None
 
 
 def test_16_bit_frames_keep_their_depth_and_scale(photo) -> None:  # type: ignore[no-untyped-def]
-    clean, noisy, points = _clip(photo, SWAY)
+    _, noisy, points = _clip(photo, SWAY)
     deep = [(frame.astype(np.uint16) * 257) for frame in noisy]
     fused8, fused16 = _fuse(noisy, points, 2), _fuse(deep, points, 2)
     assert fused16.patch.dtype == np.uint16
@@ -174,3 +174,59 @@ def test_the_region_stays_inside_the_frame_and_the_tally_sums_per_track(photo) -
     summary = tally.summary()
     assert summary.faces == 3 and [t.faces for t in summary.tracks] == [2, 1]
     assert summary.noise_after is not None and summary.noise_after < summary.noise_before
+
+
+class _ScriptedFaces:
+    """Stands in for ``FaceStage``: releases each frame ``delay`` frames late with one face on the given landmarks."""
+
+    pool = None
+
+    def __init__(self, landmarks: np.ndarray, delay: int = 3) -> None:
+        self.landmarks, self.delay, self.waiting = landmarks, delay, []
+
+    def push(self, index, image, time, counted):  # type: ignore[no-untyped-def]
+        from gpen_video.faces.types import FrameFaces, TrackedFace
+
+        self.waiting.append(FrameFaces(index, [TrackedFace(7, self.landmarks.astype(np.float32), np.zeros(4), 1.0)]))
+        out, self.waiting = self.waiting[: -self.delay], self.waiting[-self.delay :]
+        return out
+
+    def flush(self):  # type: ignore[no-untyped-def]
+        out, self.waiting = self.waiting, []
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_stage_holds_at_most_the_window_and_gives_every_frame_in_order(photo) -> None:  # type: ignore[no-untyped-def]
+    """The faces stage keeps at most ``2 R + 1`` frames for fusion, however long the clip: memory stays flat."""
+    from fractions import Fraction
+
+    import av
+
+    from gpen_video.config import load_config
+    from gpen_video.io.reader import Frame
+    from gpen_video.models.loader import load_restorer
+    from gpen_video.run.faces_stage import AlignStage
+    from gpen_video.run.frame_path import HostPath
+    from gpen_video.run.records import Decoded
+
+    image, landmarks = photo
+    config = load_config("default", {"restore.model": "identity", "fusion.frames": 2})
+    stage = AlignStage(config, HostPath(load_restorer(config.restore)), 64)
+    stage.stage = _ScriptedFaces(landmarks[0])  # type: ignore[assignment]
+    source = av.VideoFrame(16, 16, "yuv420p")
+    out, held = [], []
+    for index in range(30):
+        frame = Frame(index, index, Fraction(1, 24), source)
+        out.extend(stage.process(Decoded(frame, _noisy(image, seed=index))))
+        held.append(len(stage.window))
+    out.extend(stage.finish())
+    assert [a.frame.index for a in out] == list(range(30))
+    # between frames: the R before the next frame to align, and the R after it that came in (it is the 2R + 1st)
+    assert max(held) == 2 * 2 and stage.fusion_summary().faces == 30
+    assert all(a.faces is not None and a.faces.for_restorer.shape == (1, 64, 64, 3) for a in out)
+    first, middle = stage.fusion.summary().tracks[0], out[15].faces
+    assert first.id == 7 and first.weight_sum > 2.0 and middle is not None
+    assert not np.array_equal(middle.for_restorer, middle.source)  # the restorer's crop is the fused one

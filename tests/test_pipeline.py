@@ -145,7 +145,7 @@ def rss_mib():
 
 samples = []
 config = load_config("default", {"restore.model": sys.argv[3], "output.video_codec": "libx264",
-                                 "output.preset": "ultrafast"})
+                                 "output.preset": "ultrafast", "fusion.frames": 2})
 job = RestoreJob(Path(sys.argv[1]), Path(sys.argv[2]), config, progress=lambda n: samples.append(rss_mib()))
 run_restore(job)
 print(" ".join(f"{s:.1f}" for s in samples))
@@ -165,6 +165,7 @@ def test_peak_memory_does_not_grow_with_length(gpen_64, tmp_path):
     History: without pinning glibc's mmap threshold 943 -> 1109 MB; MTCNN's ONNX Runtime arena stepped up
     ~70 MB at one key frame (MTCNN now runs without arena). The bound catches a per-frame leak of more than
     ~1 MB (60 frames or more between the windows), e.g. keeping every decoded 480x270 frame and its BGR copy.
+    Fusion is on (two frames each side): its window of frames must stay bounded too.
     """
     scene = FaceScene(width=480, height=270, frames=120, zoom=(1.25, 1.25), photo_region=TWO_FACES)
     src = write_clip(tmp_path / "long.mp4", ClipSpec(scene=scene, audio=()))
@@ -242,6 +243,23 @@ def test_device_path_twin_matches_numpy_path(clip_name, request, tmp_path):
         outputs[choice] = out
     assert frame_times(outputs["on"]) == frame_times(clip)
     assert _max_level_difference(outputs["off"], outputs["on"]) <= 2
+
+
+def test_fused_crops_reach_the_restorer_on_both_paths(ten_bit_clip, tmp_path):
+    """With ``fusion.frames``, the restorer's crops are cut from the fused frame on the host path and on the device
+    path's twin alike (16-bit samples here), and what the identity restorer gives back differs from a plain run."""
+    outputs, reports = {}, {}
+    for name, frames, choice in (("plain", 0, "off"), ("off", 2, "off"), ("on", 2, "on")):
+        out = tmp_path / f"{name}.mkv"
+        config = load_config("default", {"restore.model": "identity", "restore.device_path": choice,
+                                         "fusion.frames": frames, "compose.blend": 1.0})  # fmt: skip
+        reports[name] = run_restore(RestoreJob(ten_bit_clip, out, config))
+        outputs[name] = out
+    fusion = reports["off"].fusion
+    assert fusion is not None and fusion.faces == reports["off"].faces.faces_restored > 0
+    assert fusion.weight_sum is not None and fusion.weight_sum > 1.5 and len(fusion.tracks) >= 1
+    assert _max_level_difference(outputs["off"], outputs["on"]) <= 2
+    assert _max_level_difference(outputs["plain"], outputs["off"]) > 2
 
 
 def test_device_path_with_gpen(cut_clip, gpen_64, tmp_path):

@@ -58,15 +58,23 @@ def _faces(path: Path) -> dict[int, list[list[list[float]]]]:
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], dict, dict]:
-    folder = tmp_path_factory.mktemp("preview_production")
-    clip = _clip(folder)
-    out = folder / "whole.mkv"
-    code = main(["restore", str(clip), "-o", str(out), "--tracks", str(folder / "whole.jsonl"),
-                 "--report", str(folder / "whole.json"), *LOSSLESS])  # fmt: skip
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _clip(tmp_path_factory.mktemp("preview_production"))
+
+
+def _whole(clip: Path, name: str, *options: str) -> tuple[Path, list[str], dict, dict]:
+    folder = clip.parent
+    out = folder / f"{name}.mkv"
+    code = main(["restore", str(clip), "-o", str(out), "--tracks", str(folder / f"{name}.jsonl"),
+                 "--report", str(folder / f"{name}.json"), *LOSSLESS, *options])  # fmt: skip
     assert code == 0
-    report = json.loads((folder / "whole.json").read_text(encoding="utf-8"))
-    return clip, _framemd5(out), _faces(folder / "whole.jsonl"), report
+    report = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+    return clip, _framemd5(out), _faces(folder / f"{name}.jsonl"), report
+
+
+@pytest.fixture(scope="module")
+def whole(clip: Path) -> tuple[Path, list[str], dict, dict]:
+    return _whole(clip, "whole")
 
 
 def test_the_clip_has_the_cut_and_faces_across_sync_frames(whole) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +112,7 @@ def test_a_preview_gives_the_frames_and_faces_of_the_whole_run(whole, tmp_path: 
 @pytest.mark.slow
 def test_segments_of_any_length_give_the_whole_runs_pictures(whole, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     clip, pictures, _, _ = whole
-    for seconds in ("2", "3.5"):
+    for seconds in ("2",):  # 3.5 s segments: the fusion test below
         out = tmp_path / f"seg{seconds}"
         report = tmp_path / f"seg{seconds}.json"
         code = main(["batch", str(clip), "-o", str(out), "--segment-seconds", seconds, "--summary", str(report),
@@ -112,3 +120,21 @@ def test_segments_of_any_length_give_the_whole_runs_pictures(whole, tmp_path: Pa
         assert code == 0
         assert outcome(summary(report), clip.name)["segments"] >= 3
         assert _framemd5(out / clip.name) == pictures, f"--segment-seconds {seconds}: pictures differ"
+
+
+@pytest.mark.slow
+def test_fusion_keeps_a_preview_and_segments_the_whole_runs_pictures(clip: Path, whole, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With fusion (two frames each side), a frame's pictures also depend on its neighbours' frames and faces: a
+    preview mid-GOP past two sync frames, and segments of 3.5 s, still write what the whole run writes."""
+    _, fused, _, report = _whole(clip, "fused", "--fusion-frames", "2")
+    assert report["fusion"]["faces"] > 0 and fused != whole[1]  # fusion changed the pictures
+    start, first = 8.3, math.ceil(8.3 * FPS - 1e-6)
+    code = main(["preview", str(clip), "--start", str(start), "--duration", "1", "--compare", "none",
+                 "-o", str(tmp_path / "pv"), "--fusion-frames", "2", *LOSSLESS])  # fmt: skip
+    assert code == 0
+    assert _framemd5(tmp_path / "pv.restored.mkv") == fused[first : first + FPS]
+    out = tmp_path / "seg"
+    code = main(["batch", str(clip), "-o", str(out), "--segment-seconds", "3.5", "--summary", str(tmp_path / "s.json"),
+                 "--fusion-frames", "2", *LOSSLESS])  # fmt: skip
+    assert code == 0 and outcome(summary(tmp_path / "s.json"), clip.name)["segments"] >= 3
+    assert _framemd5(out / clip.name) == fused

@@ -156,7 +156,7 @@ def _residual_flow(
     x0, y0, x1, y1 = box
     width, height = x1 - x0, y1 - y0
     factor = min(1.0, FLOW_SCALE / max(float(face_scale(reference.landmarks)), 1.0))
-    small = (max(int(round(width * factor)), 8), max(int(round(height * factor)), 8))
+    small = (max(round(width * factor), 8), max(round(height * factor), 8))
     fx, fy = small[0] / width, small[1] / height
     own = cv2.resize(_grey(reference.image[y0:y1, x0:x1]), small, interpolation=cv2.INTER_AREA)
     # small-grid pixel (u, v) -> frame t (x0 + u / fx, y0 + v / fy) -> the neighbour's frame, read from the part of
