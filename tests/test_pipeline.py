@@ -252,7 +252,8 @@ def test_fused_crops_reach_the_restorer_on_both_paths(ten_bit_clip, tmp_path):
     for name, frames, choice in (("plain", 0, "off"), ("off", 2, "off"), ("on", 2, "on")):
         out = tmp_path / f"{name}.mkv"
         config = load_config("default", {"restore.model": "identity", "restore.device_path": choice,
-                                         "fusion.frames": frames, "compose.blend": 1.0})  # fmt: skip
+                                         "fusion.frames": frames, "compose.blend": 1.0,
+                                         "faces.tracks": str(tmp_path / f"{name}.jsonl")})  # fmt: skip
         reports[name] = run_restore(RestoreJob(ten_bit_clip, out, config))
         outputs[name] = out
     fusion = reports["off"].fusion
@@ -260,6 +261,9 @@ def test_fused_crops_reach_the_restorer_on_both_paths(ten_bit_clip, tmp_path):
     assert fusion.weight_sum is not None and fusion.weight_sum > 1.5 and len(fusion.tracks) >= 1
     assert _max_level_difference(outputs["off"], outputs["on"]) <= 2
     assert _max_level_difference(outputs["plain"], outputs["off"]) > 2
+    plain, fused = ([json.loads(line) for line in (tmp_path / f"{name}.jsonl").open()] for name in ("plain", "off"))
+    weights = [row.pop("fusion_weight") for row in fused]  # the rows are the plain run's, plus each face's weight
+    assert fused == plain and len(weights) == fusion.faces and all(1.0 <= w <= 5.0 for w in weights)
 
 
 def test_device_path_with_gpen(cut_clip, gpen_64, tmp_path):

@@ -253,14 +253,15 @@ class FaceStage:
             self._extra_skipped += (len(found) - self.config.max_faces) if counted else 0
             found = found[-self.config.max_faces :]
         faces = [face for face, _ in found]
-        result = FrameFaces(index=index, faces=faces, pts_seconds=pts)
-        if counted:
-            if self._first_counted is None:
-                self._first_counted = index
+        if counted and self._first_counted is None:
+            self._first_counted = index
+        reported = index - self._first_counted if counted and self._first_counted is not None else None
+        result = FrameFaces(index=index, faces=faces, pts_seconds=pts, reported=reported)
+        if reported is not None:
             for face, motions in found:
-                self._record(face, index - self._first_counted, index, motions)
+                self._record(face, reported, index, motions)
             if self.tracks_sink is not None:
-                self.tracks_sink.write(replace(result, index=index - self._first_counted))
+                self.tracks_sink.write(replace(result, index=reported))
         self._prune(index)
         return result
 

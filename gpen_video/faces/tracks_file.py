@@ -4,6 +4,9 @@ One JSON object a line, one line per face per frame, in release (frame) order::
 
     {"frame": 12, "pts": 0.5, "track": 3, "landmarks": [[x, y] × 5], "box": [x0, y0, x1, y1], "score": 0.998}
 
+With fusion on (``fusion.frames``), each row also has ``"fusion_weight"``: the frames in effect in that face's
+fused region (1: its own only; up to 2R + 1), written once the face is fused.
+
 Coordinates are pixels of the upright frame (after display rotation), the same ones alignment uses.
 ``pts`` is the frame's presentation time in seconds, or null where the caller gave none.
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -37,10 +40,11 @@ class TracksFile:
             raise OutputError(f"cannot write the tracks file {self.path}: {exc.strerror}; choose another path") from exc
         self.lines = 0
 
-    def write(self, frame: FrameFaces) -> None:
+    def write(self, frame: FrameFaces, fusion_weights: Sequence[float] | None = None) -> None:
+        """``frame``'s faces, a row each; ``fusion_weights``: each face's mean fusion weight sum, where fusion ran."""
         if self._file is None:
             raise OutputError(f"the tracks file {self.path} is already closed")
-        for face in frame.faces:
+        for k, face in enumerate(frame.faces):
             row = {
                 "frame": int(frame.index),
                 "pts": None if frame.pts_seconds is None else round(float(frame.pts_seconds), 6),
@@ -49,6 +53,8 @@ class TracksFile:
                 "box": [round(float(v), 2) for v in face.box],
                 "score": round(float(face.score), 4),
             }
+            if fusion_weights is not None:
+                row["fusion_weight"] = round(float(fusion_weights[k]), 3)
             self._file.write(json.dumps(row, separators=(",", ":")) + "\n")
             self.lines += 1
 

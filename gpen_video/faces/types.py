@@ -66,6 +66,7 @@ class FrameFaces:
     index: int
     faces: list[TrackedFace] = field(default_factory=list)
     pts_seconds: float | None = None
+    reported: int | None = None  # the frame's number in the reports and ``--tracks`` (None: a warm-up frame)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import numpy as np
 
@@ -39,9 +40,11 @@ class AlignStage:
         self.template = resolve_template(config.align.template, config.restore.model)
         self.crop_size = crop_size
         self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
-        self.stage = FaceStage(config.faces, tracks=tracks, workers=workers)  # tracks: the --tracks file's rows
-        self.pending: dict[int, Decoded] = {}
         self.radius, self.strength = config.fusion.frames, config.fusion.strength
+        # the --tracks file's rows: written as the faces are released, or with fusion on, once they are fused
+        self.tracks = tracks if self.radius else None
+        self.stage = FaceStage(config.faces, tracks=None if self.radius else tracks, workers=workers)
+        self.pending: dict[int, Decoded] = {}
         # frames with final faces: the ``radius`` already aligned before the next one, and those not aligned yet
         self.window: deque[tuple[FrameFaces, Decoded]] = deque()
         self.ahead = 0  # of the window's frames, how many (at its end) are not aligned yet
@@ -77,18 +80,21 @@ class AlignStage:
         frame_faces, item = self.window[position]
         emit = self.wanted is None or self.wanted(item.frame.pts)
         if frame_faces.faces and emit:
-            fused = self._fused(position) if self.radius else None
+            fused, weights = self._fused(position) if self.radius else (None, None)
             crops = self.path.align(item.image, frame_faces.faces, self.crop_size, self.template, fused)
             aligned = Aligned(item.frame, emit, item.image, crops)
         else:  # nothing to paste: the source samples go out as they are
-            aligned = Aligned(item.frame, emit, None, None)
+            aligned, weights = Aligned(item.frame, emit, None, None), None
+        if self.tracks is not None and frame_faces.reported is not None:
+            self.tracks.write(replace(frame_faces, index=frame_faces.reported), weights)
         self.ahead -= 1
         while len(self.window) - self.ahead > self.radius:
             self.window.popleft()
         return aligned
 
-    def _fused(self, position: int) -> np.ndarray:
-        """The frame at ``position`` with each face fused with the same track's faces in the frames around it."""
+    def _fused(self, position: int) -> tuple[np.ndarray, list[float]]:
+        """The frame at ``position`` with each face fused with the same track's faces in the frames around it, and
+        each face's fusion weight sum."""
         frame_faces, item = self.window[position]
         reach = range(max(position - self.radius, 0), min(position + self.radius + 1, len(self.window)))
         around = [self.window[q] for q in reach if q != position]
@@ -113,7 +119,7 @@ class AlignStage:
             x0, y0, x1, y1 = result.box
             fused[y0:y1, x0:x1] = result.patch
             self.fusion.add(face.track_id, result)
-        return fused
+        return fused, [result.weight_sum for result in results]
 
     def _fuse_one(self, job: tuple[FaceView, list[FaceView]]) -> FusedFace:
         return fuse_face(job[0], job[1], self.strength)
