@@ -175,17 +175,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
         from gpen_video.io.output import default_output_path
         from gpen_video.io.plan import plan_for
 
-        plan = plan_for(info, args.output or default_output_path(args.input), load_config(args.config).output)
+        config = load_config(args.config)
+        plan = plan_for(info, args.output or default_output_path(args.input), config.output)
     if args.json:
         data = info.to_dict()
         if plan is not None:
             data["plan"] = {"format": plan.output_format, "video": plan.video.describe(), "reason": plan.video.reason,
-                            "streams": [vars(p) for p in plan.streams], "warnings": plan.warnings}  # fmt: skip
+                            "streams": [vars(p) for p in plan.streams], "warnings": plan.warnings,
+                            "fusion": dataclasses.asdict(config.fusion)}  # fmt: skip
         print(json.dumps(data, indent=2, default=str))
         return 0
     print(format_probe(info))
     if plan is not None:
-        print("\n".join(plan.describe()))
+        print("\n".join([*plan.describe(), f"  {config.fusion.describe()}"]))
     return 0
 
 

@@ -273,6 +273,12 @@ class FusionConfig:
     ] = 0
     strength: Annotated[Fraction01, Flag("--fusion-strength", "how far the fused face replaces the frame's own")] = 1.0
 
+    def describe(self) -> str:
+        """One line for ``probe --plan``."""
+        if self.frames == 0:
+            return "fusion: off (fusion.frames 0): each face is restored from its own frame alone"
+        return f"fusion: {self.frames} frame(s) each side of each face along its track, strength {self.strength:g}"
+
 
 @dataclass
 class ComposeConfig:
