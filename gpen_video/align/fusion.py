@@ -87,34 +87,88 @@ def spatial_noise(samples: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2.0) / 6.0 * np.mean(np.abs(response)))
 
 
+@dataclass(frozen=True)
+class Registration:
+    """Where each pixel of frame t's fused region is read in one neighbour's frame (``map_x``, ``map_y``: (h, w)
+    float32, that frame's pixels): the landmarks' similarity composed with the residual flow."""
+
+    image: np.ndarray  # the neighbour's frame
+    map_x: np.ndarray
+    map_y: np.ndarray
+
+    def inside(self) -> np.ndarray:
+        """(h, w) float32: 1 where the map reads inside the neighbour's frame."""
+        height, width = self.image.shape[:2]
+        x, y = self.map_x, self.map_y
+        return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).astype(np.float32)
+
+
+def registrations(
+    reference: FaceView, neighbours: Sequence[FaceView], box: tuple[int, int, int, int]
+) -> list[Registration]:
+    """The neighbours that can be brought into frame t's ``box``, registered (the host part of fusion, shared by
+    the NumPy and torch merges): a similarity must take their landmarks onto frame t's (``_fits``), and the flow
+    must not bend the region (``BEND_LIMIT``)."""
+    found = (_register(reference, v, box) for v in neighbours if _fits(reference.landmarks, v.landmarks))
+    return [r for r in found if r is not None]
+
+
 def fuse_face(reference: FaceView, neighbours: Sequence[FaceView], strength: float = 1.0) -> FusedFace:
     """``reference``'s face region with ``neighbours`` (the same track's faces in nearby frames of the same shot)
     merged in where they agree with it; ``strength`` 0..1: how far the merge replaces the reference's own."""
     box = fusion_region(reference.landmarks, reference.image.shape)
     x0, y0, x1, y1 = box
     own = reference.image[y0:y1, x0:x1]
-    noise = spatial_noise(own)
-    views = [v for v in neighbours if _fits(reference.landmarks, v.landmarks)] if own.size and strength > 0 else []
-    registered = [r for r in (_register(reference, v, box) for v in views) if r is not None]
-    if not registered:
+    found = registrations(reference, neighbours, box) if own.size and strength > 0 else []
+    if not found:
+        noise = spatial_noise(own)
         return FusedFace(box, own.copy(), 0, 0.0, 1.0, noise, noise)
-    top = 65535.0 if own.dtype == np.uint16 else 255.0
-    ref = own.astype(np.float32)
-    warped, inside = zip(*registered, strict=True)
-    sigma2 = _temporal_noise2(ref, warped, inside, top)
+    samples = [
+        cv2.remap(r.image, r.map_x, r.map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        for r in found
+    ]
+    merged = merge(own.astype(np.float32), samples, [r.inside() for r in found], strength, _top(own.dtype))
+    return fused_face(box, own, merged, len(found))
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What a merge gives: the fused samples (float, not rounded), and the share of the neighbours' pixels taken
+    and the mean weight sum."""
+
+    samples: np.ndarray
+    accepted: float
+    weight_sum: float
+
+
+def merge(
+    ref: np.ndarray, samples: Sequence[np.ndarray], inside: Sequence[np.ndarray], strength: float, top: float
+) -> Merged:
+    """Frame t's region ``ref`` (h, w, 3) float32 with the registered neighbours' ``samples`` averaged in, each pixel
+    weighted by its agreement (``_agreement``) where it lies ``inside`` its frame, less near the region's border."""
+    sigma2 = _temporal_noise2(ref, samples, inside, top)
     ramp = _border_ramp(ref.shape[:2])
     total = ref.copy()
     weights = np.ones(ref.shape[:2], np.float32)
     taken = 0.0
-    for sample, valid in zip(warped, inside, strict=True):
+    for sample, valid in zip(samples, inside, strict=True):
         weight = _agreement(ref, sample, sigma2) * valid * ramp
         total += sample * weight[..., None]
         weights += weight
         taken += float(weight.mean())
     fused = ref + np.float32(strength) * (total / weights[..., None] - ref)
-    patch = np.clip(np.rint(fused), 0, top).astype(own.dtype)
-    accepted = taken / len(registered)
-    return FusedFace(box, patch, len(registered), accepted, float(weights.mean()), noise, spatial_noise(patch))
+    return Merged(fused, taken / len(samples), float(weights.mean()))
+
+
+def fused_face(box: tuple[int, int, int, int], own: np.ndarray, merged: Merged, neighbours: int) -> FusedFace:
+    """The ``FusedFace`` of a merge: its samples rounded to ``own``'s dtype, and the noise before and after."""
+    patch = np.clip(np.rint(merged.samples), 0, _top(own.dtype)).astype(own.dtype)
+    before, after = spatial_noise(own), spatial_noise(patch)
+    return FusedFace(box, patch, neighbours, merged.accepted, merged.weight_sum, before, after)
+
+
+def _top(dtype: np.dtype) -> float:
+    return 65535.0 if dtype == np.uint16 else 255.0
 
 
 def _fits(reference: np.ndarray, other: np.ndarray) -> bool:
@@ -126,12 +180,10 @@ def _fits(reference: np.ndarray, other: np.ndarray) -> bool:
     return residual <= FIT_LIMIT * max(float(face_scale(other)), 1.0)
 
 
-def _register(
-    reference: FaceView, view: FaceView, box: tuple[int, int, int, int]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """``view``'s samples at each pixel of ``box`` of the reference frame (float32), and where they exist (its map
-    inside its frame): the landmarks' similarity, then dense flow for what it leaves. None where the flow must
-    bend the region to match (``BEND_LIMIT``): another face under the same landmarks, not this one moved."""
+def _register(reference: FaceView, view: FaceView, box: tuple[int, int, int, int]) -> Registration | None:
+    """Where ``view``'s frame is read for each pixel of ``box`` of the reference frame: the landmarks' similarity,
+    then dense flow for what it leaves. None where the flow must bend the region to match (``BEND_LIMIT``): another
+    face under the same landmarks, not this one moved."""
     x0, y0, x1, y1 = box
     rigid = umeyama_similarity(reference.landmarks, view.landmarks)  # frame t -> the neighbour's frame
     flow, bend = _residual_flow(reference, view, rigid, box)
@@ -141,10 +193,7 @@ def _register(
     px, py = cols + flow[..., 0], rows + flow[..., 1]
     map_x = (rigid[0, 0] * px + rigid[0, 1] * py + rigid[0, 2]).astype(np.float32)
     map_y = (rigid[1, 0] * px + rigid[1, 1] * py + rigid[1, 2]).astype(np.float32)
-    sample = cv2.remap(view.image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    height, width = view.image.shape[:2]
-    inside = ((map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)).astype(np.float32)
-    return sample.astype(np.float32), inside
+    return Registration(view.image, map_x, map_y)
 
 
 def _residual_flow(
@@ -221,7 +270,7 @@ def _agreement(ref: np.ndarray, sample: np.ndarray, sigma2: float) -> np.ndarray
     """Per pixel 0..1: 1 where the neighbour differs from frame t over a 5×5 patch as two noisy copies of one
     picture do, 0 where the difference is ``DISAGREE`` times that or more."""
     squared = np.mean((sample - ref) ** 2, axis=2)
-    patch = cv2.boxFilter(squared, -1, (PATCH, PATCH), borderType=cv2.BORDER_REFLECT)
+    patch = cv2.boxFilter(squared, -1, (PATCH, PATCH), borderType=cv2.BORDER_REFLECT_101)
     ratio = patch / np.float32(2.0 * sigma2)
     return np.clip((DISAGREE - ratio) / (DISAGREE - AGREE), 0.0, 1.0).astype(np.float32)
 
