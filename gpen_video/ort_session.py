@@ -25,10 +25,15 @@ if TYPE_CHECKING:
 CPU_ONLY: tuple[str, ...] = ("CPUExecutionProvider",)
 
 
+def usable_cores() -> int:
+    """The cores this process may use: a container's or taskset's limit where the system tells it, else all of
+    them (at least one). Here, in the base layer, so the sessions' threads and the run's workers count alike."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_threads() -> int:
-    """A quarter of the cores this process may use (a container's or taskset's limit), at least one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // 4)
+    """A quarter of the cores this process may use (``usable_cores``), at least one."""
+    return max(1, usable_cores() // 4)
 
 
 def ort_session(

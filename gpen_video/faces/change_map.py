@@ -15,7 +15,7 @@ same pixels give the detector the same answer), so a key frame need search only 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -33,10 +33,12 @@ LOOKS = 2
 
 @dataclass(frozen=True)
 class Changed:
-    """The changed cells of a frame: ``cells`` (rows, columns) bool, ``cell`` source px a side."""
+    """The changed cells of a frame: ``cells`` (rows, columns) bool, ``cell`` source px a side; ``grey``: the
+    frame's small grey copy they were measured on (``ChangeMap.changed``'s), for ``ChangeMap.look`` to keep."""
 
     cells: np.ndarray
     cell: float
+    grey: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def share(self) -> float:
@@ -72,9 +74,11 @@ class ChangeMap:
     def ready(self) -> bool:
         return bool(self._looks)
 
-    def look(self, image: np.ndarray) -> None:
-        """The detector has looked at ``image`` (where ``changed`` said, or everywhere)."""
-        self._looks.append(_grey_cells(image))
+    def look(self, image: np.ndarray, changed: Changed | None = None) -> None:
+        """The detector has looked at ``image`` (where ``changed`` said, or everywhere). ``changed``: the answer
+        ``changed(image)`` gave for this same ``image``, whose grey copy is kept instead of being made again."""
+        grey = changed.grey if changed is not None else None
+        self._looks.append(grey if grey is not None else _grey_cells(image))
 
     def changed(self, image: np.ndarray) -> Changed:
         """The cells of ``image`` that differ from the oldest look kept, the camera's motion taken out; all of them
@@ -82,7 +86,7 @@ class ChangeMap:
         grey = _grey_cells(image)
         cell = max(image.shape[:2]) / max(grey.shape)
         if not self._looks or self._looks[0].shape != grey.shape:
-            return Changed(np.ones(grey.shape, bool), cell)
+            return Changed(np.ones(grey.shape, bool), cell, grey)
         last = self._looks[0]
         camera = _camera_motion(last, grey)
         height, width = grey.shape
@@ -90,7 +94,7 @@ class ChangeMap:
         difference = np.abs(cv2.GaussianBlur(grey, (3, 3), 0) - cv2.GaussianBlur(moved, (3, 3), 0))
         reached = cv2.warpAffine(np.ones_like(last), camera, (width, height), flags=cv2.INTER_NEAREST, borderValue=0.0)
         cells = (difference > _CHANGED) | (cv2.erode(reached, np.ones((3, 3), np.uint8)) < 0.5)
-        return Changed(cells, cell)
+        return Changed(cells, cell, grey)
 
 
 def _grey_cells(image: np.ndarray) -> np.ndarray:

@@ -65,18 +65,30 @@ class KeyframeDetection:
         looked at again between sweeps.
         """
         tracked = np.zeros((0, 4)) if tracked is None else np.asarray(tracked, np.float64)
-        passes = self._passes(*image.shape[:2])
+        passes = self._passes(*image.shape[:2])  # the frame's, for every search of it
+        changed: Changed | None = None
         regions = None
         if self.config.keyframe_search == "changed" and self._changes.ready and self._since_sweep < _SWEEP_EVERY - 1:
-            regions = self._changed_regions(image, tracked)
+            changed = self._changes.changed(image)
+            regions = self._changed_regions(image, changed, tracked)
         if regions is None:
             banded = self.config.keyframe_search == "whole" and passes.fine is not None
-            found = self._search(image, band=self._sweep_band(passes) if banded else (0, 1))
+            found = self._search(image, passes, band=self._sweep_band(passes) if banded else (0, 1))
             self._since_sweep = 0
             self.sweeps += 1
-            self._changes.look(image)
-            return found.select(found.scores >= self.config.score_threshold)
-        searches = [partial(self._search_region, image, region) for region in regions]
+        else:
+            found = self._search_changed(image, passes, regions, tracked)
+            self._since_sweep += 1
+            self.changed_searches += 1
+        self._changes.look(image, changed)  # the grey copy ``changed`` made of this frame, if it made one
+        return found.select(found.scores >= self.config.score_threshold)
+
+    def _search_changed(
+        self, image: np.ndarray, passes: _Passes, regions: list[tuple[int, int, int, int]], tracked: np.ndarray
+    ) -> Detections:
+        """A key frame between sweeps: ``passes`` over the changed ``regions``, a look around each ``tracked`` face,
+        and one band of the small-face pass again; the searches on the pool, merged in order."""
+        searches = [partial(self._search_region, image, passes, region) for region in regions]
         searches += [partial(look_around, self.detector, image, box) for box in tracked]
         if passes.fine is not None:
             # the small faces again, one band of the frame a key frame: a face at the detector's limit passes on
@@ -86,16 +98,14 @@ class KeyframeDetection:
         found = Detections.empty()
         for part in self._each(lambda search: search(), searches):
             found = _merge(found, part)
-        self._since_sweep += 1
-        self.changed_searches += 1
-        self._changes.look(image)
-        return found.select(found.scores >= self.config.score_threshold)
+        return found
 
-    def _changed_regions(self, image: np.ndarray, tracked: np.ndarray) -> list[tuple[int, int, int, int]] | None:
-        """Where to search ``image``: around its changed cells, less the tracked faces' own changes (their looks
+    def _changed_regions(
+        self, image: np.ndarray, changed: Changed, tracked: np.ndarray
+    ) -> list[tuple[int, int, int, int]] | None:
+        """Where to search ``image``: around its ``changed`` cells, less the tracked faces' own changes (their looks
         cover them); None where that is most of the frame (a sweep then costs about the same)."""
         height, width = image.shape[:2]
-        changed = self._changes.changed(image)
         cells, cell = changed.cells.copy(), changed.cell
         for box in tracked:
             side = float(max(box[2] - box[0], box[3] - box[1]))
@@ -131,16 +141,20 @@ class KeyframeDetection:
         cost = (coarse_min / (factor * max(fine_from, _COARSE_MIN))) ** 2
         return _Passes(factor, coarse_min, (max(fine_from, float(_COARSE_MIN)), covered_from * 0.99), cost)
 
-    def _search_region(self, image: np.ndarray, region: tuple[int, int, int, int]) -> Detections:
+    def _search_region(self, image: np.ndarray, passes: _Passes, region: tuple[int, int, int, int]) -> Detections:
         """``_search`` of ``region``, in frame coordinates."""
-        return _shifted(self._search(image, region), region[0], region[1])
+        return _shifted(self._search(image, passes, region), region[0], region[1])
 
     def _search(
-        self, image: np.ndarray, region: tuple[int, int, int, int] | None = None, band: tuple[int, int] = (0, 1)
+        self,
+        image: np.ndarray,
+        passes: _Passes,
+        region: tuple[int, int, int, int] | None = None,
+        band: tuple[int, int] = (0, 1),
     ) -> Detections:
-        """Both passes over ``region`` of ``image`` (all of it: None), in the region's coordinates; the fine pass
-        over horizontal ``band`` (which, of how many) of it only."""
-        passes = self._passes(*image.shape[:2])
+        """Both ``passes`` (the whole frame's: a region is searched the same way) over ``region`` of ``image`` (all
+        of it: None), in the region's coordinates; the fine pass over horizontal ``band`` (which, of how many) of it
+        only."""
         if region is not None:
             image = image[region[1] : region[3], region[0] : region[2]]
         height, width = image.shape[:2]

@@ -461,7 +461,9 @@ def _segment_tasks(run: _FileRun, todo: list[Segment], suffix: str) -> list[Segm
 
 def _plan_settings(config: Config, options: JobOptions) -> PlanSettings:
     """The faces stage's overlap; long-GOP segments emit from their warm-up's end (``PlanSettings.emit_after_key``)."""
-    settings = PlanSettings.for_faces(config.faces, options.segment_seconds, options.overlap_frames)
+    settings = PlanSettings.for_faces(
+        config.faces, options.segment_seconds, options.overlap_frames, config.fusion.frames
+    )
     return replace(settings, emit_after_key=True)
 
 

@@ -66,8 +66,17 @@ class FramePath(ABC):
         self.restorer = restorer
 
     @abstractmethod
-    def align(self, image: np.ndarray, faces: Sequence[TrackedFace], size: int, template: str) -> FaceCrops:
-        """Cut ``faces`` out of the upright working ``image``."""
+    def align(
+        self,
+        image: np.ndarray,
+        faces: Sequence[TrackedFace],
+        size: int,
+        template: str,
+        fused: np.ndarray | None = None,
+    ) -> FaceCrops:
+        """Cut ``faces`` out of the upright working ``image``. ``fused``: ``image`` with its faces fused along their
+        tracks (``align.fusion``): the restorer's crops are cut from it; colour matching and the paste-back keep
+        ``image``'s own."""
 
     @abstractmethod
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -104,9 +113,17 @@ class HostPath(FramePath):
 
     on_device = False
 
-    def align(self, image: np.ndarray, faces: Sequence[TrackedFace], size: int, template: str) -> FaceCrops:
+    def align(
+        self,
+        image: np.ndarray,
+        faces: Sequence[TrackedFace],
+        size: int,
+        template: str,
+        fused: np.ndarray | None = None,
+    ) -> FaceCrops:
         batch = align_faces(image, faces, size, template)
-        return FaceCrops(to_8bit(batch.crops), batch.crops, batch.affines, image, None)
+        for_restorer = batch.crops if fused is None else align_faces(fused, faces, size, template).crops
+        return FaceCrops(to_8bit(for_restorer), batch.crops, batch.affines, image, None)
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -155,12 +172,23 @@ class DevicePath(FramePath):
         self._download_streams: dict[int, StageStream] = {}  # one per compose worker thread
         self._lock = threading.Lock()
 
-    def align(self, image: np.ndarray, faces: Sequence[TrackedFace], size: int, template: str) -> FaceCrops:
-        """Upload the frame once, on the upload stream; cut the crops there (16-bit frames travel as int32)."""
+    def align(
+        self,
+        image: np.ndarray,
+        faces: Sequence[TrackedFace],
+        size: int,
+        template: str,
+        fused: np.ndarray | None = None,
+    ) -> FaceCrops:
+        """Upload the frame once, on the upload stream; cut the crops there (16-bit frames travel as int32). A fused
+        frame (fusion runs on the host) is uploaded too, for the restorer's crops."""
         with self.upload_stream.enter():
             frame = self.upload_stream.upload(image)
             crops, affines = align_faces_torch(frame, faces, size, template)
-            return FaceCrops(to_8bit(crops), crops, affines, frame, self.upload_stream.mark())
+            for_restorer = crops
+            if fused is not None:
+                for_restorer, _ = align_faces_torch(self.upload_stream.upload(fused), faces, size, template)
+            return FaceCrops(to_8bit(for_restorer), crops, affines, frame, self.upload_stream.mark())
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:

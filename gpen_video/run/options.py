@@ -6,12 +6,12 @@ before any work.
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from gpen_video.config import Config
 from gpen_video.errors import ConfigError, WeightsNotFoundError
 from gpen_video.models.registry import get_entry, locate, search_dirs
+from gpen_video.ort_session import usable_cores
 
 if TYPE_CHECKING:  # torch is imported only where a background upscale is asked for
     from gpen_video.models.upscale import Upscaler
@@ -20,11 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def host_workers(config: Config) -> int:
-    """Worker threads of the faces and compose stages: ``threads``, or all usable cores but the decode and encode
-    threads (at least one)."""
+    """Worker threads of the faces and compose stages: ``threads``, or all usable cores (``usable_cores``) but the
+    decode and encode threads (at least one)."""
     if config.threads:
         return config.threads
-    return max(1, len(os.sched_getaffinity(0)) - 2)
+    return max(1, usable_cores() - 2)
 
 
 def refuse_conflicts(config: Config) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gpen_video import __version__
+from gpen_video.align.fusion import FusionSummary
 from gpen_video.config import Config
 from gpen_video.faces.types import FacesSummary, TrackSummary
 from gpen_video.io.encoding import EncodeSettings
@@ -161,6 +162,7 @@ class RunReport:
     streams: list[dict[str, Any]] = field(default_factory=list)
     faces: RunFaces | None = None
     flicker: FlickerSummary | None = None
+    fusion: FusionSummary | None = None
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -260,6 +262,7 @@ class RunReport:
             data.pop(name)
         data["faces"] = self.faces.to_dict() if self.faces is not None else {}
         data["flicker"] = asdict(self.flicker) if self.flicker is not None else {}
+        data["fusion"] = asdict(self.fusion) if self.fusion is not None else {}
         data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data
 
