@@ -219,6 +219,16 @@ def read_frames(path: Path) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class FusionReport:
+    """What the run report's ``fusion`` section says fusion did (None where the code has no such section)."""
+
+    accepted: float | None = None  # share of the neighbours merged
+    weight_sum: float | None = None  # their weight per face, frame t's own included
+    noise_before: float | None = None  # noise the faces were measured to hold (levels)
+    noise_after: float | None = None  # what fusion left
+
+
+@dataclass(frozen=True)
 class Run:
     """One ``restore`` run: its output, its faces (``--tracks`` rows), its child CPU time and faces stage busy time."""
 
@@ -227,6 +237,7 @@ class Run:
     cpu_seconds: float
     faces_busy_seconds: float
     wall_seconds: float
+    fusion: FusionReport
 
 
 def restore(clip_path: Path, radius: int, args: argparse.Namespace) -> Run:
@@ -248,7 +259,8 @@ def restore(clip_path: Path, radius: int, args: argparse.Namespace) -> Run:
     summary = json.loads(report.read_text())
     rows = [json.loads(line) for line in tracks.read_text().splitlines() if line.strip()]
     busy = float(summary.get("stage_seconds", {}).get("faces", 0.0))
-    return Run(read_frames(out), rows, cpu, busy, float(summary.get("wall_seconds", 0.0)))
+    fusion = FusionReport(**{k: summary.get("fusion", {}).get(k) for k in FusionReport.__dataclass_fields__})
+    return Run(read_frames(out), rows, cpu, busy, float(summary.get("wall_seconds", 0.0)), fusion)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +426,7 @@ class CaseResult:
     base_cpu_seconds: float
     fused_cpu_seconds: float
     faces_busy_seconds: float
+    fusion: FusionReport  # the fused run's
 
     @property
     def gain(self) -> float:
@@ -468,7 +481,7 @@ def run_case(clip: Clip, workdir: Path, args: argparse.Namespace) -> CaseResult:
         truth_flicker=flicker(clip.truth, masks.face, motions),
         input=quality(clip.degraded, clip, masks, motions), base=quality(base.frames, clip, masks, motions),
         fused=quality(fused.frames, clip, masks, motions), base_cpu_seconds=base.cpu_seconds,
-        fused_cpu_seconds=fused.cpu_seconds, faces_busy_seconds=base.faces_busy_seconds,
+        fused_cpu_seconds=fused.cpu_seconds, faces_busy_seconds=base.faces_busy_seconds, fusion=fused.fusion,
     )  # fmt: skip
 
 

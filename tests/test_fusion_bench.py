@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from fusion_bench import (
     CaseResult,
     Degrade,
+    FusionReport,
     Quality,
     degrade_frame,
     flicker,
@@ -103,7 +104,7 @@ def test_worst_mouth_gain_and_flicker_fall():
         return Quality(30.0, 30.0, mouth, flick)
 
     result = CaseResult("talking", 2, 3, 3, 1.0, q((9.0,) * 3, 5.0), q((9.0, 9.0, 9.0), 5.0),
-                        q((0.9, 9.0, 18.0), 2.0), 1.0, 1.2, 0.5)  # fmt: skip
+                        q((0.9, 9.0, 18.0), 2.0), 1.0, 1.2, 0.5, FusionReport())  # fmt: skip
     assert result.worst_mouth_gain == pytest.approx(10 * math.log10(0.5))
     assert result.flicker_fall == pytest.approx(4.0)  # (5 - 1) / (2 - 1): the excess over the truth's own
     assert result.extra_cpu_ms == pytest.approx(1000 * 0.2 / 3)
