@@ -230,3 +230,26 @@ def test_the_stage_holds_at_most_the_window_and_gives_every_frame_in_order(photo
     first, middle = stage.fusion.summary().tracks[0], out[15].faces
     assert first.id == 7 and first.weight_sum > 2.0 and middle is not None
     assert not np.array_equal(middle.for_restorer, middle.source)  # the restorer's crop is the fused one
+
+
+def test_the_torch_merge_is_the_numpy_merge_within_a_level(photo) -> None:  # type: ignore[no-untyped-def]
+    """The device path's fusion (``grid_sample`` resampling and the merge in torch), on CPU tensors, against the
+    NumPy/OpenCV one on the same registrations: 8-bit and 16-bit, a moving face and an occluded one."""
+    import torch
+
+    from gpen_video.align.torch_fusion import fuse_face_torch
+
+    _, noisy, points = _clip(photo, SWAY)
+    deep = [frame.astype(np.uint16) * 257 for frame in noisy]
+    for frames, face, level in ((noisy, 0, 1.0), (noisy, 3, 1.0), (deep, 1, 257.0)):
+        reference = FaceView(frames[2], points[2][face])
+        neighbours = [FaceView(frames[k], points[k][face]) for k in (0, 1, 3, 4)]
+        host, device = (
+            fuse_face(reference, neighbours),
+            fuse_face_torch(reference, neighbours, 1.0, torch.device("cpu")),
+        )
+        assert host.box == device.box and host.neighbours == device.neighbours == 4
+        difference = np.abs(host.patch.astype(np.float64) - device.patch) / level
+        # the samples agree to a level (OpenCV reads its maps at 1/32 px); the rest is float rounding
+        assert difference.max() <= 1.0 + 1e-9 and difference.mean() < 0.02, (face, difference.max(), difference.mean())
+        assert abs(host.accepted - device.accepted) < 0.01 and abs(host.weight_sum - device.weight_sum) < 0.01

@@ -42,7 +42,7 @@ NOISE_FLOOR = 0.5  # levels (8-bit units): the least noise assumed, so a clean f
 FIT_LIMIT = 0.08  # landmark residual of the rigid fit, in face scales, above which a neighbour is not used
 BEND_LIMIT = 0.07  # median non-affine flow, in face scales, above which a neighbour is another picture (a missed cut)
 FEATHER = 0.08  # of the region's short side: the border over which neighbours' weights ramp up from 0
-_MEDIAN_CHI2 = 0.4549  # the median of a chi-squared variable of one degree of freedom
+MEDIAN_CHI2 = 0.4549  # the median of a chi-squared variable of one degree of freedom
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def fuse_face(reference: FaceView, neighbours: Sequence[FaceView], strength: flo
         cv2.remap(r.image, r.map_x, r.map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         for r in found
     ]
-    merged = merge(own.astype(np.float32), samples, [r.inside() for r in found], strength, _top(own.dtype))
+    merged = merge(own.astype(np.float32), samples, [r.inside() for r in found], strength, sample_top(own.dtype))
     return fused_face(box, own, merged, len(found))
 
 
@@ -147,7 +147,7 @@ def merge(
     """Frame t's region ``ref`` (h, w, 3) float32 with the registered neighbours' ``samples`` averaged in, each pixel
     weighted by its agreement (``_agreement``) where it lies ``inside`` its frame, less near the region's border."""
     sigma2 = _temporal_noise2(ref, samples, inside, top)
-    ramp = _border_ramp(ref.shape[:2])
+    ramp = border_ramp(ref.shape[:2])
     total = ref.copy()
     weights = np.ones(ref.shape[:2], np.float32)
     taken = 0.0
@@ -162,12 +162,12 @@ def merge(
 
 def fused_face(box: tuple[int, int, int, int], own: np.ndarray, merged: Merged, neighbours: int) -> FusedFace:
     """The ``FusedFace`` of a merge: its samples rounded to ``own``'s dtype, and the noise before and after."""
-    patch = np.clip(np.rint(merged.samples), 0, _top(own.dtype)).astype(own.dtype)
+    patch = np.clip(np.rint(merged.samples), 0, sample_top(own.dtype)).astype(own.dtype)
     before, after = spatial_noise(own), spatial_noise(patch)
     return FusedFace(box, patch, neighbours, merged.accepted, merged.weight_sum, before, after)
 
 
-def _top(dtype: np.dtype) -> float:
+def sample_top(dtype: np.dtype) -> float:
     return 65535.0 if dtype == np.uint16 else 255.0
 
 
@@ -263,7 +263,7 @@ def _temporal_noise2(ref: np.ndarray, warped: Sequence[np.ndarray], inside: Sequ
     floor = (NOISE_FLOOR * top / 255.0) ** 2
     if values.size == 0:
         return floor
-    return max(float(np.median(values)) / (2.0 * _MEDIAN_CHI2), floor)
+    return max(float(np.median(values)) / (2.0 * MEDIAN_CHI2), floor)
 
 
 def _agreement(ref: np.ndarray, sample: np.ndarray, sigma2: float) -> np.ndarray:
@@ -275,7 +275,7 @@ def _agreement(ref: np.ndarray, sample: np.ndarray, sigma2: float) -> np.ndarray
     return np.clip((DISAGREE - ratio) / (DISAGREE - AGREE), 0.0, 1.0).astype(np.float32)
 
 
-def _border_ramp(shape: tuple[int, int]) -> np.ndarray:
+def border_ramp(shape: tuple[int, int]) -> np.ndarray:
     """(h, w) 0 at the region's edge, 1 from ``FEATHER`` of its short side inwards: no seam where fusion stops."""
     height, width = shape
     reach = max(FEATHER * min(height, width), 1.0)

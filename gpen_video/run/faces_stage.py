@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gpen_video.align.fusion import FaceView, FusedFace, FusionSummary, FusionTally, fuse_face
+from gpen_video.align.fusion import FaceView, FusedFace, FusionSummary, FusionTally
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FacesSummary, FrameFaces
@@ -122,7 +122,7 @@ class AlignStage:
         return fused, [result.weight_sum for result in results]
 
     def _fuse_one(self, job: tuple[FaceView, list[FaceView]]) -> FusedFace:
-        return fuse_face(job[0], job[1], self.strength)
+        return self.path.fuse(job[0], job[1], self.strength)
 
     def summary(self) -> FacesSummary:
         return self.stage.summary()

@@ -1,8 +1,9 @@
 """Where a frame's faces are cut, restored and pasted back: on the host (NumPy/OpenCV) or on the restorer's
 device (torch), chosen once per run by ``choose_path``.
 
-Both paths offer the same four steps, so the stages never ask where they run:
+Both paths offer the same steps, so the stages never ask where they run:
 
+- ``fuse``: a face's region merged with its track's neighbours (``fusion.frames``), the merge on this side;
 - ``align``: (upload the frame and) cut the aligned crops, 8-bit copies for the restorer;
 - ``restoring`` / ``join`` / ``restore`` / ``mark``: run a batch of crops through the restorer;
 - ``compose``: paste the restored faces back (and download the composed frame), giving host arrays.
@@ -26,6 +27,7 @@ import numpy as np
 
 from gpen_video.align import align_faces, align_faces_torch, compose
 from gpen_video.align.compose import AlignedBatch, GrainSeed
+from gpen_video.align.fusion import FaceView, FusedFace, fuse_face
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
 from gpen_video.faces.types import TrackedFace
@@ -79,6 +81,10 @@ class FramePath(ABC):
         ``image``'s own."""
 
     @abstractmethod
+    def fuse(self, reference: FaceView, neighbours: Sequence[FaceView], strength: float) -> FusedFace:
+        """``reference``'s face region fused with its track's ``neighbours`` (``align.fusion``), as host samples."""
+
+    @abstractmethod
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
         """A context in which the crops of ``parts`` may be read and restored."""
 
@@ -124,6 +130,9 @@ class HostPath(FramePath):
         batch = align_faces(image, faces, size, template)
         for_restorer = batch.crops if fused is None else align_faces(fused, faces, size, template).crops
         return FaceCrops(to_8bit(for_restorer), batch.crops, batch.affines, image, None)
+
+    def fuse(self, reference: FaceView, neighbours: Sequence[FaceView], strength: float) -> FusedFace:
+        return fuse_face(reference, neighbours, strength)
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
@@ -189,6 +198,13 @@ class DevicePath(FramePath):
             if fused is not None:
                 for_restorer, _ = align_faces_torch(self.upload_stream.upload(fused), faces, size, template)
             return FaceCrops(to_8bit(for_restorer), crops, affines, frame, self.upload_stream.mark())
+
+    def fuse(self, reference: FaceView, neighbours: Sequence[FaceView], strength: float) -> FusedFace:
+        """Registration on the host, resampling and merge on the device (``align.torch_fusion``), on the calling
+        worker's current stream; the fused region comes back before the crops are cut."""
+        from gpen_video.align.torch_fusion import fuse_face_torch
+
+        return fuse_face_torch(reference, neighbours, strength, self.torch_device)
 
     @contextmanager
     def restoring(self, parts: Sequence[FaceCrops]) -> Iterator[None]:
