@@ -26,7 +26,7 @@ from gpen_video.io.probe import MediaInfo
 from gpen_video.io.splice import carry_alpha, splice_composed
 from gpen_video.run.frame_path import FramePath
 from gpen_video.run.records import Composed, Restored
-from gpen_video.run.report import FlickerMeter
+from gpen_video.run.report import FaceFlickerMeter, FlickerMeter
 
 if TYPE_CHECKING:  # torch: only with a background upscale
     from gpen_video.models.upscale import Upscaler
@@ -57,6 +57,7 @@ class ComposeStage:
         self.colour = info.video.colour
         self.rotation = info.video.rotation
         self.flicker = FlickerMeter()
+        self.face_flicker = FaceFlickerMeter()
         self.frames_with_faces = 0
         workers = min(workers, MOST_IN_FLIGHT)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") if workers else None
@@ -101,13 +102,20 @@ class ComposeStage:
             aligned = item.aligned
             if composed is None:
                 self.flicker.add(None, None, None)
+                self.face_flicker.add(None, None, None, 0)
                 out.append(Composed(aligned.frame, aligned.emit, aligned.frame.source))
             else:
                 output, before, image, mask = composed
                 self.flicker.add(before, image, mask)
+                self.face_flicker.add(before, image, aligned.faces, self._crop_size(item))
                 out.append(Composed(aligned.frame, aligned.emit, output))
             wait = everything
         return out
+
+    @staticmethod
+    def _crop_size(item: Restored) -> int:
+        assert item.crops is not None
+        return int(item.crops.shape[1])
 
     def _compose(self, item: Restored) -> Result:
         aligned = item.aligned

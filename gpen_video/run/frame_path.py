@@ -54,6 +54,7 @@ class FaceCrops:
     affines: np.ndarray  # (N, 2, 3) float64, frame -> crop
     frame: np.ndarray | torch.Tensor  # the upright frame where compose works (the host image, or its device copy)
     ready: torch.cuda.Event | None = None  # CUDA: recorded after the crops were cut
+    tracks: tuple[int, ...] = ()  # each face's track id (the report's per-face flicker follows them)
 
     def __len__(self) -> int:
         return len(self.affines)
@@ -129,7 +130,8 @@ class HostPath(FramePath):
     ) -> FaceCrops:
         batch = align_faces(image, faces, size, template)
         for_restorer = batch.crops if fused is None else align_faces(fused, faces, size, template).crops
-        return FaceCrops(to_8bit(for_restorer), batch.crops, batch.affines, image, None)
+        tracks = tuple(f.track_id for f in faces)
+        return FaceCrops(to_8bit(for_restorer), batch.crops, batch.affines, image, None, tracks)
 
     def fuse(self, reference: FaceView, neighbours: Sequence[FaceView], strength: float) -> FusedFace:
         return fuse_face(reference, neighbours, strength)
@@ -197,7 +199,8 @@ class DevicePath(FramePath):
             for_restorer = crops
             if fused is not None:
                 for_restorer, _ = align_faces_torch(self.upload_stream.upload(fused), faces, size, template)
-            return FaceCrops(to_8bit(for_restorer), crops, affines, frame, self.upload_stream.mark())
+            tracks = tuple(f.track_id for f in faces)
+            return FaceCrops(to_8bit(for_restorer), crops, affines, frame, self.upload_stream.mark(), tracks)
 
     def fuse(self, reference: FaceView, neighbours: Sequence[FaceView], strength: float) -> FusedFace:
         """Registration on the host, resampling and merge on the device (``align.torch_fusion``), on the calling

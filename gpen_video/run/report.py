@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from gpen_video import __version__
@@ -27,6 +28,7 @@ from gpen_video.io.output import atomic_write_text
 from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
+from gpen_video.run.frame_path import FaceCrops
 
 
 @dataclass
@@ -108,6 +110,55 @@ class FlickerMeter:
         return FlickerSummary(round(self.input_sum / self.pairs, 4), round(self.output_sum / self.pairs, 4), self.pairs)
 
 
+class FaceFlickerMeter:
+    """Temporal consistency of the faces: each face's mean absolute change from the frame before, measured in its
+    own aligned geometry (the frame warped by its crop transform to ``SIDE`` px, so the face's movement is taken
+    out and only what changed on it remains), inside an ellipse over the face; for the input and the output.
+
+    A restorer that invents detail anew each frame raises the output's figure above the input's; fusion and a
+    stable restorer bring it below."""
+
+    SIDE = 64
+
+    def __init__(self) -> None:
+        self.previous: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.input_sum = 0.0
+        self.output_sum = 0.0
+        self.pairs = 0
+        yy, xx = np.mgrid[0 : self.SIDE, 0 : self.SIDE] + 0.5
+        centre = self.SIDE / 2.0
+        self.inside = ((xx - centre) / (0.3 * self.SIDE)) ** 2 + ((yy - centre) / (0.36 * self.SIDE)) ** 2 <= 1.0
+
+    def add(self, before: np.ndarray | None, after: np.ndarray | None, faces: FaceCrops | None, size: int) -> None:
+        """One frame: the upright images before and after the paste, its aligned faces (None: no face), the crop
+        side ``size`` their transforms map to."""
+        current: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if before is not None and after is not None and faces is not None:
+            zoom = before.shape[1] / faces.frame.shape[1]  # a background upscale: the images are k× the frame
+            for affine, track in zip(faces.affines, faces.tracks, strict=True):
+                to_side = np.asarray(affine, np.float64) * (self.SIDE / size)
+                to_side[:, :2] /= zoom
+                current[track] = (self._face(before, to_side), self._face(after, to_side))
+                if track in self.previous:
+                    was_in, was_out = self.previous[track]
+                    self.input_sum += float(np.abs(current[track][0] - was_in)[self.inside].mean())
+                    self.output_sum += float(np.abs(current[track][1] - was_out)[self.inside].mean())
+                    self.pairs += 1
+        self.previous = current
+
+    def _face(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        face = cv2.warpAffine(
+            image, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        scale = 1.0 / 257.0 if image.dtype == np.uint16 else 1.0
+        return face.astype(np.float32).mean(axis=2) * scale
+
+    def summary(self) -> FlickerSummary:
+        if not self.pairs:
+            return FlickerSummary(None, None, 0)
+        return FlickerSummary(round(self.input_sum / self.pairs, 4), round(self.output_sum / self.pairs, 4), self.pairs)
+
+
 @dataclass(frozen=True)
 class FlickerSummary:
     """The compose stage's flicker figures: mean frame-to-frame change inside the masks, before and after."""
@@ -162,6 +213,8 @@ class RunReport:
     streams: list[dict[str, Any]] = field(default_factory=list)
     faces: RunFaces | None = None
     flicker: FlickerSummary | None = None
+    # the same, per face in its own aligned geometry (motion taken out), between consecutive frames of a track
+    face_flicker: FlickerSummary | None = None
     fusion: FusionSummary | None = None
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
@@ -262,6 +315,7 @@ class RunReport:
             data.pop(name)
         data["faces"] = self.faces.to_dict() if self.faces is not None else {}
         data["flicker"] = asdict(self.flicker) if self.flicker is not None else {}
+        data["face_flicker"] = asdict(self.face_flicker) if self.face_flicker is not None else {}
         data["fusion"] = asdict(self.fusion) if self.fusion is not None else {}
         data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data

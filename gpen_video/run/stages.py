@@ -75,6 +75,7 @@ class RunStages:
         faces = RunFaces(self.faces.summary(), batcher.faces_restored, self.composer.frames_with_faces)
         report.finish(read, result, faces, times)
         report.flicker = self.composer.flicker.summary()
+        report.face_flicker = self.composer.face_flicker.summary()
         report.fusion = self.faces.fusion_summary()
         report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
                                         str(restorer.device or "host"), restorer.precision_label,
