@@ -113,16 +113,34 @@ def registrations(
     return [r for r in found if r is not None]
 
 
-def fuse_face(reference: FaceView, neighbours: Sequence[FaceView], strength: float = 1.0) -> FusedFace:
-    """``reference``'s face region with ``neighbours`` (the same track's faces in nearby frames of the same shot)
-    merged in where they agree with it; ``strength`` 0..1: how far the merge replaces the reference's own."""
+@dataclass(frozen=True)
+class FusionInput:
+    """What both merges start from: frame t's fused region, its samples, and the neighbours registered to it."""
+
+    box: tuple[int, int, int, int]
+    own: np.ndarray
+    found: list[Registration]
+
+    def unfused(self) -> FusedFace:
+        """The region as it is (no neighbour could be used, or strength 0)."""
+        noise = spatial_noise(self.own)
+        return FusedFace(self.box, self.own.copy(), 0, 0.0, 1.0, noise, noise)
+
+
+def fusion_input(reference: FaceView, neighbours: Sequence[FaceView], strength: float) -> FusionInput:
     box = fusion_region(reference.landmarks, reference.image.shape)
     x0, y0, x1, y1 = box
     own = reference.image[y0:y1, x0:x1]
-    found = registrations(reference, neighbours, box) if own.size and strength > 0 else []
+    return FusionInput(box, own, registrations(reference, neighbours, box) if own.size and strength > 0 else [])
+
+
+def fuse_face(reference: FaceView, neighbours: Sequence[FaceView], strength: float = 1.0) -> FusedFace:
+    """``reference``'s face region with ``neighbours`` (the same track's faces in nearby frames of the same shot)
+    merged in where they agree with it; ``strength`` 0..1: how far the merge replaces the reference's own."""
+    start = fusion_input(reference, neighbours, strength)
+    box, own, found = start.box, start.own, start.found
     if not found:
-        noise = spatial_noise(own)
-        return FusedFace(box, own.copy(), 0, 0.0, 1.0, noise, noise)
+        return start.unfused()
     samples = [
         cv2.remap(r.image, r.map_x, r.map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         for r in found

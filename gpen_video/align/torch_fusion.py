@@ -26,10 +26,8 @@ from gpen_video.align.fusion import (
     Registration,
     border_ramp,
     fused_face,
-    fusion_region,
-    registrations,
+    fusion_input,
     sample_top,
-    spatial_noise,
 )
 
 if TYPE_CHECKING:
@@ -42,13 +40,10 @@ def fuse_face_torch(
     """``align.fusion.fuse_face`` with the resampling and the merge on ``device``."""
     import torch
 
-    box = fusion_region(reference.landmarks, reference.image.shape)
-    x0, y0, x1, y1 = box
-    own = reference.image[y0:y1, x0:x1]
-    found = registrations(reference, neighbours, box) if own.size and strength > 0 else []
+    start = fusion_input(reference, neighbours, strength)
+    box, own, found = start.box, start.own, start.found
     if not found:
-        noise = spatial_noise(own)
-        return FusedFace(box, own.copy(), 0, 0.0, 1.0, noise, noise)
+        return start.unfused()
     with torch.no_grad():
         ref = _upload(own, device)
         samples, inside = zip(*(_resample(r, device) for r in found), strict=True)
