@@ -107,15 +107,11 @@ class ComposeStage:
             else:
                 output, before, image, mask = composed
                 self.flicker.add(before, image, mask)
-                self.face_flicker.add(before, image, aligned.faces, self._crop_size(item))
+                size = 0 if item.crops is None else int(item.crops.shape[1])  # None: an upscaled faceless frame
+                self.face_flicker.add(before, image, aligned.faces if size else None, size)
                 out.append(Composed(aligned.frame, aligned.emit, output))
             wait = everything
         return out
-
-    @staticmethod
-    def _crop_size(item: Restored) -> int:
-        assert item.crops is not None
-        return int(item.crops.shape[1])
 
     def _compose(self, item: Restored) -> Result:
         aligned = item.aligned
