@@ -145,7 +145,7 @@ def rss_mib():
 
 samples = []
 config = load_config("default", {"restore.model": sys.argv[3], "output.video_codec": "libx264",
-                                 "output.preset": "ultrafast", "fusion.frames": 2})
+                                 "output.preset": "ultrafast"})
 job = RestoreJob(Path(sys.argv[1]), Path(sys.argv[2]), config, progress=lambda n: samples.append(rss_mib()))
 run_restore(job)
 print(" ".join(f"{s:.1f}" for s in samples))
@@ -165,7 +165,6 @@ def test_peak_memory_does_not_grow_with_length(gpen_64, tmp_path):
     History: without pinning glibc's mmap threshold 943 -> 1109 MB; MTCNN's ONNX Runtime arena stepped up
     ~70 MB at one key frame (MTCNN now runs without arena). The bound catches a per-frame leak of more than
     ~1 MB (60 frames or more between the windows), e.g. keeping every decoded 480x270 frame and its BGR copy.
-    Fusion is on (two frames each side): its window of frames must stay bounded too.
     """
     scene = FaceScene(width=480, height=270, frames=120, zoom=(1.25, 1.25), photo_region=TWO_FACES)
     src = write_clip(tmp_path / "long.mp4", ClipSpec(scene=scene, audio=()))
