@@ -182,12 +182,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
         if plan is not None:
             data["plan"] = {"format": plan.output_format, "video": plan.video.describe(), "reason": plan.video.reason,
                             "streams": [vars(p) for p in plan.streams], "warnings": plan.warnings,
-                            "fusion": dataclasses.asdict(config.fusion)}  # fmt: skip
+                            "fusion": dataclasses.asdict(config.fusion),
+                            "selection": {**dataclasses.asdict(config.selection),
+                                          "describe": config.selection.describe()}}  # fmt: skip
         print(json.dumps(data, indent=2, default=str))
         return 0
     print(format_probe(info))
     if plan is not None:
-        print("\n".join([*plan.describe(), f"  {config.fusion.describe()}"]))
+        print("\n".join([*plan.describe(), f"  {config.fusion.describe()}", f"  {config.selection.describe()}"]))
     return 0
 
 

@@ -89,6 +89,7 @@ class Match:
 
     pattern: str
     description: str
+    example: str  # a value that matches (what the limit tests set)
 
     def problem(self, value: str) -> str | None:
         return None if re.fullmatch(self.pattern, value) else f"must be {self.description}"
@@ -107,6 +108,7 @@ class Flag:
     parse: Callable[[str], Any] | None = None
     invert: bool = False
     metavar: str | None = None
+    repeat: bool = False  # the flag may be given several times; the field is a tuple of its values
 
     @property
     def dest(self) -> str:
@@ -150,7 +152,7 @@ Precision = Literal["auto", "fp32", "fp16", "bf16"]
 DETECTOR_NAMES = ("auto", "mtcnn", "scrfd", "retinaface")
 CompareMode = Literal["side", "split", "none"]  # `preview --compare`
 COMPARE_MODES: tuple[str, ...] = typing.get_args(CompareMode)
-DEVICE = Match(r"auto|cpu|(cuda|tensorrt)(:\d+)?", "auto, cpu, cuda, cuda:N or tensorrt[:N]")
+DEVICE = Match(r"auto|cpu|(cuda|tensorrt)(:\d+)?", "auto, cpu, cuda, cuda:N or tensorrt[:N]", "cpu")
 Fraction01 = Annotated[float, Range(0, 1)]
 Count = Annotated[int, Range(0)]
 
@@ -257,6 +259,59 @@ class FacesConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """Which tracked faces are restored (``faces.selection``): the rest are left exactly as the source has them.
+
+    Every rule is decided per track, in frame order, and a decision once made holds for the rest of the track, so a
+    face is never switched on and off from frame to frame; the one exception is ``faces: largest`` / ``N``, where a
+    larger face coming in takes the place over (with a margin, so two faces of a size do not trade it back and forth).
+    """
+
+    faces: Annotated[
+        str,
+        Match(r"all|largest|[1-9][0-9]*", "all, largest or a number of faces", "largest"),
+        Flag("--faces", "which faces: all, largest, or the N largest of each frame (by their track's size)"),
+    ] = "all"
+    min_face_height: Annotated[
+        Count, Flag("--min-face-height", "restore a track once its face box is this tall (source px; 0: any)")
+    ] = 0
+    min_face_score: Annotated[
+        Fraction01, Flag("--min-face-score", "restore a track once its mean detection score reaches this")
+    ] = 0.0
+    reference_faces: Annotated[
+        tuple[str, ...],
+        Flag("--reference-face", "restore only the tracks of the person in this image (repeatable)", repeat=True),
+    ] = ()
+    exclude_faces: Annotated[
+        tuple[str, ...],
+        Flag("--exclude-face", "leave the tracks of the person in this image alone (repeatable)", repeat=True),
+    ] = ()
+    tracks_select: Annotated[
+        str | None,
+        Flag("--tracks-select", "a file of track ids: restore only those listed, or skip those listed as -ID"),
+    ] = None
+    # a track is compared with the reference and excluded faces on its first frame given out, and again every this
+    # many frames while its face is too turned or too small to judge (``faces.selection.JUDGED_*``)
+    recheck_frames: Annotated[int, Range(1)] = 12
+
+    def describe(self) -> str:
+        """One line for ``probe --plan``."""
+        rules = [] if self.faces == "all" else [f"the {self.faces} face(s) of each frame" if self.faces != "largest"
+                                                 else "the largest face of each frame"]  # fmt: skip
+        if self.min_face_height:
+            rules.append(f"tracks whose face reaches {self.min_face_height} px")
+        if self.min_face_score:
+            rules.append(f"tracks whose mean score reaches {self.min_face_score:g}")
+        if self.reference_faces:
+            rules.append(f"only the person(s) of {', '.join(self.reference_faces)}")
+        if self.exclude_faces:
+            rules.append(f"not the person(s) of {', '.join(self.exclude_faces)}")
+        if self.tracks_select:
+            rules.append(f"the track ids of {self.tracks_select}")
+        return "faces restored: " + ("; ".join(rules) if rules else "all tracked faces")
+
+
+@dataclass
 class AlignConfig:
     """Warping faces to the model's template and back."""
 
@@ -323,6 +378,7 @@ class Config:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     input: InputConfig = field(default_factory=InputConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
@@ -487,6 +543,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type = Config) -> None:
         kwargs: dict[str, Any] = {"default": None, "help": help_text or None, "dest": flag.dest}
         if option.base is bool:
             kwargs.update(action="store_const", const=not flag.invert)
+        elif flag.repeat:
+            kwargs.update(action="append", type=flag.parse or str, metavar=flag.metavar)
         else:
             kwargs["type"] = flag.parse or str
             if option.choices:
@@ -637,9 +695,17 @@ _NONE_WORDS = ("none", "null", "")
 
 
 def _coerce(value: Any, annotation: Any, label: str, source: str) -> Any:
-    """Convert a value to bool, int, float, str or a Literal's member; ConfigError if it is not one."""
+    """Convert a value to bool, int, float, str, a Literal's member or a tuple of one of them; ConfigError if it
+    is not one."""
     if typing.get_origin(annotation) is Literal:
         return _literal_member(value, annotation, label, source)
+    if typing.get_origin(annotation) is tuple:  # tuple[str, ...]: a list, or one string of items split by ';'
+        items = value.split(";") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{source}: {label} must be a list, got {value!r}")
+        (item_type, _) = typing.get_args(annotation)
+        return tuple(_coerce(item.strip() if isinstance(item, str) else item, item_type, label, source)
+                     for item in items if not (isinstance(item, str) and not item.strip()))  # fmt: skip
     convert = _CONVERTERS.get(annotation)
     if convert is None:
         raise TypeError(f"config fields take bool, int, float, str or a Literal, not {annotation}")

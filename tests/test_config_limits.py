@@ -42,7 +42,8 @@ def _bad_and_good(option: Option) -> tuple[object, object]:
     if isinstance(constraint, Choice):
         return "nosuch", next(n for n in constraint.names if n != option.default)
     if isinstance(constraint, Match):
-        return "gpu0", "cpu" if option.default != "cpu" else "auto"
+        assert constraint.problem(constraint.example) is None and constraint.example != option.default
+        return "gpu0", constraint.example
     assert isinstance(constraint, Range)
     step = 1 if option.base is int else 0.5
     if constraint.high is not None:

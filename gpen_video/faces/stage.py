@@ -208,7 +208,7 @@ class FaceStage:
         period = sync_period(self.config, pts_seconds)
         sync = period is not None and self._period is not None and period != self._period
         self._period = period
-        if self.tracker.update(index, image, cut=cut, sync=sync) != cut and self.scene_cuts is not None:
+        if self.tracker.update(index, image, cut=cut, sync=sync, period=period) != cut and self.scene_cuts is not None:
             self.scene_cuts.retract(index)
         self._frames += 1
         self._last_pushed = index

@@ -38,6 +38,10 @@ from gpen_video.faces.types import Detections, face_box, face_scale, frontalness
 log = logging.getLogger(__name__)
 
 _DUPLICATE_IOU = 0.5
+#: track ids per sync period: the tracks started in period p are named PERIOD_IDS * p + 0, 1, 2 ...
+PERIOD_IDS = 1000
+#: where ids go in a period that starts more than ``PERIOD_IDS`` tracks
+OVERFLOW_IDS = 1_000_000_000
 _REFINE_THRESHOLD = 0.5  # a face already tracked needs less evidence than a new one
 _CONFIRM_AFTER = 2  # a new candidate's second look: the detector on its region this many frames after it appeared
 _ROLL_FREE = np.radians(3.0)  # roll away from the detected one (radians) that the refinement leaves as it is
@@ -70,7 +74,9 @@ class Tracker:
         self.orphaned = 0  # followed faces a sync frame's detection missed (followed on as orphans)
         self.orphans_taken_over = 0  # of those, the ones a new track took over
         self.shot_starts: list[int] = []  # first frame of each shot (index = shot number)
-        self._next_id = 0
+        self.period: int | None = None  # the sync period of the frame being tracked (``FaceStage`` sets it)
+        self._born = 0  # tracks started in this sync period so far (those that took a track over too)
+        self._overflow = 0  # tracks named past ``PERIOD_IDS`` in their period
         self._shot = 0
         self._last_keyframe: int | None = None
         self._redetect = False
@@ -78,12 +84,17 @@ class Tracker:
 
     # -- per frame --------------------------------------------------------------------------------
 
-    def update(self, index: int, image: np.ndarray, cut: bool = False, sync: bool = False) -> bool:
-        """Track the faces into frame ``index``; returns whether it starts a new shot. ``sync``: a sync frame.
+    def update(
+        self, index: int, image: np.ndarray, cut: bool = False, sync: bool = False, period: int | None = None
+    ) -> bool:
+        """Track the faces into frame ``index``; returns whether it starts a new shot. ``sync``: a sync frame;
+        ``period``: the sync period it falls in (None: no sync frames), which the new tracks' ids are named in.
 
         A reported ``cut`` is checked against the faces' measured motion first: where most tracked faces are
         followed into this frame by the pixels (a fast pan trips the content detector), the shot goes on.
         """
+        if period != self.period:
+            self.period, self._born = period, 0
         for track in [t for t in self.tracks if t.stop is not None and t.stop <= index]:
             self._end(track, until=index)
         self._measure_motion(index, image, list(self.tracks))
@@ -178,11 +189,19 @@ class Tracker:
         old.stop = index + follow_frames(self.config)
 
     def _name(self, born: list[Track]) -> None:
-        """Ids for the new tracks that took no track over, in the order they started."""
+        """Ids for the new tracks that took no track over: ``PERIOD_IDS`` × their sync period + the order they
+        started in it (tracks that took one over counted too). A track's id then depends only on the frames since
+        its period's sync frame, so a preview, a range or a batch segment that warms up from there names it as
+        the whole run does (a face already followed at that sync frame keeps the id it had before it there, which
+        a run starting later cannot know). Without sync frames, ids count from 0 over the whole run."""
         for track in born:
-            if track.id < 0:
-                track.id = self._next_id
-                self._next_id += 1
+            ordinal, self._born = self._born, self._born + 1
+            if track.id >= 0:
+                continue
+            if ordinal < PERIOD_IDS and (self.period or 0) >= 0:
+                track.id = PERIOD_IDS * (self.period or 0) + ordinal
+            else:  # a period with more births than ids, or before the stream's time 0: numbers no period uses
+                track.id, self._overflow = OVERFLOW_IDS + self._overflow, self._overflow + 1
 
     def _cut_vetoed(self, index: int, active: list[Track]) -> bool:
         """Whether most tracked faces are followed into frame ``index`` by their measured motion (one shot)."""

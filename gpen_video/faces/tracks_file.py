@@ -5,7 +5,8 @@ One JSON object a line, one line per face per frame, in release (frame) order::
     {"frame": 12, "pts": 0.5, "track": 3, "landmarks": [[x, y] × 5], "box": [x0, y0, x1, y1], "score": 0.998}
 
 With fusion on (``fusion.frames``), each row also has ``"fusion_weight"``: the frames in effect in that face's
-fused region (1: its own only; up to 2R + 1), written once the face is fused.
+fused region (1: its own only; up to 2R + 1), written once the face is fused. Where a selection rule is in force
+(``faces.selection``), each row has ``"restored"``, and a face left alone ``"skipped"``: the rule's reason.
 
 Coordinates are pixels of the upright frame (after display rotation), the same ones alignment uses.
 ``pts`` is the frame's presentation time in seconds, or null where the caller gave none.
@@ -40,8 +41,15 @@ class TracksFile:
             raise OutputError(f"cannot write the tracks file {self.path}: {exc.strerror}; choose another path") from exc
         self.lines = 0
 
-    def write(self, frame: FrameFaces, fusion_weights: Sequence[float] | None = None) -> None:
-        """``frame``'s faces, a row each; ``fusion_weights``: each face's mean fusion weight sum, where fusion ran."""
+    def write(
+        self,
+        frame: FrameFaces,
+        fusion_weights: Sequence[float | None] | None = None,
+        skipped: Sequence[str | None] | None = None,
+    ) -> None:
+        """``frame``'s faces, a row each; ``fusion_weights``: each face's mean fusion weight sum, where fusion ran
+        (None: a face not restored); ``skipped``: where a selection rule is in force, why each face is not restored
+        (None: it is)."""
         if self._file is None:
             raise OutputError(f"the tracks file {self.path} is already closed")
         for k, face in enumerate(frame.faces):
@@ -53,8 +61,12 @@ class TracksFile:
                 "box": [round(float(v), 2) for v in face.box],
                 "score": round(float(face.score), 4),
             }
-            if fusion_weights is not None:
+            if fusion_weights is not None and fusion_weights[k] is not None:
                 row["fusion_weight"] = round(float(fusion_weights[k]), 3)
+            if skipped is not None:
+                row["restored"] = skipped[k] is None
+                if skipped[k] is not None:
+                    row["skipped"] = skipped[k]
             self._file.write(json.dumps(row, separators=(",", ":")) + "\n")
             self.lines += 1
 

@@ -12,8 +12,10 @@ import numpy as np
 
 from gpen_video.align.fusion import FaceView, FusedFace, FusionSummary, FusionTally
 from gpen_video.config import Config
+from gpen_video.faces.selection import FaceSelector, SelectionSummary, face_selector
+from gpen_video.faces.stage import sync_period, warm_start
 from gpen_video.faces.tracks_file import TracksFile
-from gpen_video.faces.types import FacesSummary, FrameFaces
+from gpen_video.faces.types import FacesSummary, FrameFaces, TrackedFace
 from gpen_video.models.registry import resolve_template
 from gpen_video.run.frame_path import FramePath
 from gpen_video.run.records import Aligned, Decoded
@@ -41,9 +43,13 @@ class AlignStage:
         self.crop_size = crop_size
         self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
         self.radius, self.strength = config.fusion.frames, config.fusion.strength
-        # the --tracks file's rows: written as the faces are released, or with fusion on, once they are fused
-        self.tracks = tracks if self.radius else None
-        self.stage = FaceStage(config.faces, tracks=None if self.radius else tracks, workers=workers)
+        self.tracks = tracks  # the --tracks file's rows, written once each frame's faces are chosen (and fused)
+        self.stage = FaceStage(config.faces, workers=workers)
+        self.selector: FaceSelector | None = face_selector(config.selection, self.stage.detector)
+        self.faces_config = config.faces
+        self.settle = warm_start(config.faces, self.radius).settle_frames  # a selection period's lag on its sync
+        self.period: int | None = None  # the sync period of the last frame chosen
+        self.period_in: int | None = None  # frames until the next selection period (None: none coming)
         self.pending: dict[int, Decoded] = {}
         # frames with final faces: the ``radius`` already aligned before the next one, and those not aligned yet
         self.window: deque[tuple[FrameFaces, Decoded]] = deque()
@@ -79,23 +85,45 @@ class AlignStage:
         position = len(self.window) - self.ahead
         frame_faces, item = self.window[position]
         emit = self.wanted is None or self.wanted(item.frame.pts)
-        if frame_faces.faces and emit:
-            fused, weights = self._fused(position) if self.radius else (None, None)
-            crops = self.path.align(item.image, frame_faces.faces, self.crop_size, self.template, fused)
+        skipped = self._chosen(frame_faces, item)
+        faces = [face for face, skip in zip(frame_faces.faces, skipped, strict=True) if skip is None]
+        weights: list[float | None] | None = None
+        if faces and emit:
+            fused, fused_weights = self._fused(position, faces) if self.radius else (None, None)
+            crops = self.path.align(item.image, faces, self.crop_size, self.template, fused)
             aligned = Aligned(item.frame, emit, item.image, crops)
+            if fused_weights is not None:
+                taken = iter(fused_weights)
+                weights = [None if skip else next(taken) for skip in skipped]
         else:  # nothing to paste: the source samples go out as they are
-            aligned, weights = Aligned(item.frame, emit, None, None), None
+            aligned = Aligned(item.frame, emit, None, None)
         if self.tracks is not None and frame_faces.reported is not None:
-            self.tracks.write(replace(frame_faces, index=frame_faces.reported), weights)
+            reasons = skipped if self.selector is not None else None
+            self.tracks.write(replace(frame_faces, index=frame_faces.reported), weights, reasons)
         self.ahead -= 1
         while len(self.window) - self.ahead > self.radius:
             self.window.popleft()
         return aligned
 
-    def _fused(self, position: int) -> tuple[np.ndarray, list[float]]:
-        """The frame at ``position`` with each face fused with the same track's faces in the frames around it, and
-        each face's fusion weight sum."""
-        frame_faces, item = self.window[position]
+    def _chosen(self, frame_faces: FrameFaces, item: Decoded) -> list[str | None]:
+        """Each face's verdict (None: restored, else why not), the selection periods kept in step with the sync."""
+        period = sync_period(self.faces_config, item.frame.time)
+        if self.period is not None and period != self.period:  # a sync frame: a new selection period settles in
+            self.period_in = self.settle
+        self.period = period
+        if self.period_in is not None:
+            if self.period_in == 0 and self.selector is not None:
+                self.selector.new_period()
+            self.period_in = None if self.period_in == 0 else self.period_in - 1
+        if self.selector is None or not frame_faces.faces:
+            return [None] * len(frame_faces.faces)
+        counted = frame_faces.reported is not None
+        return self.selector.choose(frame_faces.index, frame_faces.faces, item.image, counted)
+
+    def _fused(self, position: int, faces: list[TrackedFace]) -> tuple[np.ndarray, list[float]]:
+        """The frame at ``position`` with each of ``faces`` fused with the same track's faces in the frames around
+        it, and each face's fusion weight sum."""
+        _, item = self.window[position]
         reach = range(max(position - self.radius, 0), min(position + self.radius + 1, len(self.window)))
         around = [self.window[q] for q in reach if q != position]
         jobs = [
@@ -108,14 +136,14 @@ class AlignStage:
                     if f.track_id == face.track_id
                 ],
             )
-            for face in frame_faces.faces
+            for face in faces
         ]
         pool = self.stage.pool  # idle while this thread fuses; results in order, so any number gives the same
         results: list[FusedFace] = (
             list(pool.map(self._fuse_one, jobs)) if pool is not None else [self._fuse_one(job) for job in jobs]
         )
         fused = item.image.copy()
-        for face, result in zip(frame_faces.faces, results, strict=True):
+        for face, result in zip(faces, results, strict=True):
             x0, y0, x1, y1 = result.box
             fused[y0:y1, x0:x1] = result.patch
             self.fusion.add(face.track_id, result)
@@ -129,3 +157,6 @@ class AlignStage:
 
     def fusion_summary(self) -> FusionSummary:
         return self.fusion.summary()
+
+    def selection_summary(self) -> SelectionSummary | None:
+        return self.selector.summary() if self.selector is not None else None

@@ -22,6 +22,7 @@ import numpy as np
 from gpen_video import __version__
 from gpen_video.align.fusion import FusionSummary
 from gpen_video.config import Config
+from gpen_video.faces.selection import SelectionSummary
 from gpen_video.faces.types import FacesSummary, TrackSummary
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.output import atomic_write_text
@@ -216,6 +217,7 @@ class RunReport:
     # the same, per face in its own aligned geometry (motion taken out), between consecutive frames of a track
     face_flicker: FlickerSummary | None = None
     fusion: FusionSummary | None = None
+    selection: SelectionSummary | None = None  # None: every face tracked was restored (no selection rule)
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -303,9 +305,12 @@ class RunReport:
             if self.bounding_stage and self.bounding_ms_per_frame is not None
             else ""
         )
+        left = sum(self.selection.faces_skipped.values()) if self.selection is not None else 0
         return (
-            f"{self.frames_written}/{self.frames_read} frames, {faces} faces in {tracks} tracks, "
-            f"{self.wall_seconds:.1f}s ({self.fps:.1f} fps{bound}), video {self.encode['codec']} "
+            f"{self.frames_written}/{self.frames_read} frames, {faces} faces in {tracks} tracks"
+            + (f" ({left} left alone by the selection)" if left else "")
+            + ", "
+            + f"{self.wall_seconds:.1f}s ({self.fps:.1f} fps{bound}), video {self.encode['codec']} "
             f"{self.encode['pix_fmt']}" + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
         )
 
@@ -317,6 +322,7 @@ class RunReport:
         data["flicker"] = asdict(self.flicker) if self.flicker is not None else {}
         data["face_flicker"] = asdict(self.face_flicker) if self.face_flicker is not None else {}
         data["fusion"] = asdict(self.fusion) if self.fusion is not None else {}
+        data["selection"] = self.selection.to_dict() if self.selection is not None else {}
         data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data
 

@@ -77,6 +77,7 @@ class RunStages:
         report.flicker = self.composer.flicker.summary()
         report.face_flicker = self.composer.face_flicker.summary()
         report.fusion = self.faces.fusion_summary()
+        report.selection = self.faces.selection_summary()
         report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
                                         str(restorer.device or "host"), restorer.precision_label,
                                         self.path.on_device)  # fmt: skip

@@ -1,0 +1,182 @@
+"""Face selection (``faces.selection``): the faces a rule leaves out keep the source's samples bit for bit, the
+others are restored, and the ``--tracks`` rows say which and why.
+
+The clip is made by the ffmpeg CLI from insightface's t1.jpg (six people, face boxes 64–92 px tall at this size),
+a slow pan, H.264 in; each output is FFV1, so its decoded planes are what the run wrote. Source and output planes
+are compared inside each face's box as the ``--tracks`` rows give it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conformance_cases import ffmpeg_exe
+
+from gpen_video.cli import main
+from gpen_video.config import SelectionConfig, load_config
+from gpen_video.errors import ConfigError
+from gpen_video.faces.selection import FaceSelector, TrackList
+from gpen_video.faces.types import TrackedFace, face_box
+from gpen_video.synthetic import faces_image_path
+
+FFMPEG = ffmpeg_exe()
+FRAMES = 24
+LOSSLESS = ("--model", "identity", "--video-codec", "ffv1", "-q")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("selection") / "six.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-loop", "1", "-framerate", "24", "-t", "1", "-i", str(faces_image_path()),
+                    "-vf", "scale=720:-2,crop=640:264:'t*10':14,format=yuv420p", "-c:v", "libx264", "-crf", "12",
+                    str(path)], check=True)  # fmt: skip
+    return path
+
+
+def _planes(path: Path) -> list[np.ndarray]:
+    """Each decoded picture's luma plane."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="gray") for frame in container.decode(video=0)]
+
+
+def _rows(path: Path) -> dict[int, list[dict]]:
+    rows: dict[int, list[dict]] = defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        rows[row["frame"]].append(row)
+    return rows
+
+
+def _restore(clip: Path, name: str, *options: str) -> tuple[dict[int, list[dict]], list[np.ndarray], dict]:
+    folder = clip.parent
+    out = folder / f"{name}.mkv"
+    code = main(["restore", str(clip), "-o", str(out), "--tracks", str(folder / f"{name}.jsonl"),
+                 "--report", str(folder / f"{name}.json"), "--overwrite", *LOSSLESS, *options])  # fmt: skip
+    assert code == 0
+    return _rows(folder / f"{name}.jsonl"), _planes(out), json.loads((folder / f"{name}.json").read_text())
+
+
+def _changed(source: np.ndarray, output: np.ndarray, box: list[float]) -> int:
+    """Samples that differ inside the box (its inner two thirds: clear of a neighbour's feathered mask)."""
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) / 6, (y1 - y0) / 6
+    sl = np.s_[int(y0 + my) : int(y1 - my), int(x0 + mx) : int(x1 - mx)]
+    return int(np.count_nonzero(source[sl] != output[sl]))
+
+
+@pytest.fixture(scope="module")
+def plain(clip: Path) -> tuple[dict[int, list[dict]], list[np.ndarray], dict]:
+    return _restore(clip, "plain")
+
+
+def _check_pixels(clip: Path, rows: dict[int, list[dict]], planes: list[np.ndarray]) -> tuple[set[int], set[int]]:
+    """(tracks restored, tracks left alone) over the clip; a face left alone is the source's, bit for bit, and a
+    face restored changed."""
+    source = _planes(clip)
+    restored, alone = set(), set()
+    for frame, faces in rows.items():
+        for row in faces:
+            changed = _changed(source[frame], planes[frame], row["box"])
+            if row["restored"]:
+                restored.add(row["track"])
+                assert changed > 0, f"frame {frame}: track {row['track']} was to be restored but is the source's"
+            else:
+                alone.add(row["track"])
+                assert changed == 0, f"frame {frame}: track {row['track']} left alone, yet {changed} samples changed"
+    return restored, alone
+
+
+def test_the_largest_face_alone_is_restored(clip: Path, plain) -> None:  # type: ignore[no-untyped-def]
+    plain_rows = plain[0]
+    assert len({row["track"] for faces in plain_rows.values() for row in faces}) >= 5
+    assert all("restored" not in row for faces in plain_rows.values() for row in faces), "no rule: rows as before"
+    rows, planes, report = _restore(clip, "largest", "--faces", "largest")
+    restored, alone = _check_pixels(clip, rows, planes)
+    heights = {row["track"]: row["box"][3] - row["box"][1] for faces in plain_rows.values() for row in faces}
+    assert restored == {max(heights, key=heights.__getitem__)}
+    assert len(alone) >= 4 and all(row.get("skipped") in (None, "not_largest") for f in rows.values() for row in f)
+    assert report["selection"]["faces_restored"] == len(rows) == FRAMES
+    assert report["selection"]["faces_skipped"] == {"not_largest": sum(len(f) for f in rows.values()) - FRAMES}
+
+
+def test_a_height_rule_and_a_track_list(clip: Path, plain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plain_rows = plain[0]
+    tallest: dict[int, float] = {}
+    for faces in plain_rows.values():
+        for row in faces:
+            tallest[row["track"]] = max(tallest.get(row["track"], 0.0), row["box"][3] - row["box"][1])
+    rows, planes, _ = _restore(clip, "tall", "--min-face-height", "72")
+    restored, alone = _check_pixels(clip, rows, planes)
+    assert restored == {t for t, h in tallest.items() if h >= 72} and alone == {t for t, h in tallest.items() if h < 72}
+    assert restored and alone
+    skip = sorted(tallest)[:2]
+    listing = tmp_path / "skip.txt"
+    listing.write_text(f"# from the preview\n-{skip[0]}\n-{skip[1]}  # a poster\n", encoding="utf-8")
+    rows, planes, _ = _restore(clip, "listed", "--tracks-select", str(listing))
+    restored, alone = _check_pixels(clip, rows, planes)
+    assert alone == set(skip) and restored == set(tallest) - set(skip)
+
+
+def test_a_track_list_file_is_checked(tmp_path: Path) -> None:
+    good = tmp_path / "ids.txt"
+    good.write_text("3, 5\n-7\n\n", encoding="utf-8")
+    listed = TrackList.read(good)
+    assert (listed.keep, listed.skip) == ({3, 5}, {7})
+    assert [listed.reason(t) for t in (3, 4, 7)] == [None, "tracks_select", "tracks_select"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("3\nface-4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.txt:2: 'face-4' is not a track id"):
+        TrackList.read(bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="lists no track id"):
+        TrackList.read(empty)
+
+
+def _face(track: int, height: float, x: float = 100.0) -> TrackedFace:
+    """A frontal face whose box (``face_box``) is ``height`` px tall."""
+    unit = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, 0.5], [-0.4, 1.0], [0.4, 1.0]])
+    scale = height / 2.8  # face_box is 2.8 face scales tall; the face scale is eyes to mouth
+    landmarks = (unit * scale + [x, 200.0]).astype(np.float32)
+    return TrackedFace(track, landmarks, face_box(landmarks).astype(np.float32), 0.99)
+
+
+def _verdicts(selector: FaceSelector, frames: list[list[TrackedFace]]) -> list[list[str | None]]:
+    return [selector.choose(k, faces, np.zeros((8, 8, 3), np.uint8), True) for k, faces in enumerate(frames)]
+
+
+def test_largest_holds_its_choice_until_clearly_outgrown() -> None:
+    """Two faces of about a size do not trade the place frame by frame; a clearly larger one takes it."""
+    selector = FaceSelector(SelectionConfig(faces="largest"))
+    heights_b = [98, 103, 97, 104, 99, 160, 170, 180]
+    frames = [[_face(1, 100), _face(2, b, 300)] for b in heights_b]
+    verdicts = _verdicts(selector, frames)
+    chosen = [
+        [f.track_id for f, v in zip(faces, row, strict=True) if v is None]
+        for faces, row in zip(frames, verdicts, strict=True)
+    ]
+    assert chosen[:5] == [[1]] * 5, "a face a few percent larger does not take the place"
+    assert chosen[-1] == [2], "a face clearly larger (on average over its track) does"
+    assert all(len(c) == 1 for c in chosen)
+
+
+def test_a_size_decision_holds_for_the_track_and_starts_afresh_each_period() -> None:
+    selector = FaceSelector(SelectionConfig(min_face_height=100))
+    frames = [[_face(1, h)] for h in (90, 101, 95, 90)]
+    assert [v[0] for v in _verdicts(selector, frames)] == ["min_face_height", None, None, None]
+    selector.new_period()  # a selection period: judged again on what it has seen since
+    assert [v[0] for v in _verdicts(selector, [[_face(1, 95)], [_face(1, 102)]])] == ["min_face_height", None]
+
+
+def test_the_selection_is_in_the_plan_line() -> None:
+    config = load_config("default", {"selection.faces": "2", "selection.min_face_height": "80"})
+    assert config.selection.describe() == (
+        "faces restored: the 2 face(s) of each frame; tracks whose face reaches 80 px"
+    )
+    assert load_config("default").selection.describe() == "faces restored: all tracked faces"
