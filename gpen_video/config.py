@@ -119,6 +119,10 @@ class PerJob:
     """Set once for a whole batch job (``--overwrite``, ``--start``): a manifest row may not set it per file."""
 
 
+class FileNamed:
+    """Names a file (or files): a batch manifest's relative path is taken from the manifest's folder, as its inputs."""
+
+
 class Neutral:
     """Changes no output byte (or is read by nothing yet): left out of the batch job's settings hash."""
 
@@ -280,14 +284,17 @@ class SelectionConfig:
     ] = 0.0
     reference_faces: Annotated[
         tuple[str, ...],
+        FileNamed,
         Flag("--reference-face", "restore only the tracks of the person in this image (repeatable)", repeat=True),
     ] = ()
     exclude_faces: Annotated[
         tuple[str, ...],
+        FileNamed,
         Flag("--exclude-face", "leave the tracks of the person in this image alone (repeatable)", repeat=True),
     ] = ()
     tracks_select: Annotated[
         str | None,
+        FileNamed,
         Flag("--tracks-select", "a file of track ids: restore only those listed, or skip those listed as -ID"),
     ] = None
     # a track is compared with the reference and excluded faces on its first frame given out, and again every this
@@ -453,6 +460,7 @@ class Option:
     flag: Flag | None
     per_job: bool
     neutral: bool
+    file_named: bool = False
 
     @property
     def choices(self) -> tuple[Any, ...]:
@@ -506,6 +514,7 @@ def _section_options(cls: type) -> dict[str, Option]:
             flag=next((e for e in extras if isinstance(e, Flag)), None),
             per_job=any(e is PerJob for e in extras),
             neutral=any(e is Neutral for e in extras),
+            file_named=any(e is FileNamed for e in extras),
         )
     return result
 
@@ -601,6 +610,11 @@ def alias_override(name: str, value: Any, source: str = "manifest") -> tuple[str
     if option.flag is not None and option.flag.invert:
         return option.dotted, not _coerce(value, bool, f"'{name}'", source)
     return option.dotted, value
+
+
+def file_named_fields() -> frozenset[str]:
+    """The dotted names of the options that name files (``FileNamed``)."""
+    return frozenset(o.dotted for o in options(Config) if o.file_named)
 
 
 def per_job_fields() -> frozenset[str]:

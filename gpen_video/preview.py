@@ -76,9 +76,10 @@ def run_preview(
     info = info or probe(input_path)
     report = run_restore(RestoreJob(input_path, outputs.restored, config, progress=progress, info=info))
     wanted = _contact_frames(report.tracks)
+    captions = _captions(report)
     before_after: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     if outputs.comparison is None and not wanted:  # no comparison clip and no crops: nothing to read again
-        _write_contact_sheet(outputs.contact_sheet, before_after)
+        _write_contact_sheet(outputs.contact_sheet, before_after, captions)
         return PreviewResult(outputs, report)
     reader = VideoReader(input_path, info, config.reader, config.start, config.duration)
     reader.side_streams = []  # the comparison needs the video only: no audio demuxed past the range
@@ -106,7 +107,7 @@ def run_preview(
                 break  # no comparison clip: the range is read up to the contact sheet's last crop only
         if sink is not None:
             sink.finish()
-    _write_contact_sheet(outputs.contact_sheet, before_after)
+    _write_contact_sheet(outputs.contact_sheet, before_after, captions)
     return PreviewResult(outputs, report)
 
 
@@ -116,6 +117,18 @@ def _contact_frames(tracks: list[TrackSummary]) -> dict[int, list[tuple[int, lis
     for track in tracks:
         wanted.setdefault(track.sample_frame, []).append((track.id, list(track.sample_box)))
     return wanted
+
+
+def _captions(report: RunReport) -> dict[int, list[str]]:
+    """Each track's lines on the contact sheet: its id (what ``--tracks-select`` takes) and face height, and
+    whether it was restored (and why not, where a selection rule left it alone)."""
+    selected = report.selection.tracks if report.selection is not None else {}
+    captions = {}
+    for track in report.tracks:
+        height = track.sample_box[3] - track.sample_box[1]
+        verdict = selected[track.id].describe() if track.id in selected else "restored"
+        captions[track.id] = [f"track {track.id}  {height:.0f} px", verdict]
+    return captions
 
 
 def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
@@ -128,12 +141,17 @@ def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     return cv2.warpAffine(image, affine, (_TILE, _TILE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
 
 
-def _write_contact_sheet(path: Path, crops: dict[int, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+def _write_contact_sheet(
+    path: Path, crops: dict[int, list[tuple[np.ndarray, np.ndarray]]], captions: dict[int, list[str]]
+) -> None:
     tiles = []
     for track_id in sorted(crops):
         before, after = crops[track_id][0]
         tile = np.concatenate([before, after], axis=1)
-        cv2.putText(tile, f"track {track_id}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        for line, text in enumerate(captions.get(track_id, [f"track {track_id}"])):
+            for colour, weight in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # outlined: legible on any face
+                cv2.putText(tile, text, (6, 18 + 18 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, weight,
+                            cv2.LINE_AA)  # fmt: skip
         tiles.append(tile)
     if not tiles:
         sheet = np.full((_TILE, 2 * _TILE, 3), 32, np.uint8)

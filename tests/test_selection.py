@@ -23,6 +23,8 @@ from gpen_video.config import SelectionConfig, load_config
 from gpen_video.errors import ConfigError
 from gpen_video.faces.selection import FaceSelector, TrackList
 from gpen_video.faces.types import TrackedFace, face_box
+from gpen_video.jobs.inputs import discover
+from gpen_video.preview import _captions, run_preview
 from gpen_video.synthetic import faces_image_path
 
 FFMPEG = ffmpeg_exe()
@@ -32,7 +34,7 @@ LOSSLESS = ("--model", "identity", "--video-codec", "ffv1", "-q")
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("selection") / "six.mp4"
+    path = tmp_path_factory.mktemp("selection") / "six.mkv"
     subprocess.run([FFMPEG, "-v", "error", "-loop", "1", "-framerate", "24", "-t", "1", "-i", str(faces_image_path()),
                     "-vf", "scale=720:-2,crop=640:264:'t*10':14,format=yuv420p", "-c:v", "libx264", "-crf", "12",
                     str(path)], check=True)  # fmt: skip
@@ -180,3 +182,32 @@ def test_the_selection_is_in_the_plan_line() -> None:
         "faces restored: the 2 face(s) of each frame; tracks whose face reaches 80 px"
     )
     assert load_config("default").selection.describe() == "faces restored: all tracked faces"
+
+
+def test_a_manifest_row_selects_faces_for_its_file(clip: Path, tmp_path: Path) -> None:
+    """Per-file columns: the rule by its flag's name, a file named relative to the manifest (as its inputs are); the
+    batch's output is the one a plain restore with the same flags writes."""
+    folder = tmp_path / "reels"
+    folder.mkdir()
+    (folder / "six.mkv").write_bytes(clip.read_bytes())
+    (folder / "skip.txt").write_text("-0\n", encoding="utf-8")
+    manifest = folder / "jobs.csv"
+    manifest.write_text("input,faces,tracks_select\nsix.mkv,largest,skip.txt\n", encoding="utf-8")
+    (item,) = discover([manifest], tmp_path / "out")
+    assert item.overrides == {"selection.faces": "largest", "selection.tracks_select": str(folder / "skip.txt")}
+    code = main(["batch", str(manifest), "-o", str(tmp_path / "out"), *LOSSLESS])
+    assert code == 0
+    batch = _planes(next((tmp_path / "out").glob("six.*")))
+    rows, planes, _ = _restore(clip, "largest-skip", "--faces", "largest", "--tracks-select", str(folder / "skip.txt"))
+    assert all(np.array_equal(a, b) for a, b in zip(batch, planes, strict=True))
+    assert not any(row["restored"] for row in rows[0] if row["track"] == 0)
+
+
+def test_the_contact_sheet_names_each_track_and_its_verdict(clip: Path, tmp_path: Path) -> None:
+    config = load_config("default", {"restore.model": "identity", "selection.faces": "largest"})
+    result = run_preview(clip, config, compare="none", prefix=tmp_path / "pv")
+    captions = _captions(result.report)
+    assert len(captions) >= 5 and result.outputs.contact_sheet.is_file()
+    verdicts = sorted(lines[1] for lines in captions.values())
+    assert verdicts[-1] == "restored" and set(verdicts[:-1]) == {"left alone: not largest"}
+    assert all(lines[0].startswith(f"track {t}  ") and lines[0].endswith(" px") for t, lines in captions.items())

@@ -142,12 +142,21 @@ class _TrackState:
 
 
 @dataclass
-class _TrackTotals:
+class TrackSelection:
     """What happened to one track over the run (the report's per-track line)."""
 
     restored: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     distance: float | None = None
+
+    def describe(self) -> str:
+        """A few words: restored, left alone and why, or both with the frames of each."""
+        if not self.skipped:
+            return "restored"
+        why = ", ".join(reason.replace("_", " ") for reason, _ in self.skipped.most_common())
+        if not self.restored:
+            return f"left alone: {why}"
+        return f"restored {self.restored}/{self.restored + self.skipped.total()} frames; else {why}"
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ class SelectionSummary:
     rules: str
     faces_restored: int
     faces_skipped: dict[str, int]
-    tracks: dict[int, _TrackTotals]
+    tracks: dict[int, TrackSelection]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,7 +209,7 @@ class FaceSelector:
         self.limit = 0 if config.faces == "all" else 1 if config.faces == "largest" else int(config.faces)
         self.state: dict[int, _TrackState] = {}
         self.chosen: set[int] = set()  # ``--faces``: the tracks chosen in the frame before
-        self.totals: dict[int, _TrackTotals] = {}
+        self.totals: dict[int, TrackSelection] = {}
 
     @property
     def active(self) -> bool:
@@ -220,7 +229,7 @@ class FaceSelector:
         if self.limit:
             reasons = self._largest(faces, reasons)
         for face, reason in zip(faces, reasons, strict=True) if counted else ():
-            totals = self.totals.setdefault(face.track_id, _TrackTotals())
+            totals = self.totals.setdefault(face.track_id, TrackSelection())
             if reason is None:
                 totals.restored += 1
             else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpen_video.config import alias_override, load_config, per_job_fields
+from gpen_video.config import alias_override, file_named_fields, load_config, per_job_fields
 from gpen_video.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _from_manifest(manifest: Path, output_dir: Path) -> list[BatchItem]:
                 rel = path.resolve().relative_to(manifest.parent.resolve())
             except ValueError:
                 rel = Path(path.name)
-        overrides = _overrides(row, where)
+        overrides = _overrides(row, where, manifest.parent)
         items.append(_item(path, output_dir, rel, overrides, keep_suffix=bool(out)))
     return items
 
@@ -143,14 +143,17 @@ def _read_manifest(manifest: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _overrides(row: dict[str, Any], where: str) -> dict[str, Any]:
-    """A row's per-file settings as dotted overrides, checked now (not halfway through the job)."""
+def _overrides(row: dict[str, Any], where: str, folder: Path) -> dict[str, Any]:
+    """A row's per-file settings as dotted overrides, checked now (not halfway through the job); the files a
+    setting names, relative to the manifest's ``folder`` as the inputs are (a ';' between several)."""
     overrides: dict[str, Any] = {}
     try:
         for name, value in row.items():
             dotted, value = alias_override(name, value, source=where)  # flag names (crf, no_smooth) or dotted
             if dotted in per_job_fields():
                 raise InputError(f"{where}: '{name}' cannot be set per file in a batch job")
+            if dotted in file_named_fields() and isinstance(value, str):
+                value = ";".join(str(folder / part.strip()) for part in value.split(";") if part.strip())
             overrides[dotted] = value
         load_config(None, overrides, source=where)
     except ConfigError as exc:
