@@ -297,6 +297,11 @@ class SelectionConfig:
         FileNamed,
         Flag("--tracks-select", "a file of track ids: restore only those listed, or skip those listed as -ID"),
     ] = None
+    # leave faces alone that are not human (a cartoon, an animal, a face found in a texture): dlib's HOG face detector
+    # judges each track (``faces.human_check``); auto: where dlib is installed (the identity extra)
+    human_check: Annotated[
+        Literal["auto", "on", "off"], Flag("--human-check", "leave non-human faces (cartoons, animals) alone")
+    ] = "auto"
     # a track is compared with the reference and excluded faces on its first frame given out, and again every this
     # many frames while its face is too turned or too small to judge (``faces.selection.JUDGED_*``)
     recheck_frames: Annotated[int, Range(1)] = 12
@@ -315,6 +320,8 @@ class SelectionConfig:
             rules.append(f"not the person(s) of {', '.join(self.exclude_faces)}")
         if self.tracks_select:
             rules.append(f"the track ids of {self.tracks_select}")
+        if self.human_check != "off":
+            rules.append("human faces only" + (" (where dlib is installed)" if self.human_check == "auto" else ""))
         return "faces restored: " + ("; ".join(rules) if rules else "all tracked faces")
 
 

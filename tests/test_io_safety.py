@@ -132,8 +132,8 @@ def test_probe_plan_lists_every_stream_with_its_action(small_clip: Path, tmp_pat
     preset.write_text("fusion:\n  frames: 3\n  strength: 0.5\nselection:\n  faces: largest\n", encoding="utf-8")
     fused = run_cli("probe", "--plan", small_clip, "--config", preset)
     assert "fusion: 3 frame(s) each side of each face along its track, strength 0.5" in fused.stdout, fused.stderr
-    assert "faces restored: all tracked faces" in result.stdout
-    assert "faces restored: the largest face of each frame" in fused.stdout
+    assert "faces restored: human faces only (where dlib is installed)" in result.stdout
+    assert "faces restored: the largest face of each frame; human" in fused.stdout
 
 
 def test_container_caps_come_from_ffmpeg() -> None:

@@ -97,7 +97,7 @@ def _check_pixels(clip: Path, rows: dict[int, list[dict]], planes: list[np.ndarr
 def test_the_largest_face_alone_is_restored(clip: Path, plain) -> None:  # type: ignore[no-untyped-def]
     plain_rows = plain[0]
     assert len({row["track"] for faces in plain_rows.values() for row in faces}) >= 5
-    assert all("restored" not in row for faces in plain_rows.values() for row in faces), "no rule: rows as before"
+    assert all(row["restored"] for faces in plain_rows.values() for row in faces), "six people: all human"
     rows, planes, report = _restore(clip, "largest", "--faces", "largest")
     restored, alone = _check_pixels(clip, rows, planes)
     heights = {row["track"]: row["box"][3] - row["box"][1] for faces in plain_rows.values() for row in faces}
@@ -179,9 +179,11 @@ def test_a_size_decision_holds_for_the_track_and_starts_afresh_each_period() -> 
 def test_the_selection_is_in_the_plan_line() -> None:
     config = load_config("default", {"selection.faces": "2", "selection.min_face_height": "80"})
     assert config.selection.describe() == (
-        "faces restored: the 2 face(s) of each frame; tracks whose face reaches 80 px"
+        "faces restored: the 2 face(s) of each frame; tracks whose face reaches 80 px; human faces only (where dlib "
+        "is installed)"
     )
-    assert load_config("default").selection.describe() == "faces restored: all tracked faces"
+    off = load_config("default", {"selection.human_check": "off"})
+    assert off.selection.describe() == "faces restored: all tracked faces"
 
 
 def test_a_manifest_row_selects_faces_for_its_file(clip: Path, tmp_path: Path) -> None:
@@ -211,3 +213,97 @@ def test_the_contact_sheet_names_each_track_and_its_verdict(clip: Path, tmp_path
     verdicts = sorted(lines[1] for lines in captions.values())
     assert verdicts[-1] == "restored" and set(verdicts[:-1]) == {"left alone: not largest"}
     assert all(lines[0].startswith(f"track {t}  ") and lines[0].endswith(" px") for t, lines in captions.items())
+
+
+def _reference_photo(folder: Path, k: int) -> tuple[Path, np.ndarray]:
+    """Photo face ``k`` as another picture of the person: cut from t1.jpg, turned 6°, at 0.8× (a PNG), and where
+    its landmarks fall at the clip's frame 0 (t1.jpg at 720/1280, 14 px cropped off the top)."""
+    import cv2
+    from faces_helpers import photo_landmarks
+
+    from gpen_video.synthetic import faces_image
+
+    landmarks = photo_landmarks()[k]
+    centre = landmarks.mean(0)
+    turn = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 6.0, 0.8)
+    turn[:, 2] += np.array([160.0, 160.0]) - centre
+    path = folder / f"person{k}.png"
+    cv2.imwrite(str(path), cv2.warpAffine(faces_image(), turn, (320, 320), flags=cv2.INTER_AREA))
+    return path, landmarks * (720 / 1280) - [0.0, 14.0]
+
+
+def _track_at(rows: dict[int, list[dict]], landmarks: np.ndarray) -> int:
+    nearest = min(rows[0], key=lambda row: float(np.linalg.norm(np.mean(row["landmarks"], 0) - landmarks.mean(0))))
+    return int(nearest["track"])
+
+
+def test_a_reference_face_restores_that_person_alone(clip: Path, tmp_path: Path) -> None:
+    """The person of another picture (turned, smaller) is found among the six by the recogniser: only their track
+    is restored, the other faces are the source's bit for bit; ``--exclude-face`` turns that round."""
+    photo, landmarks = _reference_photo(tmp_path, 2)
+    rows, planes, report = _restore(clip, "reference", "--reference-face", str(photo))
+    restored, alone = _check_pixels(clip, rows, planes)
+    person = _track_at(rows, landmarks)
+    assert restored == {person} and len(alone) >= 4
+    distances = {t["id"]: t["reference_distance"] for t in report["selection"]["tracks"]}
+    assert distances[person] < 0.45 < min(d for t, d in distances.items() if t != person)
+    assert report["selection"]["faces_skipped"] == {"not_reference": sum(len(f) for f in rows.values()) - FRAMES}
+    rows, planes, _ = _restore(clip, "exclude", "--exclude-face", str(photo))
+    restored, alone = _check_pixels(clip, rows, planes)
+    assert alone == {person} and len(restored) >= 4
+
+
+SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
+
+
+def _cartoon() -> tuple[np.ndarray, np.ndarray]:
+    """A drawn cartoon face (round head, dot eyes, a nose, a smile) and its five points."""
+    import cv2
+
+    image = np.full((400, 400, 3), (90, 160, 210), np.uint8)
+    cv2.circle(image, (200, 200), 110, (40, 200, 250), -1)
+    for x in (165, 235):
+        cv2.circle(image, (x, 170), 14, (20, 20, 20), -1)
+        cv2.circle(image, (x - 5, 165), 4, (255, 255, 255), -1)
+    cv2.ellipse(image, (200, 205), (8, 6), 0, 0, 360, (30, 60, 200), -1)
+    cv2.ellipse(image, (200, 225), (38, 22), 0, 10, 170, (20, 20, 80), 4)
+    return image, np.array([[165, 170], [235, 170], [200, 205], [165, 238], [235, 238]], np.float64)
+
+
+def test_the_human_check_tells_people_from_cartoons_animals_and_textures() -> None:
+    """Real faces (t1.jpg's six people, scikit-image's astronaut) score above ``HUMAN_MIN_SCORE``; a cat (its eyes,
+    nose and mouth placed by hand), a drawn cartoon and face-shaped patches of grass and gravel below it."""
+    import cv2
+    from faces_helpers import mtcnn, photo_landmarks
+
+    from gpen_video.faces.human_check import HUMAN_MIN_SCORE, HumanFaceCheck
+    from gpen_video.synthetic import faces_image
+
+    check = HumanFaceCheck()
+    people = [check.score(faces_image(), lm) for lm in photo_landmarks()]
+    astronaut = cv2.imread(str(SKIMAGE_DATA / "astronaut.png"))
+    people += [check.score(astronaut, lm) for lm in mtcnn().detect(astronaut).landmarks]
+    cat = cv2.imread(str(SKIMAGE_DATA / "chelsea.png"))
+    others = [check.score(cat, np.array([[172, 113], [318, 136], [265, 240], [235, 275], [292, 280]], np.float64))]
+    others.append(check.score(*_cartoon()))
+    layout = np.array([[170, 170], [230, 170], [200, 205], [175, 235], [225, 235]], np.float64)
+    for name in ("grass.png", "gravel.png"):
+        others.append(check.score(cv2.resize(cv2.imread(str(SKIMAGE_DATA / name)), (512, 512)), layout))
+    assert len(people) == 7 and min(people) >= HUMAN_MIN_SCORE + 0.2, people
+    assert max(others) < HUMAN_MIN_SCORE - 0.5, others
+
+
+def test_a_cartoon_track_is_left_alone_until_the_check_is_off() -> None:
+    """The drawn face, followed over frames (a detector that takes it for a face), is judged not human once, on its
+    first frame, and held so; with the check off it is restored."""
+    from gpen_video.faces.human_check import HumanFaceCheck
+
+    image, points = _cartoon()
+    box = face_box(points).astype(np.float32)
+    shift = [np.array([k, 0.0]) for k in range(6)]
+    frames = [[TrackedFace(7, (points + s).astype(np.float32), box + np.tile(s, 2), 0.97)] for s in shift]
+    on = FaceSelector(SelectionConfig(), human=HumanFaceCheck())
+    assert [on.choose(k, faces, image, True) for k, faces in enumerate(frames)] == [["not_human"]] * 6
+    assert on.summary().tracks[7].human_score < 0 and on.summary().faces_skipped == {"not_human": 6}
+    off = FaceSelector(SelectionConfig(human_check="off"))
+    assert not off.active and [off.choose(k, f, image, True) for k, f in enumerate(frames)] == [[None]] * 6

@@ -6,6 +6,8 @@ The rules, in the order they are asked:
 - ``--tracks-select FILE``: the track ids listed are restored (or, listed as ``-ID``, skipped);
 - ``--min-face-height`` / ``--min-face-score``: a track is restored once its face box has been that tall, its mean
   detection score that high;
+- ``--human-check``: a track is left alone once its first face frontal enough to judge (``JUDGED_FRONTAL``) is
+  not a human one (``faces.human_check``: cartoons, animals, faces found in textures);
 - ``--reference-face`` / ``--exclude-face``: a track is restored only if the recogniser takes it for one of the
   reference people (``faces.recognizers``, by the model's own distance and threshold), and not if it takes it for
   an excluded one; a track is judged on its first face frontal and large enough to tell (``JUDGED_FRONTAL``,
@@ -22,6 +24,7 @@ of the track; at a period's start a track is judged again (only a face close to 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +36,11 @@ import numpy as np
 from gpen_video.config import SelectionConfig
 from gpen_video.errors import ConfigError, InputError
 from gpen_video.faces.detectors.base import Detector
+from gpen_video.faces.human_check import HUMAN_MIN_SCORE, HumanFaceCheck
 from gpen_video.faces.recognizers.base import Recognizer
 from gpen_video.faces.types import TrackedFace, face_scale, frontalness
+
+log = logging.getLogger(__name__)
 
 #: a face is compared with the reference people once it is at least this frontal (0 profile .. 1 frontal) ...
 JUDGED_FRONTAL = 0.5
@@ -44,7 +50,9 @@ JUDGED_SCALE = 12.0
 SIZE_MARGIN = 1.15
 
 #: why a face was not restored, as the report and the ``--tracks`` rows name it
-SKIP_REASONS = ("tracks_select", "min_face_height", "min_face_score", "not_reference", "excluded", "not_largest")
+SKIP_REASONS = (
+    "tracks_select", "min_face_height", "min_face_score", "not_human", "not_reference", "excluded", "not_largest"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,8 @@ class _TrackState:
     identity: str | None = None  # the identity rules' reason not to restore it, once judged
     judged: bool = False
     distance: float | None = None
+    human: bool | None = None  # None: not judged yet (no face frontal enough in this period)
+    human_score: float | None = None
 
 
 @dataclass
@@ -148,6 +158,7 @@ class TrackSelection:
     restored: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     distance: float | None = None
+    human_score: float | None = None  # the human check's score, where it judged the track
 
     def describe(self) -> str:
         """A few words: restored, left alone and why, or both with the frames of each."""
@@ -179,6 +190,7 @@ class SelectionSummary:
                     "restored_frames": t.restored,
                     "skipped_frames": dict(sorted(t.skipped.items())),
                     **({} if t.distance is None else {"reference_distance": round(t.distance, 4)}),
+                    **({} if t.human_score is None else {"human_score": round(t.human_score, 3)}),
                 }
                 for track_id, t in sorted(self.tracks.items())
             ],
@@ -188,6 +200,7 @@ class SelectionSummary:
 def face_selector(config: SelectionConfig, detector: Detector, recognizer: str = "auto") -> FaceSelector | None:
     """The run's selector (None: every face is restored), its reference images read and its track list checked
     before any frame is."""
+    human = _human_check(config.human_check)
     people = None
     if config.reference_faces or config.exclude_faces:
         from gpen_video.faces.recognizers import create_recognizer
@@ -195,17 +208,36 @@ def face_selector(config: SelectionConfig, detector: Detector, recognizer: str =
         people = People.from_images(create_recognizer(recognizer), detector, config.reference_faces,
                                     config.exclude_faces)  # fmt: skip
     tracks = TrackList.read(config.tracks_select) if config.tracks_select else None
-    selector = FaceSelector(config, people, tracks)
+    selector = FaceSelector(config, people, tracks, human)
     return selector if selector.active else None
+
+
+def _human_check(setting: str) -> HumanFaceCheck | None:
+    """The human-face check ``selection.human_check`` asks for: on (dlib must be there), auto (where it is), off."""
+    if setting == "off":
+        return None
+    from gpen_video.faces.recognizers.dlib_resnet import dlib_available
+
+    if setting == "auto" and not dlib_available():
+        log.info("human-face check off: dlib is not installed (pip install 'gpen-video[identity]')")
+        return None
+    return HumanFaceCheck()
 
 
 class FaceSelector:
     """Verdicts for each frame's faces, frame by frame in order (``choose``)."""
 
-    def __init__(self, config: SelectionConfig, people: People | None = None, tracks: TrackList | None = None):
+    def __init__(
+        self,
+        config: SelectionConfig,
+        people: People | None = None,
+        tracks: TrackList | None = None,
+        human: HumanFaceCheck | None = None,
+    ):
         self.config = config
         self.people = people
         self.tracks = tracks
+        self.human = human
         self.limit = 0 if config.faces == "all" else 1 if config.faces == "largest" else int(config.faces)
         self.state: dict[int, _TrackState] = {}
         self.chosen: set[int] = set()  # ``--faces``: the tracks chosen in the frame before
@@ -215,7 +247,7 @@ class FaceSelector:
     def active(self) -> bool:
         """Whether any rule can leave a face out (else every face is restored and nothing is counted)."""
         c = self.config
-        return bool(self.limit or c.min_face_height or c.min_face_score or self.people or self.tracks)
+        return bool(self.limit or c.min_face_height or c.min_face_score or self.people or self.tracks or self.human)
 
     def new_period(self) -> None:
         """A selection period begins: every track is judged afresh from here."""
@@ -234,8 +266,9 @@ class FaceSelector:
                 totals.restored += 1
             else:
                 totals.skipped[reason] += 1
-            distance = self.state[face.track_id].distance
-            totals.distance = distance if distance is not None else totals.distance
+            state = self.state[face.track_id]
+            totals.distance = state.distance if state.distance is not None else totals.distance
+            totals.human_score = state.human_score if state.human_score is not None else totals.human_score
         return reasons
 
     def _rules(self, index: int, face: TrackedFace, image: np.ndarray) -> str | None:
@@ -252,6 +285,8 @@ class FaceSelector:
             return "min_face_height"
         if not state.scored_enough:
             return "min_face_score"
+        if self.human is not None and self._human(state, face, image) is False:
+            return "not_human"
         if self.people is None:
             return None
         if not state.judged and (self._judgeable(face) or index - state.first >= self.config.recheck_frames):
@@ -260,6 +295,13 @@ class FaceSelector:
         if not state.judged:  # not yet told: a reference face waits, any other is restored meanwhile
             return "not_reference" if len(self.people.references) else None
         return state.identity
+
+    def _human(self, state: _TrackState, face: TrackedFace, image: np.ndarray) -> bool | None:
+        """Whether the track's face is human: judged on its first face frontal enough in the period, then held."""
+        if state.human is None and self.human is not None and self._judgeable(face):
+            state.human_score = self.human.score(image, face.landmarks5)
+            state.human = state.human_score >= HUMAN_MIN_SCORE
+        return state.human
 
     @staticmethod
     def _judgeable(face: TrackedFace) -> bool:
