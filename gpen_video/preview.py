@@ -120,14 +120,17 @@ def _contact_frames(tracks: list[TrackSummary]) -> dict[int, list[tuple[int, lis
 
 
 def _captions(report: RunReport) -> dict[int, list[str]]:
-    """Each track's lines on the contact sheet: its id (what ``--tracks-select`` takes) and face height, and
-    whether it was restored (and why not, where a selection rule left it alone)."""
+    """Each track's lines on the contact sheet: its id (what ``--tracks-select`` takes) and face height, whether
+    it was restored (and why not, where a selection rule left it alone), and its input quality."""
     selected = report.selection.tracks if report.selection is not None else {}
+    quality = {t.id: t for t in report.input_quality}
     captions = {}
     for track in report.tracks:
         height = track.sample_box[3] - track.sample_box[1]
         verdict = selected[track.id].describe() if track.id in selected else "restored"
         captions[track.id] = [f"track {track.id}  {height:.0f} px", verdict]
+        if track.id in quality:
+            captions[track.id].append(quality[track.id].describe())
     return captions
 
 

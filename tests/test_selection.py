@@ -307,3 +307,25 @@ def test_a_cartoon_track_is_left_alone_until_the_check_is_off() -> None:
     assert on.summary().tracks[7].human_score < 0 and on.summary().faces_skipped == {"not_human": 6}
     off = FaceSelector(SelectionConfig(human_check="off"))
     assert not off.active and [off.choose(k, f, image, True) for k, f in enumerate(frames)] == [[None]] * 6
+
+
+def test_a_face_too_degraded_to_restore_is_named(clip: Path, plain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One person's face blurred down to a few pixels of real resolution (ffmpeg: cut out, shrunk ×8, enlarged back):
+    the report's input quality names that track alone, and so does one warning; the undegraded clip names none."""
+    degraded = tmp_path / "degraded.mp4"
+    graph = ("[0:v]scale=720:-2,split[a][b];[b]crop=80:100:488:28,scale=10:-2,scale=80:100:flags=bicubic[c];"
+             "[a][c]overlay=488:28,crop=640:264:'t*10':14,format=yuv420p[v]")  # fmt: skip
+    subprocess.run([FFMPEG, "-v", "error", "-loop", "1", "-framerate", "24", "-t", "1", "-i", str(faces_image_path()),
+                    "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-crf", "12", str(degraded)],
+                   check=True)  # fmt: skip
+    _, _, report = _restore(degraded, "degraded", "--human-check", "off")  # so blurred, HOG sees no face in it
+    quality = {t["id"]: t for t in report["input_quality"]["tracks"]}
+    rows = _rows(degraded.parent / "degraded.jsonl")
+    _, landmarks = _reference_photo(tmp_path, 4)  # the person at 871–1001 px in the photo: 490–563 here
+    person = _track_at(rows, landmarks)
+    assert {t for t, q in quality.items() if q["too_degraded"]} == {person}, quality
+    assert min(q["score"] for t, q in quality.items() if t != person) > 0.4
+    (warning,) = [w for w in report["warnings"] if "too degraded" in w]
+    assert warning.startswith("1 track(s) too degraded to restore faithfully") and f": {person} (" in warning
+    assert not [w for w in plain[2]["warnings"] if "too degraded" in w]
+    assert all(not q["too_degraded"] for q in plain[2]["input_quality"]["tracks"])

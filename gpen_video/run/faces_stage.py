@@ -14,6 +14,7 @@ from gpen_video.align.fusion import FaceView, FusedFace, FusionSummary, FusionTa
 from gpen_video.config import Config
 from gpen_video.faces.selection import FaceSelector, SelectionSummary, face_selector
 from gpen_video.faces.stage import sync_period, warm_start
+from gpen_video.faces.track_quality import QualityTally, TrackQuality
 from gpen_video.faces.tracks_file import TracksFile
 from gpen_video.faces.types import FacesSummary, FrameFaces, TrackedFace
 from gpen_video.models.registry import resolve_template
@@ -55,6 +56,7 @@ class AlignStage:
         self.window: deque[tuple[FrameFaces, Decoded]] = deque()
         self.ahead = 0  # of the window's frames, how many (at its end) are not aligned yet
         self.fusion = FusionTally(self.radius, self.strength)
+        self.quality = QualityTally()  # each track's input quality, on a sample of its counted frames
 
     def process(self, item: Decoded) -> Iterable[Aligned]:
         self.pending[item.frame.index] = item
@@ -115,6 +117,9 @@ class AlignStage:
             if self.period_in == 0 and self.selector is not None:
                 self.selector.new_period()
             self.period_in = None if self.period_in == 0 else self.period_in - 1
+        if frame_faces.reported is not None:
+            for face in frame_faces.faces:
+                self.quality.add(frame_faces.reported, face, item.image)
         if self.selector is None or not frame_faces.faces:
             return [None] * len(frame_faces.faces)
         counted = frame_faces.reported is not None
@@ -157,6 +162,9 @@ class AlignStage:
 
     def fusion_summary(self) -> FusionSummary:
         return self.fusion.summary()
+
+    def quality_summary(self) -> tuple[TrackQuality, ...]:
+        return self.quality.summary()
 
     def selection_summary(self) -> SelectionSummary | None:
         return self.selector.summary() if self.selector is not None else None

@@ -22,7 +22,9 @@ import numpy as np
 from gpen_video import __version__
 from gpen_video.align.fusion import FusionSummary
 from gpen_video.config import Config
+from gpen_video.faces.quality import TOO_DEGRADED
 from gpen_video.faces.selection import SelectionSummary
+from gpen_video.faces.track_quality import QUALITY_EVERY, TrackQuality, too_degraded_warning
 from gpen_video.faces.types import FacesSummary, TrackSummary
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.output import atomic_write_text
@@ -218,6 +220,7 @@ class RunReport:
     face_flicker: FlickerSummary | None = None
     fusion: FusionSummary | None = None
     selection: SelectionSummary | None = None  # None: every face tracked was restored (no selection rule)
+    input_quality: tuple[TrackQuality, ...] = ()  # each track's, measured before restoring (``faces.track_quality``)
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -297,6 +300,15 @@ class RunReport:
         if skipped:
             self.warnings.append(f"{skipped} face detection(s) skipped (too small or too profile to restore)")
 
+    def name_degraded_tracks(self) -> None:
+        """A warning naming the tracks restored although too degraded to restore faithfully (after ``finish``)."""
+        left_alone = set()
+        if self.selection is not None:
+            left_alone = {t for t, s in self.selection.tracks.items() if not s.restored}
+        warning = too_degraded_warning(self.input_quality, left_alone)
+        if warning:
+            self.warnings.append(warning)
+
     def summary(self) -> str:
         faces = self.faces.faces_restored if self.faces else 0
         tracks = len(self.tracks)
@@ -323,6 +335,8 @@ class RunReport:
         data["face_flicker"] = asdict(self.face_flicker) if self.face_flicker is not None else {}
         data["fusion"] = asdict(self.fusion) if self.fusion is not None else {}
         data["selection"] = self.selection.to_dict() if self.selection is not None else {}
+        data["input_quality"] = {"every": QUALITY_EVERY, "too_degraded_under": TOO_DEGRADED,
+                                 "tracks": [t.to_dict() for t in self.input_quality]}  # fmt: skip
         data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data
 

@@ -78,6 +78,8 @@ class RunStages:
         report.face_flicker = self.composer.face_flicker.summary()
         report.fusion = self.faces.fusion_summary()
         report.selection = self.faces.selection_summary()
+        report.input_quality = self.faces.quality_summary()
+        report.name_degraded_tracks()
         report.restore = RestoreSummary(restorer.name, self.batch_size, batcher.largest_forward, batcher.batches,
                                         str(restorer.device or "host"), restorer.precision_label,
                                         self.path.on_device)  # fmt: skip
