@@ -174,20 +174,23 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.plan:  # issue 12: the logic is io/plan.py
         from gpen_video.io.output import default_output_path
         from gpen_video.io.plan import plan_for
+        from gpen_video.run.identity import plan_guard
 
         config = load_config(args.config)
         plan = plan_for(info, args.output or default_output_path(args.input), config.output)
+        guard = plan_guard(config.identity)
     if args.json:
         data = info.to_dict()
         if plan is not None:
             data["plan"] = {"format": plan.output_format, "video": plan.video.describe(), "reason": plan.video.reason,
                             "streams": [vars(p) for p in plan.streams], "warnings": plan.warnings,
-                            "fusion": dataclasses.asdict(config.fusion)}  # fmt: skip
+                            "fusion": dataclasses.asdict(config.fusion),
+                            "identity": dataclasses.asdict(guard)}  # fmt: skip
         print(json.dumps(data, indent=2, default=str))
         return 0
     print(format_probe(info))
     if plan is not None:
-        print("\n".join([*plan.describe(), f"  {config.fusion.describe()}"]))
+        print("\n".join([*plan.describe(), f"  {config.fusion.describe()}", f"  {guard.line}"]))
     return 0
 
 

@@ -29,6 +29,7 @@ from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
 from gpen_video.run.frame_path import FaceCrops
+from gpen_video.run.identity import IdentitySummary
 
 
 @dataclass
@@ -216,6 +217,7 @@ class RunReport:
     # the same, per face in its own aligned geometry (motion taken out), between consecutive frames of a track
     face_flicker: FlickerSummary | None = None
     fusion: FusionSummary | None = None
+    identity: IdentitySummary | None = None  # the identity guard's (``run.identity``)
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -317,6 +319,7 @@ class RunReport:
         data["flicker"] = asdict(self.flicker) if self.flicker is not None else {}
         data["face_flicker"] = asdict(self.face_flicker) if self.face_flicker is not None else {}
         data["fusion"] = asdict(self.fusion) if self.fusion is not None else {}
+        data["identity"] = self.identity.to_dict() if self.identity is not None else {}
         data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data
 
