@@ -28,6 +28,10 @@ _ARCFACE_96x112 = np.array(
     ]
 )
 
+#: insightface's ``arcface_dst``: where ArcFace recognisers (``w600k_r50.onnx``) want the five points in their
+#: 112×112 input, pixels (the 96×112 points made square, +8 px in x)
+ARCFACE_112 = _ARCFACE_96x112 + np.array([8.0, 0.0])
+
 #: landmarks as fractions of the crop side (left eye, right eye, nose, left mouth, right mouth)
 TEMPLATES: dict[str, np.ndarray] = {
     "gpen": (_ARCFACE_96x112 + np.array([8.0 + 28.0, 28.0])) / 168.0,
@@ -40,7 +44,7 @@ TEMPLATES: dict[str, np.ndarray] = {
             [0.61150205, 0.72490465],
         ]
     ),
-    "arcface_128": (_ARCFACE_96x112 + np.array([8.0 + 8.0, 0.0])) / 128.0,
+    "arcface_128": (ARCFACE_112 + np.array([8.0, 0.0])) / 128.0,
 }
 
 
