@@ -298,8 +298,8 @@ class IdentityConfig:
     ] = 0.0  # fmt: skip
     recognizer: Annotated[
         str,
-        Choice("auto", "dlib", "arcface", paths=(".onnx", ".dat")),
-        Flag("--identity-recognizer", "face recogniser the guard measures with"),
+        Choice("auto", "dlib", "arcface", paths=(".onnx",)),
+        Flag("--identity-recognizer", "face recogniser the guard measures with (auto: dlib, else ArcFace)"),
     ] = "auto"
     # one face in N of each track is measured; the faces between a distant one and its measured neighbours count
     # as distant too (an invented face lasts: on a swapped face every N up to 8 finds the same tracks as 1)
@@ -313,12 +313,12 @@ class IdentityConfig:
         if recognizer is None and self.guard == "protect":
             return (
                 "identity guard: protect needs a face recogniser and none is installed: a run stops before any "
-                "work (pip install gpen-video[identity])"
+                "work (pip install 'gpen-video[identity]')"
             )
         if recognizer is None:
             return (
                 f"identity guard: off (identity.guard {self.guard}, but no face recogniser is installed: "
-                "pip install gpen-video[identity])"
+                "pip install 'gpen-video[identity]')"
             )
         sampled = "every face" if self.every == 1 else f"one face in {self.every} of each track"
         action = "warns of" if self.guard == "warn" else f"keeps the source face (ramp {self.ramp} frames) for"

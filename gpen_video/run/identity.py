@@ -15,6 +15,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gpen_video.config import IdentityConfig
@@ -23,7 +24,7 @@ from gpen_video.faces.recognizers.base import Recognizer
 
 log = logging.getLogger(__name__)
 
-INSTALL = "pip install gpen-video[identity]"
+INSTALL = "pip install 'gpen-video[identity]' (dlib's face recogniser)"
 #: ranges of one track the stderr line names at most (the report holds them all)
 RANGES_SAID = 4
 
@@ -45,6 +46,7 @@ class RecognizerSource:
                 from gpen_video.faces.recognizers import create_recognizer
 
                 self.made = create_recognizer(self.config.recognizer)
+                log.info("identity guard: %s recogniser loaded", self.made.name)
         return self.made
 
     @property
@@ -66,17 +68,31 @@ def open_recognizer(config: IdentityConfig) -> RecognizerSource | None:
     work."""
     if config.guard == "off":
         return None
-    from gpen_video.faces.recognizers import recognizer_available
-
-    if not recognizer_available(config.recognizer):
+    if not recognizer_installed(config.recognizer):
         if config.guard == "protect":
             raise DependencyError(
-                f"--identity-guard protect needs a face recogniser ({config.recognizer}); {INSTALL}, "
-                "or pass --identity-guard warn|off"
+                f"--identity-guard protect needs a face recogniser ({config.recognizer}) and none is installed: "
+                f"{INSTALL}, or pass --identity-guard warn|off"
             )
-        log.warning("identity guard off: no face recogniser is installed (%s to check each restored face)", INSTALL)
+        log.warning("identity guard off: no face recogniser (%s) is installed: %s", config.recognizer, INSTALL)
         return None
     return RecognizerSource(config)
+
+
+def recognizer_installed(name: str) -> bool:
+    """Whether ``create_recognizer(name)`` has a model to make (nothing is imported or loaded to tell)."""
+    from gpen_video.faces.recognizers import recognizer_available
+    from gpen_video.faces.recognizers.arcface import find_arcface_model
+    from gpen_video.faces.recognizers.dlib_resnet import dlib_available
+
+    key = name.strip().lower()
+    if key == "auto":
+        return recognizer_available()
+    if key == "dlib":
+        return dlib_available()
+    if key == "arcface":
+        return find_arcface_model() is not None
+    return Path(name).expanduser().is_file()
 
 
 @dataclass(frozen=True)
@@ -94,10 +110,10 @@ class GuardPlan:
 
 def plan_guard(config: IdentityConfig) -> GuardPlan:
     """What ``open_recognizer`` would give a run (the recogniser is loaded to read its name and threshold)."""
-    from gpen_video.faces.recognizers import create_recognizer, recognizer_available
+    from gpen_video.faces.recognizers import create_recognizer
 
     recognizer = None
-    if config.guard != "off" and recognizer_available(config.recognizer):
+    if config.guard != "off" and recognizer_installed(config.recognizer):
         recognizer = create_recognizer(config.recognizer)
     name = recognizer.name if recognizer is not None else None
     threshold = (config.threshold or float(recognizer.threshold)) if recognizer is not None else None
