@@ -96,11 +96,13 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
 
 
-def _run(clip: Path, out: Path, soften: float = 0.0, **identity: object) -> tuple[RunReport, list[np.ndarray]]:
+def _run(
+    clip: Path, out: Path, soften: float = 0.0, threaded: bool = True, batch: int = 0, **identity: object
+) -> tuple[RunReport, list[np.ndarray]]:
     overrides = {f"identity.{k}": v for k, v in identity.items()}
-    config = load_config("default", {"output.video_codec": "ffv1", **overrides})
+    config = load_config("default", {"output.video_codec": "ffv1", "restore.batch_size": batch, **overrides})
     job = replace(restore_job(clip, out, config), restorer=SwapRestorer(soften))
-    report = run_restore(job)
+    report = run_restore(job, threaded=threaded)
     return report, _frames(out)
 
 
@@ -151,8 +153,8 @@ def _a_frames(report: RunReport) -> tuple[int, list[list[int]]]:
 
 
 def test_warn_names_the_swapped_track_alone_and_changes_no_picture(clip, plain, tmp_path, monkeypatch, capsys):
-    """Through the command line with ``-q``: the report's section and the one stderr line name face A's track and
-    its frames, no other; the pictures are the plain run's."""
+    """Through the command line with ``-q`` and the default sampling: the report's section and the one stderr line
+    name face A's track and its frames, no other; the pictures are the plain run's."""
     monkeypatch.setattr("gpen_video.run.run.load_restorer", lambda config: SwapRestorer())
     out, report_path = tmp_path / "warn.mkv", tmp_path / "warn.json"
     argv = ["restore", str(clip), "-o", str(out), "--video-codec", "ffv1", "--identity-guard", "warn", "-q"]
@@ -168,13 +170,20 @@ def test_warn_names_the_swapped_track_alone_and_changes_no_picture(clip, plain, 
     by_id = {t["id"]: t for t in identity["tracks"]}
     assert by_id[track]["over"] == frames and by_id[track]["median"] > identity["threshold"]
     assert all(by_id[other]["over"] == [] and by_id[other]["worst"] < identity["threshold"] / 2 for other in others)
-    assert identity["faces_checked"] == 3 * FRAMES
+    every = load_config("default").identity.every
+    assert identity["every"] == every and identity["faces_checked"] == 3 * len(range(0, FRAMES, every))
     pictures = _frames(out)
     assert all(np.array_equal(a, b) for a, b in zip(pictures, plain[1], strict=True))
 
 
-def test_protect_keeps_the_source_face_and_leaves_the_others_as_the_plain_run(clip, plain, tmp_path) -> None:
-    report, pictures = _run(clip, tmp_path / "protect.mkv", guard="protect")
+@pytest.fixture(scope="module")
+def protected(clip: Path) -> tuple[RunReport, list[np.ndarray]]:
+    """``protect`` measuring every face."""
+    return _run(clip, clip.parent / "protect.mkv", guard="protect", every=1)
+
+
+def test_protect_keeps_the_source_face_and_leaves_the_others_as_the_plain_run(clip, plain, protected) -> None:
+    report, pictures = protected
     source = _frames(clip)
     track, frames = _a_frames(plain[0])
     assert report.identity is not None and [t.id for t in report.identity.tracks_over] == [track]
@@ -189,15 +198,25 @@ def test_protect_keeps_the_source_face_and_leaves_the_others_as_the_plain_run(cl
         assert np.array_equal(out[outside], off[outside]), n  # the other faces as the plain run pastes them
 
 
-def test_sampled_guard_flags_the_same_track_and_frames(clip, plain, tmp_path) -> None:
+def test_protect_gives_the_same_pictures_one_stage_after_another_and_one_face_a_batch(clip, protected, tmp_path):
+    """Same input, same pictures: no threads and a batch of one face change neither a sample nor the report's
+    section."""
+    report, pictures = _run(clip, tmp_path / "again.mkv", threaded=False, batch=1, guard="protect", every=1)
+    assert all(np.array_equal(a, b) for a, b in zip(pictures, protected[1], strict=True))
+    assert report.identity == protected[0].identity
+
+
+def test_sampled_guard_flags_the_same_track_and_frames(clip, plain, protected, tmp_path) -> None:
     """One face in 5 of each track measured, the others' faces blurred (the recogniser measures them too): the same
     track, and (the faces between a distant sample and its neighbours counting as distant) the same frames as every
     face measured; the blurred faces stay their own people."""
     report, _ = _run(clip, tmp_path / "sampled.mkv", soften=1.5, guard="warn", every=5)
     track, frames = _a_frames(plain[0])
-    identity = report.identity
+    identity, every_face = report.identity, protected[0].identity
     assert identity is not None and identity.faces_checked == 3 * len(range(0, FRAMES, 5))
-    assert [(t.id, [list(r) for r in t.over]) for t in identity.tracks_over] == [(track, frames)]
+    assert every_face is not None and every_face.every == 1 and every_face.faces_checked == 3 * FRAMES
+    found = [(t.id, [list(r) for r in t.over]) for t in identity.tracks_over]
+    assert found == [(t.id, [list(r) for r in t.over]) for t in every_face.tracks_over] == [(track, frames)]
     assert identity.threshold is not None and identity.recognizer == "dlib"
     others = [t for t in identity.tracks if t.id != track]
     assert len(others) == 2 and all(0.0 < t.worst < identity.threshold for t in others), others
@@ -319,7 +338,7 @@ def test_a_restored_crop_equal_to_its_source_needs_no_recogniser() -> None:
     def never() -> Recognizer:
         raise AssertionError("the recogniser was made")
 
-    config = IdentityConfig(guard="protect")
+    config = IdentityConfig(guard="protect", every=1)
     guard = GuardStage(config, HostPath(IdentityRestorer(16)), RecognizerSource(config, never), TEMPLATE)
     out = _one_at_a_time(guard, _records(6, {}))
     summary = guard.summary()
@@ -452,3 +471,10 @@ def test_protect_window_counts_against_the_device_budget() -> None:
     window = _guard(every=3, ramp=8).window
     assert window == 10  # the ramp and the samples' spacing ahead of each frame
     assert device_holdings(info, 512, True, window) == (per_face, held + window * per_face)  # type: ignore[arg-type]
+
+
+def test_a_gpu_run_bounded_by_the_guard_is_told_how_to_measure_less() -> None:
+    from gpen_video.run.report import StageTimes, host_bound_hint
+
+    hint = host_bound_hint(StageTimes({"guard": 4.0, "faces": 1.0, "restore": 2.0}), 100, "cuda:0")
+    assert hint is not None and "guard is busy 40.0 ms a frame" in hint and "identity.every" in hint

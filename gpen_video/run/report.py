@@ -68,10 +68,14 @@ def host_bound_hint(times: StageTimes, frames: int, device: str) -> str | None:
     if not device.startswith("cuda") or bound is None or bound == "restore" or not frames:
         return None
     per_frame = {stage: 1000 * seconds / frames for stage, seconds in times.seconds.items()}
+    remedy = (
+        "measuring fewer faces (--set identity.every=N, one face in N of each track) or --identity-guard off"
+        if bound == "guard"  # the face recogniser runs on one host core
+        else "more cores (--threads), a smaller faces.detect_size or fewer faces (--min-face)"
+    )
     return (
         f"the host bounds this GPU run: {bound} is busy {per_frame[bound]:.1f} ms a frame, the network "
-        f"{per_frame.get('restore', 0.0):.1f}; more cores (--threads), a smaller faces.detect_size or fewer faces "
-        f"(--min-face) would feed it faster"
+        f"{per_frame.get('restore', 0.0):.1f}; {remedy} would feed it faster"
     )
 
 
