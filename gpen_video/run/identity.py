@@ -21,10 +21,11 @@ from typing import Any
 from gpen_video.config import IdentityConfig
 from gpen_video.errors import DependencyError
 from gpen_video.faces.recognizers.base import Recognizer
+from gpen_video.faces.recognizers.dlib_resnet import IDENTITY_EXTRA
 
 log = logging.getLogger(__name__)
 
-INSTALL = "pip install 'gpen-video[identity]' (dlib's face recogniser)"
+INSTALL = IDENTITY_EXTRA  # the factory's words: pip install 'gpen-video[identity]' (dlib's face recogniser ...)
 #: ranges of one track the stderr line names at most (the report holds them all)
 RANGES_SAID = 4
 
@@ -58,7 +59,8 @@ class RecognizerSource:
     def described(self) -> tuple[str, float | None]:
         """(the recogniser's name, its threshold) for the report, without making it where no face needed it."""
         if self.made is None:
-            return f"{self.config.recognizer} (not loaded: every restored face was its source)", self.config.threshold
+            not_loaded = f"{self.config.recognizer} (not loaded: every restored face measured was its source)"
+            return not_loaded, self.config.threshold or None
         return self.made.name, self.threshold
 
 
