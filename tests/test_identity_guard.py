@@ -415,7 +415,7 @@ def test_the_device_path_brings_the_same_thumbnails_to_the_host(photo_faces) -> 
 
 
 def _no_recogniser(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gpen_video.run.identity.recognizer_installed", lambda name: False)
+    monkeypatch.setattr("gpen_video.run.identity.recognizer_class", lambda name: None)
 
     def never(config: object) -> Restorer:
         raise AssertionError("the restorer was loaded")

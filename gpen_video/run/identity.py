@@ -83,18 +83,24 @@ def open_recognizer(config: IdentityConfig) -> RecognizerSource | None:
 
 def recognizer_installed(name: str) -> bool:
     """Whether ``create_recognizer(name)`` has a model to make (nothing is imported or loaded to tell)."""
+    return recognizer_class(name) is not None
+
+
+def recognizer_class(name: str) -> type[Recognizer] | None:
+    """The class ``create_recognizer(name)`` would make where its model is installed, else None (its class attributes
+    name it and give its threshold; nothing is imported or loaded to tell)."""
     from gpen_video.faces.recognizers import recognizer_available
-    from gpen_video.faces.recognizers.arcface import find_arcface_model
-    from gpen_video.faces.recognizers.dlib_resnet import dlib_available
+    from gpen_video.faces.recognizers.arcface import ArcFaceRecognizer, find_arcface_model
+    from gpen_video.faces.recognizers.dlib_resnet import DlibRecognizer, dlib_available
 
     key = name.strip().lower()
-    if key == "auto":
-        return recognizer_available()
-    if key == "dlib":
-        return dlib_available()
-    if key == "arcface":
-        return find_arcface_model() is not None
-    return Path(name).expanduser().is_file()
+    if key == "auto" and not recognizer_available():
+        return None
+    if key in ("auto", "dlib") and dlib_available():
+        return DlibRecognizer
+    if key in ("auto", "arcface"):
+        return ArcFaceRecognizer if find_arcface_model() is not None else None
+    return ArcFaceRecognizer if key.endswith(".onnx") and Path(name).expanduser().is_file() else None
 
 
 @dataclass(frozen=True)
@@ -111,12 +117,9 @@ class GuardPlan:
 
 
 def plan_guard(config: IdentityConfig) -> GuardPlan:
-    """What ``open_recognizer`` would give a run (the recogniser is loaded to read its name and threshold)."""
-    from gpen_video.faces.recognizers import create_recognizer
-
-    recognizer = None
-    if config.guard != "off" and recognizer_installed(config.recognizer):
-        recognizer = create_recognizer(config.recognizer)
+    """What ``open_recognizer`` would give a run: the recogniser's class, not loaded (its name and threshold are
+    the class's)."""
+    recognizer = recognizer_class(config.recognizer) if config.guard != "off" else None
     name = recognizer.name if recognizer is not None else None
     threshold = (config.threshold or float(recognizer.threshold)) if recognizer is not None else None
     guard = config.guard if recognizer is not None or config.guard == "protect" else "off"
