@@ -174,9 +174,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.plan:  # issue 12: the logic is io/plan.py
         from gpen_video.io.output import default_output_path
         from gpen_video.io.plan import plan_for
+        from gpen_video.run.identity import plan_guard
 
         config = load_config(args.config)
         plan = plan_for(info, args.output or default_output_path(args.input), config.output)
+        guard = plan_guard(config.identity)
     if args.json:
         data = info.to_dict()
         if plan is not None:
@@ -184,7 +186,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
                             "streams": [vars(p) for p in plan.streams], "warnings": plan.warnings,
                             "fusion": dataclasses.asdict(config.fusion),
                             "selection": {**dataclasses.asdict(config.selection),
-                                          "describe": config.selection.describe()}}  # fmt: skip
+                                          "describe": config.selection.describe()},
+                            "identity": dataclasses.asdict(guard)}  # fmt: skip
         print(json.dumps(data, indent=2, default=str))
         return 0
     print(format_probe(info))

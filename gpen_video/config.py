@@ -350,6 +350,56 @@ class FusionConfig:
 
 
 @dataclass
+class IdentityConfig:
+    """The identity guard: is each restored face still the source's person, by a face recogniser's distance between
+    the source crop and the restored one (``run.guard_stage``)."""
+
+    guard: Annotated[
+        Literal["off", "warn", "protect"],
+        Flag("--identity-guard", "restored faces that are another person: off, warn (report, stderr), protect (keep "
+             "the source face there)"),
+    ] = "warn"  # fmt: skip
+    threshold: Annotated[
+        float,
+        Range(0),
+        Flag("--identity-threshold", "face distance over which a restored face is another person (0: the "
+             "recogniser's own)"),
+    ] = 0.0  # fmt: skip
+    recognizer: Annotated[
+        str,
+        Choice("auto", "dlib", "arcface", paths=(".onnx",)),
+        Flag("--identity-recognizer", "face recogniser the guard measures with (auto: dlib, else ArcFace)"),
+    ] = "auto"
+    # one face in N of each track is measured; the faces between a distant one and its measured neighbours count
+    # as distant too. A face swapped on 4 frames is found at N 1, 2, 4, missed at 8 and 12 (bench/guard_bench.py);
+    # dlib's two embeddings cost about 170 CPU ms a measured face on one core, 14 times the faces stage's cost per
+    # face-frame at N 1 and 4 times at N 4 (43 ms), where any swap of 4 frames or more is still found
+    every: Annotated[int, Range(1, 100)] = 4
+    ramp: Annotated[int, Range(0, 100)] = 8  # protect: frames each side over which the blend falls to 0 and back
+
+    def describe(self, recognizer: str | None, threshold: float | None) -> str:
+        """One line for ``probe --plan``: the guard in force with ``recognizer`` (None: none installed)."""
+        if self.guard == "off":
+            return "identity guard: off (identity.guard off): restored faces are not checked against the source"
+        if recognizer is None and self.guard == "protect":
+            return (
+                "identity guard: protect needs a face recogniser and none is installed: a run stops before any "
+                "work (pip install 'gpen-video[identity]')"
+            )
+        if recognizer is None:
+            return (
+                f"identity guard: off (identity.guard {self.guard}, but no face recogniser is installed: "
+                "pip install 'gpen-video[identity]')"
+            )
+        sampled = "every face" if self.every == 1 else f"one face in {self.every} of each track"
+        action = "warns of" if self.guard == "warn" else f"keeps the source face (ramp {self.ramp} frames) for"
+        return (
+            f"identity guard: {self.guard}: {recognizer} compares {sampled} with its source and {action} "
+            f"distances over {threshold:g}"
+        )
+
+
+@dataclass
 class ComposeConfig:
     """Pasting restored faces back into the frame."""
 
@@ -395,6 +445,7 @@ class Config:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

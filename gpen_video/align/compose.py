@@ -13,6 +13,7 @@ face more inside its own mask dominates, as GPEN's "larger mask wins" rule, with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -56,6 +57,7 @@ def compose(
     config: ComposeConfig,
     masks: np.ndarray | None = None,
     grain: GrainSeed | None = None,
+    factors: Sequence[float] | None = None,
 ) -> ComposeResult:
     """Blend restored crops (N, S, S, 3 uint8 BGR) into ``image`` (H, W, 3 uint8/uint16) where the faces are.
 
@@ -63,6 +65,9 @@ def compose(
     parsing model when ``config.parsing_model`` is set). An ``image`` larger than the frame the crops
     were cut from (background upscaled) gets the faces at its own resolution. With ``grain``, grain measured
     around each face in ``image`` (``align.grain``) is added to the face after its colour is matched.
+    ``factors``: each face's factor on ``config.blend`` (the identity guard's), applied to its warped mask, so a
+    face at 0 weighs nothing where faces overlap and leaves the source samples exactly; at 1 (or None) nothing
+    is multiplied.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame, got {image.shape} {image.dtype}")
@@ -84,7 +89,7 @@ def compose(
         affines = shrunk_affines(affines, shrink)
     faces = _faces_to_paste(image, restored, crops, crop_masks, affines, config, grain, top)
     regions = [footprint(invert_affine(a), size, width, height) for a in affines]
-    pieces = _warp_to_regions(faces, crop_masks, affines, regions)
+    pieces = _warp_to_regions(faces, crop_masks, affines, regions, factors)
     return _paste_groups(image, pieces, config.blend, top)
 
 
@@ -147,10 +152,13 @@ def _warp_to_regions(
     crop_masks: np.ndarray,
     affines: np.ndarray,
     regions: list[tuple[int, int, int, int] | None],
+    factors: Sequence[float] | None = None,
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]]:
-    """(region, warped face, warped mask) of each face that lands in the frame, warped over its region only."""
+    """(region, warped face, warped mask) of each face that lands in the frame, warped over its region only; each
+    mask times its face's factor (where one is given and is not 1)."""
     pieces = []
-    for face, crop_mask, affine, region in zip(faces, crop_masks, affines, regions, strict=True):
+    factors = factors if factors is not None else [1.0] * len(faces)
+    for face, crop_mask, affine, region, factor in zip(faces, crop_masks, affines, regions, factors, strict=True):
         if region is None:
             continue
         rx0, ry0, rx1, ry1 = region
@@ -159,7 +167,10 @@ def _warp_to_regions(
         dsize = (rx1 - rx0, ry1 - ry0)
         warped = cv2.warpAffine(face, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         m = cv2.warpAffine(crop_mask, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        pieces.append((region, warped, np.clip(m, 0.0, 1.0, out=m)))
+        np.clip(m, 0.0, 1.0, out=m)
+        if factor != 1.0:
+            m *= np.float32(factor)
+        pieces.append((region, warped, m))
     return pieces
 
 

@@ -15,6 +15,7 @@ a level of 8-bit output. Lab→BGR is OpenCV's float formula (sRGB gamma, D65 wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -43,6 +44,7 @@ def compose_torch(
     config: ComposeConfig,
     crops: torch.Tensor | None = None,
     masks: torch.Tensor | None = None,
+    factors: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """image: (H, W, 3) uint8 or uint16 (int32-safe) BGR tensor on any device; restored: (N, S, S, 3) uint8 BGR tensor;
     affines: (N, 2, 3) frame->crop; crops: the aligned source crops (N, S, S, 3), frame dtype, for colour matching.
@@ -52,7 +54,7 @@ def compose_torch(
     overrides the crop masks; with ``config.parsing_model`` set (and no ``masks``) the parsing model
     runs on the CPU, which costs a download of the restored crops. ``affines`` are for this image
     (the caller rescales them for an upscaled background); a ``crops`` side other than S scales them,
-    as ``compose`` does for a restorer that returns another size.
+    as ``compose`` does for a restorer that returns another size. ``factors``: each face's on the blend, as ``compose``.
     """  # noqa: E501 - the signature's contract, quoted as given
     if image.ndim != 3 or image.shape[2] != 3 or not _is_integer_frame(image.dtype):
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame tensor, got {tuple(image.shape)} {image.dtype}")
@@ -82,7 +84,8 @@ def compose_torch(
     crop_masks = _crop_masks(restored, config, masks, size, image.device)
     faces, crop_masks, scale = _faces_to_paste(restored, crops, crop_masks, used, config, top, image.device)
     boxes = [regions[k] for k in used]
-    warped, warped_mask = _warp_to_regions(faces, crop_masks, affines[used], boxes)
+    lowered = None if factors is None else [float(factors[k]) for k in used]
+    warped, warped_mask = _warp_to_regions(faces, crop_masks, affines[used], boxes, lowered)
     if scale != 1.0:
         warped = warped * scale
     box = min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
@@ -295,14 +298,19 @@ def _crop_masks(
 
 
 def _warp_to_regions(
-    faces: torch.Tensor, crop_masks: torch.Tensor, affines: np.ndarray, regions: list[tuple[int, int, int, int]]
+    faces: torch.Tensor,
+    crop_masks: torch.Tensor,
+    affines: np.ndarray,
+    regions: list[tuple[int, int, int, int]],
+    factors: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each face and its mask sampled over its own frame rectangle, batched on a common (max h, max w) grid.
 
     Frame pixel (x, y) takes the crop at ``affine @ (x, y, 1)``: what ``cv2.warpAffine`` evaluates for the
     inverse map. Pixel centres on integers (``align_corners=True``); the face's edges replicated (padding
     "border" clamps the coordinate, as ``BORDER_REPLICATE``), the mask's zero outside (``BORDER_CONSTANT``).
-    Returns (N, h, w, 3) faces and (N, h, w) masks clipped to [0, 1]; each face's own rectangle is its top-left.
+    Returns (N, h, w, 3) faces and (N, h, w) masks clipped to [0, 1], then times each face's factor (where one is
+    given and is not 1: ``compose``'s order); each face's own rectangle is its top-left.
     """
     device = faces.device
     size = int(faces.shape[1])
@@ -324,7 +332,11 @@ def _warp_to_regions(
         faces.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=True
     ).permute(0, 2, 3, 1)
     mask = F.grid_sample(crop_masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
-    return warped, mask.clamp(0.0, 1.0)
+    mask = mask.clamp(0.0, 1.0)
+    for j, factor in enumerate(factors or ()):
+        if factor != 1.0:
+            mask[j] *= factor
+    return warped, mask
 
 
 def _is_integer_frame(dtype: torch.dtype) -> bool:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from gpen_video.align import align_faces, align_faces_torch, compose
@@ -110,9 +111,19 @@ class FramePath(ABC):
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
         frame_key: int = 0,
+        factors: Sequence[float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The composed upright frame (``image``'s dtype) and the paste mask (H, W) float32, on the host.
-        ``frame_key``: the frame's source pts (seeds its grain)."""
+        ``frame_key``: the frame's source pts (seeds its grain); ``factors``: each face's factor on the blend (the
+        identity guard's; None: 1)."""
+
+    @abstractmethod
+    def thumbnails(
+        self, crops: np.ndarray | torch.Tensor, rows: Sequence[int], side: int, ready: Sequence[torch.cuda.Event | None]
+    ) -> np.ndarray:
+        """Rows ``rows`` of a frame's ``crops`` (restorer's or source's, either depth) as 8-bit (n, side, side, 3)
+        host arrays, shrunk by block means where they are larger (only these rows, at that size, reach the host).
+        ``ready``: the events after the work that made ``crops``."""
 
 
 class HostPath(FramePath):
@@ -158,13 +169,23 @@ class HostPath(FramePath):
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
         frame_key: int = 0,
+        factors: Sequence[float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         assert isinstance(restored, np.ndarray) and isinstance(crops.source, np.ndarray)
         # the frame the crops were cut from: ``image`` may be larger (background upscale)
         batch = AlignedBatch(crops.source, crops.affines, tuple(crops.frame.shape[:2]))
         grain = GrainSeed(frame_key) if config.grain == "match" else None
-        result = compose(image, restored, batch, config, grain=grain)
+        result = compose(image, restored, batch, config, grain=grain, factors=factors)
         return result.image, result.mask
+
+    def thumbnails(
+        self, crops: np.ndarray | torch.Tensor, rows: Sequence[int], side: int, ready: Sequence[torch.cuda.Event | None]
+    ) -> np.ndarray:
+        assert isinstance(crops, np.ndarray)
+        picked = to_8bit(crops[list(rows)])
+        if picked.shape[1] <= side:
+            return picked
+        return np.stack([cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA) for crop in picked])
 
 
 class DevicePath(FramePath):
@@ -234,6 +255,7 @@ class DevicePath(FramePath):
         ready: torch.cuda.Event | None,
         config: ComposeConfig,
         frame_key: int = 0,
+        factors: Sequence[float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Paste back on the device, on this worker's download stream; the composed frame comes back once."""
         from gpen_video.align.torch_compose import compose_torch
@@ -245,9 +267,28 @@ class DevicePath(FramePath):
         stream = self._download_stream()
         # each worker its own stream, so one frame's paste and download do not queue behind another's
         with stream.enter([ready], (crops.frame, restored, crops.source)):
-            image_t, mask_t = compose_torch(crops.frame, restored, crops.affines, config, crops=crops.source)
+            image_t, mask_t = compose_torch(
+                crops.frame, restored, crops.affines, config, crops=crops.source, factors=factors
+            )
             composed, mask = stream.download(image_t), stream.download(mask_t)
         return composed.astype(image.dtype, copy=False), mask
+
+    def thumbnails(
+        self, crops: np.ndarray | torch.Tensor, rows: Sequence[int], side: int, ready: Sequence[torch.cuda.Event | None]
+    ) -> np.ndarray:
+        """Shrunk on the device (block means, as ``cv2.INTER_AREA`` for a whole factor), on this thread's stream after
+        ``ready``; one download of the shrunk rows."""
+        import torch
+        import torch.nn.functional as F
+
+        assert not isinstance(crops, np.ndarray)
+        stream = self._download_stream()
+        with stream.enter(ready, (crops,)):
+            picked = to_8bit(crops[torch.as_tensor(list(rows), device=crops.device)])
+            if picked.shape[1] > side:
+                area = F.interpolate(picked.permute(0, 3, 1, 2).to(torch.float32), size=(side, side), mode="area")
+                picked = area.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            return stream.download(picked)
 
     def _download_stream(self) -> StageStream:
         from gpen_video.restore.streams import StageStream

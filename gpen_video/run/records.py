@@ -1,6 +1,6 @@
 """What travels between the stages of a restore run, one typed record per hand-over.
 
-``Decoded`` (decode → faces) → ``Aligned`` (faces → restore) → ``Restored`` (restore → compose) →
+``Decoded`` (decode → faces) → ``Aligned`` (faces → restore) → ``Restored`` (restore → guard → compose) →
 ``Composed`` (compose → writer). Records are frozen: a stage makes its own record instead of filling in
 fields of a shared one, and what a later stage no longer needs is simply not carried on. The side
 streams' packets do not ride on these: they go to the writer on their own channel (``side_packets``).
@@ -41,11 +41,14 @@ class Aligned:
 
 @dataclass(frozen=True, eq=False)
 class Restored:
-    """A frame after the restore stage: the restored crops of its faces (None: none)."""
+    """A frame after the restore stage: the restored crops of its faces (None: none); after the identity guard
+    (``run.guard_stage``), also how far each face's blend is kept."""
 
     aligned: Aligned
     crops: np.ndarray | torch.Tensor | None  # (N, S, S, 3) uint8 BGR, on the side of the path
     ready: torch.cuda.Event | None = None  # CUDA: recorded after the restore that made ``crops``
+    # each face's factor on ``compose.blend`` (0: the source face kept, 1: as restored); None: 1 for every face
+    blend: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)

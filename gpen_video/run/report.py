@@ -32,6 +32,7 @@ from gpen_video.io.probe import MediaInfo
 from gpen_video.io.reader import ReadStats
 from gpen_video.io.writer import WriteResult
 from gpen_video.run.frame_path import FaceCrops
+from gpen_video.run.identity import IdentitySummary
 
 
 @dataclass
@@ -70,10 +71,14 @@ def host_bound_hint(times: StageTimes, frames: int, device: str) -> str | None:
     if not device.startswith("cuda") or bound is None or bound == "restore" or not frames:
         return None
     per_frame = {stage: 1000 * seconds / frames for stage, seconds in times.seconds.items()}
+    remedy = (
+        "measuring fewer faces (--set identity.every=N, one face in N of each track) or --identity-guard off"
+        if bound == "guard"  # the face recogniser runs on one host core
+        else "more cores (--threads), a smaller faces.detect_size or fewer faces (--min-face)"
+    )
     return (
         f"the host bounds this GPU run: {bound} is busy {per_frame[bound]:.1f} ms a frame, the network "
-        f"{per_frame.get('restore', 0.0):.1f}; more cores (--threads), a smaller faces.detect_size or fewer faces "
-        f"(--min-face) would feed it faster"
+        f"{per_frame.get('restore', 0.0):.1f}; {remedy} would feed it faster"
     )
 
 
@@ -221,6 +226,7 @@ class RunReport:
     fusion: FusionSummary | None = None
     selection: SelectionSummary | None = None  # None: every face tracked was restored (no selection rule)
     input_quality: tuple[TrackQuality, ...] = ()  # each track's, measured before restoring (``faces.track_quality``)
+    identity: IdentitySummary | None = None  # the identity guard's (``run.identity``)
     restore: RestoreSummary | None = None
     faces_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -337,6 +343,7 @@ class RunReport:
         data["selection"] = self.selection.to_dict() if self.selection is not None else {}
         data["input_quality"] = {"every": QUALITY_EVERY, "too_degraded_under": TOO_DEGRADED,
                                  "tracks": [t.to_dict() for t in self.input_quality]}  # fmt: skip
+        data["identity"] = self.identity.to_dict() if self.identity is not None else {}
         data["restore"] = asdict(self.restore) if self.restore is not None else {}
         return data
 

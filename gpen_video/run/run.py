@@ -1,10 +1,11 @@
 """``run(job, source, sink)``: the one skeleton every run goes through — a video file, an image sequence into a
 folder or into a video, a preview, a batch segment.
 
-The restorer is loaded, the report begun, the source entered (its reader opened) and its first frame decoded
-before the sink opens its writer (a range start's offset is then known); the faces+align, restore and compose
-stages (``run.stages``) are joined to the source by ``run.flow.Flow``, and the sink writes what comes out.
-The report is filled from what the stages counted, then from what the sink and the source have to say.
+The identity guard's face recogniser is opened (or refused), the restorer loaded, the report begun, the source
+entered (its reader opened) and its first frame decoded before the sink opens its writer (a range start's offset is
+then known); the faces+align, restore, guard and compose stages (``run.stages``) are joined to the source by
+``run.flow.Flow``, and the sink writes what comes out. The report is filled from what the stages counted, then
+from what the sink and the source have to say.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gpen_video.faces.tracks_file import open_tracks
 from gpen_video.memory import pin_malloc_mmap_threshold
 from gpen_video.models.loader import load_restorer
 from gpen_video.run.flow import Flow
+from gpen_video.run.identity import open_recognizer
 from gpen_video.run.job import RestoreJob
 from gpen_video.run.report import RunReport, StageTimes
 from gpen_video.run.sinks import FrameSink
@@ -28,6 +30,7 @@ def run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool = 
     another in this thread (a baseline for benches, bit-identical output)."""
     pin_malloc_mmap_threshold()  # flat memory over hours of video (see gpen_video/memory.py)
     config = job.config
+    recognizer = open_recognizer(config.identity)  # protect without a recogniser: refused before any work
     restorer = job.restorer or load_restorer(config.restore)
     report = RunReport.begin(job.input, job.output, source.info, sink.settings, restorer.name, config)
     times = StageTimes(count_cpu=not threaded)  # one stage at a time: the process's CPU time is that stage's
@@ -35,7 +38,7 @@ def run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool = 
         frames = source.decoded()
         first = list(itertools.islice(frames, 1))  # decoded before the sink opens its writer
         report.first_decoded_at = time.time()
-        stages = RunStages(config, sink.info, restorer, threaded, source.wanted(), tracks)
+        stages = RunStages(config, sink.info, restorer, threaded, source.wanted(), tracks, recognizer)
         flow = Flow(itertools.chain(first, frames), stages.stages, times, threaded=threaded)
         result = sink.write(source.outputs(flow), times, job.progress)
         stages.finish(report, source.read_stats(), result, times)
