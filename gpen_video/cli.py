@@ -192,7 +192,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return 0
     print(format_probe(info))
     if plan is not None:
-        print("\n".join([*plan.describe(), f"  {config.fusion.describe()}", f"  {config.selection.describe()}"]))
+        lines = [f"  {config.fusion.describe()}", f"  {config.selection.describe()}", f"  {guard.line}"]
+        print("\n".join([*plan.describe(), *lines]))
     return 0
 
 
