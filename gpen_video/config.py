@@ -371,10 +371,11 @@ class IdentityConfig:
         Flag("--identity-recognizer", "face recogniser the guard measures with (auto: dlib, else ArcFace)"),
     ] = "auto"
     # one face in N of each track is measured; the faces between a distant one and its measured neighbours count
-    # as distant too. A face swapped on 4 frames is found at N 1, 2, 4, missed at 8 and 12 (bench/guard_bench.py);
-    # dlib's two embeddings cost about 170 CPU ms a measured face on one core, 14 times the faces stage's cost per
-    # face-frame at N 1 and 4 times at N 4 (43 ms), where any swap of 4 frames or more is still found
-    every: Annotated[int, Range(1, 100)] = 4
+    # as distant too. dlib's two embeddings cost about 170 CPU ms a measured face on one core, and dlib holds
+    # Python's lock, so they run one at a time: 14 times the faces stage's cost per face-frame at N 1, about its
+    # cost (14 ms) at N 12. A restorer that changes a degraded person does so on every frame of the track, and any
+    # change lasting N frames or more is found (a 4-frame swap: at N 1, 2, 4, not at 8 or 12; bench/guard_bench.py)
+    every: Annotated[int, Range(1, 100)] = 12
     ramp: Annotated[int, Range(0, 100)] = 8  # protect: frames each side over which the blend falls to 0 and back
 
     def describe(self, recognizer: str | None, threshold: float | None) -> str:
