@@ -46,7 +46,9 @@ class AlignStage:
         self.radius, self.strength = config.fusion.frames, config.fusion.strength
         self.tracks = tracks  # the --tracks file's rows, written once each frame's faces are chosen (and fused)
         self.stage = FaceStage(config.faces, workers=workers)
-        self.selector: FaceSelector | None = face_selector(config.selection, self.stage.detector)
+        self.selector: FaceSelector | None = face_selector(
+            config.selection, self.stage.detector, config.identity.recognizer
+        )
         self.faces_config = config.faces
         self.settle = warm_start(config.faces, self.radius).settle_frames  # a selection period's lag on its sync
         self.period: int | None = None  # the sync period of the last frame chosen
