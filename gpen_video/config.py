@@ -302,8 +302,8 @@ class SelectionConfig:
     human_check: Annotated[
         Literal["auto", "on", "off"], Flag("--human-check", "leave non-human faces (cartoons, animals) alone")
     ] = "auto"
-    # a track is compared with the reference and excluded faces on its first frame given out, and again every this
-    # many frames while its face is too turned or too small to judge (``faces.selection.JUDGED_*``)
+    # a track is compared with the reference and excluded faces on its first face frontal and large enough to tell
+    # (``faces.selection.JUDGED_*``), or, where it has none, after this many frames on the face it has then
     recheck_frames: Annotated[int, Range(1)] = 12
 
     def describe(self) -> str:
