@@ -377,6 +377,9 @@ class IdentityConfig:
     # change lasting N frames or more is found (a 4-frame swap: at N 1, 2, 4, not at 8 or 12; bench/guard_bench.py)
     every: Annotated[int, Range(1, 100)] = 12
     ramp: Annotated[int, Range(0, 100)] = 8  # protect: frames each side over which the blend falls to 0 and back
+    # worker processes the embeddings run in (dlib holds Python's lock: in the guard's thread they run one at a time
+    # and hold up the other stages' Python); -1: a quarter of the cores (none, in the guard's thread, under 4)
+    processes: Annotated[int, Range(-1, 64)] = -1
 
     def describe(self, recognizer: str | None, threshold: float | None) -> str:
         """One line for ``probe --plan``: the guard in force with ``recognizer`` (None: none installed)."""

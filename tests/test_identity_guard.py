@@ -206,6 +206,14 @@ def test_protect_gives_the_same_pictures_one_stage_after_another_and_one_face_a_
     assert report.identity == protected[0].identity
 
 
+def test_worker_processes_give_the_same_pictures_and_report(clip, protected, tmp_path) -> None:
+    """The embeddings in two worker processes (``identity.processes``: dlib holds Python's lock) instead of the
+    guard's thread: the same factors, so the same pictures, and the same report section."""
+    report, pictures = _run(clip, tmp_path / "processes.mkv", guard="protect", every=1, processes=2)
+    assert all(np.array_equal(a, b) for a, b in zip(pictures, protected[1], strict=True))
+    assert report.identity == protected[0].identity and report.identity.faces_source_kept > 0
+
+
 def test_sampled_guard_flags_the_same_track_and_frames(clip, plain, protected, tmp_path) -> None:
     """One face in 5 of each track measured, the others' faces blurred (the recogniser measures them too): the same
     track, and (the faces between a distant sample and its neighbours counting as distant) the same frames as every

@@ -7,15 +7,19 @@ frontal-face detector (in the ``dlib-bin`` wheel of the ``identity`` extra, no m
 human faces' gradients alone. Each face is cut out level (its eye line horizontal) at ``CHIP_SCALE`` px from eyes
 to mouth, and the detector's best score for a box centred on it is the face's *human score*.
 
-Measured (dlib 20.0.1; scores above ``HUMAN_MIN_SCORE`` are human):
+Measured (dlib 20.0.1):
 
-- insightface's t1.jpg, six people: 1.58–2.81; other real faces (the astronaut in scikit-image's data,
-  upscaled 176×144 carphone frames): 1.11–1.69;
+- insightface's t1.jpg, six people: 1.58–2.81 at the photo's size, 1.24–2.92 shrunk to 12–40 px from eyes to
+  mouth with or without noise of sigma 8; other real faces (the astronaut in scikit-image's data, upscaled
+  176×144 carphone frames): 1.11–1.69;
 - the bunny, 23 frames: −9 (no box) to 0.80, median −0.41; scikit-image's cat with its eyes, nose and mouth
-  placed by hand, a drawn cartoon face and a face-shaped patch of grass: all below 0 (``tests/test_selection.py``).
+  placed by hand, a drawn cartoon face and face-shaped patches of grass and gravel: all below 0
+  (``tests/test_selection.py``).
 
-It is a frontal detector: a face turned further than about half-profile scores low whatever it is, so a face is
-only judged when it is at least ``selection.JUDGED_FRONTAL`` frontal (and a track never seen so is restored).
+It is a frontal detector: a real face turned towards half-profile scores low (0.93–1.04 at frontalness 0.64, shrunk
+and noisy), so only faces at least ``HUMAN_FRONTAL`` frontal are looked at (a track never seen so is restored),
+and a track's verdict is the median of its first ``HUMAN_LOOKS`` looks (the bunny's frames scatter up to 0.80; its
+median is −0.41), taken from its first look on and held once they are all in.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ import numpy as np
 from gpen_video.errors import DependencyError
 from gpen_video.faces.types import face_scale
 
-#: scores at or above this are a human face (between the bunny's best frame, 0.80, and real faces' worst, 1.11)
-HUMAN_MIN_SCORE = 0.95
+#: a track whose median score is at or above this is human (between the bunny's median, −0.41, and real faces'
+#: worst single look, 0.93)
+HUMAN_MIN_SCORE = 0.5
+#: faces at least this frontal (``types.frontalness``) are looked at
+HUMAN_FRONTAL = 0.75
+#: a track's verdict is the median of this many looks (its first ones in the period)
+HUMAN_LOOKS = 3
 #: eyes-to-mouth distance of the level cut-out the detector looks at (px); its 80-px window then holds the face
 CHIP_SCALE = 60.0
 #: half the cut-out's side, in eyes-to-mouth distances

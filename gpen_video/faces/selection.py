@@ -6,8 +6,9 @@ The rules, in the order they are asked:
 - ``--tracks-select FILE``: the track ids listed are restored (or, listed as ``-ID``, skipped);
 - ``--min-face-height`` / ``--min-face-score``: a track is restored once its face box has been that tall, its mean
   detection score that high;
-- ``--human-check``: a track is left alone once its first face frontal enough to judge (``JUDGED_FRONTAL``) is
-  not a human one (``faces.human_check``: cartoons, animals, faces found in textures);
+- ``--human-check``: a track is left alone where its faces frontal enough to judge (``human_check.HUMAN_FRONTAL``)
+  are not human ones (``faces.human_check``: cartoons, animals, faces found in textures): the median score of its
+  first ``HUMAN_LOOKS`` such faces, from the first on;
 - ``--reference-face`` / ``--exclude-face``: a track is restored only if the recogniser takes it for one of the
   reference people (``faces.recognizers``, by the model's own distance and threshold), and not if it takes it for
   an excluded one; a track is judged on its first face frontal and large enough to tell (``JUDGED_FRONTAL``,
@@ -36,7 +37,7 @@ import numpy as np
 from gpen_video.config import SelectionConfig
 from gpen_video.errors import ConfigError, InputError
 from gpen_video.faces.detectors.base import Detector
-from gpen_video.faces.human_check import HUMAN_MIN_SCORE, HumanFaceCheck
+from gpen_video.faces.human_check import HUMAN_FRONTAL, HUMAN_LOOKS, HUMAN_MIN_SCORE, HumanFaceCheck
 from gpen_video.faces.recognizers.base import Recognizer
 from gpen_video.faces.types import TrackedFace, face_scale, frontalness
 
@@ -148,7 +149,8 @@ class _TrackState:
     judged: bool = False
     distance: float | None = None
     human: bool | None = None  # None: not judged yet (no face frontal enough in this period)
-    human_score: float | None = None
+    human_score: float | None = None  # the median of its looks so far
+    human_scores: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -297,9 +299,12 @@ class FaceSelector:
         return state.identity
 
     def _human(self, state: _TrackState, face: TrackedFace, image: np.ndarray) -> bool | None:
-        """Whether the track's face is human: judged on its first face frontal enough in the period, then held."""
-        if state.human is None and self.human is not None and self._judgeable(face):
-            state.human_score = self.human.score(image, face.landmarks5)
+        """Whether the track's face is human: the median score of its first ``HUMAN_LOOKS`` faces frontal enough
+        in the period (``HUMAN_FRONTAL``), from the first of them on; held once they are all in."""
+        looks = state.human_scores
+        if self.human is not None and len(looks) < HUMAN_LOOKS and frontalness(face.landmarks5) >= HUMAN_FRONTAL:
+            looks.append(self.human.score(image, face.landmarks5))
+            state.human_score = float(np.median(looks))
             state.human = state.human_score >= HUMAN_MIN_SCORE
         return state.human
 

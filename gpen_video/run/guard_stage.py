@@ -23,8 +23,9 @@ the frames are fed, threaded or not, whatever the batches.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,11 +34,30 @@ from gpen_video.faces.geometry import template_points
 from gpen_video.run.blend_ramp import BlendRamp
 from gpen_video.run.frame_path import FaceCrops, FramePath
 from gpen_video.run.identity import IdentitySummary, IdentityTally, RecognizerSource
+from gpen_video.run.identity_jobs import InlineJobs, ProcessJobs
 from gpen_video.run.records import Restored
 
 #: the side (px) crops are shrunk to before the recogniser sees them: dlib's 150-px chip of a face that fills about
 #: half the crop needs no more, and a 2048-px crop is 64 times less to move and read
 SIDE = 256
+
+
+#: frames whose distances may be on their way at once (``ProcessJobs``) before the stage waits for the oldest: the
+#: thumbnails they hold are about 0.4 MB a face
+MOST_PENDING = 32
+
+
+@dataclass(eq=False)
+class _Frame:
+    """A frame in the stage: its record, its number, and its sampled faces' distances (None: none sampled)."""
+
+    arrival: int
+    number: int
+    item: Restored
+    tracks: tuple[int, ...] = ()
+    sampled: tuple[int, ...] = ()  # the faces measured, by their place in the frame
+    same: tuple[int, ...] = ()  # of those, the ones whose restored crop is their source (distance 0, not computed)
+    computed: Future[list[float]] | None = None  # the others' distances, in order
 
 
 class GuardStage:
@@ -46,7 +66,12 @@ class GuardStage:
     name = "guard"
 
     def __init__(
-        self, config: IdentityConfig, path: FramePath, recognizer: RecognizerSource | None, template: str
+        self,
+        config: IdentityConfig,
+        path: FramePath,
+        recognizer: RecognizerSource | None,
+        template: str,
+        processes: int = 0,
     ) -> None:
         self.config = config
         self.path = path
@@ -56,30 +81,41 @@ class GuardStage:
         self.tally = IdentityTally(config.every)
         self.ramp = BlendRamp(config.ramp, config.every)
         self.window = self.ramp.reach if self.mode == "protect" else 0
-        self.held: deque[tuple[int, int, Restored]] = deque()  # (arrival, frame number, record)
+        self.jobs: InlineJobs | ProcessJobs | None = None
+        if recognizer is not None:
+            self.jobs = ProcessJobs(config.recognizer, processes) if processes > 0 else InlineJobs(recognizer.get)
+        self.unsettled: deque[_Frame] = deque()  # frames whose distances are not in the tally yet, in order
+        self.held: deque[_Frame] = deque()  # protect: frames waiting for the factors of the frames after them
         self.arrived = 0  # records in so far
+        self.settled = 0  # of those, the ones whose distances are in the tally (and the ramp)
         self.frames = 0  # frames written so far: the report's frame numbers
         self.seen: dict[int, int] = {}  # faces of each track so far (one in ``every`` is measured)
 
     def process(self, item: Restored) -> Iterable[Restored]:
         if self.mode == "off":
             return (item,)
-        number = self.frames
+        frame = _Frame(self.arrived, self.frames, item)
         self.frames += int(item.aligned.emit)
+        self.arrived += 1
         faces = item.aligned.faces
         if item.crops is not None and faces is not None:
-            self._measure(item, faces, number)
-        if self.mode == "warn":
-            return (item,)
-        self.held.append((self.arrived, number, item))
-        self.arrived += 1
-        return self._release(everything=False)
+            self._measure(frame, faces)
+        self.unsettled.append(frame)
+        if self.mode == "protect":
+            self.held.append(frame)
+        out = self._release(everything=False)
+        return (item, *out) if self.mode == "warn" else out
 
     def idle(self) -> Iterable[Restored]:
+        self._settle(wait=False)
         return ()
 
     def finish(self) -> Iterable[Restored]:
-        return self._release(everything=True)
+        try:
+            return self._release(everything=True)
+        finally:
+            if self.jobs is not None:
+                self.jobs.close()
 
     def summary(self) -> IdentitySummary:
         if self.recognizer is None or self.mode == "off":
@@ -87,38 +123,55 @@ class GuardStage:
         name, threshold = self.recognizer.described()
         return self.tally.summary(self.mode, name, threshold, self.config.every, self.config.ramp)
 
-    def _measure(self, item: Restored, faces: FaceCrops, number: int) -> None:
-        """Each face of the frame into the tally; the sampled ones measured, the distant ones to the ramp."""
+    def _measure(self, frame: _Frame, faces: FaceCrops) -> None:
+        """The frame's sampled faces handed to the jobs (their thumbnails: the source's and the restored crop's)."""
         sampled = []
         for k, track in enumerate(faces.tracks):
             count = self.seen.get(track, 0)
             self.seen[track] = count + 1
             if count % self.config.every == 0:
                 sampled.append(k)
-        distances = dict(zip(sampled, self._distances(item, faces, sampled), strict=True)) if sampled else {}
-        for k, track in enumerate(faces.tracks):
-            distance = distances.get(k)
-            over = distance is not None and distance > 0.0 and distance > self._threshold()
-            self.tally.add(track, number, distance, over)
-            if over:
-                self.ramp.add(track, number)
-
-    def _distances(self, item: Restored, faces: FaceCrops, rows: Sequence[int]) -> list[float]:
-        """The recogniser's distance between source and restored crop of each face in ``rows`` (0 without it where
-        the two are the same picture: the same embedding)."""
-        assert self.recognizer is not None and item.crops is not None
-        source = self.path.thumbnails(faces.source, rows, SIDE, (faces.ready,))
-        restored = self.path.thumbnails(item.crops, rows, SIDE, (item.ready,))
-        out = []
-        for before, after in zip(source, restored, strict=True):
-            if np.array_equal(before, after):
-                out.append(0.0)
+        frame.tracks, frame.sampled = faces.tracks, tuple(sampled)
+        if not sampled:
+            return
+        item = frame.item
+        assert item.crops is not None
+        source = self.path.thumbnails(faces.source, sampled, SIDE, (faces.ready,))
+        restored = self.path.thumbnails(item.crops, sampled, SIDE, (item.ready,))
+        pairs, same = [], []
+        for k, before, after in zip(sampled, source, restored, strict=True):
+            if np.array_equal(before, after):  # the same picture: the same embedding, distance 0
+                same.append(k)
                 continue
-            recognizer = self.recognizer.get()
-            a = recognizer.embed(before, self._points(int(faces.source.shape[1]), len(before)))
-            b = recognizer.embed(after, self._points(int(item.crops.shape[1]), len(after)))
-            out.append(float(recognizer.distance(a, b)[0, 0]))
-        return out
+            pairs.append((before, after, self._points(int(faces.source.shape[1]), len(before)),
+                          self._points(int(item.crops.shape[1]), len(after))))  # fmt: skip
+        frame.same = tuple(same)
+        if pairs:
+            assert self.jobs is not None
+            frame.computed = self.jobs.submit(pairs)
+
+    def _settle(self, wait: bool, until: int | None = None) -> None:
+        """The distances that are in (``wait``: waiting for them up to arrival ``until``, all without one) into the
+        tally and the ramp, frame by frame in order; also waits where too many are on their way."""
+        while self.unsettled:
+            frame = self.unsettled[0]
+            due = wait and (until is None or frame.arrival <= until)
+            if not (due or len(self.unsettled) > MOST_PENDING) and not (
+                frame.computed is None or frame.computed.done()
+            ):
+                return
+            self.unsettled.popleft()
+            self._count(frame)
+            self.settled += 1
+
+    def _count(self, frame: _Frame) -> None:
+        computed = iter(frame.computed.result() if frame.computed is not None else ())
+        for k, track in enumerate(frame.tracks):
+            distance = None if k not in frame.sampled else 0.0 if k in frame.same else next(computed)
+            over = distance is not None and distance > 0.0 and distance > self._threshold()
+            self.tally.add(track, frame.number, distance, over)
+            if over:
+                self.ramp.add(track, frame.number)
 
     def _threshold(self) -> float:
         assert self.recognizer is not None
@@ -129,18 +182,24 @@ class GuardStage:
         return ((template_points(self.template, crop) + 0.5) * (side / crop) - 0.5)[None]
 
     def _release(self, everything: bool) -> list[Restored]:
-        """The held frames whose factors are settled (all of them at the end), in order."""
+        """Settles what is in; in protect, the held frames whose factors are settled (all of them at the end)."""
+        if everything:
+            self._settle(wait=True)
+        elif self.held:  # the oldest held frame needs the frames ``window`` after it
+            self._settle(wait=self.arrived - 1 - self.held[0].arrival >= self.window,
+                         until=self.held[0].arrival + self.window)  # fmt: skip
+        else:
+            self._settle(wait=False)
         out = []
-        while self.held and (everything or self.arrived - 1 - self.held[0][0] >= self.window):
-            _, number, item = self.held.popleft()
-            out.append(self._protected(item, number))
+        while self.held and (everything or self.settled - 1 - self.held[0].arrival >= self.window):
+            out.append(self._protected(self.held.popleft()))
         return out
 
-    def _protected(self, item: Restored, number: int) -> Restored:
-        self.ramp.forget_before(number)
-        faces = item.aligned.faces
+    def _protected(self, frame: _Frame) -> Restored:
+        self.ramp.forget_before(frame.number)
+        item, faces = frame.item, frame.item.aligned.faces
         if item.crops is None or faces is None:
             return item
-        factors = tuple(self.ramp.factor(track, number) for track in faces.tracks)
+        factors = tuple(self.ramp.factor(track, frame.number) for track in faces.tracks)
         self.tally.protected(factors)
         return item if all(f == 1.0 for f in factors) else replace(item, blend=factors)

@@ -27,6 +27,14 @@ def host_workers(config: Config) -> int:
     return max(1, usable_cores() - 2)
 
 
+def identity_processes(config: Config) -> int:
+    """Worker processes of the identity guard's recogniser: ``identity.processes``, or a quarter of the usable
+    cores (0 under 4: the guard's own thread)."""
+    if config.identity.processes >= 0:
+        return config.identity.processes
+    return usable_cores() // 4
+
+
 def refuse_conflicts(config: Config) -> None:
     if config.compose.upscale == 1 and config.compose.upscaler != "lanczos":
         raise ConfigError(f"--upscaler {config.compose.upscaler} needs --upscale {config.compose.upscaler[-1]}")

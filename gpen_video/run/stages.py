@@ -22,7 +22,7 @@ from gpen_video.run.flow import QUEUE_SIZE, Stage
 from gpen_video.run.frame_path import choose_path
 from gpen_video.run.guard_stage import GuardStage
 from gpen_video.run.identity import RecognizerSource
-from gpen_video.run.options import frame_path_choice, host_workers, upscaler_for
+from gpen_video.run.options import frame_path_choice, host_workers, identity_processes, upscaler_for
 from gpen_video.run.records import Aligned, Composed, Decoded, Restored
 from gpen_video.run.report import RestoreSummary, RunFaces, RunReport, StageTimes, host_bound_hint
 from gpen_video.run.restore_stage import CrossFrameBatcher
@@ -64,7 +64,7 @@ class RunStages:
         self.restorer = restorer
         self.path = choose_path(restorer, frame_path_choice(config))
         template = resolve_template(config.align.template, config.restore.model)
-        self.guard = GuardStage(config.identity, self.path, recognizer, template)
+        self.guard = GuardStage(config.identity, self.path, recognizer, template, identity_processes(config))
         held = device_holdings(info, restorer.size, self.path.on_device, self.guard.window)
         self.batch_size = config.restore.batch_size or restorer.preferred_batch(*held)
         workers = host_workers(config)
