@@ -121,9 +121,11 @@ def _contact_frames(tracks: list[TrackSummary]) -> dict[int, list[tuple[int, lis
 
 def _captions(report: RunReport) -> dict[int, list[str]]:
     """Each track's lines on the contact sheet: its id (what ``--tracks-select`` takes) and face height, whether
-    it was restored (and why not, where a selection rule left it alone), and its input quality."""
+    it was restored (and why not, where a selection rule left it alone), its input quality, and where the identity
+    guard measured it, the recogniser's median distance between its source and restored faces."""
     selected = report.selection.tracks if report.selection is not None else {}
     quality = {t.id: t for t in report.input_quality}
+    identity = {t.id: t for t in report.identity.tracks} if report.identity is not None else {}
     captions = {}
     for track in report.tracks:
         height = track.sample_box[3] - track.sample_box[1]
@@ -131,6 +133,9 @@ def _captions(report: RunReport) -> dict[int, list[str]]:
         captions[track.id] = [f"track {track.id}  {height:.0f} px", verdict]
         if track.id in quality:
             captions[track.id].append(quality[track.id].describe())
+        if track.id in identity:  # the guard's median distance between the source face and the restored one
+            same = identity[track.id]
+            captions[track.id].append(f"identity {same.median:.2f}" + (" (another person)" if same.over else ""))
     return captions
 
 

@@ -329,3 +329,30 @@ def test_a_face_too_degraded_to_restore_is_named(clip: Path, plain, tmp_path: Pa
     assert warning.startswith("1 track(s) too degraded to restore faithfully") and f": {person} (" in warning
     assert not [w for w in plain[2]["warnings"] if "too degraded" in w]
     assert all(not q["too_degraded"] for q in plain[2]["input_quality"]["tracks"])
+
+
+def test_the_contact_sheet_lines_carry_quality_and_the_guards_distance() -> None:
+    """Each caption line comes from its report section: the selection's verdict, the input quality and the guard's
+    median distance (a stand-in report holding just those sections)."""
+    from types import SimpleNamespace
+
+    from gpen_video.faces.selection import TrackSelection
+    from gpen_video.faces.track_quality import TrackQuality
+    from gpen_video.faces.types import TrackSummary
+    from gpen_video.run.identity import TrackIdentity
+
+    tracks = [TrackSummary(t, 0, 9, 10, 0.99, 4, (10.0, 20.0, 60.0, 100.0)) for t in (1003, 1004)]
+    skipped = TrackSelection(0)
+    skipped.skipped["not_human"] = 10
+    report = SimpleNamespace(
+        tracks=tracks,
+        selection=SimpleNamespace(tracks={1003: TrackSelection(10), 1004: skipped}),
+        input_quality=(
+            TrackQuality(1003, 2, 0.81, 0.8, 0, 30.0, 1.0, 0.0),
+            TrackQuality(1004, 2, 0.1, 0.1, 0, 9.0, 2.0, 1.0),
+        ),
+        identity=SimpleNamespace(tracks=(TrackIdentity(1003, 1, 0.83, 0.83, 0, ((0, 9),)),)),
+    )
+    captions = _captions(report)  # type: ignore[arg-type]
+    assert captions[1003] == ["track 1003  80 px", "restored", "quality 0.81", "identity 0.83 (another person)"]
+    assert captions[1004] == ["track 1004  80 px", "left alone: not human", "quality 0.10 (too degraded)"]
