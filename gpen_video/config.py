@@ -370,16 +370,28 @@ class IdentityConfig:
         Choice("auto", "dlib", "arcface", paths=(".onnx",)),
         Flag("--identity-recognizer", "face recogniser the guard measures with (auto: dlib, else ArcFace)"),
     ] = "auto"
-    # one face in N of each track is measured; the faces between a distant one and its measured neighbours count
-    # as distant too. dlib's two embeddings cost about 170 CPU ms a measured face on one core, and dlib holds
-    # Python's lock, so they run one at a time: 14 times the faces stage's cost per face-frame at N 1, about its
-    # cost (14 ms) at N 12. A restorer that changes a degraded person does so on every frame of the track, and any
-    # change lasting N frames or more is found (a 4-frame swap: at N 1, 2, 4, not at 8 or 12; bench/guard_bench.py)
+    # the faces of one frame in N (by its number in the source) are measured; the faces between a distant one and its
+    # track's measured neighbours count as distant too. dlib's two embeddings cost about 170 CPU ms a measured face on
+    # one core, and dlib holds Python's lock, so they run one at a time: 14 times the faces stage's cost per face-frame
+    # at N 1, about its cost (14 ms) at N 12. A restorer that changes a degraded person does so on every frame of the
+    # track, and any change lasting N frames or more is found (a 4-frame swap: at N 1, 2, 4, not at 8 or 12;
+    # bench/guard_bench.py)
     every: Annotated[int, Range(1, 100)] = 12
     ramp: Annotated[int, Range(0, 100)] = 8  # protect: frames each side over which the blend falls to 0 and back
     # worker processes the embeddings run in (dlib holds Python's lock: in the guard's thread they run one at a time
     # and hold up the other stages' Python); -1: a quarter of the cores (none, in the guard's thread, under 4)
     processes: Annotated[int, Range(-1, 64)] = -1
+
+    @property
+    def reach(self) -> int:
+        """Frames each side of a face whose measurements its blend can depend on under protect (``run.blend_ramp``):
+        a distant sample that far away still lowers it."""
+        return self.ramp + self.every - 1
+
+    def context_frames(self) -> int:
+        """Frames each side of a range (a preview, a batch segment) restored and measured, not written, so that the
+        range's faces get the whole run's blend: ``reach`` under protect, else none."""
+        return self.reach if self.guard == "protect" else 0
 
     def describe(self, recognizer: str | None, threshold: float | None) -> str:
         """One line for ``probe --plan``: the guard in force with ``recognizer`` (None: none installed)."""
@@ -395,7 +407,7 @@ class IdentityConfig:
                 f"identity guard: off (identity.guard {self.guard}, but no face recogniser is installed: "
                 "pip install 'gpen-video[identity]')"
             )
-        sampled = "every face" if self.every == 1 else f"one face in {self.every} of each track"
+        sampled = "every face" if self.every == 1 else f"the faces of one frame in {self.every}"
         action = "warns of" if self.guard == "warn" else f"keeps the source face (ramp {self.ramp} frames) for"
         return (
             f"identity guard: {self.guard}: {recognizer} compares {sampled} with its source and {action} "
@@ -465,6 +477,11 @@ class Config:
     # host worker threads of the faces stage (each face's motion, each look of a key frame) and of compose (frames);
     # the output is the same for any number. 0: all cores but the decode and encode threads
     threads: Annotated[Count, Neutral, Flag("--threads", "host worker threads (0: all cores but two)")] = 0
+
+    def context_frames(self) -> int:
+        """Frames each side of a frame that its picture depends on beyond its faces: fusion's neighbours, and the
+        guard's measurements under protect. A range or a segment decodes that much more each side."""
+        return self.fusion.frames + self.identity.context_frames()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

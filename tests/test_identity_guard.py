@@ -46,12 +46,13 @@ TOP, STEP = 80, 2  # frame n shows the photo from (STEP * n, TOP)
 FACE_A, FACE_B = 2, 5  # photo faces by x (0 leftmost): A is in the clip, B (another person) is pasted over it
 SIZE = 256  # the test restorer's crop side
 TEMPLATE = resolve_template("auto", load_config("default").restore.model)
+RATE = Fraction(25)  # the clip's frames a second
 
 
 def _clip(folder: Path) -> Path:
     """12 frames of 640x480 FFV1 over photo faces 0, 1 and 2, panning 2 px a frame."""
     path = folder / "three.mkv"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-loop", "1", "-framerate", "25", "-i", str(faces_image_path()),
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-loop", "1", "-framerate", str(RATE), "-i", str(faces_image_path()),
                     "-vf", f"crop=640:480:n*{STEP}:{TOP},format=yuv420p", "-frames:v", str(FRAMES), "-c:v", "ffv1",
                     str(path)], check=True)  # fmt: skip
     return path
@@ -97,9 +98,15 @@ def _frames(path: Path) -> list[np.ndarray]:
 
 
 def _run(
-    clip: Path, out: Path, soften: float = 0.0, threaded: bool = True, batch: int = 0, **identity: object
+    clip: Path,
+    out: Path,
+    soften: float = 0.0,
+    threaded: bool = True,
+    batch: int = 0,
+    ranges: dict[str, object] | None = None,
+    **identity: object,
 ) -> tuple[RunReport, list[np.ndarray]]:
-    overrides = {f"identity.{k}": v for k, v in identity.items()}
+    overrides = {f"identity.{k}": v for k, v in identity.items()} | (ranges or {})
     config = load_config("default", {"output.video_codec": "ffv1", "restore.batch_size": batch, **overrides})
     job = replace(restore_job(clip, out, config), restorer=SwapRestorer(soften))
     report = run_restore(job, threaded=threaded)
@@ -206,6 +213,24 @@ def test_protect_gives_the_same_pictures_one_stage_after_another_and_one_face_a_
     assert report.identity == protected[0].identity
 
 
+def test_a_ranged_run_under_protect_keeps_the_whole_runs_pictures(clip, tmp_path) -> None:
+    """A range of frames 6-9 under protect, one frame in 5 measured: none of its own frames is sampled (5 and 10
+    are), so only the frames restored and measured around it, unwritten, keep face A's swap out; its pictures are
+    the whole run's, and its report counts none of them."""
+    options = {"guard": "protect", "every": 5, "ramp": 1}
+    whole_report, whole = _run(clip, tmp_path / "whole.mkv", **options)
+    assert whole_report.identity is not None and whole_report.identity.faces_source_kept > 0
+    first, count = 6, 4
+    ranged = {"start": first / RATE, "duration": (count - 0.5) / RATE}
+    report, pictures = _run(clip, tmp_path / "ranged.mkv", ranges=ranged, **options)
+    assert len(pictures) == count
+    assert all(np.array_equal(a, b) for a, b in zip(pictures, whole[first : first + count], strict=True))
+    assert report.identity is not None and report.identity.faces_checked == 0
+    assert report.identity.faces_source_kept == count  # face A's, kept on every written frame
+    assert report.faces is not None and report.faces.faces_restored == 3 * count  # the context's are not counted
+    assert report.faces.frames_with_faces == count
+
+
 def test_worker_processes_give_the_same_pictures_and_report(clip, protected, tmp_path) -> None:
     """The embeddings in two worker processes (``identity.processes``: dlib holds Python's lock) instead of the
     guard's thread: the same factors, so the same pictures, and the same report section."""
@@ -215,7 +240,7 @@ def test_worker_processes_give_the_same_pictures_and_report(clip, protected, tmp
 
 
 def test_sampled_guard_flags_the_same_track_and_frames(clip, plain, protected, tmp_path) -> None:
-    """One face in 5 of each track measured, the others' faces blurred (the recogniser measures them too): the same
+    """The faces of one frame in 5 measured, the others' faces blurred (the recogniser measures them too): the same
     track, and (the faces between a distant sample and its neighbours counting as distant) the same frames as every
     face measured; the blurred faces stay their own people."""
     report, _ = _run(clip, tmp_path / "sampled.mkv", soften=1.5, guard="warn", every=5)
@@ -250,8 +275,9 @@ class _Brightness(Recognizer):
 TRACKS = (7, 8)
 
 
-def _records(frames: int, distant: dict[int, set[int]]) -> list[Restored]:
-    """Frames of two faces (tracks 7 and 8) whose restored crop is changed in the frames ``distant`` names."""
+def _records(frames: int, distant: dict[int, set[int]], written: range | None = None) -> list[Restored]:
+    """Frames of two faces (tracks 7 and 8) whose restored crop is changed in the frames ``distant`` names; those
+    outside ``written`` (None: all are) are a range's context, restored and not written."""
     records = []
     for n in range(frames):
         source = np.full((2, 16, 16, 3), 100, np.uint8)
@@ -260,14 +286,14 @@ def _records(frames: int, distant: dict[int, set[int]]) -> list[Restored]:
             if n in distant.get(track, ()):
                 restored[k] += 50
         faces = FaceCrops(source, source, np.zeros((2, 2, 3)), source[0], None, TRACKS)
-        frame = Frame(n, n, Fraction(1, 25), None)  # type: ignore[arg-type] - the stage never reads the samples
-        records.append(Restored(Aligned(frame, True, source[0], faces), restored))
+        frame = Frame(n, n, 1 / RATE, None)  # type: ignore[arg-type] - the stage never reads the samples
+        records.append(Restored(Aligned(frame, written is None or n in written, source[0], faces), restored))
     return records
 
 
 def _guard(mode: str = "protect", every: int = 1, ramp: int = 4) -> GuardStage:
     config = IdentityConfig(guard=mode, every=every, ramp=ramp)  # type: ignore[arg-type]
-    return GuardStage(config, HostPath(IdentityRestorer(16)), RecognizerSource(config, _Brightness), TEMPLATE)
+    return GuardStage(config, HostPath(IdentityRestorer(16)), RecognizerSource(config, _Brightness), TEMPLATE, RATE)
 
 
 def _factors(out: list[Restored]) -> dict[int, list[float]]:
@@ -328,10 +354,37 @@ def test_a_distant_sample_makes_the_faces_to_its_neighbouring_samples_distant() 
     assert seven.over == ((10, 14),) and seven.checked == 8
 
 
+def test_a_range_with_its_context_gets_the_whole_runs_factors() -> None:
+    """Same input, same pictures: a range (a preview, a batch segment) whose frames ``identity.reach`` either side
+    come in restored but unwritten gives its frames the whole run's factors, though the distant samples that lower
+    them (16 before it, 32 after it) are outside it. Frames are sampled by their number in the source, not by their
+    place in the run; the report counts the written frames alone."""
+    every, ramp = 4, 3
+    config = IdentityConfig(guard="protect", every=every, ramp=ramp)
+    distant = {7: {15, 16}, 8: {31, 32}}
+    whole = _factors(_one_at_a_time(_guard(every=every, ramp=ramp), _records(40, distant)))
+    written = range(20, 28)
+    context = range(written.start - config.reach, written.stop + config.reach)
+    guard = _guard(every=every, ramp=ramp)
+    records = _records(40, distant, written)[context.start : context.stop]
+    out = [r for r in _one_at_a_time(guard, records) if r.aligned.emit]
+    assert [r.aligned.frame.index for r in out] == list(written)
+    ranged = _factors(out)
+    for track in TRACKS:
+        assert ranged[track] == whole[track][written.start : written.stop], track
+    assert min(ranged[7]) < 1.0 and min(ranged[8]) < 1.0  # lowered from outside the range on both sides
+    assert guard.summary().faces_checked == 2 * len(range(20, 28, every))  # 20 and 24: written frames alone
+    lone = _guard(every=every, ramp=ramp)  # the range without its context: nothing tells it
+    assert _factors(_one_at_a_time(lone, _records(40, distant)[written.start : written.stop])) == {
+        7: [1.0] * 8,
+        8: [1.0] * 8,
+    }
+
+
 def test_guard_off_passes_every_record_through_as_it_came() -> None:
     records = _records(12, {7: {3, 4}})
     for guard in (_guard(mode="off"), GuardStage(IdentityConfig(guard="warn"), HostPath(IdentityRestorer(16)), None,
-                                                 TEMPLATE)):  # fmt: skip
+                                                 TEMPLATE, RATE)):  # fmt: skip
         out = _one_at_a_time(guard, records)
         assert len(out) == len(records) and all(a is b for a, b in zip(out, records, strict=True))
         assert guard.summary().guard == "off" and guard.summary().faces_checked == 0
@@ -347,7 +400,7 @@ def test_a_restored_crop_equal_to_its_source_needs_no_recogniser() -> None:
         raise AssertionError("the recogniser was made")
 
     config = IdentityConfig(guard="protect", every=1)
-    guard = GuardStage(config, HostPath(IdentityRestorer(16)), RecognizerSource(config, never), TEMPLATE)
+    guard = GuardStage(config, HostPath(IdentityRestorer(16)), RecognizerSource(config, never), TEMPLATE, RATE)
     out = _one_at_a_time(guard, _records(6, {}))
     summary = guard.summary()
     assert all(r.blend is None for r in out) and summary.faces_checked == 12 and summary.faces_over == 0

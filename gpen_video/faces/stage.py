@@ -82,12 +82,12 @@ class _TrackTally:
     sample_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
-def lookahead_frames(config: FacesConfig, fusion_frames: int = 0) -> int:
-    """Frames ``FaceStage.push`` may hold back (a released frame is final): the smoothing window, a gap to
-    bridge, the track length and the candidates' second look. Batch segments and ranges decode this far past
-    their end, plus ``fusion_frames`` (``fusion.frames``: a fused frame waits for that many later frames)."""
+def lookahead_frames(config: FacesConfig, context_frames: int = 0) -> int:
+    """Frames ``FaceStage.push`` may hold back (a released frame is final): the smoothing window, a gap to bridge, the
+    track length and the candidates' second look. Batch segments and ranges decode this far past their end, plus
+    ``context_frames`` (``Config.context_frames``: a fused or protected frame waits for that many later frames)."""
     window = max(0, int(config.smooth_window)) if config.smooth else 0
-    return max(window, config.max_gap + 1, config.min_track_length, _CONFIRM_AFTER + 1, 1) + fusion_frames
+    return max(window, config.max_gap + 1, config.min_track_length, _CONFIRM_AFTER + 1, 1) + context_frames
 
 
 def sync_period(config: FacesConfig, seconds: float | None) -> int | None:
@@ -123,16 +123,16 @@ class WarmStart:
         return period * self.sync_seconds - self.history_frames * frame_seconds
 
 
-def warm_start(config: FacesConfig, fusion_frames: int = 0) -> WarmStart:
+def warm_start(config: FacesConfig, context_frames: int = 0) -> WarmStart:
     """``config``'s ``WarmStart`` (what a preview, a ``--start`` and each batch segment decode before their start).
-    ``fusion_frames`` (``fusion.frames``): a fused frame also needs that many frames before it, with the faces the
-    whole run gives them, so the start is that much earlier."""
+    ``context_frames`` (``Config.context_frames``): a fused or protected frame also needs that many frames before it,
+    with the faces the whole run gives them, so the start is that much earlier."""
     reach = max(config.smooth_window if config.smooth else 0, config.max_gap + 1, 1)
     return WarmStart(
         sync_seconds=float(config.sync_seconds),
-        settle_frames=2 * follow_frames(config) + 1 + fusion_frames,
+        settle_frames=2 * follow_frames(config) + 1 + context_frames,
         history_frames=SceneCutDetector.history_frames(config.min_scene_len) + 1,
-        fallback_frames=reach + max(config.keyframe_interval, 8) + fusion_frames,
+        fallback_frames=reach + max(config.keyframe_interval, 8) + context_frames,
     )
 
 

@@ -87,7 +87,7 @@ class PlanSettings:
 
     @classmethod
     def for_faces(
-        cls, faces: FacesConfig, segment_seconds: float, overlap_frames: int | None = None, fusion_frames: int = 0
+        cls, faces: FacesConfig, segment_seconds: float, overlap_frames: int | None = None, context_frames: int = 0
     ) -> PlanSettings:
         """The faces stage's overlap: what a segment must decode around the frames it emits so that they come
         out as in one run over the whole file.
@@ -97,13 +97,14 @@ class PlanSettings:
           final, so decoding more after the segment's last frame changes nothing it emits.
         - Warm-up (``overlap_frames``, by default): the smoothing window's (or a bridged gap's) past, and a
           key-frame interval for the tracks found by the first full detection to be seen by a second one.
-        - ``fusion_frames`` (``fusion.frames``): a fused frame reads that many frames either side, so both widen by it.
+        - ``context_frames`` (``Config.context_frames``: fusion's neighbours, the guard's ramp under protect): a
+          frame's picture reads that many frames either side, so both widen by it.
         """
         smooth = faces.smooth_window if faces.smooth else 0
         reach = max(smooth, faces.max_gap + 1, faces.min_track_length, 1)
-        lookahead = lookahead_frames(faces, fusion_frames)  # FaceStage.lookahead, then fusion's
-        warmup = reach + max(faces.keyframe_interval, 8) + fusion_frames if overlap_frames is None else overlap_frames
-        return cls(float(segment_seconds), int(warmup), int(lookahead), warm=warm_start(faces, fusion_frames))
+        lookahead = lookahead_frames(faces, context_frames)  # FaceStage.lookahead, then fusion and the guard
+        warmup = reach + max(faces.keyframe_interval, 8) + context_frames if overlap_frames is None else overlap_frames
+        return cls(float(segment_seconds), int(warmup), int(lookahead), warm=warm_start(faces, context_frames))
 
 
 def plan_segments(index: PacketIndex, settings: PlanSettings) -> list[Segment]:

@@ -462,7 +462,7 @@ def _segment_tasks(run: _FileRun, todo: list[Segment], suffix: str) -> list[Segm
 def _plan_settings(config: Config, options: JobOptions) -> PlanSettings:
     """The faces stage's overlap; long-GOP segments emit from their warm-up's end (``PlanSettings.emit_after_key``)."""
     settings = PlanSettings.for_faces(
-        config.faces, options.segment_seconds, options.overlap_frames, config.fusion.frames
+        config.faces, options.segment_seconds, options.overlap_frames, config.context_frames()
     )
     return replace(settings, emit_after_key=True)
 

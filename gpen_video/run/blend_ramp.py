@@ -2,15 +2,18 @@
 is another person, back to 1 over ``ramp`` frames each side, so the face never switches between source and restored
 from one frame to the next.
 
-A distant sample at frame s of a track, with one face in N measured (``every``), makes the frames s-N+1..s+N-1 of
-that track "distant" (those between it and its neighbouring samples); a face at distance d frames from the nearest
-distant frame gets ``smoothstep(d / (ramp + 1))``: 0 at d = 0, rising monotonically to 1 at d = ramp + 1. A face's
-factor depends on the distant samples up to ``reach`` frames after it, and on nothing else.
+Frames are counted in the order they arrive (written or not). A distant sample at frame s of a track, with one face in N
+measured (``every``), makes the frames s-N+1..s+N-1 of that track "distant" (those between it and its neighbouring
+samples); a face at distance d frames from the nearest distant frame gets ``smoothstep(d / (ramp + 1))``: 0 at d = 0,
+rising monotonically to 1 at d = ramp + 1. A face's factor depends on the distant samples up to ``reach`` frames after
+it, and on nothing else.
 """
 
 from __future__ import annotations
 
 from collections import deque
+
+from gpen_video.config import IdentityConfig
 
 
 def ramp_factor(distance: int, ramp: int) -> float:
@@ -24,14 +27,10 @@ def ramp_factor(distance: int, ramp: int) -> float:
 class BlendRamp:
     """The distant samples of each track, and each face's factor from them."""
 
-    def __init__(self, ramp: int, every: int) -> None:
-        self.ramp, self.every = ramp, every
+    def __init__(self, config: IdentityConfig) -> None:
+        self.ramp, self.every = config.ramp, config.every
+        self.reach = config.reach  # how many frames after a face its factor looks
         self.distant: dict[int, deque[int]] = {}
-
-    @property
-    def reach(self) -> int:
-        """How many frames after a face its factor looks: a distant sample that far ahead still lowers it."""
-        return self.ramp + self.every - 1
 
     def add(self, track: int, frame: int) -> None:
         """A distant sample of ``track`` at ``frame`` (in increasing frame order)."""

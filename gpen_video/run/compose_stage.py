@@ -70,7 +70,7 @@ class ComposeStage:
             future = self.pool.submit(self._upscale, item) if self.pool is not None else Future()
             if self.pool is None:
                 future.set_result(self._upscale(item))
-        elif item.crops is None:
+        elif item.crops is None or not item.aligned.emit:  # a range's context frame: restored for the guard alone
             future = Future()
             future.set_result(None)
         else:

@@ -24,7 +24,8 @@ from gpen_video.run.records import Aligned, Decoded
 
 class AlignStage:
     """``Decoded`` in, ``Aligned`` out, in order; frames wait here while the tracker looks ahead, and then while
-    fusion's ``fusion.frames`` later neighbours come in."""
+    fusion's ``fusion.frames`` later neighbours come in (in a ranged run under protect, at least the guard's
+    ``identity.context_frames``: the unwritten frames that near the range are restored too, for the guard)."""
 
     name = "faces"
 
@@ -44,6 +45,10 @@ class AlignStage:
         self.crop_size = crop_size
         self.wanted = wanted  # a segment's emit window: frames outside it are tracked, not restored
         self.radius, self.strength = config.fusion.frames, config.fusion.strength
+        # frames each side of the window restored all the same (not written): the guard's protect ramp reads them
+        self.context = config.identity.context_frames() if wanted is not None else 0
+        self.lead = max(self.radius, self.context)  # later frames in before a frame is aligned
+        self.since_written: int | None = None  # frames since the last one written (None: none yet)
         self.tracks = tracks  # the --tracks file's rows, written once each frame's faces are chosen (and fused)
         self.stage = FaceStage(config.faces, workers=workers)
         self.selector: FaceSelector | None = face_selector(
@@ -80,7 +85,7 @@ class AlignStage:
         for frame_faces in finished:
             self.window.append((frame_faces, self.pending.pop(frame_faces.index)))
             self.ahead += 1
-            if self.ahead > self.radius:  # its later neighbours are in
+            if self.ahead > self.lead:  # its later neighbours are in
                 out.append(self._next())
         return out
 
@@ -89,10 +94,11 @@ class AlignStage:
         position = len(self.window) - self.ahead
         frame_faces, item = self.window[position]
         emit = self.wanted is None or self.wanted(item.frame.pts)
+        restore = emit or self._in_context(position)
         skipped = self._chosen(frame_faces, item)
         faces = [face for face, skip in zip(frame_faces.faces, skipped, strict=True) if skip is None]
         weights: list[float | None] | None = None
-        if faces and emit:
+        if faces and restore:
             fused, fused_weights = self._fused(position, faces) if self.radius else (None, None)
             crops = self.path.align(item.image, faces, self.crop_size, self.template, fused)
             aligned = Aligned(item.frame, emit, item.image, crops)
@@ -105,9 +111,20 @@ class AlignStage:
             reasons = skipped if self.selector is not None else None
             self.tracks.write(replace(frame_faces, index=frame_faces.reported), weights, reasons)
         self.ahead -= 1
+        self.since_written = 0 if emit else None if self.since_written is None else self.since_written + 1
         while len(self.window) - self.ahead > self.radius:
             self.window.popleft()
         return aligned
+
+    def _in_context(self, position: int) -> bool:
+        """Whether the unwritten frame at ``position`` is within ``context`` frames of a written one."""
+        if not self.context:
+            return False
+        if self.since_written is not None and self.since_written < self.context:
+            return True
+        later = range(position + 1, min(position + self.context + 1, len(self.window)))
+        assert self.wanted is not None
+        return any(self.wanted(self.window[q][1].frame.pts) for q in later)
 
     def _chosen(self, frame_faces: FrameFaces, item: Decoded) -> list[str | None]:
         """Each face's verdict (None: restored, else why not), the selection periods kept in step with the sync."""

@@ -1,18 +1,21 @@
 """The ``guard`` stage of the flow, between restore and compose: is each restored face still the source's person?
 
-For each frame with restored faces, at the sampled faces of each track (one in ``identity.every``, counted along the
-track), the source crop (``FaceCrops.source``, 8-bit by ``io.colour.to_8bit``) and the restored crop are shrunk to at
-most ``SIDE`` px on the path's side (only those rows reach the host) and embedded by the face recogniser with the
-same five points, the alignment template's; their distance is the recogniser's own. ``run.identity`` keeps the
-tallies and the report's section.
+For each frame with restored faces, at the sampled frames (one in ``identity.every``, by the frame's number in the
+source, its time times the frame rate: the same frames in a preview, a segment and the whole run), the source crop
+(``FaceCrops.source``, 8-bit by ``io.colour.to_8bit``) and the restored crop are shrunk to at most ``SIDE`` px on the
+path's side (only those rows reach the host) and embedded by the face recogniser with the same five points, the
+alignment template's; their distance is the recogniser's own. ``run.identity`` keeps the tallies and the report's
+section.
 
 - ``warn``: frames pass straight on; the report says which tracks and frames were over the threshold.
-- ``protect``: each frame waits here until the frames ``BlendRamp.reach`` (``identity.ramp`` + ``every`` - 1) after it
+- ``protect``: each frame waits here until the frames ``identity.reach`` (``ramp`` + ``every`` - 1) after it
   are measured, then leaves with each face's blend factor (``Restored.blend``): 0 on its track's distant frames,
   ramping back to 1 each side. That window is its memory: ``reach`` frames more in flight, each with its working
   frame and its crops (on the device path the frame, the source and restorer's crops and the restored crops stay on
-  the GPU: ``run.stages.device_holdings`` counts them). At the defaults (ramp 8, every 4: 11 frames) a 1080p frame
-  with one GPEN-2048 face holds about 44 MB (6 MB of samples, three 2048-px crops): about half a gigabyte more.
+  the GPU: ``run.stages.device_holdings`` counts them). At the defaults (ramp 8, every 12: 19 frames) a 1080p frame
+  with one GPEN-2048 face holds about 44 MB (6 MB of samples, three 2048-px crops): about 0.8 GB more. A range's
+  faces depend on the frames ``reach`` either side, so a ranged run restores and measures that many frames beyond
+  it, unwritten (``identity.context_frames``, ``run.faces_stage``): they count in the ramp, not in the report.
 - ``off`` (or no recogniser): every record passes through as it came.
 
 Nothing here depends on timing: each frame is measured when it arrives, in order, and released only once the frames
@@ -26,6 +29,7 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 
@@ -49,7 +53,8 @@ MOST_PENDING = 32
 
 @dataclass(eq=False)
 class _Frame:
-    """A frame in the stage: its record, its number, and its sampled faces' distances (None: none sampled)."""
+    """A frame in the stage: its record, its place among the frames in (the ramp's axis) and among those written
+    (the report's), and its sampled faces' distances (None: none sampled)."""
 
     arrival: int
     number: int
@@ -71,16 +76,18 @@ class GuardStage:
         path: FramePath,
         recognizer: RecognizerSource | None,
         template: str,
+        rate: Fraction,
         processes: int = 0,
     ) -> None:
         self.config = config
+        self.rate = rate  # frames a second: a frame's number in the source is its time times this
         self.path = path
         self.recognizer = recognizer
         self.mode = config.guard if recognizer is not None else "off"
         self.template = template
         self.tally = IdentityTally(config.every)
-        self.ramp = BlendRamp(config.ramp, config.every)
-        self.window = self.ramp.reach if self.mode == "protect" else 0
+        self.ramp = BlendRamp(config)
+        self.window = config.reach if self.mode == "protect" else 0
         self.jobs: InlineJobs | ProcessJobs | None = None
         if recognizer is not None:
             self.jobs = ProcessJobs(config.recognizer, processes) if processes > 0 else InlineJobs(recognizer.get)
@@ -89,7 +96,6 @@ class GuardStage:
         self.arrived = 0  # records in so far
         self.settled = 0  # of those, the ones whose distances are in the tally (and the ramp)
         self.frames = 0  # frames written so far: the report's frame numbers
-        self.seen: dict[int, int] = {}  # faces of each track so far (one in ``every`` is measured)
 
     def process(self, item: Restored) -> Iterable[Restored]:
         if self.mode == "off":
@@ -124,17 +130,14 @@ class GuardStage:
         return self.tally.summary(self.mode, name, threshold, self.config.every, self.config.ramp)
 
     def _measure(self, frame: _Frame, faces: FaceCrops) -> None:
-        """The frame's sampled faces handed to the jobs (their thumbnails: the source's and the restored crop's)."""
-        sampled = []
-        for k, track in enumerate(faces.tracks):
-            count = self.seen.get(track, 0)
-            self.seen[track] = count + 1
-            if count % self.config.every == 0:
-                sampled.append(k)
-        frame.tracks, frame.sampled = faces.tracks, tuple(sampled)
-        if not sampled:
-            return
+        """The frame's faces handed to the jobs (their thumbnails: the source's and the restored crop's) if it is a
+        sampled frame."""
+        frame.tracks = faces.tracks
         item = frame.item
+        if round(item.aligned.frame.time * self.rate) % self.config.every:
+            return
+        sampled = list(range(len(faces.tracks)))
+        frame.sampled = tuple(sampled)
         assert item.crops is not None
         source = self.path.thumbnails(faces.source, sampled, SIDE, (faces.ready,))
         restored = self.path.thumbnails(item.crops, sampled, SIDE, (item.ready,))
@@ -166,12 +169,14 @@ class GuardStage:
 
     def _count(self, frame: _Frame) -> None:
         computed = iter(frame.computed.result() if frame.computed is not None else ())
+        written = frame.item.aligned.emit  # a range's context frames count in the ramp alone
         for k, track in enumerate(frame.tracks):
             distance = None if k not in frame.sampled else 0.0 if k in frame.same else next(computed)
             over = distance is not None and distance > 0.0 and distance > self._threshold()
-            self.tally.add(track, frame.number, distance, over)
+            if written:
+                self.tally.add(track, frame.number, distance, over)
             if over:
-                self.ramp.add(track, frame.number)
+                self.ramp.add(track, frame.arrival)
 
     def _threshold(self) -> float:
         assert self.recognizer is not None
@@ -196,10 +201,10 @@ class GuardStage:
         return out
 
     def _protected(self, frame: _Frame) -> Restored:
-        self.ramp.forget_before(frame.number)
+        self.ramp.forget_before(frame.arrival)
         item, faces = frame.item, frame.item.aligned.faces
-        if item.crops is None or faces is None:
+        if item.crops is None or faces is None or not item.aligned.emit:
             return item
-        factors = tuple(self.ramp.factor(track, frame.number) for track in faces.tracks)
+        factors = tuple(self.ramp.factor(track, frame.arrival) for track in faces.tracks)
         self.tally.protected(factors)
         return item if all(f == 1.0 for f in factors) else replace(item, blend=factors)

@@ -159,7 +159,7 @@ class IdentitySummary:
     threshold: float | None = None
     every: int = 1
     ramp: int = 0
-    faces_checked: int = 0  # faces measured (one in ``every`` of each track)
+    faces_checked: int = 0  # faces measured (those of one frame in ``every``)
     faces_over: int = 0  # faces counted as another person (measured, or between a distant sample and its neighbours)
     faces_protected: int = 0  # protect: faces whose blend was lowered
     faces_source_kept: int = 0  # protect: of those, faces left as the source (blend 0)

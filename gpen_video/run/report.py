@@ -72,7 +72,7 @@ def host_bound_hint(times: StageTimes, frames: int, device: str) -> str | None:
         return None
     per_frame = {stage: 1000 * seconds / frames for stage, seconds in times.seconds.items()}
     remedy = (
-        "measuring fewer faces (--set identity.every=N, one face in N of each track) or --identity-guard off"
+        "measuring fewer faces (--set identity.every=N, the faces of one frame in N) or --identity-guard off"
         if bound == "guard"  # the face recogniser runs on one host core
         else "more cores (--threads), a smaller faces.detect_size or fewer faces (--min-face)"
     )

@@ -74,7 +74,7 @@ class CrossFrameBatcher:
                     count = len(item.faces)
                     restored_by_frame[id(item)] = Restored(item, restored[start : start + count], done)
                     start += count
-            self.faces_restored += len(crops)
+            self.faces_restored += sum(len(i.faces) for i in self.held if i.faces is not None and i.emit)
         released = [restored_by_frame.get(id(item)) or Restored(item, None) for item in self.held]
         self.held, self.held_crops = [], 0
         return released

@@ -50,17 +50,18 @@ class FrameSource(Protocol):
 
 
 def range_margins(config: Config, info: MediaInfo) -> RangeMargins:
-    """What a ``--start``/``--duration`` run (a preview) decodes around its range, so that the frames it writes get
-    the faces the whole run gives them: from the faces stage's warm start (``faces.stage.warm_start``) before it,
-    and the stage's look-ahead after it, each widened by fusion's reach. Nothing of the margins is written."""
+    """What a ``--start``/``--duration`` run (a preview) decodes around its range, so that the frames it writes get the
+    faces the whole run gives them: from the faces stage's warm start (``faces.stage.warm_start``) before it, and the
+    stage's look-ahead after it, each widened by ``Config.context_frames`` (fusion's and the guard's). Nothing of the
+    margins is written."""
     from gpen_video.faces.stage import lookahead_frames, warm_start
 
     rate = info.video.frame_rate or Fraction(25)
     frame = float(1 / rate) * 1.01  # a little more than a frame: more margin changes nothing written
     start = info.video.start_time + (config.start or 0.0)
-    fusion = config.fusion.frames
-    before = start - warm_start(config.faces, fusion).before(start, frame) if config.start is not None else 0.0
-    return RangeMargins(max(before, 0.0), (lookahead_frames(config.faces, fusion) + 1) * frame)
+    context = config.context_frames()
+    before = start - warm_start(config.faces, context).before(start, frame) if config.start is not None else 0.0
+    return RangeMargins(max(before, 0.0), (lookahead_frames(config.faces, context) + 1) * frame)
 
 
 class VideoSource:

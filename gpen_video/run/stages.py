@@ -8,6 +8,7 @@ report from what the stages counted (``RunReport.finish``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 
 from gpen_video.config import Config
 from gpen_video.faces.tracks_file import TracksFile
@@ -64,7 +65,8 @@ class RunStages:
         self.restorer = restorer
         self.path = choose_path(restorer, frame_path_choice(config))
         template = resolve_template(config.align.template, config.restore.model)
-        self.guard = GuardStage(config.identity, self.path, recognizer, template, identity_processes(config))
+        rate = info.video.frame_rate or Fraction(25)  # the guard samples frames by their number in the source
+        self.guard = GuardStage(config.identity, self.path, recognizer, template, rate, identity_processes(config))
         held = device_holdings(info, restorer.size, self.path.on_device, self.guard.window)
         self.batch_size = config.restore.batch_size or restorer.preferred_batch(*held)
         workers = host_workers(config)
