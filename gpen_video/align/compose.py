@@ -87,10 +87,22 @@ def compose(
         restored, crops = shrunk(restored, shrink), shrunk(crops, shrink) if config.color_match else crops
         crop_masks = shrunk(crop_masks, shrink) if crop_masks is not None else _crop_masks(restored, config, None, size)
         affines = shrunk_affines(affines, shrink)
-    faces = _faces_to_paste(image, restored, crops, crop_masks, affines, config, grain, top)
-    regions = [footprint(invert_affine(a), size, width, height) for a in affines]
-    pieces = _warp_to_regions(faces, crop_masks, affines, regions, factors)
+    inner = [mask_support(m) for m in crop_masks]
+    faces = _faces_to_paste(image, restored, crops, crop_masks, inner, affines, config, grain, top)
+    pieces = _warp_to_regions(faces, crop_masks, inner, affines, (width, height), factors)
     return _paste_groups(image, pieces, config.blend, top)
+
+
+def mask_support(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1, crop px) of a crop mask's nonzero samples grown by one sample each side (what a
+    bilinear warp reads for any frame pixel the mask reaches), clipped to the crop; None: an empty mask. Nothing
+    outside it is pasted, so the colour match, the warps and the blend work on it alone (a feathered mask's: about
+    two thirds of the crop) and give the same samples as over the whole crop."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    side_y, side_x = mask.shape
+    return max(cols[0] - 1, 0), max(rows[0] - 1, 0), min(cols[-1] + 2, side_x), min(rows[-1] + 2, side_y)
 
 
 def shrink_factor(affines: np.ndarray, size: int) -> int:
@@ -131,42 +143,71 @@ def _faces_to_paste(
     restored: np.ndarray,
     crops: np.ndarray,
     crop_masks: np.ndarray,
+    inner: list[tuple[int, int, int, int] | None],
     affines: np.ndarray,
     config: ComposeConfig,
     grain: GrainSeed | None,
     top: float,
-) -> np.ndarray:
-    """The restored crops in the frame's range (float32), colour-matched and grained as configured."""
-    faces = np.empty(restored.shape, np.float32)
-    for k, face in enumerate(restored):
-        faces[k] = match_colour(face, crops[k], crop_masks[k], top) if config.color_match else _unit(face) * top
-    if grain is not None:
-        size = restored.shape[1]
-        film = grain_for_crops(image, affines, size, grain.frame_key, restored=faces * (255 / top))
+) -> list[np.ndarray | None]:
+    """The restored crops in the frame's range (float32), colour-matched and grained as configured, over each
+    mask's support (``inner``; None where the mask is empty). The colour statistics come from the whole crop."""
+    if grain is not None:  # grain is made for whole crops
+        whole = [(0, 0, restored.shape[2], restored.shape[1])] * len(restored)
+        faces = np.stack(_matched(restored, crops, crop_masks, whole, config, top))  # type: ignore[arg-type]
+        film = grain_for_crops(image, affines, restored.shape[1], grain.frame_key, restored=faces * (255 / top))
         faces = np.clip(faces + film * (top / 255.0), 0.0, top)
-    return faces
+        return [None if box is None else faces[k, box[1] : box[3], box[0] : box[2]] for k, box in enumerate(inner)]
+    return _matched(restored, crops, crop_masks, inner, config, top)
+
+
+def _matched(
+    restored: np.ndarray,
+    crops: np.ndarray,
+    crop_masks: np.ndarray,
+    boxes: list[tuple[int, int, int, int] | None],
+    config: ComposeConfig,
+    top: float,
+) -> list[np.ndarray | None]:
+    """Each restored crop over its box (None: none), float32 0..top, its colour matched to its source crop."""
+    out: list[np.ndarray | None] = []
+    for face, crop, mask, box in zip(restored, crops, crop_masks, boxes, strict=True):
+        if box is None:
+            out.append(None)
+            continue
+        part = face[box[1] : box[3], box[0] : box[2]]
+        shift = colour_shift(face, crop, mask, top) if config.color_match else None
+        out.append(shifted_colour(part, shift, top))
+    return out
 
 
 def _warp_to_regions(
-    faces: np.ndarray,
+    faces: list[np.ndarray | None],
     crop_masks: np.ndarray,
+    inner: list[tuple[int, int, int, int] | None],
     affines: np.ndarray,
-    regions: list[tuple[int, int, int, int] | None],
+    frame: tuple[int, int],
     factors: Sequence[float] | None = None,
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]]:
-    """(region, warped face, warped mask) of each face that lands in the frame, warped over its region only; each
-    mask times its face's factor (where one is given and is not 1)."""
+    """(region, warped face, warped mask) of each face that lands in the frame, warped from its mask's support
+    (``inner``, where ``faces`` hold it) over the frame region it covers only; each mask times its face's factor
+    (where one is given and is not 1)."""
     pieces = []
     factors = factors if factors is not None else [1.0] * len(faces)
-    for face, crop_mask, affine, region, factor in zip(faces, crop_masks, affines, regions, factors, strict=True):
+    for face, crop_mask, box, affine, factor in zip(faces, crop_masks, inner, affines, factors, strict=True):
+        if face is None or box is None:
+            continue
+        cx0, cy0, cx1, cy1 = box
+        to_frame = invert_affine(affine)
+        to_frame[:, 2] += to_frame[:, :2] @ (cx0, cy0)  # from the support's corner
+        region = footprint(to_frame, (cx1 - cx0, cy1 - cy0), *frame)
         if region is None:
             continue
         rx0, ry0, rx1, ry1 = region
-        to_frame = invert_affine(affine)
         to_frame[:, 2] -= (rx0, ry0)
         dsize = (rx1 - rx0, ry1 - ry0)
         warped = cv2.warpAffine(face, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        m = cv2.warpAffine(crop_mask, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        support = crop_mask[cy0:cy1, cx0:cx1]
+        m = cv2.warpAffine(support, to_frame, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         np.clip(m, 0.0, 1.0, out=m)
         if factor != 1.0:
             m *= np.float32(factor)
@@ -190,24 +231,27 @@ def _paste_groups(
             _, pasted, coverage = pieces[members[0]]
         else:
             pasted, coverage = _mix_overlapping([pieces[k] for k in sorted(members)], box)
-        mixed, alpha = _blend(image[y0:y1, x0:x1], pasted, coverage, blend, top)
-        out[y0:y1, x0:x1] = mixed
-        full_mask[y0:y1, x0:x1] = alpha
+        out[y0:y1, x0:x1], full_mask[y0:y1, x0:x1] = _blend(image[y0:y1, x0:x1], pasted, coverage, blend)
     return ComposeResult(out, full_mask)
 
 
+#: ``cv2.blendLinear`` gives (a·w1 + b·w2) / (w1 + w2 + 1e-5): weights this large make its 1e-5 a relative 1e-11
+#: for the blend's 1 and 1e-5 for the weight of the faintest face that counts (a mask of 1/1024 squared)
+_BLEND_SCALE = 1e6
+
+
 def _blend(
-    samples: np.ndarray, pasted: np.ndarray, coverage: np.ndarray, blend: float, top: float
+    samples: np.ndarray, pasted: np.ndarray, coverage: np.ndarray, blend: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One box blended: (samples, rounded and clipped, as float32; alpha = coverage * blend, 0 below 1/1024)."""
-    alpha = coverage * blend
+    """One box blended: (samples + alpha · (pasted - samples), rounded to the samples' type; alpha = coverage ·
+    blend, 0 below 1/1024). One fused OpenCV pass; where alpha is 0 the samples come back exactly."""
+    alpha = np.multiply(coverage, np.float32(blend))
     alpha[alpha < MIN_ALPHA] = 0.0
-    source = samples.astype(np.float32)
-    mixed = np.subtract(pasted, source, out=pasted if pasted.dtype == np.float32 else None)
-    mixed *= alpha[..., None]  # where alpha is 0 this gives back the source exactly (0 * finite = 0)
-    mixed += source
-    np.rint(mixed, out=mixed)
-    return np.clip(mixed, 0.0, top, out=mixed), alpha
+    weight = alpha * np.float32(_BLEND_SCALE)
+    source = cv2.add(samples, 0.0, dtype=cv2.CV_32F)
+    mixed = cv2.blendLinear(pasted, source, weight, np.float32(_BLEND_SCALE) - weight)
+    depth = cv2.CV_16U if samples.dtype == np.uint16 else cv2.CV_8U
+    return cv2.add(mixed, 0.0, dtype=depth), alpha  # rounded to nearest (half to even, as np.rint) and clipped
 
 
 def _separate_groups(regions: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], list[int]]]:
@@ -237,46 +281,59 @@ def _separate_groups(regions: list[tuple[int, int, int, int]]) -> list[tuple[tup
 def _mix_overlapping(
     pieces: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]], box: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Faces sharing pixels: each pixel takes the m²-weighted mean of the faces covering it."""
+    """Faces sharing pixels: each pixel takes the m²-weighted mean of the faces covering it, face by face in
+    order (``cv2.blendLinear`` of the mean so far, at its summed weight, and the next face, as the torch twin sums)."""
     x0, y0, x1, y1 = box
     weight_sum = np.zeros((y1 - y0, x1 - x0), np.float32)
-    face_sum = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    face_mean = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
     coverage = np.zeros((y1 - y0, x1 - x0), np.float32)
-    for (rx0, ry0, rx1, ry1), warped, m in pieces:  # in face order, as the torch twin sums
+    for (rx0, ry0, rx1, ry1), warped, m in pieces:
         sl = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
         weight = m * m
+        weight *= np.float32(_BLEND_SCALE)
+        face_mean[sl] = cv2.blendLinear(face_mean[sl], warped, weight_sum[sl], weight)
         weight_sum[sl] += weight
-        face_sum[sl] += np.multiply(warped, weight[..., None], out=warped)  # the warped copy is this call's alone
         np.maximum(coverage[sl], m, out=coverage[sl])
-    np.maximum(weight_sum, 1e-12, out=weight_sum)
-    face_sum /= weight_sum[..., None]
-    return face_sum, coverage
+    return face_mean, coverage
 
 
 def match_colour(face: np.ndarray, source: np.ndarray, mask: np.ndarray, top: float) -> np.ndarray:
     """``face`` (a restored crop, 0..255: uint8 or float) with its Lab mean and spread moved to those of ``source``
-    under ``mask``, as float32 0..top.
+    under ``mask``, as float32 0..top (``colour_shift``, then ``shifted_colour``)."""
+    return shifted_colour(face, colour_shift(face, source, mask, top), top)
+
+
+def colour_shift(face: np.ndarray, source: np.ndarray, mask: np.ndarray, top: float) -> np.ndarray | None:
+    """The (3, 4) per-channel Lab gain and offset that move ``face``'s (a restored crop, 0..255) Lab mean and spread
+    under ``mask`` to ``source``'s (0..top); None where the mask holds too little to measure.
 
     Stops the restorer's small colour shifts from drifting the face's tone from frame to frame. The
-    statistics come from a ~128-pixel subsample (they need no more); only the correction is full size, in
-    OpenCV's multi-threaded passes (the conversions and one per-channel gain and offset): a 512-px crop costs
-    about a fifth of what the same steps cost as NumPy expressions.
+    statistics come from a ~128-pixel subsample (they need no more).
     """
     step = max(1, face.shape[0] // 128)
     sub = (slice(None, None, step), slice(None, None, step))
     sub_mask = (mask[sub] > 0.5).astype(np.uint8)  # the subsample of the pixels inside the mask
-    unit = _unit(face)
     if sub_mask.sum() < 16:
-        unit *= top
-        return unit
-    face_lab = cv2.cvtColor(unit, cv2.COLOR_BGR2Lab, dst=unit)
+        return None
+    face_lab = cv2.cvtColor(_unit(face[sub]), cv2.COLOR_BGR2Lab)
     src_lab = cv2.cvtColor(np.ascontiguousarray(source[sub], np.float32) / top, cv2.COLOR_BGR2Lab)
-    f_mean, f_std = cv2.meanStdDev(np.ascontiguousarray(face_lab[sub]), mask=sub_mask)
+    f_mean, f_std = cv2.meanStdDev(face_lab, mask=sub_mask)
     s_mean, s_std = cv2.meanStdDev(src_lab, mask=sub_mask)
     gain = np.clip(s_std.ravel() / np.maximum(f_std.ravel(), 1e-3), 0.5, 2.0)
     shift = np.zeros((3, 4), np.float64)  # (lab - f_mean) * gain + s_mean, per channel
     shift[:, :3] = np.diag(gain)
     shift[:, 3] = s_mean.ravel() - f_mean.ravel() * gain
+    return shift
+
+
+def shifted_colour(face: np.ndarray, shift: np.ndarray | None, top: float) -> np.ndarray:
+    """``face`` (0..255) as float32 0..top with ``colour_shift``'s correction (None: none), in OpenCV's passes (the
+    conversions and one per-channel gain and offset: about a fifth of the same steps as NumPy expressions)."""
+    unit = _unit(face)
+    if shift is None:
+        unit *= top
+        return unit
+    face_lab = cv2.cvtColor(unit, cv2.COLOR_BGR2Lab, dst=unit)
     matched = cv2.transform(face_lab, shift, dst=face_lab)
     out = cv2.cvtColor(matched, cv2.COLOR_Lab2BGR, dst=matched)
     out *= top
@@ -293,7 +350,7 @@ def _crop_masks(restored: np.ndarray, config: ComposeConfig, masks: np.ndarray |
     if masks is not None:
         return np.asarray(masks, np.float32)
     base = feather_mask(size, config.mask_erode, config.mask_blur)
-    out = np.repeat(base[None], len(restored), axis=0)
+    out = np.broadcast_to(base, (len(restored), size, size))  # one mask for every face, read only
     if config.parsing_model:
         out = np.minimum(out, parsing_masker(str(config.parsing_model)).masks(restored))
     return out
@@ -314,9 +371,13 @@ def _affines_for(image: np.ndarray, batch: AlignedBatch, size: int) -> np.ndarra
     return affines
 
 
-def footprint(to_frame: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Integer frame rectangle covering the crop's inverse warp, clipped to the frame; None if outside."""
-    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64)
+def footprint(
+    to_frame: np.ndarray, size: int | tuple[int, int], width: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """Integer frame rectangle covering the inverse warp of a crop of side ``size`` (or (width, height)), clipped to
+    the frame; None if outside."""
+    across, down = (size, size) if isinstance(size, int) else size
+    corners = np.array([[0, 0, 1], [across, 0, 1], [0, down, 1], [across, down, 1]], np.float64)
     pts = corners @ to_frame.T
     x0 = max(int(np.floor(pts[:, 0].min())) - 1, 0)
     y0 = max(int(np.floor(pts[:, 1].min())) - 1, 0)

@@ -101,14 +101,22 @@ class FlickerMeter:
             self.previous = None
             return
         step = max(1, before.shape[1] // 480)
-        scale = 1.0 / 257.0 if before.dtype == np.uint16 else 1.0
-        grey = lambda im: im[::step, ::step].astype(np.float32).mean(axis=2) * scale  # noqa: E731
+        scale = np.float32((1.0 / 257.0 if before.dtype == np.uint16 else 1.0) / 3.0)
+
+        def grey(image: np.ndarray) -> np.ndarray:  # the channels' mean (a tenth of ``mean(axis=2)``'s time)
+            small = image[::step, ::step]
+            total = small[..., 0].astype(np.float32)
+            total += small[..., 1]
+            total += small[..., 2]
+            total *= scale
+            return total
+
         current = (grey(before), grey(after), mask[::step, ::step] > 0.5)
         if self.previous is not None and self.previous[0].shape == current[0].shape:
-            both = current[2] & self.previous[2]
-            if both.any():
-                self.input_sum += float(np.abs(current[0] - self.previous[0])[both].mean())
-                self.output_sum += float(np.abs(current[1] - self.previous[1])[both].mean())
+            both = (current[2] & self.previous[2]).view(np.uint8)
+            if cv2.countNonZero(both):
+                self.input_sum += cv2.mean(cv2.absdiff(current[0], self.previous[0]), mask=both)[0]
+                self.output_sum += cv2.mean(cv2.absdiff(current[1], self.previous[1]), mask=both)[0]
                 self.pairs += 1
         self.previous = current
 
