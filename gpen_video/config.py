@@ -234,6 +234,10 @@ class FacesConfig:
     min_face: Annotated[int, Range(1), Flag("--min-face", "smallest face restored (detector box side, source px)")] = 16
     max_faces: Count = 0  # 0: no limit; else the largest N per frame
     keyframe_interval: Annotated[int, Range(1)] = 8  # full detection at least every N frames
+    # a confirmed face the measured motion follows reliably is refined (ONet's looks) once in N frames; between,
+    # the smoothing carries its neighbours' observations there by the motion, as over a bridged gap (smoothed runs
+    # only: --no-smooth refines every face every frame)
+    refine_every: Annotated[int, Range(1, 4)] = 2
     # the small-face pass covers the whole frame at least every N frames (in bands over key frames when N holds
     # several): a face coming into view is found within it, and tracked a few frames later
     small_face_sweep: Annotated[int, Range(1)] = 8

@@ -313,13 +313,14 @@ class FaceStage:
         obs = {o.index: o for o in track.observations}
         motions = track.motions
         here = obs.get(index)
+        rested = here is None and index in track.rested  # between a steady face's looks: smoothed as observed
         if here is not None and self.window == 0:
             if counted:
                 self._count_raw(track, index, obs, motions)
             return TrackedFace(track.id, here.landmarks.astype(np.float32), here.box.astype(np.float32), here.score)
-        reach = self.window if here is not None else self.reach
+        reach = self.window if here is not None or rested else self.reach
         offsets, carried, scores = _carried(index, obs, motions, reach)
-        if here is None:
+        if here is None and not rested:
             near = [abs(o) for o in offsets]
             if not near:
                 return self._straight_bridge(track, index, obs)
@@ -343,7 +344,7 @@ class FaceStage:
             lm = raw + strength * (fit - raw)
             score, interpolated = here.score, False
         else:
-            lm, score, interpolated = fit, float(min(scores)), True
+            lm, score, interpolated = fit, float(min(scores)), not rested
         return TrackedFace(
             track_id=track.id,
             landmarks5=lm.astype(np.float32),
@@ -421,6 +422,7 @@ class FaceStage:
                 del track.observations[:drop]
             for k in [k for k in track.motions if k < keep_from]:
                 del track.motions[k]
+            track.rested.difference_update([k for k in track.rested if k < keep_from])
         for track in self.tracker.tracks + self.tracker.finished:
             if track.predecessor is not None and released >= track.first + follow_frames(self.config):
                 track.predecessor = None  # the blend is over

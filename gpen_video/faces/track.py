@@ -47,6 +47,8 @@ class Track:
     best_score: float = 0.0  # best full-detection score
     plausible: bool = True  # landmark layout of a face at the first detection
     confirmed: bool = False  # set by the stage once the evidence agrees; never unset
+    #: recent frames its refinement was left out (a steady face between looks, ``faces.refine_every``): not misses
+    rested: set[int] = field(default_factory=set)
     rank: int = 0  # place among the tracks started on the same frame (ties broken the same way in every run)
     #: frames from here on are not this track's to give out (a new track took its face over, or it ended there)
     until: int | None = None

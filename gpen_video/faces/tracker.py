@@ -124,7 +124,11 @@ class Tracker:
         over the orphans on their faces)."""
         steering = self._steering()
         followers = [t for t in self.tracks if not t.steering]
-        refined = self._refine_tracks(index, image, steering)
+        resting = {t.id for t in steering if self._rests(t, index, keyframe)}
+        refined = self._refine_tracks(index, image, [t for t in steering if t.id not in resting])
+        for track in steering:
+            if track.id in resting:
+                track.rested.add(index)
         self._observe_followers(index, image, followers)
         born: list[Track] = []
         if keyframe:
@@ -133,6 +137,15 @@ class Tracker:
         self._observe(index, image, steering, refined, keyframe)
         self._hand_over(index, born, [t for t in followers if t.successor is None])
         self._name(born)
+
+    def _rests(self, track: Track, index: int, keyframe: bool) -> bool:
+        """Whether ``track``'s refinement is left out of frame ``index`` (``faces.refine_every``): a confirmed face,
+        observed within the last N - 1 frames and followed here by a reliable motion, off key frames."""
+        every = self.config.refine_every if self.config.smooth else 1
+        if every <= 1 or keyframe or not track.confirmed or index - track.last.index >= every:
+            return False
+        link = track.motions.get(index)
+        return link is not None and link.reliable
 
     def _observe_followers(self, index: int, image: np.ndarray, followers: list[Track]) -> None:
         """The followers refined apart from the steering tracks (whose batch is then the same without them)."""
@@ -248,6 +261,8 @@ class Tracker:
             link = track.motions.get(index)
             if track.estimate is not None and link is not None and link.reliable:
                 track.estimate = apply(link.affine, track.estimate)
+            if index in track.rested:  # left out on purpose, and followed: not a miss
+                continue
             track.misses += 1
             if track.misses == 2 and track.steering:
                 self._redetect = True  # lost: look again with the full detector on the next frame
