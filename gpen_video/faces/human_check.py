@@ -48,7 +48,8 @@ CENTRE_TOLERANCE = 0.6
 
 
 class HumanFaceCheck:
-    """dlib's HOG frontal-face detector, asked about one face at a time."""
+    """dlib's HOG frontal-face detector, asked about one face at a time; made at the first face (a quarter of a
+    second that faceless footage and each batch segment without a face never pay)."""
 
     def __init__(self) -> None:
         try:
@@ -57,7 +58,13 @@ class HumanFaceCheck:
             from gpen_video.faces.recognizers.dlib_resnet import IDENTITY_EXTRA
 
             raise DependencyError(f"the human-face check needs dlib: {IDENTITY_EXTRA}") from exc
-        self.detector: Any = dlib.get_frontal_face_detector()
+        self._dlib, self._made = dlib, None
+
+    @property
+    def detector(self) -> Any:
+        if self._made is None:
+            self._made = self._dlib.get_frontal_face_detector()
+        return self._made
 
     def score(self, image: np.ndarray, landmarks: np.ndarray) -> float:
         """The human score of the face at ``landmarks`` (5, 2) in the BGR ``image``: the detector's best score for
