@@ -87,7 +87,10 @@ def compose(
         restored, crops = shrunk(restored, shrink), shrunk(crops, shrink) if config.color_match else crops
         crop_masks = shrunk(crop_masks, shrink) if crop_masks is not None else _crop_masks(restored, config, None, size)
         affines = shrunk_affines(affines, shrink)
-    inner = [mask_support(m) for m in crop_masks]
+    if crop_masks.strides[0] == 0:  # one feathered mask for every face (``_crop_masks``): its support once
+        inner = [mask_support(crop_masks[0])] * len(crop_masks)
+    else:
+        inner = [mask_support(m) for m in crop_masks]
     faces = _faces_to_paste(image, restored, crops, crop_masks, inner, affines, config, grain, top)
     pieces = _warp_to_regions(faces, crop_masks, inner, affines, (width, height), factors)
     return _paste_groups(image, pieces, config.blend, top)
