@@ -4,6 +4,8 @@ bare PyAV decode→encode loop of the same clip with the same encoder, in the sa
     python bench/host_bench.py [--frames 24] [--cases six-1080p,two-4k] [--preset veryfast]
     python bench/host_bench.py --against 98dbf1a [--rounds 2]     # this code and that, alternating: new/old
     python bench/host_bench.py --crop 2048 --cases six-1080p      # compose with crops of GPEN-2048's size
+    python bench/host_bench.py --device cuda --cases two-4k       # a GPU run: NVDEC, the detector's networks,
+                                                                  # the crops and the paste-back on the GPU
 
 Cases (``--cases``, comma-separated; default all): the six faces of t1.jpg at 720p, 1080p and 4K
 (``six-720p``, ``six-1080p``, ``six-4k``), a two-shot at 4K (``two-4k``), a 30-face crowd at 1080p
@@ -154,7 +156,8 @@ def run_case(case: Case, tmpdir: Path, args: argparse.Namespace, figures: dict[s
     clip = write_case(tmpdir / f"{case.name}.mp4", case, count)
     config = load_config("default", {"output.overwrite": True, "output.video_codec": "libx264",
                                      "output.preset": args.preset, "restore.model": "identity",
-                                     "restore.identity_size": args.crop})  # fmt: skip
+                                     "restore.identity_size": args.crop,
+                                     "restore.device": args.device})  # fmt: skip
     bare, bare_cpu = measure_bare(clip, tmpdir / "bare.mp4", config, args.repeat)
     threaded, report = best_fps(clip, tmpdir / "out.mp4", config, True, args.repeat)
     _, sequential = best_fps(clip, tmpdir / "out.mp4", config, False, 1)
@@ -167,6 +170,10 @@ def run_case(case: Case, tmpdir: Path, args: argparse.Namespace, figures: dict[s
           f"{tracks} tracks, {face_frames} face-frames restored")  # fmt: skip
     print(f"   bare PyAV decode→encode  {bare:7.2f} frames/s   {bare_cpu:6.1f} CPU ms/frame")
     print(f"   pipeline, stage threads  {threaded:7.2f} frames/s   ratio to bare {ratio:5.2f}{goal}")
+    print(
+        f"   decoded on {report['decoder']}, detector on {report['faces']['detector_device']}, frame path "
+        f"{'on the device' if report['restore']['device_path'] else 'on the host'}"
+    )
     busy = report["stage_seconds"]
     cpu = sequential.get("stage_cpu_seconds", {})
     bound = report["bounding_stage"]
@@ -202,8 +209,8 @@ def main() -> None:
             f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(c.name for c in CASES)}"
         )
     figures: dict[str, float] = {}
-    print(f"{os.cpu_count()} cores; identity restorer ({args.crop}-px crops); libx264 {args.preset} out; best of "
-          f"{args.repeat} threaded runs")  # fmt: skip
+    print(f"{os.cpu_count()} cores; identity restorer ({args.crop}-px crops) on {args.device}; libx264 {args.preset} "
+          f"out; best of {args.repeat} threaded runs")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
             if case.name in names:
@@ -223,6 +230,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="with --against: alternating runs of each version")
     parser.add_argument(
         "--crop", type=int, default=512, help="the identity restorer's crop side (2048: compose's load under GPEN-2048)"
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="the identity restorer's device: cpu, or cuda (a GPU run: "
+        "NVDEC decode, the detector and the paste-back on the GPU, with the host's work left)",
     )
     parser.add_argument("--json", help="write the figures here")
     return parser.parse_args()

@@ -179,6 +179,11 @@ class ReaderConfig:
         Literal["auto", "tff", "bff"],
         Flag("--field-order", "field order of interlaced input (auto: the tag, else judged on the first pictures)"),
     ] = "auto"
+    # the video decoded on the GPU (``io.hw_decode``): auto (NVDEC when the restorer runs on CUDA), nvdec, off; where
+    # NVDEC cannot decode the codec or no CUDA device opens, the CPU decodes, said in one logged line
+    hw_decode: Annotated[
+        Literal["auto", "nvdec", "off"], Flag("--hw-decode", "decode on the GPU: auto (on a CUDA run), nvdec, off")
+    ] = "auto"
 
 
 def parse_rate(text: str) -> float:
@@ -263,6 +268,9 @@ class FacesConfig:
     min_frontal: Fraction01 = 0.3  # faces more in profile than this (0 profile .. 1 frontal) are skipped
     min_scene_len: Count = 8  # frames; cuts closer than this to the previous one are ignored
     detector_threads: Count = 0  # ONNX Runtime threads for the detector; 0: a quarter of the cores
+    # where the embedded MTCNN's networks run: auto (on the restorer's GPU when the frames stay there, the device
+    # path; else the CPU) | cpu | cuda (the restorer's CUDA device, or the current one)
+    detector_device: Literal["auto", "cpu", "cuda"] = "auto"
     tracks: Annotated[str | None, Neutral, Flag("--tracks", "write every face of every frame here (JSON lines)")] = None
 
 

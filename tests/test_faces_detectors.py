@@ -42,8 +42,8 @@ def test_mtcnn_sessions_keep_no_arena_between_shapes():
     """Every MTCNN call has another input shape: an arena or memory pattern would keep the largest ever seen
     (the RSS of a 180-frame run grew 70 MB at one key frame), so the sessions run without them."""
     detector = mtcnn()
-    for session in (detector._pnet, detector._rnet, detector._onet):
-        options = session.get_session_options()
+    for network in (detector._pnet, detector._rnet, detector._onet):
+        options = network._session.get_session_options()
         assert not options.enable_cpu_mem_arena and not options.enable_mem_pattern
 
 
@@ -57,21 +57,21 @@ def test_pnet_tiles_give_the_whole_levels_maps_exactly():
     sizes = [(12, 12), (_PNET_STEP + 9, 40), (_PNET_STEP + 11, _PNET_STEP + 40), (2 * _PNET_STEP + 13, 301), (700, 533)]
     for width, height in sizes:
         level = rng.uniform(-1, 1, (width, height, 3)).astype(np.float32)
-        reg, prob = pnet.run(None, {"input_1": level[None]})
+        reg, prob = pnet.run(level[None])
         tiled_reg, tiled_prob = _pnet_tiled(pnet, level)
         assert tiled_prob.shape == prob[0].shape and tiled_reg.shape == reg[0].shape, (width, height)
         assert np.array_equal(tiled_prob, prob[0]) and np.array_equal(tiled_reg, reg[0]), (width, height)
 
 
 class _ShapeLog:
-    """A session that records each run's input shape."""
+    """A network that records each run's input shape."""
 
-    def __init__(self, session):
-        self.session, self.shapes = session, []
+    def __init__(self, network):
+        self.network, self.shapes = network, []
 
-    def run(self, names, feed):
-        self.shapes.append(next(iter(feed.values())).shape)
-        return self.session.run(names, feed)
+    def run(self, batch):
+        self.shapes.append(batch.shape)
+        return self.network.run(batch)
 
 
 def test_mtcnn_runs_stay_small_and_detect_the_same_faces(monkeypatch):
@@ -97,6 +97,56 @@ def test_mtcnn_runs_stay_small_and_detect_the_same_faces(monkeypatch):
     whole = mtcnn().detect(image)
     assert len(found) == len(whole) >= 6
     assert np.abs(found.boxes - whole.boxes).max() < 1e-2 and np.abs(found.landmarks - whole.landmarks).max() < 1e-2
+
+
+def _graphs_agree(device: str, tolerance: float, pixels: float) -> None:
+    """MTCNN's three graphs run in torch on ``device`` give ONNX Runtime's outputs, and the detector built on them
+    finds t1.jpg's faces at the same places."""
+    from gpen_video.faces.detectors.mtcnn import _OUTPUTS, _OrtNetwork, mtcnn_weights_dir
+    from gpen_video.faces.detectors.onnx_torch import TorchGraph
+
+    rng = np.random.default_rng(5)
+    shapes = {"pnet": (1, 150, 97, 3), "rnet": (17, 24, 24, 3), "onet": (12, 48, 48, 3)}
+    for name, shape in shapes.items():
+        path = mtcnn_weights_dir() / f"{name}.onnx"
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        want = _OrtNetwork(path, 1).run(batch)
+        got = TorchGraph(path, device, _OUTPUTS[name]).run(batch)
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape and np.abs(a - b).max() < tolerance, (name, np.abs(a - b).max())
+    image = faces_image()
+    cpu, graph = MtcnnDetector(threads=1), MtcnnDetector(device=device)
+    found, found_graph = cpu.detect(image), graph.detect(image)
+    assert len(found) == len(found_graph) == 6
+    assert np.abs(found.landmarks - found_graph.landmarks).max() < pixels
+    refined, refined_graph = cpu.refine(image, found.anchor_boxes), graph.refine(image, found.anchor_boxes)
+    assert np.abs(refined.landmarks - refined_graph.landmarks).max() < pixels
+
+
+def test_mtcnn_graphs_in_torch_give_onnx_runtimes_faces():
+    """The GPU detector's CPU twin: the same graphs, the same weights, torch on the CPU."""
+    _graphs_agree("cpu", 1e-4, 0.01)
+
+
+@pytest.mark.gpu
+def test_mtcnn_graphs_on_the_gpu_give_onnx_runtimes_faces():
+    """On CUDA, cuDNN's convolutions may round through TF32: the outputs agree to about 1e-3, the landmarks to a
+    twentieth of a pixel."""
+    _graphs_agree("cuda", 5e-3, 0.05)
+
+
+def test_a_graph_with_an_unknown_operator_is_refused_when_loaded(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from gpen_video.faces.detectors.onnx_torch import TorchGraph
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])  # fmt: skip
+    onnx.save(helper.make_model(graph), tmp_path / "relu.onnx")
+    with pytest.raises(ModelError, match="Relu cannot run on the GPU"):
+        TorchGraph(tmp_path / "relu.onnx", "cpu", ("y",))
 
 
 def test_auto_falls_back_to_mtcnn_and_says_so(tmp_path, monkeypatch, caplog):

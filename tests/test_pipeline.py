@@ -239,6 +239,8 @@ def test_device_path_twin_matches_numpy_path(clip_name, request, tmp_path):
         config = load_config("default", {"restore.model": "identity", "restore.device_path": choice})
         report = run_restore(RestoreJob(clip, out, config))
         assert report.faces.faces_restored > 0
+        # the detector goes where the frames stay: on the device path its graphs run in torch (here on the CPU)
+        assert report.faces.found.detector_device == ("cpu" if choice == "off" else report.restore.device)
         outputs[choice] = out
     assert frame_times(outputs["on"]) == frame_times(clip)
     assert _max_level_difference(outputs["off"], outputs["on"]) <= 2

@@ -149,14 +149,19 @@ class FaceStage:
         detector: Detector | None = None,
         tracks: TracksFile | None = None,
         workers: int = 1,
+        detector_device: str | None = None,
     ):
+        """``detector_device``: the torch device the detector's networks run on (None: the CPU)."""
         if config.smooth_target not in SMOOTH_TARGETS:
             raise ConfigError(
                 f"unknown faces.smooth_target '{config.smooth_target}'; choose one of: {', '.join(SMOOTH_TARGETS)}"
             )
         self.config = config
         self.detector = detector or create_detector(
-            config.detector, score_threshold=config.score_threshold, threads=config.detector_threads
+            config.detector,
+            score_threshold=config.score_threshold,
+            threads=config.detector_threads,
+            device=detector_device,
         )
         # each face's motion and each look of a key frame on ``workers`` threads (OpenCV and ONNX Runtime release
         # the GIL); taken in order, so the faces are the same for any number
@@ -462,6 +467,7 @@ class FaceStage:
         """Counts, per-track summaries and accuracy metrics for the run's ``--report`` JSON."""
         return FacesSummary(
             detector=self.detector.name,
+            detector_device=self.detector.device,
             detector_calls=self.tracker.detector_calls,
             detector_region_calls=self.tracker.detector_region_calls,
             frames=self._frames,

@@ -136,10 +136,12 @@ class FacesSummary:
     motion_agreement_px: float | None
     scene_cuts: tuple[int, ...]
     scene_cuts_overruled: int  # content cuts the faces' motion followed through
+    detector_device: str = "cpu"  # where the detector's networks ran: cpu, or the GPU run's torch device
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "detector": self.detector,
+            "detector_device": self.detector_device,
             "detector_calls": self.detector_calls,
             "detector_region_calls": self.detector_region_calls,
             "frames": self.frames,

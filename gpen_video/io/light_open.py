@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from av.codec.hwaccel import HWAccel
 
 from gpen_video.errors import InputError
 from gpen_video.io.probe import MediaInfo, nominal_rate, open_input
@@ -55,7 +56,9 @@ def open_probed(path: str | Path, info: MediaInfo | None = None, **kwargs: Any) 
     return open_input(path, container_options=options, **kwargs)
 
 
-def open_at_byte(path: Path, info: MediaInfo, position: int) -> av.container.InputContainer | None:
+def open_at_byte(
+    path: Path, info: MediaInfo, position: int, hwaccel: HWAccel | None = None
+) -> av.container.InputContainer | None:
     """``path`` opened BYTE_START_LEAD before ``position`` (the format named: probing it would read the file's start),
     or None where nothing can be opened there or its streams there are not the probe's: a PS numbers its streams in
     the order it meets them, a TS the streams of a program whose table comes later, so an open in mid-file can give
@@ -63,7 +66,7 @@ def open_at_byte(path: Path, info: MediaInfo, position: int) -> av.container.Inp
     options = {**PROBED_INPUT_OPTIONS, **LIGHT_ANALYSIS_OPTIONS,
                "skip_initial_bytes": str(max(position - BYTE_START_LEAD, 0))}  # fmt: skip
     try:
-        container = open_input(path, format=info.format_name, container_options=options)
+        container = open_input(path, format=info.format_name, container_options=options, hwaccel=hwaccel)
     except InputError as exc:
         log.debug("%s: cannot open it at byte %d (%s)", path, position, exc)
         return None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import av
+from av.codec.hwaccel import HWAccel
 
 from gpen_video.errors import InputError
 from gpen_video.io.containers import BYTE_START_FORMATS, UNINDEXED_FORMATS
@@ -104,9 +105,16 @@ class StartFinder:
     """Opens the file for a range and starts each pass on it: at the key frame's byte, by seeking, or at the top."""
 
     def __init__(
-        self, path: Path, info: MediaInfo, start: float | None, duration: float | None, start_byte: int | None
+        self,
+        path: Path,
+        info: MediaInfo,
+        start: float | None,
+        duration: float | None,
+        start_byte: int | None,
+        hwaccel: HWAccel | None = None,
     ) -> None:
         self.path = path
+        self._hwaccel = hwaccel  # NVDEC for the video, or None
         self.info = info
         # a range (a segment, --start/--duration) is never checked for a cut tail, which on a TS needs the estimate
         self._ranged = start is not None or duration is not None
@@ -118,11 +126,13 @@ class StartFinder:
     def open_file(self) -> av.container.InputContainer:
         """The file opened at the key frame's byte where that works, else as any range (or the whole file) is."""
         if self._start_byte is not None:
-            container = open_at_byte(self.path, self.info, self._start_byte)
+            container = open_at_byte(self.path, self.info, self._start_byte, hwaccel=self._hwaccel)
             if container is not None:
                 return container
             self._start_byte = None  # opened as any range is, and sought
-        return open_probed(self.path, self.info) if self._ranged else open_input(self.path)
+        if self._ranged:
+            return open_probed(self.path, self.info, hwaccel=self._hwaccel)
+        return open_input(self.path, hwaccel=self._hwaccel)
 
     @property
     def opened_at_byte(self) -> int | None:

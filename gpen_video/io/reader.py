@@ -23,6 +23,7 @@ from gpen_video.errors import DamagedInputError
 from gpen_video.io.colour import ColourInfo, to_working
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, PTS_DURATION_FORMATS
 from gpen_video.io.cut_tail import cut_tail
+from gpen_video.io.hw_decode import CPU_DECODE, DecodeChoice, to_stream_format
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
 from gpen_video.io.read_start import StartCheck, StartFinder, StartMissed, StartWatch
 from gpen_video.io.side_router import PacketRange, SideRouter
@@ -89,6 +90,7 @@ class ReadStats:
     repeated_sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # of those, the ones of another size
     size_changes: list[SizeChange] = field(default_factory=list)  # runs of frames not at the stream's size
     truncated: str | None = None  # why the file looks cut short (its header promised more)
+    decoder: str = "cpu"  # what decoded the video: cpu | nvdec (``io.hw_decode``)
 
     def warnings(self) -> list[str]:
         """What the run must say about the input even with -q (damaged packets are reported by the caller)."""
@@ -149,8 +151,11 @@ class VideoReader:
         duration: float | None = None,
         start_byte: int | None = None,
         margins: RangeMargins | None = None,
+        decode: DecodeChoice = CPU_DECODE,
     ) -> None:
-        """``start_byte``: where in the file the key frame at ``start`` begins (a batch segment's, from its plan):
+        """``decode``: NVDEC or the CPU (``io.hw_decode.choose_decode``).
+
+        ``start_byte``: where in the file the key frame at ``start`` begins (a batch segment's, from its plan):
         on a ``containers.BYTE_START_FORMATS`` file the reader opens the file ``light_open.BYTE_START_LEAD`` before
         it, and seeks instead where the streams there are not the probe's (``open_at_byte``) or the first frame
         decoded is not a key frame at or before the start (and at most ``read_start.BYTE_START_SLACK`` before it)."""
@@ -160,7 +165,7 @@ class VideoReader:
         margins = margins or RangeMargins()
         lead = None if start is None else max(start - margins.before, 0.0)  # 0: from the top, not sought
         decoded = None if duration is None else duration + margins.after + (0.0 if start is None else start - lead)
-        self._start = StartFinder(self.path, info, lead, decoded, start_byte)
+        self._start = StartFinder(self.path, info, lead, decoded, start_byte, decode.accel)
         self.container = self._start.open_file()
         # --start and --duration count from the stream's own start (a TS at 10:00:00 is cut with --start 1)
         origin = info.video.start_time if start is not None else 0.0
@@ -175,7 +180,7 @@ class VideoReader:
         self._start_pts = None if start is None else int(Fraction(start).limit_denominator(10**9) / tb)
         self._lead_pts = None if lead is None else int(Fraction(origin + lead).limit_denominator(10**9) / tb)
         self.offset: Fraction | None = None if start is not None else Fraction(0)
-        self.stats = ReadStats()
+        self.stats = ReadStats(decoder=self._decoder())
         self._size: tuple[int, int] | None = None
 
     def _take_streams(self) -> None:
@@ -187,6 +192,10 @@ class VideoReader:
         self.side_streams = [s for s in self.container.streams if s.index != self.video.index]
         if self._side.diverted:  # a segment's side file holds only what assembly muxes
             self.side_streams = [s for s in self.side_streams if s.type in ASSEMBLED_SIDE_TYPES]
+
+    def _decoder(self) -> str:
+        """nvdec where the video's decoder took NVDEC on, else cpu."""
+        return "nvdec" if self.video.codec_context.is_hwaccel else "cpu"
 
     @property
     def opened_at_byte(self) -> int | None:
@@ -239,7 +248,7 @@ class VideoReader:
         self._side.forget_pass()
         self.offset = None
         self._size = None
-        self.stats = ReadStats()
+        self.stats = ReadStats(decoder=self._decoder())
 
     def _pass(self, check: StartCheck) -> Iterator[Frame]:
         """One pass over the file from where its start left it. Raises ``StartMissed`` (before yielding anything)
@@ -289,6 +298,8 @@ class VideoReader:
                     break
                 self._note_repeat_size(frame, pts, run)
                 continue
+            if self.stats.decoder == "nvdec":  # NVDEC's NV12 / P010 back in the stream's format, as the CPU gives it
+                frame = to_stream_format(frame, self.info.video.colour.pix_fmt)
             frame = self._fit_size(frame, pts)
             in_range = self.in_range(pts)
             if self.offset is None and in_range:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from gpen_video.align.fusion import FaceView, FusedFace, FusionSummary, FusionTally
-from gpen_video.config import Config
+from gpen_video.config import Config, FacesConfig
 from gpen_video.faces.selection import FaceSelector, SelectionSummary, face_selector
 from gpen_video.faces.stage import sync_period, warm_start
 from gpen_video.faces.track_quality import QualityTally, TrackQuality
@@ -20,6 +20,18 @@ from gpen_video.faces.types import FacesSummary, FrameFaces, TrackedFace
 from gpen_video.models.registry import resolve_template
 from gpen_video.run.frame_path import FramePath
 from gpen_video.run.records import Aligned, Decoded
+
+
+def detector_device(config: FacesConfig, path: FramePath) -> str | None:
+    """The torch device the detector's networks run on (``faces.detector_device``), None for ONNX Runtime on the
+    CPU: auto puts them on the restorer's device where the frame path keeps the frames there (a GPU; on a CPU
+    device, the device path's test twin, torch on the CPU)."""
+    restorer = path.restorer.device
+    if config.detector_device == "cuda":
+        return str(restorer) if restorer is not None and restorer.is_cuda else "cuda"
+    if config.detector_device == "auto" and path.on_device and restorer is not None:
+        return str(restorer)
+    return None
 
 
 class AlignStage:
@@ -50,7 +62,7 @@ class AlignStage:
         self.lead = max(self.radius, self.context)  # later frames in before a frame is aligned
         self.since_written: int | None = None  # frames since the last one written (None: none yet)
         self.tracks = tracks  # the --tracks file's rows, written once each frame's faces are chosen (and fused)
-        self.stage = FaceStage(config.faces, workers=workers)
+        self.stage = FaceStage(config.faces, workers=workers, detector_device=detector_device(config.faces, path))
         self.selector: FaceSelector | None = face_selector(
             config.selection, self.stage.detector, config.identity.recognizer
         )

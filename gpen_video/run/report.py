@@ -223,6 +223,7 @@ class RunReport:
     host: str = field(default_factory=platform.node)
     frames_read: int = 0
     frames_decoded: int = 0  # includes the pre-roll decoded from the seek point to the range start
+    decoder: str = "cpu"  # what decoded the video: cpu | nvdec (``reader.hw_decode``)
     frames_written: int = 0
     damaged_packets: int = 0
     corrupt_frames: int = 0
@@ -286,6 +287,7 @@ class RunReport:
         self.tracks = list(faces.found.tracks)
         self.frames_read = read.frames
         self.frames_decoded = read.decoded
+        self.decoder = read.decoder
         self.frames_written = result.frames
         self.first_frame_time = result.pts[0] * Fraction(result.time_base) if result.pts else None
         self.written_pts, self.written_time_base = result.pts, Fraction(result.time_base)

@@ -47,6 +47,7 @@ from gpen_video.io.sequence import (
     writable_format,
 )
 from gpen_video.io.writer import VideoWriter, Writer
+from gpen_video.restore.device import Device
 from gpen_video.run.field_order import output_info
 from gpen_video.run.job import RestoreJob
 from gpen_video.run.records import Composed, Decoded
@@ -223,6 +224,9 @@ class SequenceSource:
         self.notes = notes if notes is not None else []
         self.header = first_header(sequence)
         self.info = sequence_info(spec, sequence, reader, self.header)
+
+    def decode_for(self, device: Device | None) -> None:
+        """Image files decode on the CPU, whatever the restorer's device."""
 
     def __enter__(self) -> SequenceSource:
         return self

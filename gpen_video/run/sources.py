@@ -14,10 +14,12 @@ from typing import Protocol
 from gpen_video.config import Config
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
+from gpen_video.io.hw_decode import CPU_DECODE, choose_decode
 from gpen_video.io.probe import MediaInfo, frame_count_warnings
 from gpen_video.io.reader import RangeMargins, ReadStats, VideoReader
 from gpen_video.io.side_packets import SidePackets, side_file_for
 from gpen_video.io.writer import VideoWriter, Writer
+from gpen_video.restore.device import Device
 from gpen_video.run.job import RestoreJob
 from gpen_video.run.records import Composed, Decoded
 from gpen_video.run.views import DecodedView, frame_view
@@ -29,6 +31,10 @@ class FrameSource(Protocol):
     and afterwards what was read and what the run must say about the input."""
 
     info: MediaInfo
+
+    def decode_for(self, device: Device | None) -> None:
+        """Before entering: the restorer's ``device``, where a GPU run's video may be decoded (NVDEC)."""
+        ...
 
     def __enter__(self) -> FrameSource: ...
 
@@ -72,6 +78,14 @@ class VideoSource:
         self.side = SidePackets()
         self.reader: VideoReader | None = None
         self.view: DecodedView | None = None
+        self.decode = CPU_DECODE
+
+    def decode_for(self, device: Device | None) -> None:
+        """NVDEC on the restorer's CUDA ``device`` (``reader.hw_decode`` auto), or where nvdec asks for it."""
+        setting = self.config.reader.hw_decode
+        cuda = device is not None and device.is_cuda
+        wanted = setting == "nvdec" or (setting == "auto" and cuda)
+        self.decode = choose_decode(self.info.video.codec, wanted, device.index if cuda and device else None)
 
     def __enter__(self) -> VideoSource:
         config, segment = self.config, self.job.segment
@@ -81,7 +95,9 @@ class VideoSource:
             duration = None if segment.decode_until is None else segment.decode_until - segment.decode_from
         ranged = segment is None and (start is not None or duration is not None)
         margins = range_margins(config, self.info) if ranged else None
-        reader = VideoReader(self.job.input, self.info, config.reader, start, duration, start_byte, margins)
+        reader = VideoReader(
+            self.job.input, self.info, config.reader, start, duration, start_byte, margins, self.decode
+        )
         self.reader = reader.__enter__()
         if segment is not None:  # a segment file is video only; its own side packets go to a file beside it
             reader.divert_side_packets(side_file_for(self.job.output), segment.emit_start, segment.emit_end)

