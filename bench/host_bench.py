@@ -4,6 +4,7 @@ bare PyAV decode→encode loop of the same clip with the same encoder, in the sa
     python bench/host_bench.py [--frames 24] [--cases six-1080p,two-4k] [--preset veryfast]
     python bench/host_bench.py --against 98dbf1a [--rounds 2]     # this code and that, alternating: new/old
     python bench/host_bench.py --crop 2048 --cases six-1080p      # compose with crops of GPEN-2048's size
+    python bench/host_bench.py --set faces.min_face=36 --cases faceless-1080p   # a setting's cost, config names
     python bench/host_bench.py --device cuda --cases two-4k       # a GPU run: NVDEC, the detector's networks,
                                                                   # the crops and the paste-back on the GPU
 
@@ -157,7 +158,7 @@ def run_case(case: Case, tmpdir: Path, args: argparse.Namespace, figures: dict[s
     config = load_config("default", {"output.overwrite": True, "output.video_codec": "libx264",
                                      "output.preset": args.preset, "restore.model": "identity",
                                      "restore.identity_size": args.crop,
-                                     "restore.device": args.device})  # fmt: skip
+                                     "restore.device": args.device, **dict(args.set)})  # fmt: skip
     bare, bare_cpu = measure_bare(clip, tmpdir / "bare.mp4", config, args.repeat)
     threaded, report = best_fps(clip, tmpdir / "out.mp4", config, True, args.repeat)
     _, sequential = best_fps(clip, tmpdir / "out.mp4", config, False, 1)
@@ -210,13 +211,21 @@ def main() -> None:
         )
     figures: dict[str, float] = {}
     print(f"{os.cpu_count()} cores; identity restorer ({args.crop}-px crops) on {args.device}; libx264 {args.preset} "
-          f"out; best of {args.repeat} threaded runs")  # fmt: skip
+          f"out; best of {args.repeat} threaded runs"
+          + "".join(f"; {name}={value}" for name, value in args.set))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
             if case.name in names:
                 run_case(case, Path(tmp), args, figures)
     if args.json:
         Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE")
+    return name.strip(), value.strip()
 
 
 def parse_args() -> argparse.Namespace:
@@ -237,6 +246,8 @@ def parse_args() -> argparse.Namespace:
         help="the identity restorer's device: cpu, or cuda (a GPU run: "
         "NVDEC decode, the detector and the paste-back on the GPU, with the host's work left)",
     )
+    parser.add_argument("--set", action="append", default=[], type=_setting, metavar="NAME=VALUE",
+                        help="a config setting for the pipeline (repeatable): faces.min_face=36")  # fmt: skip
     parser.add_argument("--json", help="write the figures here")
     return parser.parse_args()
 

@@ -166,3 +166,33 @@ def test_a_side_stream_written_but_missing_from_the_file_is_caught(tmp_path: Pat
     ffmpeg("-i", path, "-map", "0:v", "-c", "copy", silent)
     with pytest.raises(VerificationError, match="#1 were written"):
         verify_video(silent, pts, tb, {1: Fraction(0)})
+
+
+def test_a_one_gop_clip_is_decoded_once_and_its_damage_still_caught(tmp_path: Path, monkeypatch) -> None:
+    """A preview or a short clip is one GOP (x264 keeps 250 frames apart): its first GOP is its last, decoded once,
+    with frame threads; a picture blanked in its middle still stops the check."""
+    from gpen_video.io import output
+
+    path = tmp_path / "one-gop.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "24", "-c:v", "libx264", "-preset",
+           "ultrafast", "-g", "250", "-bf", "2", path)  # fmt: skip
+    pts, tb = _truth(path)
+    calls: list[tuple[str, int, str]] = []
+    checked = output._check_decoded
+
+    def counted(name, which, decoder, packets, must):  # type: ignore[no-untyped-def]
+        calls.append((which, len(packets), decoder.thread_type.name))
+        return checked(name, which, decoder, packets, must)
+
+    monkeypatch.setattr(output, "_check_decoded", counted)
+    verify_video(path, pts, tb, {})
+    assert calls == [("first and last GOP", 24, "AUTO")]
+    probed = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=pos,size")["packets"]
+    start, size = int(probed[12]["pos"]), int(probed[12]["size"])
+
+    def blank(data: bytearray) -> bytearray:
+        data[start + 4 : start + size] = bytes(size - 4)
+        return data
+
+    with pytest.raises(VerificationError, match="first and last GOP"):
+        verify_video(_damaged(path, "blank", blank), pts, tb, {})
