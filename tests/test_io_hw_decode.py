@@ -119,3 +119,24 @@ def test_nvdec_asked_without_a_device_decodes_on_the_cpu(tmp_path: Path) -> None
         assert len(nvdec_lines) == 1 and nvdec_lines[0].endswith("decoding on the CPU")
     else:
         assert report["decoder"] == "nvdec" and not any("decoding on the CPU" in line for line in nvdec_lines)
+
+
+def test_a_file_nvdec_cannot_open_is_decoded_on_the_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A device lost between the check and the open (here: CUDA device 97, asked for directly) costs one line, not
+    the run: the reader opens the file again without it and decodes every frame on the CPU."""
+    from av.codec.hwaccel import HWAccel
+
+    from gpen_video.io.hw_decode import DecodeChoice
+    from gpen_video.io.probe import probe
+    from gpen_video.io.reader import VideoReader
+
+    clip = write_clip(tmp_path / "in.mp4", ClipSpec(scene=FaceScene(width=160, height=96, frames=6), audio=()))
+    accel = HWAccel("cuda", device="97", allow_software_fallback=True)
+    with (
+        caplog.at_level(logging.WARNING, logger="gpen_video"),
+        VideoReader(clip, probe(clip), decode=DecodeChoice(accel)) as reader,
+    ):
+        frames = list(reader)
+    assert len(frames) == 6 and reader.stats.decoder == "cpu"
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpen_video.io.reader"]
+    assert len(lines) == 1 and lines[0].startswith("NVDEC cannot open the file") and lines[0].endswith("on the CPU")

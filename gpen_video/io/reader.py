@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from gpen_video.config import ReaderConfig
-from gpen_video.errors import DamagedInputError
+from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, PTS_DURATION_FORMATS
 from gpen_video.io.cut_tail import cut_tail
@@ -166,7 +166,14 @@ class VideoReader:
         lead = None if start is None else max(start - margins.before, 0.0)  # 0: from the top, not sought
         decoded = None if duration is None else duration + margins.after + (0.0 if start is None else start - lead)
         self._start = StartFinder(self.path, info, lead, decoded, start_byte, decode.accel)
-        self.container = self._start.open_file()
+        try:
+            self.container = self._start.open_file()
+        except InputError as exc:
+            if decode.accel is None:
+                raise
+            log.warning("NVDEC cannot open the file (%s): decoding on the CPU", exc)
+            self._start = StartFinder(self.path, info, lead, decoded, start_byte)
+            self.container = self._start.open_file()  # the file's own fault, if it is one, is raised here
         # --start and --duration count from the stream's own start (a TS at 10:00:00 is cut with --start 1)
         origin = info.video.start_time if start is not None else 0.0
         start = None if start is None else origin + start
