@@ -232,9 +232,17 @@ def _paste_groups(
         x0, y0, x1, y1 = box
         if len(members) == 1:  # one face: its own warp (box == its region), no overlap weighting
             _, pasted, coverage = pieces[members[0]]
-        else:
-            pasted, coverage = _mix_overlapping([pieces[k] for k in sorted(members)], box)
-        out[y0:y1, x0:x1], full_mask[y0:y1, x0:x1] = _blend(image[y0:y1, x0:x1], pasted, coverage, blend)
+            out[y0:y1, x0:x1], full_mask[y0:y1, x0:x1] = _blend(image[y0:y1, x0:x1], pasted, coverage, blend)
+            continue
+        pasted, coverage = _mix_overlapping([pieces[k] for k in sorted(members)], box)
+        # blended over each face's region, not the group's whole box: outside them nothing is pasted (a third of a
+        # 4K two-shot's box), and where two regions overlap both blends give the same samples from ``image``
+        for k in members:
+            rx0, ry0, rx1, ry1 = pieces[k][0]
+            part = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
+            out[ry0:ry1, rx0:rx1], full_mask[ry0:ry1, rx0:rx1] = _blend(
+                image[ry0:ry1, rx0:rx1], pasted[part], coverage[part], blend
+            )
     return ComposeResult(out, full_mask)
 
 
