@@ -44,9 +44,12 @@ def pipeline_lines(rows: list[dict]) -> list[str]:
         busy = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["stage_busy_seconds"].items()))
         gpu = (f", GPU busy {r['gpu_util_steady_pct']:.0f} % steady ({r['gpu_util_mean_pct']:.0f} % whole run)"
                if "gpu_util_steady_pct" in r else "")  # fmt: skip
+        idle = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(r.get("host_idle_share", {}).items()))
+        host = f"; host idle: {idle}; decoded on {r.get('decoder', 'cpu')}, detector on " \
+               f"{r.get('detector_device', 'cpu')}" if idle else ""  # fmt: skip
         lines.append(f"pipeline {r['size']} {r['precision']} batch {r['batch_size']}: {r['fps']:.2f} fps, "
                      f"{r['faces_per_s']:.1f} faces/s, bounded by {r['bounding_stage']}{gpu}; "
-                     f"busy s: {busy}")  # fmt: skip
+                     f"busy s: {busy}{host}")  # fmt: skip
     return lines
 
 

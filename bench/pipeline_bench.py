@@ -185,9 +185,16 @@ def _threads_vs_sequential(
         print(f"   stage threads                  {threaded:7.2f} frames/s, {report['cpu_cores_busy']:.2f} cores busy")
     print(f"   {report['faces_per_second']:.2f} faces/s, bounded by {report['bounding_stage']}; busy seconds: "
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(report["stage_seconds"].items())))  # fmt: skip
+    # issue 23's GPU goal: the network bounds the run and every host stage waits at least 30 % of the time
+    idle = {k: max(0.0, 1.0 - v / wall) for k, v in report["stage_seconds"].items() if k not in ("restore", "verify")}
+    print("   host stages idle: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(idle.items()))
+          + f"; decoded on {report.get('decoder', 'cpu')}, detector on "
+          f"{report['faces'].get('detector_device', 'cpu')}")  # fmt: skip
     if args.device.startswith("cuda") or gpu.samples:
         print(f"   {gpu.describe()}")
-    append_row(args, {"section": section, "title": title, "frames": report["frames_written"], "fps": threaded,
+    append_row(args, {"host_idle_share": idle, "decoder": report.get("decoder", "cpu"),
+                      "detector_device": report["faces"].get("detector_device", "cpu"), "section": section,
+                      "title": title, "frames": report["frames_written"], "fps": threaded,
                       "sequential_fps": sequential if seq is not None else None,
                       "faces_per_s": report["faces_per_second"], "bounding_stage": report["bounding_stage"],
                       "bounding_ms_per_frame": report.get("bounding_ms_per_frame"),
