@@ -172,8 +172,8 @@ def run_case(case: Case, tmpdir: Path, args: argparse.Namespace, figures: dict[s
     print(f"   bare PyAV decode→encode  {bare:7.2f} frames/s   {bare_cpu:6.1f} CPU ms/frame")
     print(f"   pipeline, stage threads  {threaded:7.2f} frames/s   ratio to bare {ratio:5.2f}{goal}")
     print(
-        f"   decoded on {report['decoder']}, detector on {report['faces']['detector_device']}, frame path "
-        f"{'on the device' if report['restore']['device_path'] else 'on the host'}"
+        f"   decoded on {report.get('decoder', 'cpu')}, detector on {report['faces'].get('detector_device', 'cpu')}, "
+        f"frame path {'on the device' if report['restore'].get('device_path') else 'on the host'}"
     )
     busy = report["stage_seconds"]
     cpu = sequential.get("stage_cpu_seconds", {})
