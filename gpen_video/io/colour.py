@@ -14,19 +14,12 @@ import av
 import numpy as np
 
 from gpen_video.io.rotation import rotate_image, unrotate_image
-from gpen_video.ort_session import usable_cores
 
-#: a picture this large or larger is converted on swscale's slice threads; a smaller one (a face's region) on one
-SWS_THREADED_FROM = 1_000_000  # pixels
-#: those slice threads, at most. Measured here (2 cores), the samples the same either way for every format the
-#: pipeline converts: 4K yuv420p to BGR took 9.4 CPU ms on one thread, 6.4 CPU / 3.7 wall ms on two, and 15.7 CPU
-#: ms as PyAV left it; a 600x600 region 0.75 ms on one thread, 1.35 on two (starting the threads), 1.1 as left
-SWS_THREADS = max(1, min(4, usable_cores()))
-
-
-def sws_threads(width: int, height: int) -> int:
-    """swscale's threads for converting a width x height picture (``SWS_THREADED_FROM``)."""
-    return SWS_THREADS if width * height >= SWS_THREADED_FROM else 1
+#: swscale's threads for each conversion. The samples are the same with any number (a test); measured here
+#: (2 cores; to_working, median CPU ms a picture over 4 alternating rounds), FFmpeg's own choice cost the most CPU
+#: (1080p 1.3, 4K 5.0) against one thread (1.0, 3.3) or two (1.2, 4.6), and for a face's region starting threads
+#: costs more than the conversion (600x600 to yuv420p: 0.75 ms on one thread, 1.35 on two, 1.1 as FFmpeg chose)
+SWS_THREADS = 1
 
 
 if TYPE_CHECKING:
@@ -199,7 +192,7 @@ def to_working(frame: av.VideoFrame, colour: ColourInfo, rotation: int = 0) -> n
             src_color_range=colour.sws_range,
             dst_color_range="JPEG",
             interpolation="BILINEAR",
-            threads=sws_threads(frame.width, frame.height),
+            threads=SWS_THREADS,
         )
         image = converted.to_ndarray()
     return rotate_image(image, rotation)
@@ -211,7 +204,7 @@ def from_working(image: np.ndarray, colour: ColourInfo, pix_fmt: str, rotation: 
     fmt = "bgr48le" if image.dtype == np.uint16 else "bgr24"
     rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
     if av.VideoFormat(pix_fmt).is_rgb:
-        out = rgb.reformat(format=pix_fmt, threads=sws_threads(rgb.width, rgb.height))
+        out = rgb.reformat(format=pix_fmt, threads=SWS_THREADS)
     else:
         out = rgb.reformat(
             format=pix_fmt,
@@ -220,7 +213,7 @@ def from_working(image: np.ndarray, colour: ColourInfo, pix_fmt: str, rotation: 
             src_color_range="JPEG",
             dst_color_range=colour.sws_range,
             interpolation="BILINEAR",
-            threads=sws_threads(rgb.width, rgb.height),
+            threads=SWS_THREADS,
         )
     tag_frame(out, colour)
     return out
@@ -229,14 +222,14 @@ def from_working(image: np.ndarray, colour: ColourInfo, pix_fmt: str, rotation: 
 def to_encoder_format(frame: av.VideoFrame, colour: ColourInfo, pix_fmt: str) -> av.VideoFrame:
     """Decoded samples in another pixel format (chroma/bit depth), keeping the stream's matrix and range."""
     if av.VideoFormat(pix_fmt).is_rgb or colour.is_rgb:
-        return frame.reformat(format=pix_fmt, threads=sws_threads(frame.width, frame.height))
+        return frame.reformat(format=pix_fmt, threads=SWS_THREADS)
     return frame.reformat(
         format=pix_fmt,
         src_colorspace=colour.sws_matrix,
         dst_colorspace=colour.sws_matrix,
         src_color_range=colour.sws_range,
         dst_color_range=colour.sws_range,
-        threads=sws_threads(frame.width, frame.height),
+        threads=SWS_THREADS,
     )
 
 
