@@ -234,7 +234,8 @@ def _paste_groups(
     for piece in pieces:
         _blend_into(out, full_mask, image, *piece, blend)
     for rect in _overlaps([piece[0] for piece in pieces]):
-        covering = [_within(piece, rect) for piece in pieces if _meets(piece[0], rect)]
+        shared = [(piece, _intersection(piece[0], rect)) for piece in pieces]
+        covering = [_within(piece, part) for piece, part in shared if part is not None]
         _blend_into(out, full_mask, image, rect, *_mix_overlapping(covering, rect), blend)
     return ComposeResult(out, full_mask)
 
@@ -254,29 +255,25 @@ def _blend_into(
     out[y0:y1, x0:x1], full_mask[y0:y1, x0:x1] = _blend(image[y0:y1, x0:x1], pasted, coverage, blend)
 
 
+def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """The rectangle ``a`` and ``b`` share, None where they share no pixel."""
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
 def _overlaps(regions: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """Where two of ``regions`` overlap: the rectangle each overlapping pair shares (these may overlap in turn)."""
-    shared = []
-    for i, a in enumerate(regions):
-        for b in regions[i + 1 :]:
-            x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-            if x0 < x1 and y0 < y1:
-                shared.append((x0, y0, x1, y1))
-    return shared
-
-
-def _meets(region: tuple[int, int, int, int], rect: tuple[int, int, int, int]) -> bool:
-    return region[0] < rect[2] and rect[0] < region[2] and region[1] < rect[3] and rect[1] < region[3]
+    shared = (_intersection(a, b) for i, a in enumerate(regions) for b in regions[i + 1 :])
+    return [rect for rect in shared if rect is not None]
 
 
 def _within(
     piece: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray], rect: tuple[int, int, int, int]
 ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
-    """``piece`` (region, warped face, mask) cut to where its region meets ``rect``."""
-    (x0, y0, x1, y1), warped, m = piece
-    cx0, cy0, cx1, cy1 = max(x0, rect[0]), max(y0, rect[1]), min(x1, rect[2]), min(y1, rect[3])
-    part = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
-    return (cx0, cy0, cx1, cy1), warped[part], m[part]
+    """``piece`` (region, warped face, mask) cut to ``rect``, a rectangle inside its region."""
+    (x0, y0, _, _), warped, m = piece
+    part = (slice(rect[1] - y0, rect[3] - y0), slice(rect[0] - x0, rect[2] - x0))
+    return rect, warped[part], m[part]
 
 
 #: ``cv2.blendLinear`` gives (a·w1 + b·w2) / (w1 + w2 + 1e-5): weights this large make its 1e-5 a relative 1e-11

@@ -10,36 +10,21 @@ so every stage after the reader sees the frames a CPU decode gives.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import av
 import numpy as np
 from av.codec.hwaccel import HWAccel
 
+from gpen_video.io.colour import SWS_THREADS
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DecodeChoice:
-    """How the video is decoded: ``accel`` (NVDEC) or None (the CPU), and ``reason`` when NVDEC was wanted but
-    cannot be had."""
-
-    accel: HWAccel | None = None
-    reason: str | None = None
-
-    @property
-    def name(self) -> str:
-        return "nvdec" if self.accel is not None else "cpu"
-
-
-CPU_DECODE = DecodeChoice()
-
-
-def choose_decode(codec: str, nvdec: bool, gpu: int | None = None) -> DecodeChoice:
+def choose_decode(codec: str, nvdec: bool, gpu: int | None = None) -> HWAccel | None:
     """NVDEC for ``codec`` (the stream's decoder name) on CUDA device ``gpu`` (None: the current one) where ``nvdec``
-    asks for it and it can be had, else the CPU, with the reason logged in one line."""
+    asks for it and it can be had; None: the CPU decodes (why, when NVDEC was asked for, logged in one line)."""
     if not nvdec:
-        return CPU_DECODE
+        return None
     accel = HWAccel("cuda", device=None if gpu is None else str(gpu), allow_software_fallback=True)
     try:
         accel.create(av.Codec(codec, "r"))  # opens the device: a machine without one fails here, not mid-run
@@ -49,9 +34,9 @@ def choose_decode(codec: str, nvdec: bool, gpu: int | None = None) -> DecodeChoi
         reason = f"no CUDA device opens for NVDEC ({getattr(exc, 'strerror', None) or exc})"
     else:
         log.info("decoding %s with NVDEC on cuda:%s", codec, 0 if gpu is None else gpu)
-        return DecodeChoice(accel)
+        return accel
     log.warning("%s: decoding on the CPU", reason)
-    return DecodeChoice(reason=reason)
+    return None
 
 
 def to_stream_format(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
@@ -67,7 +52,7 @@ def to_stream_format(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
     target = av.VideoFormat(pix_fmt, frame.width, frame.height)
     samples = _planes_of(frame, target)
     if samples is None:
-        converted = frame.reformat(format=pix_fmt)
+        converted = frame.reformat(format=pix_fmt, threads=SWS_THREADS)
     else:
         converted = av.VideoFrame(frame.width, frame.height, pix_fmt)
         for plane, values in zip(converted.planes, samples, strict=True):

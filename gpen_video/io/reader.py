@@ -17,13 +17,14 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.codec.hwaccel import HWAccel
 
 from gpen_video.config import ReaderConfig
 from gpen_video.errors import DamagedInputError, InputError
 from gpen_video.io.colour import ColourInfo, to_working
 from gpen_video.io.containers import ASSEMBLED_SIDE_TYPES, PTS_DURATION_FORMATS
 from gpen_video.io.cut_tail import cut_tail
-from gpen_video.io.hw_decode import CPU_DECODE, DecodeChoice, to_stream_format
+from gpen_video.io.hw_decode import to_stream_format
 from gpen_video.io.probe import MediaInfo, ffmpeg_reason
 from gpen_video.io.read_start import StartCheck, StartFinder, StartMissed, StartWatch
 from gpen_video.io.side_router import PacketRange, SideRouter
@@ -151,9 +152,9 @@ class VideoReader:
         duration: float | None = None,
         start_byte: int | None = None,
         margins: RangeMargins | None = None,
-        decode: DecodeChoice = CPU_DECODE,
+        hwaccel: HWAccel | None = None,
     ) -> None:
-        """``decode``: NVDEC or the CPU (``io.hw_decode.choose_decode``).
+        """``hwaccel``: NVDEC (``io.hw_decode.choose_decode``), None: the CPU.
 
         ``start_byte``: where in the file the key frame at ``start`` begins (a batch segment's, from its plan):
         on a ``containers.BYTE_START_FORMATS`` file the reader opens the file ``light_open.BYTE_START_LEAD`` before
@@ -165,11 +166,11 @@ class VideoReader:
         margins = margins or RangeMargins()
         lead = None if start is None else max(start - margins.before, 0.0)  # 0: from the top, not sought
         decoded = None if duration is None else duration + margins.after + (0.0 if start is None else start - lead)
-        self._start = StartFinder(self.path, info, lead, decoded, start_byte, decode.accel)
+        self._start = StartFinder(self.path, info, lead, decoded, start_byte, hwaccel)
         try:
             self.container = self._start.open_file()
         except InputError as exc:
-            if decode.accel is None:
+            if hwaccel is None:
                 raise
             log.warning("NVDEC cannot open the file (%s): decoding on the CPU", exc)
             self._start = StartFinder(self.path, info, lead, decoded, start_byte)

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gpen_video.config import Config
 from gpen_video.io.encoding import EncodeSettings
 from gpen_video.io.ffmpeg_backend import FfmpegWriter
-from gpen_video.io.hw_decode import CPU_DECODE, choose_decode
+from gpen_video.io.hw_decode import choose_decode
 from gpen_video.io.probe import MediaInfo, frame_count_warnings
 from gpen_video.io.reader import RangeMargins, ReadStats, VideoReader
 from gpen_video.io.side_packets import SidePackets, side_file_for
@@ -23,6 +23,9 @@ from gpen_video.restore.device import Device
 from gpen_video.run.job import RestoreJob
 from gpen_video.run.records import Composed, Decoded
 from gpen_video.run.views import DecodedView, frame_view
+
+if TYPE_CHECKING:
+    from av.codec.hwaccel import HWAccel
 
 
 class FrameSource(Protocol):
@@ -78,14 +81,14 @@ class VideoSource:
         self.side = SidePackets()
         self.reader: VideoReader | None = None
         self.view: DecodedView | None = None
-        self.decode = CPU_DECODE
+        self.hwaccel: HWAccel | None = None  # NVDEC (``decode_for``), or None: the CPU decodes
 
     def decode_for(self, device: Device | None) -> None:
         """NVDEC on the restorer's CUDA ``device`` (``reader.hw_decode`` auto), or where nvdec asks for it."""
         setting = self.config.reader.hw_decode
         cuda = device is not None and device.is_cuda
         wanted = setting == "nvdec" or (setting == "auto" and cuda)
-        self.decode = choose_decode(self.info.video.codec, wanted, device.index if cuda and device else None)
+        self.hwaccel = choose_decode(self.info.video.codec, wanted, device.index if cuda and device else None)
 
     def __enter__(self) -> VideoSource:
         config, segment = self.config, self.job.segment
@@ -96,7 +99,7 @@ class VideoSource:
         ranged = segment is None and (start is not None or duration is not None)
         margins = range_margins(config, self.info) if ranged else None
         reader = VideoReader(
-            self.job.input, self.info, config.reader, start, duration, start_byte, margins, self.decode
+            self.job.input, self.info, config.reader, start, duration, start_byte, margins, self.hwaccel
         )
         self.reader = reader.__enter__()
         if segment is not None:  # a segment file is video only; its own side packets go to a file beside it
