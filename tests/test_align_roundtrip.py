@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from faces_helpers import photo_landmarks, to_frame
 
 from gpen_video.align import align_faces, compose, feather_mask
-from gpen_video.align.compose import shrink_factor
+from gpen_video.align.compose import match_colour, shrink_factor
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
 from gpen_video.faces.geometry import TEMPLATES, face_to_crop, template_points, umeyama_similarity
@@ -121,6 +122,26 @@ def test_colour_match_pulls_a_tinted_face_back_to_the_source(frame):
     err_plain = np.abs(plain.image[m].astype(float) - image[m]).mean()
     err_matched = np.abs(matched.image[m].astype(float) - image[m]).mean()
     assert err_matched < 0.25 * err_plain
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_colour_match_gives_the_source_mean_and_spread_in_opencvs_ycrcb(frame, depth):
+    """OpenCV's BT.601 YCrCb is the reference space: the matched face's mean and spread there are its source's."""
+    image = frame.image if depth == 8 else frame.image.astype(np.uint16) * 257 + 77
+    top = 255.0 if depth == 8 else 65535.0
+    source = align_faces(image, faces_of(frame)[:1], SIZE).crops[0]
+    face = np.clip(to8(source[None])[0] * np.array([0.8, 0.95, 1.1]) + 6, 0, 255).astype(np.uint8)  # warm, dark
+    mask = np.array(feather_mask(SIZE, 0.04, 0.08))
+    inside = mask > 0.5
+
+    def ycrcb(bgr: np.ndarray, scale: float) -> np.ndarray:
+        return cv2.cvtColor(bgr.astype(np.float32) / np.float32(scale), cv2.COLOR_BGR2YCrCb)[inside]
+
+    theirs = ycrcb(source, top)
+    assert np.abs(ycrcb(face, 255.0).mean(0) - theirs.mean(0)).max() > 0.02  # there was a shift to undo
+    ours = ycrcb(match_colour(face, source, mask, top), top)
+    assert np.abs(ours.mean(0) - theirs.mean(0)).max() < 2e-3  # subsampled statistics: close, not exact
+    assert np.allclose(ours.std(0), theirs.std(0), rtol=0.05)
 
 
 def test_templates_match_the_spec_and_umeyama_recovers_a_similarity():

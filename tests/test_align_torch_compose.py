@@ -13,7 +13,8 @@ from faces_helpers import mtcnn
 
 from gpen_video.align import AlignedBatch, align_faces, compose
 from gpen_video.align.compose import shrink_factor
-from gpen_video.align.torch_compose import bgr_to_lab, compose_torch, lab_to_bgr
+from gpen_video.align.masks import feather_mask
+from gpen_video.align.torch_compose import compose_torch, match_colour_torch
 from gpen_video.config import ComposeConfig, FacesConfig
 from gpen_video.faces import FaceStage
 from gpen_video.faces.types import TrackedFace
@@ -183,18 +184,24 @@ def test_warp_conventions_match_warp_affine_on_noise():
         assert np.array_equal(out[mask == 0], image[mask == 0])
 
 
-def test_lab_conversions_follow_opencv():
-    rng = np.random.default_rng(2)
-    bgr = rng.random((64, 64, 3)).astype(np.float32)
-    bgr[:8] = rng.integers(0, 256, (8, 64, 3)) / np.float32(255)  # 8-bit levels, and table nodes
-    bgr[8:12] = rng.normal(0.5, 0.8, (4, 64, 3))  # out of range: clipped first
-    ours = bgr_to_lab(torch.from_numpy(bgr)).numpy()
-    theirs = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)
-    assert np.all(np.abs(ours - theirs).max(axis=(0, 1)) <= [0.02, 0.05, 0.05])  # about one table step
-    lab = theirs * np.array([0.9, 1.4, 1.4], np.float32) + np.array([6.0, 3.0, -4.0], np.float32)  # some out of gamut
-    back = lab_to_bgr(torch.from_numpy(lab)).numpy()
-    assert np.abs(back - cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)).max() <= 1e-3
-    assert back.min() == 0.0 and 1.0 - 1e-6 <= back.max() <= 1.0  # out of gamut: clipped, not wrapped
+def test_twin_colour_match_gives_the_source_mean_and_spread_in_opencvs_ycrcb(scene):
+    """OpenCV's BT.601 YCrCb is the reference: after the match a face's mean and spread there are its source's."""
+    batch = align_faces(scene[0], scene[1][:3], SIZE)
+    restored = fake_restore(batch.crops).astype(np.float32) * np.float32(0.85)  # tinted, blurred and darker
+    masks = np.broadcast_to(feather_mask(SIZE, 0.04, 0.08), (3, SIZE, SIZE))
+    matched = match_colour_torch(
+        torch.from_numpy(restored), torch.from_numpy(batch.crops), torch.from_numpy(np.ascontiguousarray(masks)), 255.0
+    ).numpy()
+    inside = masks[0] > 0.5
+    for face, source in zip(matched, batch.crops, strict=True):
+        ours = cv2.cvtColor(face / np.float32(255), cv2.COLOR_BGR2YCrCb)[inside]
+        theirs = cv2.cvtColor(source.astype(np.float32) / 255, cv2.COLOR_BGR2YCrCb)[inside]
+        before = cv2.cvtColor(
+            fake_restore(source[None])[0].astype(np.float32) * np.float32(0.85 / 255), cv2.COLOR_BGR2YCrCb
+        )
+        assert np.abs(before[inside].mean(0) - theirs.mean(0)).max() > 0.04  # there was a shift to undo
+        assert np.abs(ours.mean(0) - theirs.mean(0)).max() < 2e-3  # means (subsampled statistics: not exact)
+        assert np.allclose(ours.std(0), theirs.std(0), rtol=0.05)  # spreads, where within the gain's limits
 
 
 def test_no_faces_or_faces_off_frame_leave_the_frame_alone(scene):

@@ -2,15 +2,9 @@
 
 Same semantics as :func:`gpen_video.align.compose.compose` (feathered crop mask, inverse warp of each
 face only over its footprint, m²-weighted mix where faces overlap, ``alpha = coverage * blend``, pixels
-with alpha below 1/1024 untouched, half-to-even rounding, optional Lab colour match), computed with
-``grid_sample`` instead of ``cv2.warpAffine``. The CPU code stays the reference; this one is tested
-against it (a couple of levels at most, bit-exact outside the mask).
-
-OpenCV's float BGR→Lab is not the textbook formula: with the default sRGB/D65 settings it reads a
-33³ fixed-point table built from that formula and interpolates it trilinearly. That table is rebuilt
-here and sampled the same way (``grid_sample`` in 3-D on the same 1/16-cell grid), which brings the
-Lab values within one table step of OpenCV's; the textbook formula is off by up to 0.5 in a/b, about
-a level of 8-bit output. Lab→BGR is OpenCV's float formula (sRGB gamma, D65 white), as is.
+with alpha below 1/1024 untouched, half-to-even rounding, optional colour match: one affine of each face's
+samples), computed with ``grid_sample`` instead of ``cv2.warpAffine``. The CPU code stays the reference; this
+one is tested against it (a couple of levels at most, bit-exact outside the mask).
 """
 
 from __future__ import annotations
@@ -22,19 +16,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpen_video.align.compose import MIN_ALPHA, footprint, shrink_factor, shrunk_affines
+from gpen_video.align.compose import (
+    FLAT_SPREAD,
+    MATCH_GAIN,
+    MIN_ALPHA,
+    OPPONENT,
+    footprint,
+    shrink_factor,
+    shrunk_affines,
+)
 from gpen_video.align.masks import feather_mask, parsing_masker
 from gpen_video.config import ComposeConfig
 from gpen_video.faces.geometry import invert_affine
-
-# OpenCV's sRGB (D65) matrices and white point (color_lab.cpp)
-_RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
-_XYZ2RGB = np.array([[3.240479, -1.53715, -0.498535], [-0.969256, 1.875991, 0.041556], [0.055648, -0.204043, 1.057311]])
-_D65 = np.array([0.950456, 1.0, 1.088754])
-_LAB_BASE = 1 << 14  # OpenCV's fixed-point scale for the RGB→Lab table
-_LUT_DIM = 33  # table nodes per axis (1 << 5, plus the end point)
-_LAB_T = 216.0 / 24389.0  # (6/29)^3
-_LAB_K = 841.0 / 108.0  # 7.787: slope of the linear part of f(t)
 
 
 def compose_torch(
@@ -180,101 +173,40 @@ def _blend(
 
 
 def match_colour_torch(faces: torch.Tensor, sources: torch.Tensor, masks: torch.Tensor, top: float) -> torch.Tensor:
-    """Batched ``match_colour``: each face's Lab mean and spread moved to its source crop's under its mask.
+    """Batched ``match_colour``: each face's mean and spread in the ``OPPONENT`` channels moved to its source crop's
+    under its mask, one 3×4 affine of its BGR samples.
 
     ``faces`` (N, S, S, 3) float 0..top, ``sources`` (N, S, S, 3) the frame's samples, ``masks`` (N, S, S).
-    Statistics from the same ~128-pixel subsample as the CPU code; faces with too little mask are left
-    as they are (decided on the device, so nothing waits for the host).
+    Statistics from the same ~128-pixel subsample as the CPU code, in float64 as ``cv2.meanStdDev`` sums; faces
+    with too little mask are left as they are (decided on the device, so nothing waits for the host).
     """
     n, size = faces.shape[0], faces.shape[1]
     weight = masks > 0.5
     step = max(1, size // 128)
     sub_weight = weight[:, ::step, ::step]
     ok = (weight.sum(dim=(1, 2)) >= 16) & (sub_weight.sum(dim=(1, 2)) >= 16)
-    face_lab = bgr_to_lab((faces / top).clamp(0.0, 1.0))
-    src_lab = bgr_to_lab(sources[:, ::step, ::step].to(torch.float32) / top)
+    unit = (faces / top).clamp(0.0, 1.0)
+    opponent = torch.as_tensor(OPPONENT, dtype=torch.float64, device=faces.device)
     w = sub_weight.to(torch.float64)[..., None]
     count = w.sum(dim=(1, 2)).clamp_min(1.0)  # (N, 1)
 
-    def stats(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lab = lab.to(torch.float64)  # cv2.meanStdDev sums in double
-        mean = (lab * w).sum(dim=(1, 2)) / count
-        var = (((lab - mean[:, None, None]) ** 2) * w).sum(dim=(1, 2)) / count
+    def stats(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values = samples.to(torch.float64) @ opponent.t()  # float64: no TF32 on any device
+        mean = (values * w).sum(dim=(1, 2)) / count
+        var = (((values - mean[:, None, None]) ** 2) * w).sum(dim=(1, 2)) / count
         return mean, var.sqrt()
 
-    f_mean, f_std = stats(face_lab[:, ::step, ::step])
-    s_mean, s_std = stats(src_lab)
-    gain = (s_std / f_std.clamp_min(1e-3)).clamp(0.5, 2.0).to(torch.float32)
-    shape = (n, 1, 1, 3)
-    f_mean, s_mean = f_mean.to(torch.float32).view(shape), s_mean.to(torch.float32).view(shape)
-    matched = (face_lab - f_mean) * gain.view(shape) + s_mean
-    return torch.where(ok.view(n, 1, 1, 1), lab_to_bgr(matched) * top, faces)
-
-
-def bgr_to_lab(bgr: torch.Tensor) -> torch.Tensor:
-    """OpenCV's float ``COLOR_BGR2Lab`` (L 0..100, a/b unscaled) of (..., 3) BGR in [0, 1]: its table, its grid."""
-    shape = bgr.shape
-    flat = bgr.reshape(-1, 3).to(torch.float32).clamp(0.0, 1.0)
-    fixed = torch.round(flat * _LAB_BASE).to(torch.int32)  # OpenCV rounds to 1/16384 ...
-    cell = (fixed >> 5).to(torch.float32) / 16.0  # ... and interpolates on 1/16 of a table cell
-    grid = cell.flip(-1) / ((_LUT_DIM - 1) / 2.0) - 1.0  # (x, y, z) = (R, G, B) axes of the table
-    lut = _lab_table(bgr.device)
-    value = F.grid_sample(lut, grid.view(1, 1, 1, -1, 3), mode="bilinear", padding_mode="border", align_corners=True)
-    value = torch.floor(value.view(3, -1).t() + 0.5)  # the table's fixed-point descale rounds half up
-    lab = torch.stack(
-        (
-            value[:, 0] * (100.0 / _LAB_BASE),
-            value[:, 1] * (256.0 / _LAB_BASE) - 128.0,
-            value[:, 2] * (256.0 / _LAB_BASE) - 128.0,
-        ),
-        dim=-1,
-    )
-    return lab.view(shape)
-
-
-def lab_to_bgr(lab: torch.Tensor) -> torch.Tensor:
-    """OpenCV's float ``COLOR_Lab2BGR``: (..., 3) Lab to BGR in [0, 1] (clipped before the sRGB gamma)."""
-    lab = lab.to(torch.float32)
-    light, a, b = lab.unbind(-1)
-    low = light <= 8.0  # (6/29)^3 * (29/3)^3
-    fy_high = (light + 16.0) / 116.0
-    y = torch.where(low, light / (24389.0 / 27.0), fy_high * fy_high * fy_high)
-    fy = torch.where(low, _LAB_K * y + 16.0 / 116.0, fy_high)
-    fx = fy + a / 500.0
-    fz = fy - b / 200.0
-    threshold = 6.0 / 29.0
-    x = torch.where(fx <= threshold, (fx - 16.0 / 116.0) / _LAB_K, fx * fx * fx)
-    z = torch.where(fz <= threshold, (fz - 16.0 / 116.0) / _LAB_K, fz * fz * fz)
-    matrix = _lab_to_bgr_matrix(lab.device)
-    linear = (torch.stack((x, y, z), dim=-1) @ matrix.t()).clamp(0.0, 1.0)
-    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.pow(1.0 / 2.4) - 0.055)
-
-
-@lru_cache(maxsize=8)
-def _lab_to_bgr_matrix(device: torch.device) -> torch.Tensor:
-    """XYZ (white-normalised) → linear BGR: OpenCV's XYZ→sRGB scaled by the white point, rows in BGR order."""
-    return torch.as_tensor((_XYZ2RGB * _D65[None, :])[::-1].copy(), dtype=torch.float32, device=device)
-
-
-@lru_cache(maxsize=8)
-def _lab_table(device: torch.device) -> torch.Tensor:
-    """OpenCV's RGB→Lab table (``initLUTforLABLUVs16``): (1, 3, B, G, R) float32 of its int16 entries."""
-    nodes = np.arange(_LUT_DIM, dtype=np.float64) / (_LUT_DIM - 1)
-    linear = np.where(nodes <= 0.04045, nodes / 12.92, ((nodes + 0.055) / 1.055) ** 2.4)
-    b, g, r = np.meshgrid(linear, linear, linear, indexing="ij")
-    xyz = np.stack((r, g, b), axis=-1) @ (_RGB2XYZ / _D65[:, None]).T
-    f = np.where(xyz > _LAB_T, np.cbrt(xyz), xyz * _LAB_K + 16.0 / 116.0)
-    light = np.where(xyz[..., 1] > _LAB_T, 116.0 * f[..., 1] - 16.0, (24389.0 / 27.0) * xyz[..., 1])
-    a = 500.0 * (f[..., 0] - f[..., 1])
-    bb = 200.0 * (f[..., 1] - f[..., 2])
-    table = np.stack(
-        (
-            np.rint(_LAB_BASE * light / 100.0),
-            np.rint(_LAB_BASE * (a + 128.0) / 256.0),
-            np.rint(_LAB_BASE * (bb + 128.0) / 256.0),
-        )
-    )
-    return torch.as_tensor(table[None], dtype=torch.float32, device=device).contiguous()
+    f_mean, f_std = stats(unit[:, ::step, ::step])
+    s_mean, s_std = stats(sources[:, ::step, ::step].to(torch.float64) / top)
+    gain = (s_std / f_std.clamp_min(FLAT_SPREAD)).clamp(*MATCH_GAIN)  # (N, 3)
+    back = torch.as_tensor(np.linalg.inv(OPPONENT), dtype=torch.float64, device=faces.device)
+    linear = (back @ (gain[:, :, None] * opponent) * top).to(torch.float32)  # (N, 3, 3): unit BGR in, 0..top out
+    offset = ((s_mean - gain * f_mean) @ back.t() * top).to(torch.float32)  # (N, 3)
+    matched = offset[:, None, None, :].expand_as(unit).clone()
+    for channel in range(3):  # multiply-adds, not a matmul: the same float32 sums on any device
+        matched += unit[..., channel : channel + 1] * linear[:, None, None, :, channel]
+    matched.clamp_(0.0, top)
+    return torch.where(ok.view(n, 1, 1, 1), matched, faces)
 
 
 @lru_cache(maxsize=16)
