@@ -18,7 +18,7 @@ import pytest
 from conformance_cases import ffmpeg_exe, ffprobe_exe
 
 from gpen_video.config import load_config
-from gpen_video.io.field_analysis import analyse_fields
+from gpen_video.io.field_analysis import CombWatch, analyse_fields
 from gpen_video.io.field_check import check_fields
 from gpen_video.io.probe import probe
 from gpen_video.restore.restorer import IdentityRestorer
@@ -183,6 +183,32 @@ def test_motion_in_part_of_the_picture_is_enough(tmp_path):
             "interlace=scan=bff,setfield=prog", "-frames:v", 12, "-c:v", "ffv1", clip)  # fmt: skip
     analysis = check_fields(probe(clip)).video.field_check.analysis
     assert analysis.order == "bff" and analysis.confident, analysis
+
+
+@pytest.mark.parametrize("count", [FRAMES, 5])
+def test_the_comb_watch_measures_on_its_own_thread_what_analyse_fields_measures(clips, count):
+    """The watch's verdict, measured off the decode thread, is ``analyse_fields`` of the same pictures, to the bit,
+    given with the last of its ``count`` pictures (or at ``finish`` for a shorter clip); then its thread is gone."""
+    import threading
+
+    import av
+
+    with av.open(str(clips["tagged_prog"])) as container:
+        pictures = list(container.decode(video=0))
+    watch = CombWatch(count)
+    given = [watch.add(picture) for picture in pictures[: min(count, FRAMES - 1)]]
+    if count > FRAMES - 1:  # the last picture of the count gives the verdict
+        given.append(watch.add(pictures[FRAMES - 1]))
+        assert given[-1] is not None and not any(given[:-1])
+        assert watch.add(pictures[0]) is None and watch.finish() is None  # said once
+    else:
+        assert given[-1] is not None and watch.finish() is None
+    truth = analyse_fields(p.to_ndarray(format="gray") for p in pictures[: min(count, FRAMES)])
+    assert given[-1] == truth and truth.order == "tff"
+    assert not [t for t in threading.enumerate() if t.name.startswith("comb-watch")]
+    short = CombWatch(FRAMES + 4)  # a clip shorter than the count: the verdict comes at finish
+    assert not any(short.add(p) for p in pictures)
+    assert short.finish() == analyse_fields(p.to_ndarray(format="gray") for p in pictures)
 
 
 def test_static_pictures_say_nothing_moves():

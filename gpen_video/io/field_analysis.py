@@ -9,7 +9,9 @@ five frames, once per parity. Field order from the codec (``codec_context.field_
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -297,22 +299,42 @@ class FieldCheck:
 
 
 class CombWatch:
-    """The first pictures a run decodes anyway, judged once: a stream tagged progressive whose fields comb."""
+    """The first pictures a run decodes anyway, judged once: a stream tagged progressive whose fields comb.
+
+    The measure runs on a thread of its own, so the decode thread only copies each picture's luma (a 4K picture's
+    measure is ~100 ms, its copy ~2 ms): at most ``AHEAD`` pictures wait for it, and the verdict comes when the
+    last of the ``frames`` is measured, as before. One worker, so the pictures are measured in order.
+    """
+
+    AHEAD = 2  # pictures copied but not yet measured, at most (the decode thread waits beyond this)
 
     def __init__(self, frames: int = FIELD_CHECK_FRAMES) -> None:
         self.frames = frames
         self._meter = FieldMeter()
+        self._taken = 0
+        self._pending: deque[Future[None]] = deque()
+        self._worker: ThreadPoolExecutor | None = None
         self.analysis: FieldAnalysis | None = None
 
     def add(self, picture: av.VideoFrame) -> FieldAnalysis | None:
         """Measure ``picture`` (as grey) until ``frames`` are in; then returns their analysis, once."""
-        if self.analysis is not None:
+        if self.analysis is not None or self._taken >= self.frames:
             return None
-        self._meter.add(picture.to_ndarray(format="gray"))
-        return self.finish() if self._meter.frames >= self.frames else None
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="comb-watch")
+        self._pending.append(self._worker.submit(self._meter.add, picture.to_ndarray(format="gray")))
+        self._taken += 1
+        while len(self._pending) > self.AHEAD:
+            self._pending.popleft().result()
+        return self.finish() if self._taken >= self.frames else None
 
     def finish(self) -> FieldAnalysis | None:
         """The analysis of what came (a clip shorter than ``frames``), if not given yet."""
+        while self._pending:
+            self._pending.popleft().result()
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None
         if self.analysis is not None or not self._meter.frames:
             return None
         self.analysis = self._meter.result()

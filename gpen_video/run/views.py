@@ -65,12 +65,14 @@ class DecodedView:
         self.watch: CombWatch | None = None
 
     def decoded(self) -> Iterator[Decoded]:
-        for item in decoded_frames(self.reader, self.side, self.path, self.info):
+        try:
+            for item in decoded_frames(self.reader, self.side, self.path, self.info):
+                if self.watch is not None:
+                    self._watched(self.watch.add(item.frame.source))
+                yield item
+        finally:  # the clip ended before the watch's count, or the run stopped reading: its thread ends here
             if self.watch is not None:
-                self._watched(self.watch.add(item.frame.source))
-            yield item
-        if self.watch is not None:
-            self._watched(self.watch.finish())
+                self._watched(self.watch.finish())
 
     def _watched(self, analysis: FieldAnalysis | None) -> None:
         if analysis is not None and analysis.confident:
