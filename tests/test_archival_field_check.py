@@ -186,7 +186,8 @@ def test_motion_in_part_of_the_picture_is_enough(tmp_path):
 
 
 @pytest.mark.parametrize("count", [FRAMES, 5])
-def test_the_comb_watch_measures_on_its_own_thread_what_analyse_fields_measures(clips, count):
+@pytest.mark.parametrize("threaded", [True, False])
+def test_the_comb_watch_measures_on_its_own_thread_what_analyse_fields_measures(clips, count, threaded):
     """The watch's verdict, measured off the decode thread, is ``analyse_fields`` of the same pictures, to the bit,
     given with the last of its ``count`` pictures (or at ``finish`` for a shorter clip); then its thread is gone."""
     import threading
@@ -195,7 +196,7 @@ def test_the_comb_watch_measures_on_its_own_thread_what_analyse_fields_measures(
 
     with av.open(str(clips["tagged_prog"])) as container:
         pictures = list(container.decode(video=0))
-    watch = CombWatch(count)
+    watch = CombWatch(count, threaded)
     given = [watch.add(picture) for picture in pictures[: min(count, FRAMES - 1)]]
     if count > FRAMES - 1:  # the last picture of the count gives the verdict
         given.append(watch.add(pictures[FRAMES - 1]))
@@ -206,7 +207,7 @@ def test_the_comb_watch_measures_on_its_own_thread_what_analyse_fields_measures(
     truth = analyse_fields(p.to_ndarray(format="gray") for p in pictures[: min(count, FRAMES)])
     assert given[-1] == truth and truth.order == "tff"
     assert not [t for t in threading.enumerate() if t.name.startswith("comb-watch")]
-    short = CombWatch(FRAMES + 4)  # a clip shorter than the count: the verdict comes at finish
+    short = CombWatch(FRAMES + 4, threaded)  # a clip shorter than the count: the verdict comes at finish
     assert not any(short.add(p) for p in pictures)
     assert short.finish() == analyse_fields(p.to_ndarray(format="gray") for p in pictures)
 

@@ -303,13 +303,14 @@ class CombWatch:
 
     The measure runs on a thread of its own, so the decode thread only copies each picture's luma (a 4K picture's
     measure is ~100 ms, its copy ~2 ms): at most ``AHEAD`` pictures wait for it, and the verdict comes when the
-    last of the ``frames`` is measured, as before. One worker, so the pictures are measured in order.
+    last of the ``frames`` is measured, as before. One worker, so the pictures are measured in order. Not
+    ``threaded``: measured as they come, on the caller's thread.
     """
 
     AHEAD = 2  # pictures copied but not yet measured, at most (the decode thread waits beyond this)
 
-    def __init__(self, frames: int = FIELD_CHECK_FRAMES) -> None:
-        self.frames = frames
+    def __init__(self, frames: int = FIELD_CHECK_FRAMES, threaded: bool = True) -> None:
+        self.frames, self.threaded = frames, threaded
         self._meter = FieldMeter()
         self._taken = 0
         self._pending: deque[Future[None]] = deque()
@@ -320,12 +321,16 @@ class CombWatch:
         """Measure ``picture`` (as grey) until ``frames`` are in; then returns their analysis, once."""
         if self.analysis is not None or self._taken >= self.frames:
             return None
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="comb-watch")
-        self._pending.append(self._worker.submit(self._meter.add, picture.to_ndarray(format="gray")))
         self._taken += 1
-        while len(self._pending) > self.AHEAD:
-            self._pending.popleft().result()
+        grey = picture.to_ndarray(format="gray")
+        if not self.threaded:
+            self._meter.add(grey)
+        else:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="comb-watch")
+            self._pending.append(self._worker.submit(self._meter.add, grey))
+            while len(self._pending) > self.AHEAD:
+                self._pending.popleft().result()
         return self.finish() if self._taken >= self.frames else None
 
     def finish(self) -> FieldAnalysis | None:

@@ -57,7 +57,7 @@ def _run(job: RestoreJob, source: FrameSource, sink: FrameSink, threaded: bool) 
     restorer = job.restorer or load_restorer(config.restore)
     report = RunReport.begin(job.input, job.output, source.info, sink.settings, restorer.name, config)
     times = StageTimes(count_cpu=not threaded)  # one stage at a time: the process's CPU time is that stage's
-    source.decode_for(restorer.device)
+    source.decode_for(restorer.device, threaded)
     with source, open_tracks(config.faces.tracks) as tracks:  # the --tracks file is complete when the frames are
         frames = source.decoded()
         first = list(itertools.islice(frames, 1))  # decoded before the sink opens its writer

@@ -225,7 +225,7 @@ class SequenceSource:
         self.header = first_header(sequence)
         self.info = sequence_info(spec, sequence, reader, self.header)
 
-    def decode_for(self, device: Device | None) -> None:
+    def decode_for(self, device: Device | None, threaded: bool) -> None:
         """Image files decode on the CPU, whatever the restorer's device."""
 
     def __enter__(self) -> SequenceSource:

@@ -35,8 +35,10 @@ class FrameSource(Protocol):
 
     info: MediaInfo
 
-    def decode_for(self, device: Device | None) -> None:
-        """Before entering: the restorer's ``device``, where a GPU run's video may be decoded (NVDEC)."""
+    def decode_for(self, device: Device | None, threaded: bool) -> None:
+        """Before entering: the restorer's ``device``, where a GPU run's video may be decoded (NVDEC), and whether the
+        run's stages are threads (else the decode's side work stays on its thread too, so each stage's CPU time is
+        its own)."""
         ...
 
     def __enter__(self) -> FrameSource: ...
@@ -82,9 +84,11 @@ class VideoSource:
         self.reader: VideoReader | None = None
         self.view: DecodedView | None = None
         self.hwaccel: HWAccel | None = None  # NVDEC (``decode_for``), or None: the CPU decodes
+        self.threaded = True  # the comb watch measures on a thread of its own (``decode_for``)
 
-    def decode_for(self, device: Device | None) -> None:
+    def decode_for(self, device: Device | None, threaded: bool) -> None:
         """NVDEC on the restorer's CUDA ``device`` (``reader.hw_decode`` auto), or where nvdec asks for it."""
+        self.threaded = threaded
         setting = self.config.reader.hw_decode
         cuda = device is not None and device.is_cuda
         wanted = setting == "nvdec" or (setting == "auto" and cuda)
@@ -104,7 +108,7 @@ class VideoSource:
         self.reader = reader.__enter__()
         if segment is not None:  # a segment file is video only; its own side packets go to a file beside it
             reader.divert_side_packets(side_file_for(self.job.output), segment.emit_start, segment.emit_end)
-        self.view = frame_view(reader, self.side, self.job.input, self.info, config)  # as decoded, or field-aware
+        self.view = frame_view(reader, self.side, self.job.input, self.info, config, self.threaded)  # or field-aware
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

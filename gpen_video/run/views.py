@@ -177,8 +177,11 @@ class DeinterlacedView(DecodedView):
         yield from records(deinterlacer.flush())
 
 
-def frame_view(reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config) -> DecodedView:
-    """The view of the input the stages work on: as decoded, at field rate (``keep``), or deinterlaced."""
+def frame_view(
+    reader: VideoReader, side: SidePackets, path: Path, info: MediaInfo, config: Config, threaded: bool = True
+) -> DecodedView:
+    """The view of the input the stages work on: as decoded, at field rate (``keep``), or deinterlaced; ``threaded``:
+    a comb watch on its frames measures on a thread of its own."""
     source = _frame_view(reader, side, path, info, config)
     source.notes = field_notes(info, config)
     reader_config = config.reader
@@ -187,7 +190,7 @@ def frame_view(reader: VideoReader, side: SidePackets, path: Path, info: MediaIn
         and reader_config.deinterlace != "off"
         and tagged_order(info) == "progressive"
     ):
-        source.watch = CombWatch()  # the frames the run decodes anyway: no extra read
+        source.watch = CombWatch(threaded=threaded)  # the frames the run decodes anyway: no extra read
     return source
 
 
