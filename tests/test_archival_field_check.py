@@ -212,6 +212,30 @@ def test_the_comb_watch_measures_on_its_own_thread_what_analyse_fields_measures(
     assert short.finish() == analyse_fields(p.to_ndarray(format="gray") for p in pictures)
 
 
+@pytest.mark.parametrize("scan", ["tff", "bff", None])
+def test_a_1080_picture_is_judged_on_half_its_columns_as_on_all(monkeypatch, scan):
+    """Every 2nd column of a 1920-px picture (``MEASURED_COLUMNS``) gives the verdict all of them give: t1's faces
+    panned 6 px a field at 1080p50 and interlaced by the ffmpeg CLI, or left progressive."""
+    from gpen_video.io import field_analysis
+
+    pan = "scale=2880:-2,crop=1920:1080:x='200+n*6':y=100,format=yuv420p"
+    chain = pan if scan is None else f"{pan},interlace=scan={scan}"
+    out = subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-loop", "1", "-framerate", "50", "-i", str(faces_image_path()), "-vf", chain,
+         "-frames:v", "6", "-f", "rawvideo", "-pix_fmt", "gray", "-"], check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    pictures = list(np.frombuffer(out, np.uint8).reshape(-1, 1080, 1920))
+    assert len(pictures) >= 3
+    halved = analyse_fields(pictures)
+    monkeypatch.setattr(field_analysis, "MEASURED_COLUMNS", 1920)
+    whole = analyse_fields(pictures)
+    assert halved.order == whole.order == (scan or "progressive")
+    assert halved.confident == whole.confident == (scan is not None)
+    assert halved.clearly_progressive == whole.clearly_progressive == (scan is None)
+    assert halved != whole  # really measured on fewer columns
+    assert abs(halved.comb_ratio / whole.comb_ratio - 1) < 0.1 and abs(halved.confidence / whole.confidence - 1) < 0.1
+
+
 def test_static_pictures_say_nothing_moves():
     still = np.tile(np.arange(64, dtype=np.uint8)[None, :], (48, 1))
     analysis = analyse_fields([still] * 5)

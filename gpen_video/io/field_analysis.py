@@ -117,6 +117,10 @@ CONFIDENT_RATIO = 1.4  # a verdict acted on: the other field distance this much 
 CONFIDENT_COMB = 1.4  # ...and the moving blocks this combed (progressive pictures measured: 0.4-1.0),
 SURE_RATIO = 2.0  # or the distance this much larger (progressive measured: 1.0-1.34) and combed past 1.2,
 CONFIDENT_BLOCKS = 32  # over at least this many moving blocks (frame pairs x blocks)
+#: columns a picture is measured on, at most: every 2nd of a 1920-px picture, every 4th of a 3840-px one. Fields are
+#: lines, so every line is kept; a moving edge combs every column it crosses, and a 4K picture's measure was
+#: ~125 ms of CPU (the first 16 pictures of every run of a stream tagged progressive, and every probe of one untagged)
+MEASURED_COLUMNS = 960
 
 
 def _block_means(a: np.ndarray) -> np.ndarray:
@@ -169,7 +173,8 @@ class FieldMeter:
     """``analyse_fields`` fed one picture at a time, over one or more runs of consecutive pictures.
 
     ``add`` each picture of a run; ``new_run`` before pictures that do not follow the last one (after a seek),
-    so no field distance is taken across the jump; ``result`` pools every run's moving blocks.
+    so no field distance is taken across the jump; ``result`` pools every run's moving blocks. Every line of a
+    picture is measured, on at most ``MEASURED_COLUMNS`` evenly spaced columns.
     """
 
     def __init__(self, motion_floor: float = MOTION_FLOOR) -> None:
@@ -182,8 +187,9 @@ class FieldMeter:
         self._prev = None
 
     def add(self, picture: np.ndarray) -> None:
-        a = _as_luma(picture)
-        if np.asarray(picture).dtype == np.uint16:
+        picture = np.asarray(picture)
+        a = _as_luma(picture[:, :: max(1, picture.shape[1] // MEASURED_COLUMNS)])
+        if picture.dtype == np.uint16:
             a = a / 257.0
         top, bottom = a[0::2], _bottom_at_top_lines(a)  # both on the even lines: no half-line bias
         self.frames += 1
