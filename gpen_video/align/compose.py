@@ -250,9 +250,15 @@ def _blend_into(
     blend: float,
 ) -> None:
     """``pasted`` blended over ``region`` of ``image`` into ``out`` (and its alpha into ``full_mask``): from the frame's
-    own samples, so a pixel blended twice with the same face comes out the same."""
+    own samples, so a pixel blended twice with the same face comes out the same. A few rows at a time
+    (``_BLEND_PIXELS``): the blend's float copies of a band stay in the core's cache."""
     x0, y0, x1, y1 = region
-    out[y0:y1, x0:x1], full_mask[y0:y1, x0:x1] = _blend(image[y0:y1, x0:x1], pasted, coverage, blend)
+    rows = max(1, _BLEND_PIXELS // (x1 - x0))
+    for start in range(0, y1 - y0, rows):
+        band, frame_rows = slice(start, start + rows), slice(y0 + start, min(y0 + start + rows, y1))
+        out[frame_rows, x0:x1], full_mask[frame_rows, x0:x1] = _blend(
+            image[frame_rows, x0:x1], pasted[band], coverage[band], blend
+        )
 
 
 def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
@@ -276,6 +282,9 @@ def _within(
     return rect, warped[part], m[part]
 
 
+#: pixels a blend works on at a time: a band's float copies (~300 KB) stay in a core's L2 cache, where one pass
+#: over a whole 4K face region (1600² px) streamed each through memory: 33 -> 20 CPU ms, the same samples
+_BLEND_PIXELS = 24576
 #: ``cv2.blendLinear`` gives (a·w1 + b·w2) / (w1 + w2 + 1e-5): weights this large make its 1e-5 a relative 1e-11
 #: for the blend's 1 and 1e-5 for the weight of the faintest face that counts (a mask of 1/1024 squared)
 _BLEND_SCALE = 1e6
