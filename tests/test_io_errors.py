@@ -175,8 +175,12 @@ def test_interrupt_leaves_no_partial_file(tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     output = out_dir / "long.restored.mkv"
+    # Ctrl-C as a terminal's foreground job gets it: a suite started in the background of a non-interactive shell
+    # ignores SIGINT, and a child keeps an ignored SIGINT ignored (as POSIX tools do, gpen-video included)
+    as_foreground = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    as_foreground += "runpy.run_module('gpen_video', run_name='__main__', alter_sys=True)"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpen_video", "restore", str(src), "-o", str(output), "--model", "identity",
+        [sys.executable, "-c", as_foreground, "restore", str(src), "-o", str(output), "--model", "identity",
          "--video-codec", "libx264", "--preset", "veryslow"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
