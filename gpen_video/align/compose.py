@@ -326,9 +326,10 @@ def _mix_overlapping(
 #: full-range BT.601 luma and colour differences (rows Y, Cb, Cr) of BGR samples (columns B, G, R): the opponent
 #: space the colour match moves each face's mean and spread in. It is linear, so the whole match is one 3×4 affine
 #: of the face's BGR samples: one ``cv2.transform`` pass where a Lab match needed two conversions through OpenCV's
-#: 33³ table (47 % of compose's CPU at 1080p), and in Lab ΔE to the source it is as close (``bench/compose_bench.py``)
+#: 33³ table (47 % of compose's CPU at 1080p), and in Lab ΔE to the source it is as close
+#: (``bench/colour_match_bench.py``)
 OPPONENT = np.array([[0.114, 0.587, 0.299], [0.5, -0.331264, -0.168736], [-0.081312, -0.418688, 0.5]])
-_FROM_OPPONENT = np.linalg.inv(OPPONENT)
+FROM_OPPONENT = np.linalg.inv(OPPONENT)  # Y, Cb, Cr back to B, G, R
 MATCH_GAIN = (0.5, 2.0)  # the spread is matched within these factors (a flat or noisy crop never blows it up)
 FLAT_SPREAD = 1e-3  # a spread below this (in 0..1 units) counts as this
 
@@ -363,8 +364,8 @@ def opponent_shift(gain: np.ndarray, face_mean: np.ndarray, source_mean: np.ndar
     """The (3, 4) BGR affine (0..255 in, 0..top out) of ``(o - face_mean) * gain + source_mean`` in ``OPPONENT``
     channels ``o`` (means of 0..1 samples)."""
     shift = np.empty((3, 4), np.float64)
-    shift[:, :3] = _FROM_OPPONENT @ (gain[:, None] * OPPONENT) * (top / 255.0)
-    shift[:, 3] = _FROM_OPPONENT @ (source_mean - gain * face_mean) * top
+    shift[:, :3] = FROM_OPPONENT @ (gain[:, None] * OPPONENT) * (top / 255.0)
+    shift[:, 3] = FROM_OPPONENT @ (source_mean - gain * face_mean) * top
     return shift
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from gpen_video.align.compose import (
     FLAT_SPREAD,
+    FROM_OPPONENT,
     MATCH_GAIN,
     MIN_ALPHA,
     OPPONENT,
@@ -199,7 +200,7 @@ def match_colour_torch(faces: torch.Tensor, sources: torch.Tensor, masks: torch.
     f_mean, f_std = stats(unit[:, ::step, ::step])
     s_mean, s_std = stats(sources[:, ::step, ::step].to(torch.float64) / top)
     gain = (s_std / f_std.clamp_min(FLAT_SPREAD)).clamp(*MATCH_GAIN)  # (N, 3)
-    back = torch.as_tensor(np.linalg.inv(OPPONENT), dtype=torch.float64, device=faces.device)
+    back = torch.as_tensor(FROM_OPPONENT, dtype=torch.float64, device=faces.device)
     linear = (back @ (gain[:, :, None] * opponent) * top).to(torch.float32)  # (N, 3, 3): unit BGR in, 0..top out
     offset = ((s_mean - gain * f_mean) @ back.t() * top).to(torch.float32)  # (N, 3)
     matched = offset[:, None, None, :].expand_as(unit).clone()
