@@ -110,6 +110,13 @@ def test_overlapping_faces_blend_without_seam():
     inner = row[np.argmax(row == 200) : len(row) - np.argmax(row[::-1] == 220)]  # face 1 full .. face 2 full
     assert (inner == 210).sum() > 10  # where both masks are full the faces mix evenly
     assert np.abs(np.diff(inner)).max() <= 3  # and hand over gradually: no seam where they meet
+    # the regions compose names hold every pasted pixel (the splice looks nowhere else), one a face
+    assert result.regions is not None and len(result.regions) == 2
+    outside = np.ones(result.mask.shape, bool)
+    for x0, y0, x1, y1 in result.regions:
+        outside[y0:y1, x0:x1] = False
+    assert result.mask[~outside].max() > 0 and not result.mask[outside].any()
+    assert (result.image[outside] == image[outside]).all()
 
 
 def test_colour_match_pulls_a_tinted_face_back_to_the_source(frame):

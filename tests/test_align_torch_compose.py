@@ -49,7 +49,7 @@ def both(image: np.ndarray, faces: list[TrackedFace], config: ComposeConfig, dev
     batch = align_faces(image, faces, size)
     restored = fake_restore(batch.crops)
     ref = compose(image, restored, batch, config)
-    out, mask = compose_torch(
+    out, mask, box = compose_torch(
         torch.from_numpy(image).to(device),
         torch.from_numpy(restored).to(device),
         batch.affines,
@@ -57,6 +57,10 @@ def both(image: np.ndarray, faces: list[TrackedFace], config: ComposeConfig, dev
         crops=torch.from_numpy(batch.crops).to(device),
     )
     assert out.device.type == mask.device.type == torch.device(device).type
+    assert box is not None  # the box it names holds every pasted pixel (the splice looks nowhere else)
+    outside = torch.ones(mask.shape, dtype=torch.bool, device=mask.device)
+    outside[box[1] : box[3], box[0] : box[2]] = False
+    assert not mask[outside].any() and mask[~outside].any()
     return ref, out.cpu().numpy(), mask.cpu().numpy()
 
 
@@ -97,8 +101,8 @@ def test_int32_frame_is_taken_as_16_bit(scene):
     restored = torch.from_numpy(fake_restore(batch.crops))
     config = ComposeConfig(color_match=True)
     crops = torch.from_numpy(batch.crops)
-    out16, mask16 = compose_torch(torch.from_numpy(image), restored, batch.affines, config, crops=crops)
-    out32, mask32 = compose_torch(
+    out16, mask16, _ = compose_torch(torch.from_numpy(image), restored, batch.affines, config, crops=crops)
+    out32, mask32, _ = compose_torch(
         torch.from_numpy(image.astype(np.int32)), restored, batch.affines, config, crops=crops
     )
     assert out32.dtype == torch.int32 and torch.equal(out32, out16.to(torch.int32)) and torch.equal(mask32, mask16)
@@ -170,7 +174,7 @@ def test_warp_conventions_match_warp_affine_on_noise():
     config = ComposeConfig(blend=1.0, color_match=False)
     for crop_masks in (None, masks):
         ref = compose(image, restored, batch, config, masks=crop_masks)
-        out, mask = compose_torch(
+        out, mask, _ = compose_torch(
             torch.from_numpy(image),
             torch.from_numpy(restored),
             torch.from_numpy(affines),
@@ -206,13 +210,13 @@ def test_twin_colour_match_gives_the_source_mean_and_spread_in_opencvs_ycrcb(sce
 
 def test_no_faces_or_faces_off_frame_leave_the_frame_alone(scene):
     image = torch.from_numpy(scene[0])
-    out, mask = compose_torch(
+    out, mask, _ = compose_torch(
         image, torch.zeros((0, 64, 64, 3), dtype=torch.uint8), np.zeros((0, 2, 3)), ComposeConfig()
     )
     assert torch.equal(out, image) and out.data_ptr() != image.data_ptr() and not mask.any()
     far = np.array([[[1.0, 0.0, 5000.0], [0.0, 1.0, 5000.0]]])  # the crop maps far outside the frame
     restored = torch.full((1, 64, 64, 3), 255, dtype=torch.uint8)
-    out, mask = compose_torch(image, restored, far, ComposeConfig(color_match=False))
+    out, mask, _ = compose_torch(image, restored, far, ComposeConfig(color_match=False))
     assert torch.equal(out, image) and not mask.any()
     with pytest.raises(ValueError, match="crops"):
         compose_torch(image, restored, np.array([[[1.0, 0.0, -10.0], [0.0, 1.0, -10.0]]]), ComposeConfig())

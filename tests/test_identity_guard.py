@@ -421,7 +421,7 @@ def photo_faces() -> tuple[np.ndarray, AlignedBatch, np.ndarray]:
 
 
 def _on_torch(image, batch, restored, config, factors):  # type: ignore[no-untyped-def]
-    out, mask = compose_torch(torch.from_numpy(image), torch.from_numpy(restored), batch.affines, config,
+    out, mask, _ = compose_torch(torch.from_numpy(image), torch.from_numpy(restored), batch.affines, config,
                               crops=torch.from_numpy(batch.crops), factors=factors)  # fmt: skip
     return out.numpy(), mask.numpy()
 

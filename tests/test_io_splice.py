@@ -60,6 +60,8 @@ def test_splice_equals_whole_frame_conversion(pix_fmt, width, height, boxes):
     spliced = splice_composed(source, image, mask, colour, 0)
     assert spliced.format.name == pix_fmt and (spliced.width, spliced.height) == (width, height)
     assert _planes(spliced) == _planes(whole)
+    # told where the pasted regions are (compose's), it looks only there and gives the same samples
+    assert _planes(splice_composed(source, image, mask, colour, 0, boxes)) == _planes(whole)
     assert _planes(spliced) != _planes(source)  # the faces did go in
     assert (spliced.colorspace, spliced.color_range) == (whole.colorspace, whole.color_range)
 
@@ -86,3 +88,24 @@ def test_boxes_cover_every_pasted_pixel_with_a_margin():
     grown[100 - 16 : 140 + 16, 30 - 16 : 90 + 16] = True
     assert covered[grown].all()  # at least a block of margin around the pasted pixels
     assert covered.mean() < 0.2  # and not the whole frame
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_boxes_within_the_pasted_regions_are_the_boxes_of_the_whole_mask(seed):
+    """``changed_boxes(mask, within)`` looks only around ``within`` and gives what a look at the whole mask gives:
+    faces at the frame's edges, odd frame sizes, a face one pixel wide, faces a margin apart and apart by more."""
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(40, 300)), int(rng.integers(40, 500))
+    mask = np.zeros((height, width), np.float32)
+    regions = []
+    for _ in range(int(rng.integers(1, 5))):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        x1, y1 = min(width, x0 + int(rng.integers(1, 90))), min(height, y0 + int(rng.integers(1, 90)))
+        regions.append((x0, y0, x1, y1))
+        patch = rng.uniform(0, 1, (y1 - y0, x1 - x0)).astype(np.float32)
+        patch[patch < 0.7] = 0  # a region is not all pasted: its mask feathers to nothing
+        mask[y0:y1, x0:x1] = np.maximum(mask[y0:y1, x0:x1], patch)
+    whole = changed_boxes(mask)
+    assert whole  # the test pasted something
+    assert changed_boxes(mask, regions) == whole
+    assert changed_boxes(mask, []) == []

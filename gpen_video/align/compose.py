@@ -48,6 +48,9 @@ class GrainSeed:
 class ComposeResult:
     image: np.ndarray  # same shape/dtype as the input image
     mask: np.ndarray  # (H, W) float32 in [0, 1]: weight of the restored faces (0 = bit-exact input)
+    # frame boxes (x0, y0, x1, y1) of the pasted faces: ``mask`` is 0 outside them, so what looks for the pasted
+    # pixels (the encoder's splice) need not read the whole frame; None: not known (the whole mask is looked at)
+    regions: tuple[tuple[int, int, int, int], ...] | None = None
 
 
 def compose(
@@ -74,7 +77,7 @@ def compose(
     height, width = image.shape[:2]
     top = 65535.0 if image.dtype == np.uint16 else 255.0
     if len(batch.affines) == 0:
-        return ComposeResult(image.copy(), np.zeros((height, width), np.float32))
+        return ComposeResult(image.copy(), np.zeros((height, width), np.float32), ())
     size = restored.shape[1]
     affines = _affines_for(image, batch, size)
     crops = batch.crops
@@ -237,7 +240,7 @@ def _paste_groups(
         shared = [(piece, _intersection(piece[0], rect)) for piece in pieces]
         covering = [_within(piece, part) for piece, part in shared if part is not None]
         _blend_into(out, full_mask, image, rect, *_mix_overlapping(covering, rect), blend)
-    return ComposeResult(out, full_mask)
+    return ComposeResult(out, full_mask, tuple(piece[0] for piece in pieces))
 
 
 def _blend_into(

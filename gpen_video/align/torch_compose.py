@@ -39,10 +39,11 @@ def compose_torch(
     crops: torch.Tensor | None = None,
     masks: torch.Tensor | None = None,
     factors: Sequence[float] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int] | None]:
     """image: (H, W, 3) uint8 or uint16 (int32-safe) BGR tensor on any device; restored: (N, S, S, 3) uint8 BGR tensor;
     affines: (N, 2, 3) frame->crop; crops: the aligned source crops (N, S, S, 3), frame dtype, for colour matching.
-    Returns (composed image, same dtype/shape/device; mask (H, W) float32 in [0,1]); pixels where mask == 0 are bit-identical to the input.
+    Returns (composed image, same dtype/shape/device; mask (H, W) float32 in [0,1]; the box (x0, y0, x1, y1) outside
+    which the mask is 0, None where nothing was pasted); pixels where mask == 0 are bit-identical to the input.
 
     An int32 frame is taken as 16-bit samples (0..65535), as ``warp_torch`` does. ``masks`` (N, S, S)
     overrides the crop masks; with ``config.parsing_model`` set (and no ``masks``) the parsing model
@@ -59,7 +60,7 @@ def compose_torch(
     affines = np.asarray(affines, np.float64).reshape(-1, 2, 3).copy()
     empty_mask = torch.zeros((height, width), dtype=torch.float32, device=image.device)
     if len(affines) == 0:
-        return image.clone(), empty_mask
+        return image.clone(), empty_mask, None
     size = _checked_size(restored, crops, len(affines), config)
     if crops is not None and crops.numel() and int(crops.shape[1]) != size:
         affines *= size / int(crops.shape[1])  # restorer returned another size: scale the crop side
@@ -74,7 +75,7 @@ def compose_torch(
     regions = [footprint(invert_affine(a), size, width, height) for a in affines]
     used = [k for k, r in enumerate(regions) if r is not None]
     if not used:
-        return image.clone(), empty_mask
+        return image.clone(), empty_mask, None
     crop_masks = _crop_masks(restored, config, masks, size, image.device)
     faces, crop_masks, scale = _faces_to_paste(restored, crops, crop_masks, used, config, top, image.device)
     boxes = [regions[k] for k in used]
@@ -90,7 +91,7 @@ def compose_torch(
     out[y0:y1, x0:x1] = mixed
     full_mask = empty_mask
     full_mask[y0:y1, x0:x1] = alpha
-    return out, full_mask
+    return out, full_mask, box
 
 
 def _shrunk(crops: torch.Tensor, factor: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ scaled with the picture where it was upscaled.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import av
 import cv2
@@ -28,10 +29,16 @@ MARGIN_BLOCKS = 1  # ... and reach this many blocks past the last pasted pixel
 
 
 def splice_composed(
-    source: av.VideoFrame, image: np.ndarray, mask: np.ndarray, colour: ColourInfo, rotation: int
+    source: av.VideoFrame,
+    image: np.ndarray,
+    mask: np.ndarray,
+    colour: ColourInfo,
+    rotation: int,
+    within: Sequence[tuple[int, int, int, int]] | None = None,
 ) -> av.VideoFrame:
     """``source`` with the upright composed ``image`` spliced in where ``mask > 0`` (same result as
-    converting the whole image and then keeping the untouched samples, in a fraction of the time)."""
+    converting the whole image and then keeping the untouched samples, in a fraction of the time). ``within``:
+    boxes outside which ``mask`` is 0 (compose's pasted regions), so only they are looked at (``changed_boxes``)."""
     fmt = source.format
     if rotation % 360 or not fmt.is_planar or not _whole_chroma_blocks(source):
         # the general path: whole frame, then keep untouched samples. An odd-sized 4:2:x frame is not
@@ -42,7 +49,7 @@ def splice_composed(
         return out
     out = copy_frame(source)
     tag_frame(out, colour)  # as ``from_working`` tags a converted frame
-    for x0, y0, x1, y1 in changed_boxes(mask):
+    for x0, y0, x1, y1 in changed_boxes(mask, within):
         region = from_working(np.ascontiguousarray(image[y0:y1, x0:x1]), colour, fmt.name)
         _paste_touched(out, region, mask[y0:y1, x0:x1] > 0, x0, y0)
     carry_alpha(out, source)
@@ -78,8 +85,27 @@ def _alpha_location(fmt: av.VideoFormat) -> tuple[int, int | None] | None:
     return (alpha.plane, order.index("a")) if "a" in order else None
 
 
-def changed_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes (x0, y0, x1, y1) covering every pixel with ``mask > 0`` plus a margin, on a BLOCK grid."""
+def changed_boxes(
+    mask: np.ndarray, within: Sequence[tuple[int, int, int, int]] | None = None
+) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) covering every pixel with ``mask > 0`` plus a margin, on a BLOCK grid.
+
+    ``within``: boxes outside which ``mask`` is 0 (None: not known). Only the blocks around them, as far as the
+    margin reaches, are looked at (a full-frame pass cost 3.4 ms a 1080p frame), and the boxes are the same as
+    from the whole mask: every block the margin can reach is inside, and the blocks keep their raster order."""
+    if within is not None:
+        if not within:
+            return []
+        height, width = mask.shape
+        reach = BLOCK * MARGIN_BLOCKS
+        x0 = max(min(box[0] for box in within) // BLOCK * BLOCK - reach, 0)
+        y0 = max(min(box[1] for box in within) // BLOCK * BLOCK - reach, 0)
+        x1 = min(-(-max(box[2] for box in within) // BLOCK) * BLOCK + reach, width)
+        y1 = min(-(-max(box[3] for box in within) // BLOCK) * BLOCK + reach, height)
+        if x1 <= x0 or y1 <= y0:
+            return []
+        boxes = changed_boxes(mask[y0:y1, x0:x1])
+        return [(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0) for bx0, by0, bx1, by1 in boxes]
     height, width = mask.shape
     rows, cols = -(-height // BLOCK), -(-width // BLOCK)
     padded = mask.astype(np.float32, copy=False)

@@ -118,15 +118,17 @@ class ComposeStage:
         assert aligned.image is not None and aligned.faces is not None and item.crops is not None
         if self.upscaler is not None:  # faces pasted at the upscaled resolution (compose scales their transforms)
             big = self.upscaler.upscale(aligned.image)
-            image, mask = self.path.compose(
+            result = self.path.compose(
                 big, aligned.faces, item.crops, item.ready, self.config, aligned.frame.pts, item.blend
             )
-            return self._upscaled_frame(image, aligned.frame.source), big, image, mask
-        image, mask = self.path.compose(
+            return self._upscaled_frame(result.image, aligned.frame.source), big, result.image, result.mask
+        result = self.path.compose(
             aligned.image, aligned.faces, item.crops, item.ready, self.config, aligned.frame.pts, item.blend
         )
-        output = splice_composed(aligned.frame.source, image, mask, self.colour, self.rotation)
-        return output, aligned.image, image, mask
+        output = splice_composed(
+            aligned.frame.source, result.image, result.mask, self.colour, self.rotation, result.regions
+        )
+        return output, aligned.image, result.image, result.mask
 
     def _upscale(self, item: Restored) -> Result:
         assert self.upscaler is not None

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from gpen_video.align import align_faces, align_faces_torch, compose
-from gpen_video.align.compose import AlignedBatch, GrainSeed
+from gpen_video.align.compose import AlignedBatch, ComposeResult, GrainSeed
 from gpen_video.align.fusion import FaceView, FusedFace, fuse_face
 from gpen_video.config import ComposeConfig
 from gpen_video.errors import ConfigError
@@ -112,8 +112,9 @@ class FramePath(ABC):
         config: ComposeConfig,
         frame_key: int = 0,
         factors: Sequence[float] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The composed upright frame (``image``'s dtype) and the paste mask (H, W) float32, on the host.
+    ) -> ComposeResult:
+        """The composed upright frame (``image``'s dtype), the paste mask (H, W) float32 and where it may be nonzero,
+        on the host.
         ``frame_key``: the frame's source pts (seeds its grain); ``factors``: each face's factor on the blend (the
         identity guard's; None: 1)."""
 
@@ -170,13 +171,12 @@ class HostPath(FramePath):
         config: ComposeConfig,
         frame_key: int = 0,
         factors: Sequence[float] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> ComposeResult:
         assert isinstance(restored, np.ndarray) and isinstance(crops.source, np.ndarray)
         # the frame the crops were cut from: ``image`` may be larger (background upscale)
         batch = AlignedBatch(crops.source, crops.affines, tuple(crops.frame.shape[:2]))
         grain = GrainSeed(frame_key) if config.grain == "match" else None
-        result = compose(image, restored, batch, config, grain=grain, factors=factors)
-        return result.image, result.mask
+        return compose(image, restored, batch, config, grain=grain, factors=factors)
 
     def thumbnails(
         self, crops: np.ndarray | torch.Tensor, rows: Sequence[int], side: int, ready: Sequence[torch.cuda.Event | None]
@@ -256,7 +256,7 @@ class DevicePath(FramePath):
         config: ComposeConfig,
         frame_key: int = 0,
         factors: Sequence[float] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> ComposeResult:
         """Paste back on the device, on this worker's download stream; the composed frame comes back once."""
         from gpen_video.align.torch_compose import compose_torch
 
@@ -267,11 +267,11 @@ class DevicePath(FramePath):
         stream = self._download_stream()
         # each worker its own stream, so one frame's paste and download do not queue behind another's
         with stream.enter([ready], (crops.frame, restored, crops.source)):
-            image_t, mask_t = compose_torch(
+            image_t, mask_t, box = compose_torch(
                 crops.frame, restored, crops.affines, config, crops=crops.source, factors=factors
             )
             composed, mask = stream.download(image_t), stream.download(mask_t)
-        return composed.astype(image.dtype, copy=False), mask
+        return ComposeResult(composed.astype(image.dtype, copy=False), mask, () if box is None else (box,))
 
     def thumbnails(
         self, crops: np.ndarray | torch.Tensor, rows: Sequence[int], side: int, ready: Sequence[torch.cuda.Event | None]
