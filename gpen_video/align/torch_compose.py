@@ -50,7 +50,7 @@ def compose_torch(
     runs on the CPU, which costs a download of the restored crops. ``affines`` are for this image
     (the caller rescales them for an upscaled background); a ``crops`` side other than S scales them,
     as ``compose`` does for a restorer that returns another size. ``factors``: each face's on the blend, as ``compose``.
-    """  # noqa: E501 - the signature's contract, quoted as given
+    """
     if image.ndim != 3 or image.shape[2] != 3 or not _is_integer_frame(image.dtype):
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame tensor, got {tuple(image.shape)} {image.dtype}")
     height, width = int(image.shape[0]), int(image.shape[1])
