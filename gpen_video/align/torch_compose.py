@@ -45,11 +45,10 @@ def compose_torch(
     Returns (composed image, same dtype/shape/device; mask (H, W) float32 in [0,1]; the box (x0, y0, x1, y1) outside
     which the mask is 0, None where nothing was pasted); pixels where mask == 0 are bit-identical to the input.
 
-    An int32 frame is taken as 16-bit samples (0..65535), as ``warp_torch`` does. ``masks`` (N, S, S)
-    overrides the crop masks; with ``config.parsing_model`` set (and no ``masks``) the parsing model
-    runs on the CPU, which costs a download of the restored crops. ``affines`` are for this image
-    (the caller rescales them for an upscaled background); a ``crops`` side other than S scales them,
-    as ``compose`` does for a restorer that returns another size. ``factors``: each face's on the blend, as ``compose``.
+    An int32 frame is taken as 16-bit samples (0..65535), as ``warp_torch`` does. ``masks`` (N, S, S) overrides the
+    crop masks; with ``config.parsing_model`` set (and no ``masks``) the parsing model runs on the CPU (a download of
+    the restored crops). ``affines`` are for this image (rescaled by the caller for an upscaled background); a
+    ``crops`` side other than S scales them, as ``compose`` does. ``factors``: each face's on the blend, as ``compose``.
     """
     if image.ndim != 3 or image.shape[2] != 3 or not _is_integer_frame(image.dtype):
         raise ValueError(f"expected an (H, W, 3) uint8/uint16 frame tensor, got {tuple(image.shape)} {image.dtype}")
