@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -32,15 +31,8 @@ from gpen_video.io.colour import colour_of_frame, to_working
 from gpen_video.io.splice import frame_samples, splice_composed
 from gpen_video.synthetic import TWO_FACES, FaceScene, render
 
-
-def cpu_ms(call, rounds: int) -> float:
-    """Best of ``rounds``: CPU ms of one call."""
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.process_time()
-        call()
-        best = min(best, 1000 * (time.process_time() - t0))
-    return best
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from colour_match_bench import cpu_ms  # best of N rounds: CPU ms of one call
 
 
 def main() -> None:
